@@ -1,0 +1,218 @@
+//! The one place where library errors become HTTP responses: an OpenAI-style
+//! envelope `{"error":{"message","type","code","param"}}` with the right status.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::context::ContextError;
+use crate::provider::ProviderError;
+use crate::store::StoreError;
+use crate::validate::ValidationError;
+
+/// An error as the client sees it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message; never contains secrets or internals.
+    pub message: String,
+    /// OpenAI error type (`invalid_request_error`, `authentication_error`, ...).
+    pub kind: &'static str,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// The offending request field, as a path (`messages[2].role`).
+    pub param: Option<String>,
+    /// Seconds to wait before retrying, sent as `Retry-After`.
+    pub retry_after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+    param: Option<&'a str>,
+}
+
+impl ApiError {
+    /// A new error with no param.
+    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), kind, code, param: None, retry_after: None }
+    }
+
+    /// 400 invalid_request_error naming `param`.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message).with_param(param)
+    }
+
+    /// 404 for an id that does not exist (or belongs to another tenant).
+    pub fn not_found(param: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", message).with_param(param)
+    }
+
+    /// 500 with a generic message; details go to the log, never to the client.
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", "internal error")
+    }
+
+    /// Sets the offending field.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// The JSON envelope as bytes.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Envelope {
+            error: Body { message: &self.message, kind: self.kind, code: self.code, param: self.param.as_deref() },
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, self.body()).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(ra) = self.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(header::RETRY_AFTER, ra);
+        }
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
+    }
+}
+
+/// The error code of a response, kept for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        let mut err = ApiError::invalid(e.param.clone().unwrap_or_default(), e.message);
+        if e.param.is_none() {
+            err.param = None;
+        }
+        err
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                e.to_string(),
+            ),
+            AuthError::MissingScope(scope) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "missing_scope",
+                format!("this key lacks the '{scope}' scope"),
+            ),
+            AuthError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "conversation_conflict",
+                "the conversation was changed concurrently; retry the request",
+            ),
+            StoreError::TooLarge { what, bytes, limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "item_too_large",
+                format!("{what} is {bytes} bytes once stored; the limit is {limit}"),
+            ),
+            StoreError::Backend(ref detail) => {
+                tracing::error!(error = %detail, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<ContextError> for ApiError {
+    fn from(e: ContextError) -> Self {
+        match e {
+            ContextError::Store(s) => s.into(),
+            ContextError::MessageTooLarge { param, bytes, limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "message_too_large",
+                format!("{param} is {bytes} bytes once stored; a stored message is limited to {limit}"),
+            )
+            .with_param(param),
+        }
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        let gateway = |code, msg: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", code, msg);
+        match e {
+            ProviderError::Auth { provider } => gateway(
+                "provider_auth_failed",
+                format!("provider authentication failed ({provider}); check the gateway's provider key"),
+            ),
+            ProviderError::MissingKey { provider } => gateway(
+                "provider_key_missing",
+                format!("no API key is configured for provider '{provider}'"),
+            ),
+            ProviderError::RateLimited { provider, retry_after } => {
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "upstream_rate_limited",
+                    format!("provider '{provider}' is rate limiting requests; retry later"),
+                );
+                err.retry_after = retry_after;
+                err
+            }
+            ProviderError::Unavailable { provider, status } => gateway(
+                "upstream_unavailable",
+                format!("provider '{provider}' failed with HTTP {status}"),
+            ),
+            ProviderError::Timeout { provider } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "upstream_timeout",
+                format!("provider '{provider}' did not answer in time"),
+            ),
+            ProviderError::Connect { provider } => {
+                gateway("upstream_unreachable", format!("provider '{provider}' could not be reached"))
+            }
+            ProviderError::BadResponse { provider, detail } => {
+                tracing::warn!(provider = %provider, detail = %detail, "unparseable upstream response");
+                gateway("upstream_bad_response", format!("provider '{provider}' sent a response that could not be read"))
+            }
+            ProviderError::Rejected { status, message, param } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut err = ApiError::new(status, "invalid_request_error", "upstream_rejected", message);
+                err.param = param;
+                err
+            }
+            ProviderError::Invalid { param, message } => ApiError::invalid(param, message),
+            ProviderError::Secrets(detail) => {
+                tracing::error!(error = %detail, "provider key lookup failed");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `GET /v1/models`: configured models and aliases in OpenAI's list format.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+
+use super::{RequestLog, authorization, with_log};
+use crate::wire::{ModelEntry, ModelList};
+use crate::{ApiError, AppState, now_secs};
+
+/// Lists models; any valid key may call it.
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut log = RequestLog::default();
+    let resp = match list_inner(&state, &headers, &mut log).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => e.into_response(),
+    };
+    with_log(resp, log)
+}
+
+async fn list_inner(state: &AppState, headers: &HeaderMap, log: &mut RequestLog) -> Result<ModelList, ApiError> {
+    let principal = state.auth.authenticate(authorization(headers), now_secs()).await?;
+    log.tenant = Some(principal.tenant);
+    let cfg = &state.config;
+    let entry = |id: &str, owner: &str| ModelEntry {
+        id: id.to_owned(),
+        object: "model".into(),
+        created: state.started,
+        owned_by: owner.to_owned(),
+    };
+    let mut data: Vec<ModelEntry> = cfg
+        .models
+        .iter()
+        .map(|m| entry(m, cfg.split_model(m).map_or("ctxgate", |(p, _)| p)))
+        .collect();
+    data.extend(
+        cfg.aliases
+            .iter()
+            .map(|(alias, target)| entry(alias, cfg.split_model(target).map_or("ctxgate", |(p, _)| p))),
+    );
+    Ok(ModelList { object: "list".into(), data })
+}

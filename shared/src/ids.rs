@@ -1,0 +1,72 @@
+//! Identifiers: random ids, and the rules for client-chosen ones.
+
+use base64::Engine;
+
+/// `n` bytes from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS RNG failing means the platform is unusable; there is no safe fallback.
+    getrandom::fill(&mut buf).expect("OS random number generator unavailable");
+    buf
+}
+
+/// A random URL-safe token of `N` random bytes, prefixed.
+pub fn random_token<const N: usize>(prefix: &str) -> String {
+    let bytes = random_bytes::<N>();
+    let mut s = String::with_capacity(prefix.len() + N * 4 / 3 + 2);
+    s.push_str(prefix);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut s);
+    s
+}
+
+/// A new `chatcmpl-...` id for a completion.
+pub fn completion_id() -> String {
+    random_token::<18>("chatcmpl-")
+}
+
+/// A new request id (used when the platform gives none).
+pub fn request_id() -> String {
+    hex::encode(random_bytes::<12>())
+}
+
+/// Whether `id` is a valid client-chosen id: 1..=`max` chars of `[A-Za-z0-9._:-]`.
+///
+/// The same charset is used for tenants and conversation ids; it keeps store
+/// keys unambiguous (no `#` or control characters) and safe to log.
+pub fn is_valid_id(id: &str, max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Longest accepted conversation id.
+pub const MAX_CONVERSATION_ID: usize = 128;
+/// Longest accepted tenant id.
+pub const MAX_TENANT_ID: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_rules() {
+        assert!(is_valid_id("conv-1:a.b_c", 128));
+        assert!(is_valid_id(&"a".repeat(128), 128));
+        assert!(!is_valid_id(&"a".repeat(129), 128));
+        assert!(!is_valid_id("", 128));
+        assert!(!is_valid_id("a#b", 128));
+        assert!(!is_valid_id("a b", 128));
+        assert!(!is_valid_id("é", 128));
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_prefixed() {
+        let a = random_token::<32>("cgk_");
+        let b = random_token::<32>("cgk_");
+        assert_ne!(a, b);
+        assert!(a.starts_with("cgk_"));
+        assert_eq!(a.len(), 4 + 43);
+    }
+}

@@ -1,0 +1,31 @@
+//! ctxgate: a serverless LLM gateway that speaks the OpenAI API, keeps
+//! conversation context in DynamoDB (or an embedded store locally) and routes
+//! each request to OpenAI, Anthropic or any OpenAI-compatible provider.
+//!
+//! The library holds every piece of logic; each Lambda function crate and the
+//! local server only build an [`AppState`] once and serve [`http`] routes.
+
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod provider;
+pub mod secrets;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+pub mod wire;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Seconds since the Unix epoch, the time unit of every stored timestamp.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

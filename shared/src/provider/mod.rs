@@ -1,0 +1,243 @@
+//! The LLM interface: one [`Provider`] trait, an adapter per wire protocol,
+//! and [`Providers`], which resolves a model name and calls the right adapter
+//! with the right key.
+
+pub mod anthropic;
+pub mod echo;
+pub mod openai;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::{Config, ProviderKind};
+use crate::secrets::{KeySource, SecretsError};
+use crate::wire::{ChatMessage, ChatRequest, FinishReason, Usage};
+
+/// A provider call that failed, classified for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Upstream refused our key (401/403).
+    #[error("provider {provider} rejected the gateway's credentials")]
+    Auth {
+        /// Provider name.
+        provider: String,
+    },
+    /// No key is configured for the provider.
+    #[error("no key configured for provider {provider}")]
+    MissingKey {
+        /// Provider name.
+        provider: String,
+    },
+    /// Upstream rate limit (429).
+    #[error("provider {provider} rate limited the request")]
+    RateLimited {
+        /// Provider name.
+        provider: String,
+        /// Upstream `Retry-After`, passed on.
+        retry_after: Option<String>,
+    },
+    /// Upstream 5xx.
+    #[error("provider {provider} failed with {status}")]
+    Unavailable {
+        /// Provider name.
+        provider: String,
+        /// Upstream status.
+        status: u16,
+    },
+    /// No answer within the deadline.
+    #[error("provider {provider} timed out")]
+    Timeout {
+        /// Provider name.
+        provider: String,
+    },
+    /// Could not connect.
+    #[error("provider {provider} unreachable")]
+    Connect {
+        /// Provider name.
+        provider: String,
+    },
+    /// A 2xx body that is not the expected shape.
+    #[error("provider {provider} sent an unreadable response: {detail}")]
+    BadResponse {
+        /// Provider name.
+        provider: String,
+        /// What was wrong (no content).
+        detail: String,
+    },
+    /// Upstream refused the request itself (4xx other than auth and 429).
+    #[error("provider rejected the request: {message}")]
+    Rejected {
+        /// Upstream status.
+        status: u16,
+        /// Upstream message.
+        message: String,
+        /// Upstream param, if given.
+        param: Option<String>,
+    },
+    /// The request cannot be translated for this provider.
+    #[error("{message}")]
+    Invalid {
+        /// Offending field.
+        param: String,
+        /// Why.
+        message: String,
+    },
+    /// Reading the provider key failed.
+    #[error("provider key lookup failed: {0}")]
+    Secrets(#[from] SecretsError),
+}
+
+/// What an adapter is asked to complete.
+pub struct ProviderRequest<'a> {
+    /// The upstream model name (without the provider prefix).
+    pub model: &'a str,
+    /// The full prompt: system prompt, stored history, new messages.
+    pub messages: &'a [ChatMessage],
+    /// Sampling and tool parameters (its `model` and `messages` are not used).
+    pub params: &'a ChatRequest,
+    /// The provider key, if one is configured.
+    pub api_key: Option<&'a str>,
+}
+
+/// A provider's answer, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The assistant message.
+    pub message: ChatMessage,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Token usage as the provider reported it.
+    pub usage: Usage,
+}
+
+/// One wire protocol.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Completes a prompt.
+    async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError>;
+}
+
+/// A model name resolved to its provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedModel {
+    /// `provider/model` (or `echo`), as reported back to the client.
+    pub id: String,
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model name.
+    pub upstream: String,
+}
+
+/// Every configured provider, with the key source.
+pub struct Providers {
+    config: Arc<Config>,
+    adapters: HashMap<String, Arc<dyn Provider>>,
+    keys: Arc<dyn KeySource>,
+}
+
+impl Providers {
+    /// Builds one adapter per configured provider, all sharing `client`.
+    pub fn new(config: Arc<Config>, client: reqwest::Client, keys: Arc<dyn KeySource>) -> Self {
+        let adapters = config
+            .providers
+            .iter()
+            .map(|(name, p)| {
+                let adapter: Arc<dyn Provider> = match p.kind {
+                    ProviderKind::Echo => Arc::new(echo::Echo),
+                    ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(name, p, client.clone())),
+                    ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+                        Arc::new(openai::OpenAi::new(name, p, client.clone()))
+                    }
+                };
+                (name.clone(), adapter)
+            })
+            .collect();
+        Self { config, adapters, keys }
+    }
+
+    /// Resolves an alias or `provider/model`; `None` for an unknown model.
+    pub fn resolve(&self, model: &str) -> Option<ResolvedModel> {
+        let id = self.config.aliases.get(model).map(String::as_str).unwrap_or(model);
+        let (provider, upstream) = self.config.split_model(id)?;
+        Some(ResolvedModel { id: id.to_owned(), provider: provider.to_owned(), upstream: upstream.to_owned() })
+    }
+
+    /// Calls the model's provider with the configured key.
+    pub async fn complete(
+        &self,
+        model: &ResolvedModel,
+        messages: &[ChatMessage],
+        params: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
+        let cfg = &self.config.providers[&model.provider];
+        let adapter = &self.adapters[&model.provider];
+        let key = match cfg.kind {
+            ProviderKind::Echo => None,
+            _ => self.keys.key(cfg.secret_field.as_deref().unwrap_or(&model.provider)).await?,
+        };
+        if key.is_none() && matches!(cfg.kind, ProviderKind::Openai | ProviderKind::Anthropic) {
+            return Err(ProviderError::MissingKey { provider: model.provider.clone() });
+        }
+        adapter
+            .complete(ProviderRequest { model: &model.upstream, messages, params, api_key: key.as_deref() })
+            .await
+    }
+}
+
+/// Sends an upstream request and returns its parsed JSON body, classifying
+/// every failure the same way for all adapters.
+pub(crate) async fn send_json(provider: &str, req: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+    let p = || provider.to_owned();
+    let resp = req.send().await.map_err(|e| classify_send_error(provider, &e))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64)
+        .map(str::to_owned);
+    let body = resp.bytes().await.map_err(|e| classify_send_error(provider, &e))?;
+    match status {
+        200..=299 => serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::BadResponse { provider: p(), detail: format!("invalid JSON: {e}") }),
+        401 | 403 => Err(ProviderError::Auth { provider: p() }),
+        429 => Err(ProviderError::RateLimited { provider: p(), retry_after }),
+        400..=499 => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let message = v["error"]["message"]
+                .as_str()
+                .map(|m| format!("{provider}: {m}"))
+                .unwrap_or_else(|| format!("{provider} rejected the request with HTTP {status}"));
+            let param = v["error"]["param"].as_str().map(str::to_owned);
+            Err(ProviderError::Rejected { status, message, param })
+        }
+        _ => Err(ProviderError::Unavailable { provider: p(), status }),
+    }
+}
+
+fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
+    let provider = provider.to_owned();
+    if e.is_timeout() {
+        ProviderError::Timeout { provider }
+    } else if e.is_connect() {
+        ProviderError::Connect { provider }
+    } else if e.is_decode() || e.is_body() {
+        ProviderError::BadResponse { provider, detail: "body could not be read".into() }
+    } else {
+        ProviderError::Connect { provider }
+    }
+}
+
+/// Joins a base URL and a path without doubling or dropping the slash.
+pub(crate) fn join_url(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+/// A rough token estimate: ~4 characters per token for English text. Used
+/// only where no provider count exists (the echo model).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}

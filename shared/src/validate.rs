@@ -1,0 +1,245 @@
+//! Request validation: turns a body into a [`ChatRequest`] or an error that
+//! names the offending field as a path (`messages[2].role`).
+
+use serde_json::Value;
+
+use crate::ids;
+use crate::wire::{ChatRequest, Content, ContentPart, Role};
+
+/// A client mistake in the request body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    /// Field path, when one field is at fault.
+    pub param: Option<String>,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+impl ValidationError {
+    fn at(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { param: Some(param.into()), message: message.into() }
+    }
+}
+
+/// Most messages accepted in one request: a turn is written in one
+/// DynamoDB transaction (100 items), one item being the conversation header
+/// and one the answer.
+pub const MAX_MESSAGES_PER_REQUEST: usize = 98;
+
+/// Parses and validates a chat completions body.
+pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
+    // Parse to a tree first so that a missing or empty top-level field is
+    // named precisely; serde only knows "missing field" at the parent path.
+    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError {
+        param: None,
+        message: format!("request body is not valid JSON: {e}"),
+    })?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ValidationError { param: None, message: "request body must be a JSON object".into() })?;
+    match obj.get("model") {
+        None | Some(Value::Null) => return Err(ValidationError::at("model", "'model' is required")),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(ValidationError::at("model", "'model' must not be empty"));
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(ValidationError::at("model", "'model' must be a string")),
+    }
+    match obj.get("messages") {
+        None | Some(Value::Null) => return Err(ValidationError::at("messages", "'messages' is required")),
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(ValidationError::at("messages", "'messages' must contain at least one message"));
+        }
+        Some(Value::Array(a)) if a.len() > MAX_MESSAGES_PER_REQUEST => {
+            return Err(ValidationError::at(
+                "messages",
+                format!("at most {MAX_MESSAGES_PER_REQUEST} messages are accepted in one request"),
+            ));
+        }
+        Some(Value::Array(_)) => {}
+        Some(_) => return Err(ValidationError::at("messages", "'messages' must be an array")),
+    }
+    let req: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        if let Some(field) = inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            path = if path == "." { field.to_string() } else { format!("{path}.{field}") };
+        }
+        ValidationError::at(path, format!("invalid value: {inner}"))
+    })?;
+    check_semantics(&req)?;
+    Ok(req)
+}
+
+fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
+    if let Some(n) = req.n
+        && n != 1
+    {
+        return Err(ValidationError::at("n", "only n = 1 is supported"));
+    }
+    if req.stream == Some(true) {
+        return Err(ValidationError::at("stream", "streaming is not available yet; send stream: false"));
+    }
+    range("temperature", req.temperature, 0.0, 2.0)?;
+    range("top_p", req.top_p, 0.0, 1.0)?;
+    range("presence_penalty", req.presence_penalty, -2.0, 2.0)?;
+    range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)?;
+    for (name, v) in [("max_tokens", req.max_tokens), ("max_completion_tokens", req.max_completion_tokens)] {
+        if v == Some(0) {
+            return Err(ValidationError::at(name, format!("'{name}' must be at least 1")));
+        }
+    }
+    if let Some(id) = &req.conversation_id {
+        conversation_id(id, "conversation_id")?;
+    }
+    if let Some(tools) = &req.tools {
+        for (i, t) in tools.iter().enumerate() {
+            if t.kind != "function" {
+                return Err(ValidationError::at(format!("tools[{i}].type"), "only 'function' tools are supported"));
+            }
+            if t.function.name.is_empty() {
+                return Err(ValidationError::at(format!("tools[{i}].function.name"), "tool name must not be empty"));
+            }
+        }
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        let has_content = m.content.as_ref().is_some_and(|c| !c.is_empty());
+        match m.role {
+            Role::System | Role::Developer => {
+                if !has_content {
+                    return Err(ValidationError::at(format!("messages[{i}].content"), "a system message needs content"));
+                }
+                if let Some(Content::Parts(parts)) = &m.content
+                    && let Some(j) = parts.iter().position(|p| !matches!(p, ContentPart::Text { .. }))
+                {
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].content[{j}]"),
+                        "system messages may only contain text parts",
+                    ));
+                }
+            }
+            Role::User => {
+                if !has_content {
+                    return Err(ValidationError::at(format!("messages[{i}].content"), "a user message needs content"));
+                }
+            }
+            Role::Assistant => {
+                let has_calls = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+                if !has_content && !has_calls {
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].content"),
+                        "an assistant message needs content or tool_calls",
+                    ));
+                }
+                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                    if serde_json::from_str::<Value>(&call.function.arguments).is_err() {
+                        return Err(ValidationError::at(
+                            format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                            "tool call arguments must be a JSON text",
+                        ));
+                    }
+                }
+            }
+            Role::Tool => {
+                if m.tool_call_id.as_deref().is_none_or(str::is_empty) {
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].tool_call_id"),
+                        "a tool message needs tool_call_id",
+                    ));
+                }
+                if m.content.is_none() {
+                    return Err(ValidationError::at(format!("messages[{i}].content"), "a tool message needs content"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ValidationError> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => {
+            Err(ValidationError::at(name, format!("'{name}' must be between {lo} and {hi}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a client-chosen conversation id; `param` names where it came from.
+pub fn conversation_id(id: &str, param: &str) -> Result<(), ValidationError> {
+    if ids::is_valid_id(id, ids::MAX_CONVERSATION_ID) {
+        Ok(())
+    } else {
+        Err(ValidationError::at(
+            param,
+            "conversation ids are 1-128 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> ValidationError {
+        chat_request(body.as_bytes()).unwrap_err()
+    }
+
+    fn param(body: &str) -> Option<String> {
+        err(body).param
+    }
+
+    #[test]
+    fn accepts_a_full_openai_body() {
+        let r = chat_request(
+            br#"{"model":"echo","messages":[{"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "temperature":0.2,"top_p":1,"max_tokens":10,"max_completion_tokens":10,"stop":["x"],"user":"u",
+            "response_format":{"type":"json_object"},"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
+            "tool_choice":"auto","seed":7,"n":1,"some_future_field":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.messages.len(), 4);
+        assert_eq!(r.stop, Some(crate::wire::Stop::Many(vec!["x".into()])));
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        assert_eq!(err("{").param, None);
+        assert_eq!(err("[]").param, None);
+        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
+        assert_eq!(param(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
+        assert_eq!(param(r#"{"model":3,"messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
+        assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(param(r#"{"model":"m","messages":[]}"#).as_deref(), Some("messages"));
+        assert_eq!(param(r#"{"model":"m","messages":"hi"}"#).as_deref(), Some("messages"));
+        let p = param(r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"wizard","content":"c"}]}"#);
+        assert_eq!(p.as_deref(), Some("messages[2].role"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"content":"a"}]}"#).as_deref(), Some("messages[0].role"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).as_deref(), Some("messages[0].content"));
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#).as_deref(),
+            Some("messages[0].content[0].type")
+        );
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user"}]}"#).as_deref(), Some("messages[0].content"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#).as_deref(), Some("messages[0].tool_call_id"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).as_deref(), Some("temperature"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#).as_deref(), Some("temperature"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#).as_deref(), Some("n"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#).as_deref(), Some("max_tokens"));
+        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"conversation_id":"a b"}"#).as_deref(), Some("conversation_id"));
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}"#).as_deref(),
+            Some("messages[0].tool_calls[0].function.arguments")
+        );
+    }
+
+    #[test]
+    fn n_of_one_is_fine() {
+        assert!(chat_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1}"#).is_ok());
+    }
+}
