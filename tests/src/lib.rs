@@ -1,1 +1,278 @@
-//! Shared fixtures for the integration tests.
+//! Shared fixtures for the integration tests: the DynamoDB/Secrets Manager
+//! emulator endpoint, mock upstream providers on loopback, and a gateway
+//! built from the real handlers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use ctxgate::auth;
+use ctxgate::config::Config;
+use ctxgate::secrets::{EnvKeys, KeySource};
+use ctxgate::store::Store;
+use ctxgate::store::dynamo::DynamoStore;
+use ctxgate::store::embedded::EmbeddedStore;
+use ctxgate::{AppState, now_secs};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The emulator endpoint the test command started (`CTXGATE_TEST_AWS_ENDPOINT`).
+pub fn aws_endpoint() -> String {
+    std::env::var("CTXGATE_TEST_AWS_ENDPOINT").expect(
+        "CTXGATE_TEST_AWS_ENDPOINT is not set: run the suite with scripts/test.sh, which starts the DynamoDB/Secrets Manager emulator",
+    )
+}
+
+/// Emulator credentials and region, applied to the SDK config.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(aws_endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process and call (tables, secrets, tenants).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh DynamoDB table on the emulator, created with the production schema.
+pub async fn dynamo_store() -> Arc<dyn Store> {
+    let table = unique("ctxgate");
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws_config().await), table);
+    store.create_table().await.expect("create table on the emulator");
+    Arc::new(store)
+}
+
+/// A fresh embedded store in a temporary directory (kept alive by the returned guard).
+pub fn embedded_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    (Arc::new(store), dir)
+}
+
+/// One request a mock upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request path.
+    pub path: String,
+    /// Query string, if any.
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Parsed JSON body.
+    pub body: Value,
+}
+
+/// What a mock upstream answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: String,
+    /// Delay before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A 200 JSON reply.
+    pub fn json(v: Value) -> Self {
+        Self { status: 200, headers: vec![], body: v.to_string(), delay: Duration::ZERO }
+    }
+
+    /// An error reply.
+    pub fn status(status: u16, body: &str) -> Self {
+        Self { status, headers: vec![], body: body.into(), delay: Duration::ZERO }
+    }
+}
+
+type Responder = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct MockState {
+    responder: Arc<Mutex<Responder>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// A mock provider on loopback, speaking whatever its responder answers.
+pub struct MockUpstream {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: MockState,
+}
+
+impl MockUpstream {
+    /// Starts a mock with a responder.
+    pub async fn start(responder: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Self {
+        let state = MockState { responder: Arc::new(Mutex::new(Arc::new(responder))), received: Arc::default() };
+        let app = Router::new().fallback(mock_handler).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, state }
+    }
+
+    /// A mock OpenAI: answers with a summary of the user messages it received.
+    pub async fn openai() -> Self {
+        Self::start(|r| Reply::json(openai_completion(&reported_users(&r.body), 11, 7))).await
+    }
+
+    /// A mock Anthropic Messages API answering with the user texts it received.
+    pub async fn anthropic() -> Self {
+        Self::start(|r| {
+            let users: Vec<String> = r.body["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["role"] == "user")
+                .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+                .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                .collect();
+            Reply::json(serde_json::json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": r.body["model"],
+                "content": [{"type": "text", "text": format!("saw: {}", users.join(" | "))}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 13, "output_tokens": 5}
+            }))
+        })
+        .await
+    }
+
+    /// Replaces the responder.
+    pub fn respond(&self, responder: impl Fn(&Received) -> Reply + Send + Sync + 'static) {
+        *self.state.responder.lock().unwrap() = Arc::new(responder);
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+}
+
+/// The text of every user message in an OpenAI request, joined by ` | `.
+pub fn reported_users(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// An OpenAI `chat.completion` body with `text`.
+pub fn openai_completion(text: &str, prompt: u64, completion: u64) -> Value {
+    serde_json::json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": "mock",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("saw: {text}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    })
+}
+
+async fn mock_handler(State(state): State<MockState>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let received = Received {
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    let responder = state.responder.lock().unwrap().clone();
+    let reply = responder(&received);
+    state.received.lock().unwrap().push(received);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    resp
+}
+
+/// A gateway built from the real handlers on a given store.
+pub struct Gateway {
+    /// Shared state.
+    pub state: Arc<AppState>,
+    /// Every route.
+    pub router: Router,
+}
+
+impl Gateway {
+    /// Builds a gateway; `vars` are configuration variables (as in the environment).
+    pub fn new(store: Arc<dyn Store>, vars: &[(&str, &str)]) -> Self {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config");
+        let keys: Arc<dyn KeySource> = Arc::new(EnvKeys::from_config(&config, |k| map.get(k).cloned()));
+        Self::with_keys(store, config, keys)
+    }
+
+    /// Builds a gateway with an explicit key source.
+    pub fn with_keys(store: Arc<dyn Store>, config: Config, keys: Arc<dyn KeySource>) -> Self {
+        let client = ctxgate::state::http_client(&config).unwrap();
+        let state = AppState::from_parts(config, store, keys, client);
+        Self { router: ctxgate::http::app(state.clone()), state }
+    }
+
+    /// Mints a key for `tenant` and returns its secret.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let k = auth::mint_key(tenant, "test", &scopes, None, now_secs()).unwrap();
+        self.state.store.put_key(&k.record).await.unwrap();
+        k.secret
+    }
+
+    /// Sends a request through the router; returns status, headers and JSON body.
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, HeaderMap, Value) {
+        self.call_raw(method, path, key, &[], body.map(|b| b.to_string().into_bytes()).unwrap_or_default()).await
+    }
+
+    /// Sends raw bytes with extra headers.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self.router.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// A chat turn with a user message on an optional conversation.
+    pub async fn chat(&self, key: &str, model: &str, conversation: Option<&str>, text: &str) -> (u16, HeaderMap, Value) {
+        let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
+        if let Some(c) = conversation {
+            body["conversation_id"] = c.into();
+        }
+        self.call("POST", "/v1/chat/completions", Some(key), Some(body)).await
+    }
+}

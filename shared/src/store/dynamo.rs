@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite, check_turn_size,
+    ApiKeyRecord, MAX_ITEM_BYTES, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite, check_turn_size,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -340,6 +340,10 @@ impl Store for DynamoStore {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
+            // Our estimate is conservative, but DynamoDB has the last word.
+            Err(e) if e.as_service_error().and_then(|s| s.meta().message()).is_some_and(|m| m.contains("Item size")) => {
+                Err(StoreError::TooLarge { what: "a message", bytes: MAX_ITEM_BYTES + 1, limit: MAX_ITEM_BYTES })
+            }
             Err(e) => Err(sdk_err(e)),
         }
     }

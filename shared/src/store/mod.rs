@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::ChatMessage;
 
-/// DynamoDB's item size limit, enforced by both stores alike.
-pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Largest stored item, enforced by both stores alike: DynamoDB's documented
+/// 400 KB, read as 400,000 bytes to stay clear of the real (slightly larger) cap.
+pub const MAX_ITEM_BYTES: usize = 400_000;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
