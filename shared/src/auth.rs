@@ -24,9 +24,18 @@ pub const SCOPE_CONVERSATIONS_WRITE: &str = "conversations:write";
 /// Scope needed to manage keys.
 pub const SCOPE_ADMIN: &str = "admin";
 /// Scopes a key gets when none are named.
-pub const DEFAULT_SCOPES: &[&str] = &[SCOPE_CHAT, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE];
+pub const DEFAULT_SCOPES: &[&str] = &[
+    SCOPE_CHAT,
+    SCOPE_CONVERSATIONS_READ,
+    SCOPE_CONVERSATIONS_WRITE,
+];
 /// Every scope a key may carry.
-pub const KNOWN_SCOPES: &[&str] = &[SCOPE_CHAT, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE, SCOPE_ADMIN];
+pub const KNOWN_SCOPES: &[&str] = &[
+    SCOPE_CHAT,
+    SCOPE_CONVERSATIONS_READ,
+    SCOPE_CONVERSATIONS_WRITE,
+    SCOPE_ADMIN,
+];
 
 /// Prefix of every secret key (lets secret scanners recognise them).
 pub const KEY_PREFIX: &str = "cgk_";
@@ -68,7 +77,11 @@ pub struct Principal {
 impl Principal {
     /// Fails with 403 unless the principal holds `scope`.
     pub fn require(&self, scope: &'static str) -> Result<(), AuthError> {
-        if self.scopes.iter().any(|s| s == scope) { Ok(()) } else { Err(AuthError::MissingScope(scope)) }
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingScope(scope))
+        }
     }
 }
 
@@ -94,12 +107,21 @@ pub fn mint_key(
     now: i64,
 ) -> Result<NewKey, String> {
     if !ids::is_valid_id(tenant, ids::MAX_TENANT_ID) {
-        return Err("tenant ids are 1-64 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'".into());
+        return Err(
+            "tenant ids are 1-64 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'".into(),
+        );
     }
     if let Some(bad) = scopes.iter().find(|s| !KNOWN_SCOPES.contains(&s.as_str())) {
-        return Err(format!("unknown scope '{bad}' (known: {})", KNOWN_SCOPES.join(", ")));
+        return Err(format!(
+            "unknown scope '{bad}' (known: {})",
+            KNOWN_SCOPES.join(", ")
+        ));
     }
-    let scopes = if scopes.is_empty() { DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect() } else { scopes.to_vec() };
+    let scopes = if scopes.is_empty() {
+        DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
+    } else {
+        scopes.to_vec()
+    };
     let secret = ids::random_token::<32>(KEY_PREFIX);
     let record = ApiKeyRecord {
         key_id: format!("key_{}", hex::encode(ids::random_bytes::<8>())),
@@ -130,11 +152,19 @@ pub struct Authenticator {
 impl Authenticator {
     /// An authenticator caching lookups for `ttl`.
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Resolves an `Authorization` header value to a principal.
-    pub async fn authenticate(&self, authorization: Option<&str>, now: i64) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -152,14 +182,22 @@ impl Authenticator {
         if record.valid_until.is_some_and(|v| v <= now) {
             return Err(AuthError::Expired);
         }
-        Ok(Principal { tenant: record.tenant, key_id: record.key_id, scopes: record.scopes })
+        Ok(Principal {
+            tenant: record.tenant,
+            key_id: record.key_id,
+            scopes: record.scopes,
+        })
     }
 
     async fn lookup(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, rec)) = cache.get(hash) {
-                let ttl = if rec.is_some() { self.ttl } else { NEGATIVE_TTL };
+                let ttl = if rec.is_some() {
+                    self.ttl
+                } else {
+                    NEGATIVE_TTL
+                };
                 if at.elapsed() < ttl {
                     return Ok(rec.clone());
                 }
@@ -192,8 +230,15 @@ mod tests {
 
     #[test]
     fn scopes_are_checked() {
-        let p = Principal { tenant: "t".into(), key_id: "k".into(), scopes: vec!["chat".into()] };
+        let p = Principal {
+            tenant: "t".into(),
+            key_id: "k".into(),
+            scopes: vec!["chat".into()],
+        };
         assert!(p.require(SCOPE_CHAT).is_ok());
-        assert!(matches!(p.require(SCOPE_ADMIN), Err(AuthError::MissingScope("admin"))));
+        assert!(matches!(
+            p.require(SCOPE_ADMIN),
+            Err(AuthError::MissingScope("admin"))
+        ));
     }
 }

@@ -175,8 +175,14 @@ impl Config {
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let file = match env("CTXGATE_CONFIG") {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path,
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
@@ -185,28 +191,49 @@ impl Config {
             Some("embedded") => StoreKind::Embedded,
             Some("dynamodb") => StoreKind::Dynamodb,
             Some(other) => {
-                return Err(ConfigError::Invalid(format!("CTXGATE_STORE must be 'embedded' or 'dynamodb', not '{other}'")));
+                return Err(ConfigError::Invalid(format!(
+                    "CTXGATE_STORE must be 'embedded' or 'dynamodb', not '{other}'"
+                )));
             }
             None if in_lambda => StoreKind::Dynamodb,
             None => StoreKind::Embedded,
         };
 
         let mut providers = BTreeMap::new();
-        providers.insert("openai".into(), ProviderConfig::builtin(ProviderKind::Openai, "https://api.openai.com/v1", "OPENAI_API_KEY"));
+        providers.insert(
+            "openai".into(),
+            ProviderConfig::builtin(
+                ProviderKind::Openai,
+                "https://api.openai.com/v1",
+                "OPENAI_API_KEY",
+            ),
+        );
         providers.insert(
             "anthropic".into(),
-            ProviderConfig::builtin(ProviderKind::Anthropic, "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+            ProviderConfig::builtin(
+                ProviderKind::Anthropic,
+                "https://api.anthropic.com",
+                "ANTHROPIC_API_KEY",
+            ),
         );
-        providers.insert("echo".into(), ProviderConfig::builtin(ProviderKind::Echo, "", ""));
+        providers.insert(
+            "echo".into(),
+            ProviderConfig::builtin(ProviderKind::Echo, "", ""),
+        );
         for (name, p) in file.providers {
             if !crate::ids::is_valid_id(&name, 64) || name.contains(['/', ':']) {
-                return Err(ConfigError::Invalid(format!("provider name '{name}' must be letters, digits, '.', '_' or '-'")));
+                return Err(ConfigError::Invalid(format!(
+                    "provider name '{name}' must be letters, digits, '.', '_' or '-'"
+                )));
             }
             providers.insert(name, p);
         }
         // The SDKs' own variables win over the file, so a deployment (or a
         // test) can point at another endpoint without editing the config.
-        for (name, var) in [("openai", "OPENAI_BASE_URL"), ("anthropic", "ANTHROPIC_BASE_URL")] {
+        for (name, var) in [
+            ("openai", "OPENAI_BASE_URL"),
+            ("anthropic", "ANTHROPIC_BASE_URL"),
+        ] {
             if let (Some(url), Some(p)) = (env(var), providers.get_mut(name)) {
                 p.base_url = Some(url);
             }
@@ -215,7 +242,9 @@ impl Config {
             if p.kind != ProviderKind::Echo {
                 let url = p.base_url.as_deref().unwrap_or("");
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::Invalid(format!("provider '{name}' needs an http(s) base_url")));
+                    return Err(ConfigError::Invalid(format!(
+                        "provider '{name}' needs an http(s) base_url"
+                    )));
                 }
             }
         }
@@ -246,22 +275,32 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
         }
         if self.upstream_timeout.is_zero() {
-            return Err(ConfigError::Invalid("upstream_timeout_seconds must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "upstream_timeout_seconds must be at least 1".into(),
+            ));
         }
         for (alias, target) in &self.aliases {
             if alias.contains('/') {
-                return Err(ConfigError::Invalid(format!("alias '{alias}' must not contain '/'")));
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' must not contain '/'"
+                )));
             }
             if self.split_model(target).is_none() {
-                return Err(ConfigError::Invalid(format!("alias '{alias}' points to '{target}', which names no configured provider")));
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' points to '{target}', which names no configured provider"
+                )));
             }
         }
         for m in &self.models {
             if self.split_model(m).is_none() {
-                return Err(ConfigError::Invalid(format!("model '{m}' names no configured provider")));
+                return Err(ConfigError::Invalid(format!(
+                    "model '{m}' names no configured provider"
+                )));
             }
         }
         Ok(())
@@ -289,7 +328,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -303,7 +345,10 @@ mod tests {
         assert_eq!(c.split_model("openai/gpt-4o"), Some(("openai", "gpt-4o")));
         assert_eq!(c.split_model("nope/x"), None);
         assert_eq!(c.split_model("echo"), Some(("echo", "echo")));
-        assert_eq!(cfg(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap().store, StoreKind::Dynamodb);
+        assert_eq!(
+            cfg(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap().store,
+            StoreKind::Dynamodb
+        );
     }
 
     #[test]
@@ -325,8 +370,15 @@ mod tests {
             "#,
         )
         .unwrap();
-        let c = cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap()), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]).unwrap();
-        assert_eq!(c.providers["openai"].base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        let c = cfg(&[
+            ("CTXGATE_CONFIG", path.to_str().unwrap()),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.providers["openai"].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
         assert_eq!(c.providers["groq"].kind, ProviderKind::OpenaiCompatible);
         assert_eq!(c.aliases["fast"], "groq/llama");
     }

@@ -66,36 +66,76 @@ pub async fn prepare(
     now: i64,
 ) -> Result<Prepared, ContextError> {
     let Some(id) = conversation else {
-        return Ok(Prepared { prompt: messages, turn: None });
+        return Ok(Prepared {
+            prompt: messages,
+            turn: None,
+        });
     };
     // Check sizes before anything is spent on the provider.
     for (i, m) in messages.iter().enumerate() {
-        let probe = StoredMessage { seq: 0, message: m.clone(), tokens: Some(0), created: now, model: None, expires_at: Some(now) };
+        let probe = StoredMessage {
+            seq: 0,
+            message: m.clone(),
+            tokens: Some(0),
+            created: now,
+            model: None,
+            expires_at: Some(now),
+        };
         let bytes = store::message_item_bytes(tenant, id, &probe);
         if bytes > MAX_ITEM_BYTES {
-            return Err(ContextError::MessageTooLarge { param: format!("messages[{i}]"), bytes, limit: MAX_ITEM_BYTES });
+            return Err(ContextError::MessageTooLarge {
+                param: format!("messages[{i}]"),
+                bytes,
+                limit: MAX_ITEM_BYTES,
+            });
         }
     }
     let conv = store.load_conversation(tenant, id, now).await?;
     let live = conv.meta.is_live(now);
-    let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) = messages.into_iter().partition(|m| m.role.is_instruction());
+    let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) =
+        messages.into_iter().partition(|m| m.role.is_instruction());
     let new_system = (!system.is_empty()).then_some(system);
-    let stored_system = if live { conv.meta.system.clone() } else { Vec::new() };
+    let stored_system = if live {
+        conv.meta.system.clone()
+    } else {
+        Vec::new()
+    };
     let mut prompt = Vec::with_capacity(conv.messages.len() + rest.len() + 2);
     prompt.extend(new_system.clone().unwrap_or(stored_system));
     prompt.extend(conv.messages.into_iter().map(|m| m.message));
     prompt.extend(rest.iter().cloned());
-    Ok(Prepared { prompt, turn: Some(Turn { id: id.to_owned(), meta: conv.meta, new_system, new_messages: rest }) })
+    Ok(Prepared {
+        prompt,
+        turn: Some(Turn {
+            id: id.to_owned(),
+            meta: conv.meta,
+            new_system,
+            new_messages: rest,
+        }),
+    })
 }
 
-fn turn_write(turn: &Turn, completion: &Completion, model: &str, retention: Option<i64>, now: i64) -> TurnWrite {
+fn turn_write(
+    turn: &Turn,
+    completion: &Completion,
+    model: &str,
+    retention: Option<i64>,
+    now: i64,
+) -> TurnWrite {
     let old = &turn.meta;
     let live = old.is_live(now);
     let expires_at = retention.map(|r| now + r);
     let mut seq = old.next_seq;
     let mut messages = Vec::with_capacity(turn.new_messages.len() + 1);
     for m in &turn.new_messages {
-        messages.push(StoredMessage { seq, message: m.clone(), tokens: None, created: now, model: None, expires_at });
+        messages.push(StoredMessage {
+            seq,
+            message: m.clone(),
+            tokens: None,
+            created: now,
+            model: None,
+            expires_at,
+        });
         seq += 1;
     }
     messages.push(StoredMessage {
@@ -144,7 +184,10 @@ pub async fn commit(
         match store.append_turn(tenant, &turn.id, &write).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Conflict) => {
-                turn.meta = store.conversation_meta(tenant, &turn.id).await?.unwrap_or_default();
+                turn.meta = store
+                    .conversation_meta(tenant, &turn.id)
+                    .await?
+                    .unwrap_or_default();
                 tokio::time::sleep(backoff(attempt)).await;
             }
             Err(e) => return Err(e.into()),
@@ -166,17 +209,38 @@ mod tests {
     use crate::wire::{FinishReason, Role, Usage};
 
     fn completion(text: &str) -> Completion {
-        Completion { message: ChatMessage::text(Role::Assistant, text), finish_reason: FinishReason::Stop, usage: Usage::new(10, 2) }
+        Completion {
+            message: ChatMessage::text(Role::Assistant, text),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::new(10, 2),
+        }
     }
 
     #[test]
     fn a_turn_appends_after_the_stored_messages() {
-        let meta = ConversationMeta { version: 3, next_seq: 6, turns: 3, tokens: 50, created: 1, updated: 2, system: vec![], expires_at: None };
-        let turn = Turn { id: "c".into(), meta, new_system: None, new_messages: vec![ChatMessage::text(Role::User, "q")] };
+        let meta = ConversationMeta {
+            version: 3,
+            next_seq: 6,
+            turns: 3,
+            tokens: 50,
+            created: 1,
+            updated: 2,
+            system: vec![],
+            expires_at: None,
+        };
+        let turn = Turn {
+            id: "c".into(),
+            meta,
+            new_system: None,
+            new_messages: vec![ChatMessage::text(Role::User, "q")],
+        };
         let w = turn_write(&turn, &completion("a"), "echo", Some(100), 10);
         assert_eq!(w.expected_version, 3);
         assert_eq!(w.meta.version, 4);
-        assert_eq!(w.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7]);
+        assert_eq!(
+            w.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![6, 7]
+        );
         assert_eq!(w.meta.next_seq, 8);
         assert_eq!(w.meta.turns, 4);
         assert_eq!(w.meta.tokens, 62);
@@ -187,10 +251,21 @@ mod tests {
     #[test]
     fn an_expired_conversation_starts_over_without_reusing_slots() {
         let meta = ConversationMeta {
-            version: 3, next_seq: 6, turns: 3, tokens: 50, created: 1, updated: 2,
-            system: vec![ChatMessage::text(Role::System, "old")], expires_at: Some(5),
+            version: 3,
+            next_seq: 6,
+            turns: 3,
+            tokens: 50,
+            created: 1,
+            updated: 2,
+            system: vec![ChatMessage::text(Role::System, "old")],
+            expires_at: Some(5),
         };
-        let turn = Turn { id: "c".into(), meta, new_system: None, new_messages: vec![] };
+        let turn = Turn {
+            id: "c".into(),
+            meta,
+            new_system: None,
+            new_messages: vec![],
+        };
         let w = turn_write(&turn, &completion("a"), "echo", None, 10);
         assert_eq!(w.meta.turns, 1);
         assert_eq!(w.meta.tokens, 12);

@@ -44,23 +44,52 @@ struct Body<'a> {
 
 impl ApiError {
     /// A new error with no param.
-    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), kind, code, param: None, retry_after: None }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            code,
+            param: None,
+            retry_after: None,
+        }
     }
 
     /// 400 invalid_request_error naming `param`.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message).with_param(param)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        )
+        .with_param(param)
     }
 
     /// 404 for an id that does not exist (or belongs to another tenant).
     pub fn not_found(param: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", message).with_param(param)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            message,
+        )
+        .with_param(param)
     }
 
     /// 500 with a generic message; details go to the log, never to the client.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            "internal error",
+        )
     }
 
     /// Sets the offending field.
@@ -72,7 +101,12 @@ impl ApiError {
     /// The JSON envelope as bytes.
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(&Envelope {
-            error: Body { message: &self.message, kind: self.kind, code: self.code, param: self.param.as_deref() },
+            error: Body {
+                message: &self.message,
+                kind: self.kind,
+                code: self.code,
+                param: self.param.as_deref(),
+            },
         })
         .unwrap_or_default()
     }
@@ -82,8 +116,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, self.body()).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(ra) = self.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(ra) = self
+            .retry_after
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             h.insert(header::RETRY_AFTER, ra);
         }
         resp.extensions_mut().insert(ErrorCode(self.code));
@@ -108,12 +149,14 @@ impl From<ValidationError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "invalid_api_key",
-                e.to_string(),
-            ),
+            AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid_api_key",
+                    e.to_string(),
+                )
+            }
             AuthError::MissingScope(scope) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "permission_error",
@@ -152,11 +195,17 @@ impl From<ContextError> for ApiError {
     fn from(e: ContextError) -> Self {
         match e {
             ContextError::Store(s) => s.into(),
-            ContextError::MessageTooLarge { param, bytes, limit } => ApiError::new(
+            ContextError::MessageTooLarge {
+                param,
+                bytes,
+                limit,
+            } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "message_too_large",
-                format!("{param} is {bytes} bytes once stored; a stored message is limited to {limit}"),
+                format!(
+                    "{param} is {bytes} bytes once stored; a stored message is limited to {limit}"
+                ),
             )
             .with_param(param),
         }
@@ -165,17 +214,23 @@ impl From<ContextError> for ApiError {
 
 impl From<ProviderError> for ApiError {
     fn from(e: ProviderError) -> Self {
-        let gateway = |code, msg: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", code, msg);
+        let gateway =
+            |code, msg: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", code, msg);
         match e {
             ProviderError::Auth { provider } => gateway(
                 "provider_auth_failed",
-                format!("provider authentication failed ({provider}); check the gateway's provider key"),
+                format!(
+                    "provider authentication failed ({provider}); check the gateway's provider key"
+                ),
             ),
             ProviderError::MissingKey { provider } => gateway(
                 "provider_key_missing",
                 format!("no API key is configured for provider '{provider}'"),
             ),
-            ProviderError::RateLimited { provider, retry_after } => {
+            ProviderError::RateLimited {
+                provider,
+                retry_after,
+            } => {
                 let mut err = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
@@ -195,16 +250,29 @@ impl From<ProviderError> for ApiError {
                 "upstream_timeout",
                 format!("provider '{provider}' did not answer in time"),
             ),
-            ProviderError::Connect { provider } => {
-                gateway("upstream_unreachable", format!("provider '{provider}' could not be reached"))
-            }
+            ProviderError::Connect { provider } => gateway(
+                "upstream_unreachable",
+                format!("provider '{provider}' could not be reached"),
+            ),
             ProviderError::BadResponse { provider, detail } => {
                 tracing::warn!(provider = %provider, detail = %detail, "unparseable upstream response");
-                gateway("upstream_bad_response", format!("provider '{provider}' sent a response that could not be read"))
+                gateway(
+                    "upstream_bad_response",
+                    format!("provider '{provider}' sent a response that could not be read"),
+                )
             }
-            ProviderError::Rejected { status, message, param } => {
+            ProviderError::Rejected {
+                status,
+                message,
+                param,
+            } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-                let mut err = ApiError::new(status, "invalid_request_error", "upstream_rejected", message);
+                let mut err = ApiError::new(
+                    status,
+                    "invalid_request_error",
+                    "upstream_rejected",
+                    message,
+                );
                 err.param = param;
                 err
             }

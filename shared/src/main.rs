@@ -8,7 +8,11 @@ use ctxgate::store::dynamo::DynamoStore;
 use ctxgate::{AppState, auth, now_secs, state};
 
 #[derive(Parser)]
-#[command(name = "ctxgate", version, about = "Serverless LLM gateway: local server and admin CLI")]
+#[command(
+    name = "ctxgate",
+    version,
+    about = "Serverless LLM gateway: local server and admin CLI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,13 +86,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve => serve().await,
         Command::Keys { command } => keys(command).await,
-        Command::Table { command: TableCommand::Create } => {
+        Command::Table {
+            command: TableCommand::Create,
+        } => {
             let config = Config::from_env()?;
             if config.store != StoreKind::Dynamodb {
                 return Err("table create needs CTXGATE_STORE=dynamodb".into());
             }
             let aws = state::aws_sdk_config(&config).await;
-            DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table.clone()).create_table().await?;
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table.clone())
+                .create_table()
+                .await?;
             println!("created table {}", config.table);
             Ok(())
         }
@@ -113,7 +121,12 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::from_env().await?;
     let store = &state.store;
     match command {
-        KeysCommand::Create { tenant, name, scopes, expires_in_days } => {
+        KeysCommand::Create {
+            tenant,
+            name,
+            scopes,
+            expires_in_days,
+        } => {
             let now = now_secs();
             let valid_until = expires_in_days.map(|d| now + i64::from(d) * 86_400);
             let key = auth::mint_key(&tenant, &name, &scopes, valid_until, now)?;
@@ -140,7 +153,10 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
             if !store.revoke_key(&id).await? {
                 return Err(format!("no key with id {id}").into());
             }
-            println!("revoked {id} (warm processes notice within {} s)", state.config.key_cache_ttl.as_secs());
+            println!(
+                "revoked {id} (warm processes notice within {} s)",
+                state.config.key_cache_ttl.as_secs()
+            );
         }
     }
     Ok(())

@@ -75,9 +75,11 @@ impl SecretsManagerKeys {
         secret_id: String,
         ttl: Duration,
     ) -> Result<Self, SecretsError> {
-        let client = SecretsManagerCachingClient::new(client, NonZeroUsize::MIN, ttl, true).map_err(|e| {
-            SecretsError::Fetch { secret_id: secret_id.clone(), detail: e.to_string() }
-        })?;
+        let client = SecretsManagerCachingClient::new(client, NonZeroUsize::MIN, ttl, true)
+            .map_err(|e| SecretsError::Fetch {
+                secret_id: secret_id.clone(),
+                detail: e.to_string(),
+            })?;
         Ok(Self { client, secret_id })
     }
 }
@@ -89,8 +91,13 @@ impl KeySource for SecretsManagerKeys {
             .client
             .get_secret_value(&self.secret_id, None, None, false)
             .await
-            .map_err(|e| SecretsError::Fetch { secret_id: self.secret_id.clone(), detail: e.to_string() })?;
-        let text = value.secret_string.ok_or_else(|| SecretsError::Shape(self.secret_id.clone()))?;
+            .map_err(|e| SecretsError::Fetch {
+                secret_id: self.secret_id.clone(),
+                detail: e.to_string(),
+            })?;
+        let text = value
+            .secret_string
+            .ok_or_else(|| SecretsError::Shape(self.secret_id.clone()))?;
         let map: HashMap<String, String> =
             serde_json::from_str(&text).map_err(|_| SecretsError::Shape(self.secret_id.clone()))?;
         Ok(map.get(field).filter(|k| !k.is_empty()).cloned())

@@ -54,13 +54,21 @@ impl AppState {
     }
 
     /// Builds the state from a config; `env` supplies provider keys for local runs.
-    pub async fn build(config: Config, env: impl Fn(&str) -> Option<String>) -> Result<Arc<Self>, StartupError> {
+    pub async fn build(
+        config: Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Self>, StartupError> {
         let needs_aws = config.store == StoreKind::Dynamodb || config.secret_id.is_some();
-        let aws = if needs_aws { Some(aws_sdk_config(&config).await) } else { None };
+        let aws = if needs_aws {
+            Some(aws_sdk_config(&config).await)
+        } else {
+            None
+        };
         let store: Arc<dyn Store> = match (config.store, &aws) {
-            (StoreKind::Dynamodb, Some(aws)) => {
-                Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), config.table.clone()))
-            }
+            (StoreKind::Dynamodb, Some(aws)) => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                config.table.clone(),
+            )),
             _ => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
         let keys: Arc<dyn KeySource> = match (&config.secret_id, &aws) {

@@ -18,7 +18,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn at(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { param: Some(param.into()), message: message.into() }
+        Self {
+            param: Some(param.into()),
+            message: message.into(),
+        }
     }
 }
 
@@ -35,11 +38,14 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
         param: None,
         message: format!("request body is not valid JSON: {e}"),
     })?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ValidationError { param: None, message: "request body must be a JSON object".into() })?;
+    let obj = value.as_object().ok_or_else(|| ValidationError {
+        param: None,
+        message: "request body must be a JSON object".into(),
+    })?;
     match obj.get("model") {
-        None | Some(Value::Null) => return Err(ValidationError::at("model", "'model' is required")),
+        None | Some(Value::Null) => {
+            return Err(ValidationError::at("model", "'model' is required"));
+        }
         Some(Value::String(s)) if s.trim().is_empty() => {
             return Err(ValidationError::at("model", "'model' must not be empty"));
         }
@@ -47,9 +53,14 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
         Some(_) => return Err(ValidationError::at("model", "'model' must be a string")),
     }
     match obj.get("messages") {
-        None | Some(Value::Null) => return Err(ValidationError::at("messages", "'messages' is required")),
+        None | Some(Value::Null) => {
+            return Err(ValidationError::at("messages", "'messages' is required"));
+        }
         Some(Value::Array(a)) if a.is_empty() => {
-            return Err(ValidationError::at("messages", "'messages' must contain at least one message"));
+            return Err(ValidationError::at(
+                "messages",
+                "'messages' must contain at least one message",
+            ));
         }
         Some(Value::Array(a)) if a.len() > MAX_MESSAGES_PER_REQUEST => {
             return Err(ValidationError::at(
@@ -58,14 +69,26 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
             ));
         }
         Some(Value::Array(_)) => {}
-        Some(_) => return Err(ValidationError::at("messages", "'messages' must be an array")),
+        Some(_) => {
+            return Err(ValidationError::at(
+                "messages",
+                "'messages' must be an array",
+            ));
+        }
     }
     let req: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let mut path = e.path().to_string();
         let inner = e.inner().to_string();
         // serde reports a missing field at its parent; name the field itself.
-        if let Some(field) = inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-            path = if path == "." { field.to_string() } else { format!("{path}.{field}") };
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            path = if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
         }
         ValidationError::at(path, format!("invalid value: {inner}"))
     })?;
@@ -80,15 +103,24 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
         return Err(ValidationError::at("n", "only n = 1 is supported"));
     }
     if req.stream == Some(true) {
-        return Err(ValidationError::at("stream", "streaming is not available yet; send stream: false"));
+        return Err(ValidationError::at(
+            "stream",
+            "streaming is not available yet; send stream: false",
+        ));
     }
     range("temperature", req.temperature, 0.0, 2.0)?;
     range("top_p", req.top_p, 0.0, 1.0)?;
     range("presence_penalty", req.presence_penalty, -2.0, 2.0)?;
     range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)?;
-    for (name, v) in [("max_tokens", req.max_tokens), ("max_completion_tokens", req.max_completion_tokens)] {
+    for (name, v) in [
+        ("max_tokens", req.max_tokens),
+        ("max_completion_tokens", req.max_completion_tokens),
+    ] {
         if v == Some(0) {
-            return Err(ValidationError::at(name, format!("'{name}' must be at least 1")));
+            return Err(ValidationError::at(
+                name,
+                format!("'{name}' must be at least 1"),
+            ));
         }
     }
     if let Some(id) = &req.conversation_id {
@@ -97,10 +129,16 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
     if let Some(tools) = &req.tools {
         for (i, t) in tools.iter().enumerate() {
             if t.kind != "function" {
-                return Err(ValidationError::at(format!("tools[{i}].type"), "only 'function' tools are supported"));
+                return Err(ValidationError::at(
+                    format!("tools[{i}].type"),
+                    "only 'function' tools are supported",
+                ));
             }
             if t.function.name.is_empty() {
-                return Err(ValidationError::at(format!("tools[{i}].function.name"), "tool name must not be empty"));
+                return Err(ValidationError::at(
+                    format!("tools[{i}].function.name"),
+                    "tool name must not be empty",
+                ));
             }
         }
     }
@@ -109,10 +147,15 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
         match m.role {
             Role::System | Role::Developer => {
                 if !has_content {
-                    return Err(ValidationError::at(format!("messages[{i}].content"), "a system message needs content"));
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].content"),
+                        "a system message needs content",
+                    ));
                 }
                 if let Some(Content::Parts(parts)) = &m.content
-                    && let Some(j) = parts.iter().position(|p| !matches!(p, ContentPart::Text { .. }))
+                    && let Some(j) = parts
+                        .iter()
+                        .position(|p| !matches!(p, ContentPart::Text { .. }))
                 {
                     return Err(ValidationError::at(
                         format!("messages[{i}].content[{j}]"),
@@ -122,7 +165,10 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
             }
             Role::User => {
                 if !has_content {
-                    return Err(ValidationError::at(format!("messages[{i}].content"), "a user message needs content"));
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].content"),
+                        "a user message needs content",
+                    ));
                 }
             }
             Role::Assistant => {
@@ -150,7 +196,10 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
                     ));
                 }
                 if m.content.is_none() {
-                    return Err(ValidationError::at(format!("messages[{i}].content"), "a tool message needs content"));
+                    return Err(ValidationError::at(
+                        format!("messages[{i}].content"),
+                        "a tool message needs content",
+                    ));
                 }
             }
         }
@@ -160,9 +209,10 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
 
 fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ValidationError> {
     match v {
-        Some(x) if !(lo..=hi).contains(&x) => {
-            Err(ValidationError::at(name, format!("'{name}' must be between {lo} and {hi}")))
-        }
+        Some(x) if !(lo..=hi).contains(&x) => Err(ValidationError::at(
+            name,
+            format!("'{name}' must be between {lo} and {hi}"),
+        )),
         _ => Ok(()),
     }
 }
@@ -211,26 +261,73 @@ mod tests {
     fn names_the_offending_field() {
         assert_eq!(err("{").param, None);
         assert_eq!(err("[]").param, None);
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
-        assert_eq!(param(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
-        assert_eq!(param(r#"{"model":3,"messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
-        assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("messages"));
-        assert_eq!(param(r#"{"model":"m","messages":[]}"#).as_deref(), Some("messages"));
-        assert_eq!(param(r#"{"model":"m","messages":"hi"}"#).as_deref(), Some("messages"));
-        let p = param(r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"wizard","content":"c"}]}"#);
-        assert_eq!(p.as_deref(), Some("messages[2].role"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"content":"a"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).as_deref(), Some("messages[0].content"));
         assert_eq!(
-            param(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#).as_deref(),
+            param(r#"{"messages":[{"role":"user","content":"x"}]}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param(r#"{"model":3,"messages":[{"role":"user","content":"x"}]}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(
+            param(r#"{"model":"m","messages":[]}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":"hi"}"#).as_deref(),
+            Some("messages")
+        );
+        let p = param(
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"wizard","content":"c"}]}"#,
+        );
+        assert_eq!(p.as_deref(), Some("messages[2].role"));
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"content":"a"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#)
+                .as_deref(),
             Some("messages[0].content[0].type")
         );
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user"}]}"#).as_deref(), Some("messages[0].content"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#).as_deref(), Some("messages[0].tool_call_id"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).as_deref(), Some("temperature"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#).as_deref(), Some("temperature"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#).as_deref(), Some("n"));
-        assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#).as_deref(), Some("max_tokens"));
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user"}]}"#).as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#).as_deref(),
+            Some("messages[0].tool_call_id")
+        );
+        assert_eq!(
+            param(
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#
+            )
+            .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#)
+                .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#)
+                .as_deref(),
+            Some("max_tokens")
+        );
         assert_eq!(param(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"conversation_id":"a b"}"#).as_deref(), Some("conversation_id"));
         assert_eq!(
             param(r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}"#).as_deref(),
@@ -240,6 +337,9 @@ mod tests {
 
     #[test]
     fn n_of_one_is_fine() {
-        assert!(chat_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1}"#).is_ok());
+        assert!(
+            chat_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1}"#)
+                .is_ok()
+        );
     }
 }

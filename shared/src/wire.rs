@@ -117,12 +117,22 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A plain text message.
     pub fn text(role: Role, text: impl Into<String>) -> Self {
-        Self { role, content: Some(Content::Text(text.into())), name: None, tool_calls: None, tool_call_id: None, refusal: None }
+        Self {
+            role,
+            content: Some(Content::Text(text.into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            refusal: None,
+        }
     }
 
     /// The message's text parts joined, ignoring images and other media.
     pub fn text_content(&self) -> String {
-        self.content.as_ref().map(Content::joined_text).unwrap_or_default()
+        self.content
+            .as_ref()
+            .map(Content::joined_text)
+            .unwrap_or_default()
     }
 }
 
@@ -296,7 +306,11 @@ pub struct Usage {
 impl Usage {
     /// Usage from the two counts.
     pub fn new(prompt: u64, completion: u64) -> Self {
-        Self { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+        }
     }
 }
 

@@ -35,7 +35,9 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(aws_endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .load()
         .await
 }
@@ -44,14 +46,21 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unique to this process and call (tables, secrets, tenants).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh DynamoDB table on the emulator, created with the production schema.
 pub async fn dynamo_store() -> Arc<dyn Store> {
     let table = unique("ctxgate");
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws_config().await), table);
-    store.create_table().await.expect("create table on the emulator");
+    store
+        .create_table()
+        .await
+        .expect("create table on the emulator");
     Arc::new(store)
 }
 
@@ -91,12 +100,22 @@ pub struct Reply {
 impl Reply {
     /// A 200 JSON reply.
     pub fn json(v: Value) -> Self {
-        Self { status: 200, headers: vec![], body: v.to_string(), delay: Duration::ZERO }
+        Self {
+            status: 200,
+            headers: vec![],
+            body: v.to_string(),
+            delay: Duration::ZERO,
+        }
     }
 
     /// An error reply.
     pub fn status(status: u16, body: &str) -> Self {
-        Self { status, headers: vec![], body: body.into(), delay: Duration::ZERO }
+        Self {
+            status,
+            headers: vec![],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -118,8 +137,13 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Starts a mock with a responder.
     pub async fn start(responder: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Self {
-        let state = MockState { responder: Arc::new(Mutex::new(Arc::new(responder))), received: Arc::default() };
-        let app = Router::new().fallback(mock_handler).with_state(state.clone());
+        let state = MockState {
+            responder: Arc::new(Mutex::new(Arc::new(responder))),
+            received: Arc::default(),
+        };
+        let app = Router::new()
+            .fallback(mock_handler)
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -186,7 +210,11 @@ pub fn openai_completion(text: &str, prompt: u64, completion: u64) -> Value {
 
 async fn mock_handler(State(state): State<MockState>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes: Bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let received = Received {
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
@@ -200,9 +228,15 @@ async fn mock_handler(State(state): State<MockState>, req: Request<Body>) -> Res
         tokio::time::sleep(reply.delay).await;
     }
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
     for (k, v) in reply.headers {
-        resp.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        resp.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     resp
 }
@@ -218,9 +252,13 @@ pub struct Gateway {
 impl Gateway {
     /// Builds a gateway; `vars` are configuration variables (as in the environment).
     pub fn new(store: Arc<dyn Store>, vars: &[(&str, &str)]) -> Self {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let config = Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config");
-        let keys: Arc<dyn KeySource> = Arc::new(EnvKeys::from_config(&config, |k| map.get(k).cloned()));
+        let keys: Arc<dyn KeySource> =
+            Arc::new(EnvKeys::from_config(&config, |k| map.get(k).cloned()));
         Self::with_keys(store, config, keys)
     }
 
@@ -228,7 +266,10 @@ impl Gateway {
     pub fn with_keys(store: Arc<dyn Store>, config: Config, keys: Arc<dyn KeySource>) -> Self {
         let client = ctxgate::state::http_client(&config).unwrap();
         let state = AppState::from_parts(config, store, keys, client);
-        Self { router: ctxgate::http::app(state.clone()), state }
+        Self {
+            router: ctxgate::http::app(state.clone()),
+            state,
+        }
     }
 
     /// Mints a key for `tenant` and returns its secret.
@@ -240,8 +281,21 @@ impl Gateway {
     }
 
     /// Sends a request through the router; returns status, headers and JSON body.
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, HeaderMap, Value) {
-        self.call_raw(method, path, key, &[], body.map(|b| b.to_string().into_bytes()).unwrap_or_default()).await
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, HeaderMap, Value) {
+        self.call_raw(
+            method,
+            path,
+            key,
+            &[],
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        )
+        .await
     }
 
     /// Sends raw bytes with extra headers.
@@ -253,26 +307,46 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, HeaderMap, Value) {
-        let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.router.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// A chat turn with a user message on an optional conversation.
-    pub async fn chat(&self, key: &str, model: &str, conversation: Option<&str>, text: &str) -> (u16, HeaderMap, Value) {
-        let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
+    pub async fn chat(
+        &self,
+        key: &str,
+        model: &str,
+        conversation: Option<&str>,
+        text: &str,
+    ) -> (u16, HeaderMap, Value) {
+        let mut body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]});
         if let Some(c) = conversation {
             body["conversation_id"] = c.into();
         }
-        self.call("POST", "/v1/chat/completions", Some(key), Some(body)).await
+        self.call("POST", "/v1/chat/completions", Some(key), Some(body))
+            .await
     }
 }

@@ -4,12 +4,20 @@
 use std::sync::Arc;
 
 use ctxgate::auth::{hash_key, mint_key};
-use ctxgate::store::{ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage, TurnWrite};
+use ctxgate::store::{
+    ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage, TurnWrite,
+};
 use ctxgate::wire::{ChatMessage, Role};
 
-
 fn msg(seq: u64, role: Role, text: &str, expires_at: Option<i64>) -> StoredMessage {
-    StoredMessage { seq, message: ChatMessage::text(role, text), tokens: Some(1), created: 100, model: None, expires_at }
+    StoredMessage {
+        seq,
+        message: ChatMessage::text(role, text),
+        tokens: Some(1),
+        created: 100,
+        model: None,
+        expires_at,
+    }
 }
 
 /// A turn of `texts` appended after `meta`, expiring at `expires_at`.
@@ -17,7 +25,18 @@ fn turn(meta: &ConversationMeta, texts: &[&str], now: i64, expires_at: Option<i6
     let messages: Vec<StoredMessage> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| msg(meta.next_seq + i as u64, if i % 2 == 0 { Role::User } else { Role::Assistant }, t, expires_at))
+        .map(|(i, t)| {
+            msg(
+                meta.next_seq + i as u64,
+                if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                t,
+                expires_at,
+            )
+        })
         .collect();
     TurnWrite {
         expected_version: meta.version,
@@ -36,7 +55,10 @@ fn turn(meta: &ConversationMeta, texts: &[&str], now: i64, expires_at: Option<i6
 }
 
 fn texts(c: &ctxgate::store::Conversation) -> Vec<String> {
-    c.messages.iter().map(|m| m.message.text_content()).collect()
+    c.messages
+        .iter()
+        .map(|m| m.message.text_content())
+        .collect()
 }
 
 async fn ordering_and_versions(store: Arc<dyn Store>) {
@@ -54,10 +76,18 @@ async fn ordering_and_versions(store: Arc<dyn Store>) {
     let c = store.load_conversation("t1", "c1", 2000).await.unwrap();
     assert_eq!(c.meta, meta);
     assert_eq!(c.meta.system[0].text_content(), "sys");
-    let want: Vec<String> = (0..12).flat_map(|i| [format!("q{i}"), format!("a{i}")]).collect();
+    let want: Vec<String> = (0..12)
+        .flat_map(|i| [format!("q{i}"), format!("a{i}")])
+        .collect();
     assert_eq!(texts(&c), want);
-    assert_eq!(c.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), (0..24).collect::<Vec<_>>());
-    assert_eq!(store.conversation_meta("t1", "c1").await.unwrap(), Some(meta));
+    assert_eq!(
+        c.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (0..24).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.conversation_meta("t1", "c1").await.unwrap(),
+        Some(meta)
+    );
 }
 
 async fn version_conflict(store: Arc<dyn Store>) {
@@ -66,24 +96,38 @@ async fn version_conflict(store: Arc<dyn Store>) {
     store.append_turn("t1", "race", &first).await.unwrap();
     // A second writer that read the same (empty) state loses.
     let stale = turn(&base, &["other", "answer"], 11, None);
-    assert!(matches!(store.append_turn("t1", "race", &stale).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.append_turn("t1", "race", &stale).await,
+        Err(StoreError::Conflict)
+    ));
     // A writer holding an old version loses too, and writes nothing.
     let next = turn(&first.meta, &["q2", "a2"], 12, None);
     store.append_turn("t1", "race", &next).await.unwrap();
     let stale2 = turn(&first.meta, &["x", "y"], 13, None);
-    assert!(matches!(store.append_turn("t1", "race", &stale2).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.append_turn("t1", "race", &stale2).await,
+        Err(StoreError::Conflict)
+    ));
     let c = store.load_conversation("t1", "race", 20).await.unwrap();
     assert_eq!(texts(&c), vec!["q", "a", "q2", "a2"]);
     assert_eq!(c.meta.version, 2);
 }
 
 async fn expiry(store: Arc<dyn Store>) {
-    let t1 = turn(&ConversationMeta::default(), &["old-q", "old-a"], 100, Some(200));
+    let t1 = turn(
+        &ConversationMeta::default(),
+        &["old-q", "old-a"],
+        100,
+        Some(200),
+    );
     store.append_turn("t1", "exp", &t1).await.unwrap();
     let t2 = turn(&t1.meta, &["new-q", "new-a"], 150, Some(250));
     store.append_turn("t1", "exp", &t2).await.unwrap();
     // Before any expiry: everything.
-    assert_eq!(texts(&store.load_conversation("t1", "exp", 199).await.unwrap()).len(), 4);
+    assert_eq!(
+        texts(&store.load_conversation("t1", "exp", 199).await.unwrap()).len(),
+        4
+    );
     // Old messages expired, the conversation not yet.
     let c = store.load_conversation("t1", "exp", 220).await.unwrap();
     assert!(c.meta.is_live(220));
@@ -96,29 +140,91 @@ async fn expiry(store: Arc<dyn Store>) {
 }
 
 async fn tenant_separation(store: Arc<dyn Store>) {
-    let t = turn(&ConversationMeta::default(), &["secret-of-a", "ok"], 10, None);
-    store.append_turn("tenant-a", "shared-id", &t).await.unwrap();
-    let other = store.load_conversation("tenant-b", "shared-id", 20).await.unwrap();
+    let t = turn(
+        &ConversationMeta::default(),
+        &["secret-of-a", "ok"],
+        10,
+        None,
+    );
+    store
+        .append_turn("tenant-a", "shared-id", &t)
+        .await
+        .unwrap();
+    let other = store
+        .load_conversation("tenant-b", "shared-id", 20)
+        .await
+        .unwrap();
     assert_eq!(other.meta.version, 0);
     assert!(other.messages.is_empty());
-    assert!(store.conversation_meta("tenant-b", "shared-id").await.unwrap().is_none());
+    assert!(
+        store
+            .conversation_meta("tenant-b", "shared-id")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // B may use the same id for its own conversation without touching A's.
     let tb = turn(&ConversationMeta::default(), &["b-q", "b-a"], 30, None);
-    store.append_turn("tenant-b", "shared-id", &tb).await.unwrap();
-    assert_eq!(texts(&store.load_conversation("tenant-a", "shared-id", 40).await.unwrap()), vec!["secret-of-a", "ok"]);
-    assert_eq!(texts(&store.load_conversation("tenant-b", "shared-id", 40).await.unwrap()), vec!["b-q", "b-a"]);
+    store
+        .append_turn("tenant-b", "shared-id", &tb)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(
+            &store
+                .load_conversation("tenant-a", "shared-id", 40)
+                .await
+                .unwrap()
+        ),
+        vec!["secret-of-a", "ok"]
+    );
+    assert_eq!(
+        texts(
+            &store
+                .load_conversation("tenant-b", "shared-id", 40)
+                .await
+                .unwrap()
+        ),
+        vec!["b-q", "b-a"]
+    );
 }
 
 async fn too_large(store: Arc<dyn Store>) {
     let big = "x".repeat(MAX_ITEM_BYTES);
     let t = turn(&ConversationMeta::default(), &[big.as_str(), "a"], 10, None);
-    assert!(matches!(store.append_turn("t1", "big", &t).await, Err(StoreError::TooLarge { .. })));
-    assert_eq!(store.load_conversation("t1", "big", 20).await.unwrap().meta.version, 0);
+    assert!(matches!(
+        store.append_turn("t1", "big", &t).await,
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert_eq!(
+        store
+            .load_conversation("t1", "big", 20)
+            .await
+            .unwrap()
+            .meta
+            .version,
+        0
+    );
     // Just under the limit fits.
     let fits = "y".repeat(MAX_ITEM_BYTES - 1024);
-    let t = turn(&ConversationMeta::default(), &[fits.as_str(), "a"], 10, None);
+    let t = turn(
+        &ConversationMeta::default(),
+        &[fits.as_str(), "a"],
+        10,
+        None,
+    );
     store.append_turn("t1", "big", &t).await.unwrap();
-    assert_eq!(store.load_conversation("t1", "big", 20).await.unwrap().messages[0].message.text_content().len(), fits.len());
+    assert_eq!(
+        store
+            .load_conversation("t1", "big", 20)
+            .await
+            .unwrap()
+            .messages[0]
+            .message
+            .text_content()
+            .len(),
+        fits.len()
+    );
 }
 
 async fn keys(store: Arc<dyn Store>) {
@@ -126,16 +232,39 @@ async fn keys(store: Arc<dyn Store>) {
     let b = mint_key("globex", "two", &["chat".into()], Some(99), 11).unwrap();
     store.put_key(&a.record).await.unwrap();
     store.put_key(&b.record).await.unwrap();
-    assert_eq!(store.key_by_hash(&hash_key(&a.secret)).await.unwrap(), Some(a.record.clone()));
-    assert_eq!(store.key_by_hash(&hash_key("cgk_nope")).await.unwrap(), None);
+    assert_eq!(
+        store.key_by_hash(&hash_key(&a.secret)).await.unwrap(),
+        Some(a.record.clone())
+    );
+    assert_eq!(
+        store.key_by_hash(&hash_key("cgk_nope")).await.unwrap(),
+        None
+    );
     let all = store.list_keys(None).await.unwrap();
     assert!(all.contains(&a.record) && all.contains(&b.record));
-    assert_eq!(store.list_keys(Some("acme")).await.unwrap(), vec![a.record.clone()]);
+    assert_eq!(
+        store.list_keys(Some("acme")).await.unwrap(),
+        vec![a.record.clone()]
+    );
     assert!(store.revoke_key(&a.record.key_id).await.unwrap());
-    assert!(store.key_by_hash(&a.record.hash).await.unwrap().unwrap().revoked);
+    assert!(
+        store
+            .key_by_hash(&a.record.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
     assert!(store.list_keys(Some("acme")).await.unwrap()[0].revoked);
     assert!(!store.revoke_key("key_missing").await.unwrap());
-    assert!(!store.key_by_hash(&b.record.hash).await.unwrap().unwrap().revoked);
+    assert!(
+        !store
+            .key_by_hash(&b.record.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
 }
 
 macro_rules! conformance {
@@ -149,7 +278,14 @@ macro_rules! conformance {
     };
 }
 
-conformance!(ordering_and_versions, version_conflict, expiry, tenant_separation, too_large, keys);
+conformance!(
+    ordering_and_versions,
+    version_conflict,
+    expiry,
+    tenant_separation,
+    too_large,
+    keys
+);
 
 #[tokio::test]
 async fn embedded_store_survives_a_restart() {
@@ -160,6 +296,8 @@ async fn embedded_store_survives_a_restart() {
         store.append_turn("t1", "c", &t).await.unwrap();
     }
     let store = ctxgate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
-    assert_eq!(texts(&store.load_conversation("t1", "c", 20).await.unwrap()), vec!["q", "a"]);
+    assert_eq!(
+        texts(&store.load_conversation("t1", "c", 20).await.unwrap()),
+        vec!["q", "a"]
+    );
 }
-

@@ -19,7 +19,11 @@ use crate::{ApiError, AppState, ids, now_secs, validate};
 pub const CONVERSATION_HEADER: &str = "x-conversation-id";
 
 /// The chat completions handler.
-pub async fn completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut log = RequestLog::default();
     let resp = match complete(&state, &headers, body, &mut log).await {
         Ok(resp) => resp,
@@ -33,7 +37,9 @@ fn conversation_id(body: Option<String>, headers: &HeaderMap) -> Result<Option<S
     let header = match headers.get(CONVERSATION_HEADER) {
         None => None,
         Some(v) => {
-            let v = v.to_str().map_err(|_| ApiError::invalid(CONVERSATION_HEADER, "invalid conversation id"))?;
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::invalid(CONVERSATION_HEADER, "invalid conversation id"))?;
             validate::conversation_id(v, CONVERSATION_HEADER)?;
             Some(v.to_owned())
         }
@@ -48,7 +54,12 @@ fn conversation_id(body: Option<String>, headers: &HeaderMap) -> Result<Option<S
     }
 }
 
-async fn complete(state: &AppState, headers: &HeaderMap, body: Body, log: &mut RequestLog) -> Result<Response, ApiError> {
+async fn complete(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    log: &mut RequestLog,
+) -> Result<Response, ApiError> {
     let now = now_secs();
     let principal = state.auth.authenticate(authorization(headers), now).await?;
     log.tenant = Some(principal.tenant.clone());
@@ -57,7 +68,10 @@ async fn complete(state: &AppState, headers: &HeaderMap, body: Body, log: &mut R
     let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
     let mut req = validate::chat_request(&bytes)?;
     let model = state.providers.resolve(&req.model).ok_or_else(|| {
-        let mut e = ApiError::not_found("model", format!("the model '{}' does not exist on this gateway", req.model));
+        let mut e = ApiError::not_found(
+            "model",
+            format!("the model '{}' does not exist on this gateway", req.model),
+        );
         e.code = "model_not_found";
         e
     })?;
@@ -65,12 +79,30 @@ async fn complete(state: &AppState, headers: &HeaderMap, body: Body, log: &mut R
     let conversation = conversation_id(req.conversation_id.take(), headers)?;
 
     let messages = std::mem::take(&mut req.messages);
-    let prepared = context::prepare(&*state.store, &principal.tenant, conversation.as_deref(), messages, now).await?;
-    let completion = state.providers.complete(&model, &prepared.prompt, &req).await?;
+    let prepared = context::prepare(
+        &*state.store,
+        &principal.tenant,
+        conversation.as_deref(),
+        messages,
+        now,
+    )
+    .await?;
+    let completion = state
+        .providers
+        .complete(&model, &prepared.prompt, &req)
+        .await?;
     log.usage = Some(completion.usage);
     if let Some(turn) = prepared.turn {
-        context::commit(&*state.store, &principal.tenant, turn, &completion, &model.id, state.config.retention_secs(), now)
-            .await?;
+        context::commit(
+            &*state.store,
+            &principal.tenant,
+            turn,
+            &completion,
+            &model.id,
+            state.config.retention_secs(),
+            now,
+        )
+        .await?;
     }
 
     let body = ChatCompletion {
@@ -78,7 +110,12 @@ async fn complete(state: &AppState, headers: &HeaderMap, body: Body, log: &mut R
         object: "chat.completion".into(),
         created: now,
         model: model.id,
-        choices: vec![Choice { index: 0, message: completion.message, finish_reason: completion.finish_reason, logprobs: None }],
+        choices: vec![Choice {
+            index: 0,
+            message: completion.message,
+            finish_reason: completion.finish_reason,
+            logprobs: None,
+        }],
         usage: completion.usage,
         conversation_id: conversation.clone(),
     };

@@ -50,7 +50,10 @@ pub fn with_log(mut resp: Response, log: RequestLog) -> Response {
 
 /// The chat function's routes.
 pub fn chat_routes(state: Arc<AppState>) -> Router {
-    finish(Router::new().route("/v1/chat/completions", post(chat::completions)), state)
+    finish(
+        Router::new().route("/v1/chat/completions", post(chat::completions)),
+        state,
+    )
 }
 
 /// The models function's routes.
@@ -77,10 +80,21 @@ fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Runs a router as a Lambda function (API Gateway REST or HTTP API events).
+/// The service a Lambda function runs: the router behind stage stripping.
+pub type LambdaService =
+    tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+
+/// Wraps a router for Lambda (API Gateway REST or HTTP API events).
+pub fn lambda_service(router: Router) -> LambdaService {
+    tower::util::MapRequest::new(
+        router,
+        strip_stage as fn(lambda_http::Request) -> lambda_http::Request,
+    )
+}
+
+/// Runs a router as a Lambda function.
 pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
-    let service = tower::ServiceBuilder::new().map_request(strip_stage).service(router);
-    lambda_http::run(service).await
+    lambda_http::run(lambda_service(router)).await
 }
 
 /// API Gateway REST events carry the stage in the path (`/prod/v1/...`);
@@ -114,15 +128,29 @@ pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
 }
 
 async fn health() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_route", "no such route")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_route",
+        "no such route",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// Request id, access log line, `x-request-id` header.
@@ -144,11 +172,15 @@ async fn observe(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut resp = next.run(req).instrument(span.clone()).await;
-    let log = resp.extensions().get::<RequestLog>().cloned().unwrap_or_default();
+    let log = resp
+        .extensions()
+        .get::<RequestLog>()
+        .cloned()
+        .unwrap_or_default();
     let usage = log.usage.unwrap_or_default();
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     tracing::info!(
-        parent: &span,
+        request_id = %request_id,
         method = %method,
         path = %path,
         status = resp.status().as_u16(),
@@ -167,7 +199,11 @@ async fn observe(req: Request, next: Next) -> Response {
 }
 
 /// Reads a body up to `limit` bytes; larger bodies get a 413.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -186,11 +222,15 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(ApiError::invalid("body", "the request body could not be read").with_param("body")),
+        Err(_) => {
+            Err(ApiError::invalid("body", "the request body could not be read").with_param("body"))
+        }
     }
 }
 
 /// The `Authorization` header as text.
 pub fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }

@@ -21,8 +21,15 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     with_log(resp, log)
 }
 
-async fn list_inner(state: &AppState, headers: &HeaderMap, log: &mut RequestLog) -> Result<ModelList, ApiError> {
-    let principal = state.auth.authenticate(authorization(headers), now_secs()).await?;
+async fn list_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Result<ModelList, ApiError> {
+    let principal = state
+        .auth
+        .authenticate(authorization(headers), now_secs())
+        .await?;
     log.tenant = Some(principal.tenant);
     let cfg = &state.config;
     let entry = |id: &str, owner: &str| ModelEntry {
@@ -36,10 +43,11 @@ async fn list_inner(state: &AppState, headers: &HeaderMap, log: &mut RequestLog)
         .iter()
         .map(|m| entry(m, cfg.split_model(m).map_or("ctxgate", |(p, _)| p)))
         .collect();
-    data.extend(
-        cfg.aliases
-            .iter()
-            .map(|(alias, target)| entry(alias, cfg.split_model(target).map_or("ctxgate", |(p, _)| p))),
-    );
-    Ok(ModelList { object: "list".into(), data })
+    data.extend(cfg.aliases.iter().map(|(alias, target)| {
+        entry(alias, cfg.split_model(target).map_or("ctxgate", |(p, _)| p))
+    }));
+    Ok(ModelList {
+        object: "list".into(),
+        data,
+    })
 }

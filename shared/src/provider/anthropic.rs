@@ -7,7 +7,10 @@ use serde_json::{Map, Value, json};
 
 use super::{Completion, Provider, ProviderError, ProviderRequest, join_url, send_json};
 use crate::config::ProviderConfig;
-use crate::wire::{ChatMessage, ChatRequest, Content, ContentPart, FinishReason, FunctionCall, Role, ToolCall, Usage};
+use crate::wire::{
+    ChatMessage, ChatRequest, Content, ContentPart, FinishReason, FunctionCall, Role, ToolCall,
+    Usage,
+};
 
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -35,7 +38,10 @@ impl Anthropic {
 }
 
 fn invalid(param: String, message: &str) -> ProviderError {
-    ProviderError::Invalid { param, message: message.into() }
+    ProviderError::Invalid {
+        param,
+        message: message.into(),
+    }
 }
 
 fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>, ProviderError> {
@@ -49,9 +55,18 @@ fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>, Pro
             .map(|(j, p)| match p {
                 ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
                 ContentPart::Refusal { refusal } => Ok(json!({"type": "text", "text": refusal})),
-                ContentPart::ImageUrl { image_url } => image_block(&image_url.url)
-                    .ok_or_else(|| invalid(format!("messages[{i}].content[{j}].image_url.url"), "not an http(s) or base64 data URL")),
-                _ => Err(invalid(format!("messages[{i}].content[{j}]"), "this content part is not supported by Anthropic models")),
+                ContentPart::ImageUrl { image_url } => {
+                    image_block(&image_url.url).ok_or_else(|| {
+                        invalid(
+                            format!("messages[{i}].content[{j}].image_url.url"),
+                            "not an http(s) or base64 data URL",
+                        )
+                    })
+                }
+                _ => Err(invalid(
+                    format!("messages[{i}].content[{j}]"),
+                    "this content part is not supported by Anthropic models",
+                )),
             })
             .collect(),
     }
@@ -60,14 +75,18 @@ fn content_blocks(content: Option<&Content>, i: usize) -> Result<Vec<Value>, Pro
 fn image_block(url: &str) -> Option<Value> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (media_type, data) = rest.split_once(";base64,")?;
-        return Some(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        return Some(
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        );
     }
     (url.starts_with("https://") || url.starts_with("http://"))
         .then(|| json!({"type": "image", "source": {"type": "url", "url": url}}))
 }
 
 /// Translates OpenAI messages to `(system, messages)` for the Messages API.
-pub fn translate_messages(messages: &[ChatMessage]) -> Result<(Option<String>, Vec<Value>), ProviderError> {
+pub fn translate_messages(
+    messages: &[ChatMessage],
+) -> Result<(Option<String>, Vec<Value>), ProviderError> {
     let mut system: Vec<String> = Vec::new();
     let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -80,16 +99,25 @@ pub fn translate_messages(messages: &[ChatMessage]) -> Result<(Option<String>, V
             Role::Assistant => {
                 let mut blocks = content_blocks(m.content.as_ref(), i)?;
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                    let input: Value = serde_json::from_str(&call.function.arguments).map_err(|_| {
-                        invalid(format!("messages[{i}].tool_calls[{j}].function.arguments"), "tool call arguments must be JSON")
-                    })?;
+                    let input: Value =
+                        serde_json::from_str(&call.function.arguments).map_err(|_| {
+                            invalid(
+                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                                "tool call arguments must be JSON",
+                            )
+                        })?;
                     blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}));
                 }
                 ("assistant", blocks)
             }
             Role::Tool => {
                 let id = m.tool_call_id.clone().unwrap_or_default();
-                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": m.text_content()})])
+                (
+                    "user",
+                    vec![
+                        json!({"type": "tool_result", "tool_use_id": id, "content": m.text_content()}),
+                    ],
+                )
             }
         };
         if blocks.is_empty() {
@@ -102,7 +130,12 @@ pub fn translate_messages(messages: &[ChatMessage]) -> Result<(Option<String>, V
         }
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
-    Ok((system, out.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect()))
+    Ok((
+        system,
+        out.into_iter()
+            .map(|(role, content)| json!({"role": role, "content": content}))
+            .collect(),
+    ))
 }
 
 fn tool_choice(choice: Option<&Value>, parallel: Option<bool>) -> Option<Value> {
@@ -139,7 +172,14 @@ pub fn request_body(
     let (system, msgs) = translate_messages(messages)?;
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
-    body.insert("max_tokens".into(), json!(p.max_completion_tokens.or(p.max_tokens).unwrap_or(default_max_tokens)));
+    body.insert(
+        "max_tokens".into(),
+        json!(
+            p.max_completion_tokens
+                .or(p.max_tokens)
+                .unwrap_or(default_max_tokens)
+        ),
+    );
     body.insert("messages".into(), Value::Array(msgs));
     if let Some(system) = system {
         body.insert("system".into(), json!(system));
@@ -190,18 +230,33 @@ pub fn finish_reason(stop_reason: Option<&str>) -> FinishReason {
 
 /// Parses a Messages API response into an OpenAI-shaped completion.
 pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderError> {
-    let bad = |detail: &str| ProviderError::BadResponse { provider: provider.into(), detail: detail.into() };
-    let blocks = v["content"].as_array().ok_or_else(|| bad("no content array"))?;
+    let bad = |detail: &str| ProviderError::BadResponse {
+        provider: provider.into(),
+        detail: detail.into(),
+    };
+    let blocks = v["content"]
+        .as_array()
+        .ok_or_else(|| bad("no content array"))?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for b in blocks {
         match b["type"].as_str() {
-            Some("text") => text.push_str(b["text"].as_str().ok_or_else(|| bad("text block without text"))?),
+            Some("text") => text.push_str(
+                b["text"]
+                    .as_str()
+                    .ok_or_else(|| bad("text block without text"))?,
+            ),
             Some("tool_use") => calls.push(ToolCall {
-                id: b["id"].as_str().ok_or_else(|| bad("tool_use without id"))?.into(),
+                id: b["id"]
+                    .as_str()
+                    .ok_or_else(|| bad("tool_use without id"))?
+                    .into(),
                 kind: "function".into(),
                 function: FunctionCall {
-                    name: b["name"].as_str().ok_or_else(|| bad("tool_use without name"))?.into(),
+                    name: b["name"]
+                        .as_str()
+                        .ok_or_else(|| bad("tool_use without name"))?
+                        .into(),
                     arguments: serde_json::to_string(&b["input"]).unwrap_or_else(|_| "{}".into()),
                 },
             }),
@@ -211,7 +266,8 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     }
     let u = &v["usage"];
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
-    let prompt = n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens");
+    let prompt =
+        n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens");
     let message = ChatMessage {
         role: Role::Assistant,
         content: (!text.is_empty() || calls.is_empty()).then_some(Content::Text(text)),
@@ -230,7 +286,9 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
 #[async_trait]
 impl Provider for Anthropic {
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
-        let key = req.api_key.ok_or_else(|| ProviderError::MissingKey { provider: self.name.clone() })?;
+        let key = req.api_key.ok_or_else(|| ProviderError::MissingKey {
+            provider: self.name.clone(),
+        })?;
         let body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
         let http = self
             .client
@@ -278,14 +336,20 @@ mod tests {
         assert_eq!(m[2]["content"][1]["tool_use_id"], "c2");
         assert_eq!(b["stop_sequences"], json!(["X"]));
         assert_eq!(b["tools"][0]["input_schema"]["type"], "object");
-        assert_eq!(b["tool_choice"], json!({"type":"any","disable_parallel_tool_use":true}));
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type":"any","disable_parallel_tool_use":true})
+        );
         assert_eq!(b["metadata"]["user_id"], "u");
     }
 
     #[test]
     fn max_tokens_from_client_wins() {
         let r = req(json!({"model":"m","messages":[{"role":"user","content":"a"}],"max_tokens":9}));
-        assert_eq!(request_body("c", &r.messages, &r, 4096).unwrap()["max_tokens"], 9);
+        assert_eq!(
+            request_body("c", &r.messages, &r, 4096).unwrap()["max_tokens"],
+            9
+        );
     }
 
     #[test]
@@ -303,7 +367,10 @@ mod tests {
         assert_eq!(c.message.text_content(), "let me check");
         let call = &c.message.tool_calls.unwrap()[0];
         assert_eq!(call.id, "tu1");
-        assert_eq!(serde_json::from_str::<Value>(&call.function.arguments).unwrap(), json!({"city":"Oslo"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&call.function.arguments).unwrap(),
+            json!({"city":"Oslo"})
+        );
         assert_eq!(finish_reason(Some("max_tokens")), FinishReason::Length);
         assert_eq!(finish_reason(Some("end_turn")), FinishReason::Stop);
         assert!(parse_response("anthropic", json!({"oops":1})).is_err());

@@ -13,11 +13,25 @@ pub struct Echo;
 #[async_trait]
 impl Provider for Echo {
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
-        let reply = req.messages.iter().rev().find(|m| m.role == Role::User).map(ChatMessage::text_content).unwrap_or_default();
-        let prompt: u64 = req.messages.iter().map(|m| estimate_tokens(&m.text_content()) + 3).sum();
+        let reply = req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(ChatMessage::text_content)
+            .unwrap_or_default();
+        let prompt: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.text_content()) + 3)
+            .sum();
         let mut completion = estimate_tokens(&reply);
         let mut text = reply;
-        let cap = req.params.max_completion_tokens.or(req.params.max_tokens).map(u64::from);
+        let cap = req
+            .params
+            .max_completion_tokens
+            .or(req.params.max_tokens)
+            .map(u64::from);
         let mut finish = FinishReason::Stop;
         if let Some(cap) = cap
             && completion > cap

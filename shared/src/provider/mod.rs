@@ -147,7 +147,9 @@ impl Providers {
             .map(|(name, p)| {
                 let adapter: Arc<dyn Provider> = match p.kind {
                     ProviderKind::Echo => Arc::new(echo::Echo),
-                    ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(name, p, client.clone())),
+                    ProviderKind::Anthropic => {
+                        Arc::new(anthropic::Anthropic::new(name, p, client.clone()))
+                    }
                     ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
                         Arc::new(openai::OpenAi::new(name, p, client.clone()))
                     }
@@ -155,14 +157,27 @@ impl Providers {
                 (name.clone(), adapter)
             })
             .collect();
-        Self { config, adapters, keys }
+        Self {
+            config,
+            adapters,
+            keys,
+        }
     }
 
     /// Resolves an alias or `provider/model`; `None` for an unknown model.
     pub fn resolve(&self, model: &str) -> Option<ResolvedModel> {
-        let id = self.config.aliases.get(model).map(String::as_str).unwrap_or(model);
+        let id = self
+            .config
+            .aliases
+            .get(model)
+            .map(String::as_str)
+            .unwrap_or(model);
         let (provider, upstream) = self.config.split_model(id)?;
-        Some(ResolvedModel { id: id.to_owned(), provider: provider.to_owned(), upstream: upstream.to_owned() })
+        Some(ResolvedModel {
+            id: id.to_owned(),
+            provider: provider.to_owned(),
+            upstream: upstream.to_owned(),
+        })
     }
 
     /// Calls the model's provider with the configured key.
@@ -176,22 +191,39 @@ impl Providers {
         let adapter = &self.adapters[&model.provider];
         let key = match cfg.kind {
             ProviderKind::Echo => None,
-            _ => self.keys.key(cfg.secret_field.as_deref().unwrap_or(&model.provider)).await?,
+            _ => {
+                self.keys
+                    .key(cfg.secret_field.as_deref().unwrap_or(&model.provider))
+                    .await?
+            }
         };
         if key.is_none() && matches!(cfg.kind, ProviderKind::Openai | ProviderKind::Anthropic) {
-            return Err(ProviderError::MissingKey { provider: model.provider.clone() });
+            return Err(ProviderError::MissingKey {
+                provider: model.provider.clone(),
+            });
         }
         adapter
-            .complete(ProviderRequest { model: &model.upstream, messages, params, api_key: key.as_deref() })
+            .complete(ProviderRequest {
+                model: &model.upstream,
+                messages,
+                params,
+                api_key: key.as_deref(),
+            })
             .await
     }
 }
 
 /// Sends an upstream request and returns its parsed JSON body, classifying
 /// every failure the same way for all adapters.
-pub(crate) async fn send_json(provider: &str, req: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+pub(crate) async fn send_json(
+    provider: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<Value, ProviderError> {
     let p = || provider.to_owned();
-    let resp = req.send().await.map_err(|e| classify_send_error(provider, &e))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| classify_send_error(provider, &e))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -199,12 +231,20 @@ pub(crate) async fn send_json(provider: &str, req: reqwest::RequestBuilder) -> R
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64)
         .map(str::to_owned);
-    let body = resp.bytes().await.map_err(|e| classify_send_error(provider, &e))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| classify_send_error(provider, &e))?;
     match status {
-        200..=299 => serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::BadResponse { provider: p(), detail: format!("invalid JSON: {e}") }),
+        200..=299 => serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
+            provider: p(),
+            detail: format!("invalid JSON: {e}"),
+        }),
         401 | 403 => Err(ProviderError::Auth { provider: p() }),
-        429 => Err(ProviderError::RateLimited { provider: p(), retry_after }),
+        429 => Err(ProviderError::RateLimited {
+            provider: p(),
+            retry_after,
+        }),
         400..=499 => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let message = v["error"]["message"]
@@ -212,9 +252,16 @@ pub(crate) async fn send_json(provider: &str, req: reqwest::RequestBuilder) -> R
                 .map(|m| format!("{provider}: {m}"))
                 .unwrap_or_else(|| format!("{provider} rejected the request with HTTP {status}"));
             let param = v["error"]["param"].as_str().map(str::to_owned);
-            Err(ProviderError::Rejected { status, message, param })
+            Err(ProviderError::Rejected {
+                status,
+                message,
+                param,
+            })
         }
-        _ => Err(ProviderError::Unavailable { provider: p(), status }),
+        _ => Err(ProviderError::Unavailable {
+            provider: p(),
+            status,
+        }),
     }
 }
 
@@ -225,7 +272,10 @@ fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
     } else if e.is_connect() {
         ProviderError::Connect { provider }
     } else if e.is_decode() || e.is_body() {
-        ProviderError::BadResponse { provider, detail: "body could not be read".into() }
+        ProviderError::BadResponse {
+            provider,
+            detail: "body could not be read".into(),
+        }
     } else {
         ProviderError::Connect { provider }
     }
@@ -233,7 +283,11 @@ fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
 
 /// Joins a base URL and a path without doubling or dropping the slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// A rough token estimate: ~4 characters per token for English text. Used

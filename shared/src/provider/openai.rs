@@ -26,9 +26,19 @@ impl OpenAi {
         Self {
             name: name.into(),
             client,
-            url: join_url(cfg.base_url.as_deref().unwrap_or_default(), "chat/completions"),
-            auth_header: cfg.auth_header.clone().filter(|h| !h.eq_ignore_ascii_case("authorization")),
-            query: cfg.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            url: join_url(
+                cfg.base_url.as_deref().unwrap_or_default(),
+                "chat/completions",
+            ),
+            auth_header: cfg
+                .auth_header
+                .clone()
+                .filter(|h| !h.eq_ignore_ascii_case("authorization")),
+            query: cfg
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             key_required: cfg.kind == ProviderKind::Openai,
         }
     }
@@ -47,13 +57,19 @@ pub fn request_body(model: &str, messages: &[ChatMessage], p: &ChatRequest) -> V
     opt("temperature", p.temperature.map(Value::from));
     opt("top_p", p.top_p.map(Value::from));
     opt("max_tokens", p.max_tokens.map(Value::from));
-    opt("max_completion_tokens", p.max_completion_tokens.map(Value::from));
+    opt(
+        "max_completion_tokens",
+        p.max_completion_tokens.map(Value::from),
+    );
     opt("stop", p.stop.as_ref().map(|s| json!(s)));
     opt("user", p.user.clone().map(Value::from));
     opt("response_format", p.response_format.clone());
     opt("tools", p.tools.as_ref().map(|t| json!(t)));
     opt("tool_choice", p.tool_choice.clone());
-    opt("parallel_tool_calls", p.parallel_tool_calls.map(Value::from));
+    opt(
+        "parallel_tool_calls",
+        p.parallel_tool_calls.map(Value::from),
+    );
     opt("seed", p.seed.map(Value::from));
     opt("presence_penalty", p.presence_penalty.map(Value::from));
     opt("frequency_penalty", p.frequency_penalty.map(Value::from));
@@ -94,9 +110,17 @@ pub fn finish_reason(s: Option<&str>) -> FinishReason {
 
 /// Parses an upstream `chat.completion` body.
 pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderError> {
-    let bad = |detail: String| ProviderError::BadResponse { provider: provider.into(), detail };
-    let r: Response = serde_json::from_value(v).map_err(|e| bad(format!("unexpected shape: {e}")))?;
-    let choice = r.choices.into_iter().next().ok_or_else(|| bad("no choices".into()))?;
+    let bad = |detail: String| ProviderError::BadResponse {
+        provider: provider.into(),
+        detail,
+    };
+    let r: Response =
+        serde_json::from_value(v).map_err(|e| bad(format!("unexpected shape: {e}")))?;
+    let choice = r
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("no choices".into()))?;
     let mut message = choice.message;
     if message.role != Role::Assistant {
         return Err(bad("choice is not an assistant message".into()));
@@ -105,17 +129,29 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     if message.tool_calls.as_ref().is_some_and(Vec::is_empty) {
         message.tool_calls = None;
     }
-    let usage = r.usage.map(|u| Usage::new(u.prompt_tokens, u.completion_tokens)).unwrap_or_default();
-    Ok(Completion { message, finish_reason: finish_reason(choice.finish_reason.as_deref()), usage })
+    let usage = r
+        .usage
+        .map(|u| Usage::new(u.prompt_tokens, u.completion_tokens))
+        .unwrap_or_default();
+    Ok(Completion {
+        message,
+        finish_reason: finish_reason(choice.finish_reason.as_deref()),
+        usage,
+    })
 }
 
 #[async_trait]
 impl Provider for OpenAi {
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
         if self.key_required && req.api_key.is_none() {
-            return Err(ProviderError::MissingKey { provider: self.name.clone() });
+            return Err(ProviderError::MissingKey {
+                provider: self.name.clone(),
+            });
         }
-        let mut http = self.client.post(&self.url).json(&request_body(req.model, req.messages, req.params));
+        let mut http =
+            self.client
+                .post(&self.url)
+                .json(&request_body(req.model, req.messages, req.params));
         if !self.query.is_empty() {
             http = http.query(&self.query);
         }
@@ -167,7 +203,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.finish_reason, FinishReason::ToolCalls);
         assert_eq!(c.usage, Usage::new(5, 2));
-        assert_eq!(c.message.tool_calls.unwrap()[0].function.arguments, "{\"a\":1}");
+        assert_eq!(
+            c.message.tool_calls.unwrap()[0].function.arguments,
+            "{\"a\":1}"
+        );
         assert!(parse_response("openai", json!({"choices":[]})).is_err());
         assert!(parse_response("openai", json!({"nope":1})).is_err());
     }

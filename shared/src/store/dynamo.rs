@@ -17,12 +17,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 
 use super::{
-    ApiKeyRecord, MAX_ITEM_BYTES, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite, check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
+    TurnWrite, check_turn_size,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -58,15 +59,23 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| bad(name))
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| bad(name))
 }
 
 fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| bad(name))
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad(name))
 }
 
 fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn conv_pk(tenant: &str, id: &str) -> String {
@@ -88,7 +97,10 @@ fn meta_item(pk: &str, meta: &ConversationMeta) -> Result<Item, StoreError> {
     item.insert("created".into(), n(meta.created));
     item.insert("updated".into(), n(meta.updated));
     if !meta.system.is_empty() {
-        item.insert("system".into(), s(serde_json::to_string(&meta.system).map_err(|e| bad(&e.to_string()))?));
+        item.insert(
+            "system".into(),
+            s(serde_json::to_string(&meta.system).map_err(|e| bad(&e.to_string()))?),
+        );
     }
     if let Some(e) = meta.expires_at {
         item.insert(TTL_ATTRIBUTE.into(), n(e));
@@ -117,7 +129,10 @@ fn message_item(pk: &str, m: &StoredMessage) -> Result<Item, StoreError> {
     item.insert("PK".into(), s(pk));
     item.insert("SK".into(), s(msg_sk(m.seq)));
     item.insert("seq".into(), n(m.seq));
-    item.insert("msg".into(), s(serde_json::to_string(&m.message).map_err(|e| bad(&e.to_string()))?));
+    item.insert(
+        "msg".into(),
+        s(serde_json::to_string(&m.message).map_err(|e| bad(&e.to_string()))?),
+    );
     item.insert("created".into(), n(m.created));
     if let Some(t) = m.tokens {
         item.insert("tokens".into(), n(t));
@@ -150,7 +165,10 @@ fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
     item.insert("hash".into(), s(&k.hash));
     item.insert("tenant".into(), s(&k.tenant));
     item.insert("name".into(), s(&k.name));
-    item.insert("scopes".into(), AttributeValue::L(k.scopes.iter().map(s).collect()));
+    item.insert(
+        "scopes".into(),
+        AttributeValue::L(k.scopes.iter().map(s).collect()),
+    );
     item.insert("created".into(), n(k.created));
     item.insert("revoked".into(), AttributeValue::Bool(k.revoked));
     if let Some(v) = k.valid_until {
@@ -171,7 +189,11 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
         name: get_s(item, "name")?,
         scopes,
         created: get_n(item, "created")?,
-        revoked: item.get("revoked").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        revoked: item
+            .get("revoked")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
         valid_until: opt_n(item, "valid_until"),
     })
 }
@@ -179,10 +201,14 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
 /// Whether a failed transaction lost a condition or a race (both mean: re-read).
 fn is_conflict(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> bool {
     match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed" | "TransactionConflict")
+                )
+            })
+        }
         _ => false,
     }
 }
@@ -190,7 +216,10 @@ fn is_conflict(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> b
 impl DynamoStore {
     /// A store on `table` through `client` (built once per cold start).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates the table with the schema the SAM template declares (emulators, first setup).
@@ -236,7 +265,12 @@ impl DynamoStore {
         Ok(())
     }
 
-    fn put(&self, item: Item, condition: &str, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Option<Item>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -263,7 +297,12 @@ impl DynamoStore {
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn load_conversation(&self, tenant: &str, id: &str, now: i64) -> Result<Conversation, StoreError> {
+    async fn load_conversation(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Conversation, StoreError> {
         let pk = conv_pk(tenant, id);
         let mut meta = None;
         let mut newest_first = Vec::new();
@@ -285,7 +324,10 @@ impl Store for DynamoStore {
                 if get_s(item, "SK")? == "META" {
                     let m = parse_meta(item)?;
                     if !m.is_live(now) {
-                        return Ok(Conversation { meta: m, messages: Vec::new() });
+                        return Ok(Conversation {
+                            meta: m,
+                            messages: Vec::new(),
+                        });
                     }
                     meta = Some(m);
                 } else {
@@ -306,10 +348,17 @@ impl Store for DynamoStore {
         // Messages above next_seq would be debris of a failed write; never show them.
         newest_first.retain(|m| m.seq < meta.next_seq);
         newest_first.reverse();
-        Ok(Conversation { meta, messages: newest_first })
+        Ok(Conversation {
+            meta,
+            messages: newest_first,
+        })
     }
 
-    async fn conversation_meta(&self, tenant: &str, id: &str) -> Result<Option<ConversationMeta>, StoreError> {
+    async fn conversation_meta(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ConversationMeta>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -323,11 +372,20 @@ impl Store for DynamoStore {
         out.item().map(parse_meta).transpose()
     }
 
-    async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), StoreError> {
+    async fn append_turn(
+        &self,
+        tenant: &str,
+        id: &str,
+        turn: &TurnWrite,
+    ) -> Result<(), StoreError> {
         check_turn_size(tenant, id, turn)?;
         let pk = conv_pk(tenant, id);
         let head = if turn.expected_version == 0 {
-            self.put(meta_item(&pk, &turn.meta)?, "attribute_not_exists(PK)", None)?
+            self.put(
+                meta_item(&pk, &turn.meta)?,
+                "attribute_not_exists(PK)",
+                None,
+            )?
         } else {
             let values = HashMap::from([(":v".to_string(), n(turn.expected_version))]);
             self.put(meta_item(&pk, &turn.meta)?, "version = :v", Some(values))?
@@ -337,12 +395,26 @@ impl Store for DynamoStore {
             // A message slot is written once; an existing one means a lost race.
             items.push(self.put(message_item(&pk, m)?, "attribute_not_exists(PK)", None)?);
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
             // Our estimate is conservative, but DynamoDB has the last word.
-            Err(e) if e.as_service_error().and_then(|s| s.meta().message()).is_some_and(|m| m.contains("Item size")) => {
-                Err(StoreError::TooLarge { what: "a message", bytes: MAX_ITEM_BYTES + 1, limit: MAX_ITEM_BYTES })
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.meta().message())
+                    .is_some_and(|m| m.contains("Item size")) =>
+            {
+                Err(StoreError::TooLarge {
+                    what: "a message",
+                    bytes: MAX_ITEM_BYTES + 1,
+                    limit: MAX_ITEM_BYTES,
+                })
             }
             Err(e) => Err(sdk_err(e)),
         }
@@ -350,10 +422,23 @@ impl Store for DynamoStore {
 
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let items = vec![
-            self.put(key_item(&format!("K#{}", key.hash), "KEY", key), "attribute_not_exists(PK)", None)?,
-            self.put(key_item("KEYS", &key.key_id, key), "attribute_not_exists(PK)", None)?,
+            self.put(
+                key_item(&format!("K#{}", key.hash), "KEY", key),
+                "attribute_not_exists(PK)",
+                None,
+            )?,
+            self.put(
+                key_item("KEYS", &key.key_id, key),
+                "attribute_not_exists(PK)",
+                None,
+            )?,
         ];
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(sdk_err)?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(sdk_err)?;
         Ok(())
     }
 
@@ -412,10 +497,20 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(sdk_err)?;
-        let Some(item) = out.item() else { return Ok(false) };
+        let Some(item) = out.item() else {
+            return Ok(false);
+        };
         let hash = get_s(item, "hash")?;
-        let items = vec![self.set_revoked(&format!("K#{hash}"), "KEY")?, self.set_revoked("KEYS", key_id)?];
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(sdk_err)?;
+        let items = vec![
+            self.set_revoked(&format!("K#{hash}"), "KEY")?,
+            self.set_revoked("KEYS", key_id)?,
+        ];
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(sdk_err)?;
         Ok(true)
     }
 }

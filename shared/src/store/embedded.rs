@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite, check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite,
+    check_turn_size,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -38,7 +39,8 @@ fn conv_key(tenant: &str, id: &str) -> String {
 impl EmbeddedStore {
     /// Opens (or creates) `dir/ctxgate.redb`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(dir.join("ctxgate.redb"))
@@ -59,11 +61,16 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
     }
 }
 
-fn read_meta(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<ConversationMeta>, StoreError> {
+fn read_meta(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<ConversationMeta>, StoreError> {
     match table.get(key).map_err(backend)? {
         Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
         None => Ok(None),
@@ -72,7 +79,12 @@ fn read_meta(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str)
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn load_conversation(&self, tenant: &str, id: &str, now: i64) -> Result<Conversation, StoreError> {
+    async fn load_conversation(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Conversation, StoreError> {
         let key = conv_key(tenant, id);
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
@@ -80,7 +92,10 @@ impl Store for EmbeddedStore {
             let mut messages = Vec::new();
             if meta.is_live(now) {
                 let table = tx.open_table(MESSAGES).map_err(backend)?;
-                for row in table.range((key.as_str(), 0u64)..(key.as_str(), meta.next_seq)).map_err(backend)? {
+                for row in table
+                    .range((key.as_str(), 0u64)..(key.as_str(), meta.next_seq))
+                    .map_err(backend)?
+                {
                     let (_, v) = row.map_err(backend)?;
                     let m: StoredMessage = serde_json::from_slice(v.value()).map_err(backend)?;
                     if m.expires_at.is_none_or(|e| e > now) {
@@ -93,7 +108,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn conversation_meta(&self, tenant: &str, id: &str) -> Result<Option<ConversationMeta>, StoreError> {
+    async fn conversation_meta(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ConversationMeta>, StoreError> {
         let key = conv_key(tenant, id);
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
@@ -102,7 +121,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), StoreError> {
+    async fn append_turn(
+        &self,
+        tenant: &str,
+        id: &str,
+        turn: &TurnWrite,
+    ) -> Result<(), StoreError> {
         check_turn_size(tenant, id, turn)?;
         let key = conv_key(tenant, id);
         let turn = turn.clone();
@@ -115,11 +139,14 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::Conflict);
                 }
                 let bytes = serde_json::to_vec(&turn.meta).map_err(backend)?;
-                meta_table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+                meta_table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
                 let mut msgs = tx.open_table(MESSAGES).map_err(backend)?;
                 for m in &turn.messages {
                     let bytes = serde_json::to_vec(m).map_err(backend)?;
-                    msgs.insert((key.as_str(), m.seq), bytes.as_slice()).map_err(backend)?;
+                    msgs.insert((key.as_str(), m.seq), bytes.as_slice())
+                        .map_err(backend)?;
                 }
             }
             // Dropping an uncommitted transaction (the Conflict path above) aborts it.
@@ -137,9 +164,13 @@ impl Store for EmbeddedStore {
                 if ids.get(key.key_id.as_str()).map_err(backend)?.is_some() {
                     return Err(backend("duplicate key id"));
                 }
-                ids.insert(key.key_id.as_str(), key.hash.as_str()).map_err(backend)?;
+                ids.insert(key.key_id.as_str(), key.hash.as_str())
+                    .map_err(backend)?;
                 let bytes = serde_json::to_vec(&key).map_err(backend)?;
-                tx.open_table(KEYS).map_err(backend)?.insert(key.hash.as_str(), bytes.as_slice()).map_err(backend)?;
+                tx.open_table(KEYS)
+                    .map_err(backend)?
+                    .insert(key.hash.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
             }
             tx.commit().map_err(backend)
         })
@@ -184,19 +215,27 @@ impl Store for EmbeddedStore {
             let tx = db.begin_write().map_err(backend)?;
             let found = {
                 let ids = tx.open_table(KEY_IDS).map_err(backend)?;
-                let hash = ids.get(key_id.as_str()).map_err(backend)?.map(|h| h.value().to_owned());
+                let hash = ids
+                    .get(key_id.as_str())
+                    .map_err(backend)?
+                    .map(|h| h.value().to_owned());
                 match hash {
                     None => false,
                     Some(hash) => {
                         let mut keys = tx.open_table(KEYS).map_err(backend)?;
-                        let rec = keys.get(hash.as_str()).map_err(backend)?.map(|v| v.value().to_vec());
+                        let rec = keys
+                            .get(hash.as_str())
+                            .map_err(backend)?
+                            .map(|v| v.value().to_vec());
                         match rec {
                             None => false,
                             Some(bytes) => {
-                                let mut rec: ApiKeyRecord = serde_json::from_slice(&bytes).map_err(backend)?;
+                                let mut rec: ApiKeyRecord =
+                                    serde_json::from_slice(&bytes).map_err(backend)?;
                                 rec.revoked = true;
                                 let bytes = serde_json::to_vec(&rec).map_err(backend)?;
-                                keys.insert(hash.as_str(), bytes.as_slice()).map_err(backend)?;
+                                keys.insert(hash.as_str(), bytes.as_slice())
+                                    .map_err(backend)?;
                                 true
                             }
                         }

@@ -135,13 +135,23 @@ pub trait Store: Send + Sync {
     /// Reads a conversation's header and live messages. A missing or expired
     /// conversation comes back with no messages (and the stored version, so a
     /// new turn can take its place).
-    async fn load_conversation(&self, tenant: &str, id: &str, now: i64) -> Result<Conversation, StoreError>;
+    async fn load_conversation(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Conversation, StoreError>;
 
     /// Reads only the header (`None` when there is none).
-    async fn conversation_meta(&self, tenant: &str, id: &str) -> Result<Option<ConversationMeta>, StoreError>;
+    async fn conversation_meta(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ConversationMeta>, StoreError>;
 
     /// Appends a turn atomically; [`StoreError::Conflict`] if the version moved.
-    async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), StoreError>;
+    async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite)
+    -> Result<(), StoreError>;
 
     /// Stores a new key.
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -159,7 +169,9 @@ pub trait Store: Send + Sync {
 /// Bytes a message occupies as a DynamoDB item (names + values), used by both
 /// stores so that they refuse the same things.
 pub fn message_item_bytes(tenant: &str, id: &str, msg: &StoredMessage) -> usize {
-    let body = serde_json::to_vec(&msg.message).map(|v| v.len()).unwrap_or(usize::MAX / 2);
+    let body = serde_json::to_vec(&msg.message)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX / 2);
     // PK, SK, msg, tokens, created, model, expires_at: names and fixed-size numbers.
     let key = tenant.len() + id.len() + 6 + 14;
     key + body + msg.model.as_ref().map_or(0, String::len) + 64
@@ -167,7 +179,9 @@ pub fn message_item_bytes(tenant: &str, id: &str, msg: &StoredMessage) -> usize 
 
 /// Bytes of a conversation header item.
 pub fn meta_item_bytes(tenant: &str, id: &str, meta: &ConversationMeta) -> usize {
-    let system = serde_json::to_vec(&meta.system).map(|v| v.len()).unwrap_or(usize::MAX / 2);
+    let system = serde_json::to_vec(&meta.system)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX / 2);
     tenant.len() + id.len() + 10 + system + 128
 }
 
@@ -175,12 +189,20 @@ pub fn meta_item_bytes(tenant: &str, id: &str, meta: &ConversationMeta) -> usize
 pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), StoreError> {
     let meta = meta_item_bytes(tenant, id, &turn.meta);
     if meta > MAX_ITEM_BYTES {
-        return Err(StoreError::TooLarge { what: "the system prompt", bytes: meta, limit: MAX_ITEM_BYTES });
+        return Err(StoreError::TooLarge {
+            what: "the system prompt",
+            bytes: meta,
+            limit: MAX_ITEM_BYTES,
+        });
     }
     for m in &turn.messages {
         let bytes = message_item_bytes(tenant, id, m);
         if bytes > MAX_ITEM_BYTES {
-            return Err(StoreError::TooLarge { what: "a message", bytes, limit: MAX_ITEM_BYTES });
+            return Err(StoreError::TooLarge {
+                what: "a message",
+                bytes,
+                limit: MAX_ITEM_BYTES,
+            });
         }
     }
     Ok(())
