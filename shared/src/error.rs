@@ -160,7 +160,7 @@ impl From<AuthError> for ApiError {
             AuthError::MissingScope(scope) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "permission_error",
-                "missing_scope",
+                "insufficient_scope",
                 format!("this key lacks the '{scope}' scope"),
             ),
             AuthError::Store(s) => s.into(),

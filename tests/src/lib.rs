@@ -1,6 +1,8 @@
-//! Shared fixtures for the integration tests: the DynamoDB/Secrets Manager
+//! Shared fixtures for the integration tests and benchmarks: the DynamoDB/Secrets Manager
 //! emulator endpoint, mock upstream providers on loopback, and a gateway
 //! built from the real handlers.
+
+pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -561,7 +561,7 @@ async fn keys_are_required_checked_and_revocable() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (403, Some("missing_scope"))
+        (403, Some("insufficient_scope"))
     );
 
     // Revocation bites once the cache entry is gone (a fresh process here).
