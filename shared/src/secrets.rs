@@ -1,13 +1,17 @@
-//! Provider keys: from Secrets Manager (a JSON object, cached in-process by
-//! AWS's caching client) when `CTXGATE_SECRET_ID` is set, else from the
-//! environment. Key material never appears in errors or logs.
+//! Provider keys: from Secrets Manager (a JSON object, cached in-process
+//! with a TTL) when `CTXGATE_SECRET_ID` is set, else from the environment.
+//! Key material never appears in errors or logs.
+//!
+//! The cache is ours rather than `aws_secretsmanager_caching`: that crate
+//! turns on the SDK's legacy TLS stack (hyper 0.14, rustls 0.21, ring), which
+//! added megabytes to every function for a few lines of caching.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_secretsmanager_caching::SecretsManagerCachingClient;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use tokio::sync::Mutex;
 
 use crate::config::Config;
 
@@ -64,8 +68,10 @@ impl KeySource for EnvKeys {
 
 /// Keys from one Secrets Manager secret holding `{"openai": "...", ...}`.
 pub struct SecretsManagerKeys {
-    client: SecretsManagerCachingClient,
+    client: aws_sdk_secretsmanager::Client,
     secret_id: String,
+    ttl: Duration,
+    cache: Mutex<Option<(Instant, HashMap<String, String>)>>,
 }
 
 impl SecretsManagerKeys {
@@ -75,31 +81,54 @@ impl SecretsManagerKeys {
         secret_id: String,
         ttl: Duration,
     ) -> Result<Self, SecretsError> {
-        let client = SecretsManagerCachingClient::new(client, NonZeroUsize::MIN, ttl, true)
+        Ok(Self {
+            client,
+            secret_id,
+            ttl,
+            cache: Mutex::new(None),
+        })
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, String>, SecretsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
             .map_err(|e| SecretsError::Fetch {
-                secret_id: secret_id.clone(),
-                detail: e.to_string(),
+                secret_id: self.secret_id.clone(),
+                detail: DisplayErrorContext(&e).to_string(),
             })?;
-        Ok(Self { client, secret_id })
+        let text = out
+            .secret_string()
+            .ok_or_else(|| SecretsError::Shape(self.secret_id.clone()))?;
+        serde_json::from_str(text).map_err(|_| SecretsError::Shape(self.secret_id.clone()))
     }
 }
 
 #[async_trait]
 impl KeySource for SecretsManagerKeys {
     async fn key(&self, field: &str) -> Result<Option<String>, SecretsError> {
-        let value = self
-            .client
-            .get_secret_value(&self.secret_id, None, None, false)
-            .await
-            .map_err(|e| SecretsError::Fetch {
-                secret_id: self.secret_id.clone(),
-                detail: e.to_string(),
-            })?;
-        let text = value
-            .secret_string
-            .ok_or_else(|| SecretsError::Shape(self.secret_id.clone()))?;
-        let map: HashMap<String, String> =
-            serde_json::from_str(&text).map_err(|_| SecretsError::Shape(self.secret_id.clone()))?;
-        Ok(map.get(field).filter(|k| !k.is_empty()).cloned())
+        // Held across the fetch so concurrent first requests make one call.
+        let mut cache = self.cache.lock().await;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < self.ttl);
+        if !fresh {
+            match self.fetch().await {
+                Ok(map) => *cache = Some((Instant::now(), map)),
+                // A transient failure keeps serving the last good value.
+                Err(e) if cache.is_some() => {
+                    tracing::warn!(error = %e, "secret refresh failed; using the cached value")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cache
+            .as_ref()
+            .and_then(|(_, map)| map.get(field))
+            .filter(|k| !k.is_empty())
+            .cloned())
     }
 }

@@ -12,7 +12,6 @@ use crate::config::{Config, ConfigError, StoreKind};
 use crate::provider::Providers;
 use crate::secrets::{EnvKeys, KeySource, SecretsError, SecretsManagerKeys};
 use crate::store::dynamo::DynamoStore;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, StoreError};
 
 /// Why the process could not start.
@@ -69,7 +68,7 @@ impl AppState {
                 aws_sdk_dynamodb::Client::new(aws),
                 config.table.clone(),
             )),
-            _ => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+            _ => embedded_store(&config)?,
         };
         let keys: Arc<dyn KeySource> = match (&config.secret_id, &aws) {
             (Some(id), Some(aws)) => Arc::new(SecretsManagerKeys::new(
@@ -99,6 +98,21 @@ impl AppState {
             started: crate::now_secs(),
         })
     }
+}
+
+#[cfg(feature = "embedded")]
+fn embedded_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    Ok(Arc::new(crate::store::embedded::EmbeddedStore::open(
+        &config.data_dir,
+    )?))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn embedded_store(_: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    Err(
+        ConfigError::Invalid("this build has no embedded store; set CTXGATE_STORE=dynamodb".into())
+            .into(),
+    )
 }
 
 /// AWS SDK configuration: region from the environment (default `us-east-1`),

@@ -50,7 +50,9 @@ fn summary(name: &str, mut samples: Vec<Duration>, fmt: fn(Duration) -> String) 
 fn sizes(dir: &Path) {
     println!("\n### Release binaries (stripped)\n\n| binary | size |\n|---|---|");
     for bin in ["ctxgate-chat", "ctxgate-models", "ctxgate"] {
-        let len = std::fs::metadata(dir.join(bin)).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(dir.join(bin))
+            .map(|m| m.len())
+            .unwrap_or(0);
         println!("| {bin} | {:.2} MB |", len as f64 / 1_000_000.0);
     }
 }
@@ -93,7 +95,9 @@ async fn cold_starts(dir: &Path) {
                     first.push(at - start);
                     break;
                 }
-                RuntimeEvent::Error { id, body } => panic!("function reported an error for {id}: {body:?}"),
+                RuntimeEvent::Error { id, body } => {
+                    panic!("function reported an error for {id}: {body:?}")
+                }
             }
         }
         child.kill().await.ok();
@@ -125,7 +129,12 @@ async fn local_server(dir: &Path) {
         .output()
         .await
         .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
+    let key = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
     let mut server = Command::new(dir.join("ctxgate"))
         .arg("serve")
         .env_clear()
@@ -144,7 +153,10 @@ async fn local_server(dir: &Path) {
     // Keep draining the access log so the server never blocks on stderr.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let turn = |i: usize, stored: bool| {
         let mut body = json!({"model": "echo", "messages": [{"role": "user", "content": format!("benchmark turn {i}: the quick brown fox")}]});
@@ -158,9 +170,18 @@ async fn local_server(dir: &Path) {
         "\n### Chat turn through the local server (echo model, embedded store, {REQUESTS} sequential requests, one keep-alive connection)\n"
     );
     println!("| case | requests | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|");
-    for (name, stored) in [("stateless turn", false), ("stored conversation turn", true)] {
+    for (name, stored) in [
+        ("stateless turn", false),
+        ("stored conversation turn", true),
+    ] {
         for i in 0..WARMUP {
-            let r = client.post(&url).bearer_auth(&key).json(&turn(i + 1_000_000, stored)).send().await.unwrap();
+            let r = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&turn(i + 1_000_000, stored))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             r.bytes().await.unwrap();
         }
@@ -169,7 +190,13 @@ async fn local_server(dir: &Path) {
         for i in 0..REQUESTS {
             let body = turn(i, stored);
             let t = Instant::now();
-            let r = client.post(&url).bearer_auth(&key).json(&body).send().await.unwrap();
+            let r = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             r.bytes().await.unwrap();
             samples.push(t.elapsed());
@@ -180,16 +207,29 @@ async fn local_server(dir: &Path) {
     }
     let pid = server.id().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_owned();
-    println!("\nLocal server peak resident memory after the run: {}", hwm.trim_start_matches("VmHWM:").trim());
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned();
+    println!(
+        "\nLocal server peak resident memory after the run: {}",
+        hwm.trim_start_matches("VmHWM:").trim()
+    );
     server.kill().await.ok();
 }
 
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes --bench; there is nothing to filter.
-    let dir = PathBuf::from(std::env::var("CTXGATE_RELEASE_DIR").expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"));
-    println!("## ctxgate benchmarks ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let dir = PathBuf::from(
+        std::env::var("CTXGATE_RELEASE_DIR")
+            .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
+    );
+    println!(
+        "## ctxgate benchmarks ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     sizes(&dir);
     cold_starts(&dir).await;
     local_server(&dir).await;

@@ -56,17 +56,27 @@ impl RuntimeApi {
     pub async fn start() -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(VecDeque::new()));
-        let state = RtState { queue: queue.clone(), tx };
+        let state = RtState {
+            queue: queue.clone(),
+            tx,
+        };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { address, queue, events }
+        Self {
+            address,
+            queue,
+            events,
+        }
     }
 
     /// Queues an invocation with this event payload.
@@ -98,7 +108,10 @@ async fn next(State(s): State<RtState>) -> Response {
             [
                 ("lambda-runtime-aws-request-id", id.as_str()),
                 ("lambda-runtime-deadline-ms", "32503680000000"),
-                ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:local"),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:local",
+                ),
                 ("content-type", "application/json"),
             ],
             event,
@@ -110,7 +123,11 @@ async fn next(State(s): State<RtState>) -> Response {
 }
 
 async fn response(State(s): State<RtState>, Path(id): Path<String>, body: Bytes) -> &'static str {
-    let _ = s.tx.send(RuntimeEvent::Response { at: Instant::now(), id, body });
+    let _ = s.tx.send(RuntimeEvent::Response {
+        at: Instant::now(),
+        id,
+        body,
+    });
     ""
 }
 
@@ -120,6 +137,9 @@ async fn error(State(s): State<RtState>, Path(id): Path<String>, body: Bytes) ->
 }
 
 async fn init_error(State(s): State<RtState>, body: Bytes) -> &'static str {
-    let _ = s.tx.send(RuntimeEvent::Error { id: "init".into(), body });
+    let _ = s.tx.send(RuntimeEvent::Error {
+        id: "init".into(),
+        body,
+    });
     ""
 }

@@ -4,6 +4,7 @@
 //! Every key begins with the tenant, so no lookup can cross tenants.
 
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 
 use async_trait::async_trait;
