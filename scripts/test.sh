@@ -19,10 +19,11 @@ if ! "$VENV/bin/python" -c "import moto, openai, pytest" 2>/dev/null \
   cp tests/python/requirements.txt "$VENV/.requirements"
 fi
 
-# The emulator, on a free loopback port, stopped on exit.
+# The emulator, on a free loopback port, stopped on exit; requests are
+# serialised so that writes are atomic as in DynamoDB (see moto_serial.py).
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 MOTO_LOG="$(mktemp)"
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
+"$VENV/bin/python" tests/python/moto_serial.py 127.0.0.1 "$PORT" >"$MOTO_LOG" 2>&1 &
 MOTO_PID=$!
 trap 'kill "$MOTO_PID" 2>/dev/null || true; rm -f "$MOTO_LOG"' EXIT
 for _ in $(seq 1 300); do

@@ -118,6 +118,202 @@ struct FileConfig {
     models: Option<Vec<ModelConfig>>,
     #[serde(default)]
     aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: Option<Limits>,
+    #[serde(default)]
+    quotas: Option<Quotas>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantConfig>,
+    #[serde(default)]
+    redaction: Option<crate::redact::Policy>,
+    #[serde(default)]
+    jwt: Option<JwtConfig>,
+    #[serde(default)]
+    prices: Option<PriceTable>,
+    #[serde(default)]
+    cors_origins: Option<Vec<String>>,
+}
+
+/// Per-request limits; every refusal names the field and the limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most messages in one request (at most 98: a turn is one transaction).
+    pub max_messages: usize,
+    /// Most characters in one message's text.
+    pub max_message_chars: usize,
+    /// Largest `max_tokens` / `max_completion_tokens` a client may ask for.
+    pub max_output_tokens: u32,
+    /// Largest estimated prompt (stored history included), in tokens.
+    pub max_prompt_tokens: u64,
+    /// Requests per minute for keys that set none (0: unlimited).
+    pub requests_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_messages: crate::validate::MAX_MESSAGES_PER_REQUEST,
+            max_message_chars: 400_000,
+            max_output_tokens: 128_000,
+            max_prompt_tokens: 2_000_000,
+            requests_per_minute: 0,
+        }
+    }
+}
+
+/// A tenant's daily quotas (absent: unlimited).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Tokens (prompt + completion) per UTC day.
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// Estimated cost per UTC day, in USD.
+    #[serde(default)]
+    pub cost_per_day_usd: Option<f64>,
+}
+
+/// One tenant's settings: quotas and, optionally, its own redaction policy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tokens per UTC day.
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// Estimated USD per UTC day.
+    #[serde(default)]
+    pub cost_per_day_usd: Option<f64>,
+    /// Redaction policy replacing the default one for this tenant.
+    #[serde(default)]
+    pub redaction: Option<crate::redact::Policy>,
+}
+
+impl TenantConfig {
+    /// The tenant's quotas.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            tokens_per_day: self.tokens_per_day,
+            cost_per_day_usd: self.cost_per_day_usd,
+        }
+    }
+}
+
+/// The redaction policy used when none is configured: secrets and personal
+/// data are redacted in responses and in what is stored; what goes to the
+/// provider is left as sent.
+pub fn default_redaction() -> crate::redact::Policy {
+    use crate::redact::{Action, Policy};
+    Policy {
+        response: Action::Redact,
+        stored: Action::Redact,
+        upstream: Action::Off,
+        ..Policy::default()
+    }
+}
+
+/// An OIDC issuer whose JWTs are accepted as bearer tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values.
+    pub audience: Vec<String>,
+    /// JWKS location (default: `{issuer}/.well-known/jwks.json`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Claim naming the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Optional claim listing the models the token may use.
+    #[serde(default)]
+    pub models_claim: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// How long fetched signing keys are trusted before a refetch, seconds.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_cache_seconds: u64,
+    /// Least time between two refetches caused by an unknown `kid`, seconds
+    /// (so forged kids cannot hammer the issuer).
+    #[serde(default = "default_refetch")]
+    pub jwks_refetch_seconds: u64,
+}
+
+fn default_refetch() -> u64 {
+    10
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_ttl() -> u64 {
+    3600
+}
+
+impl JwtConfig {
+    /// The JWKS URL, explicit or derived from the issuer.
+    pub fn jwks_url(&self) -> String {
+        self.jwks_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/.well-known/jwks.json",
+                self.issuer.trim_end_matches('/')
+            )
+        })
+    }
+}
+
+/// Model prices, USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Output tokens (reasoning included).
+    pub output: f64,
+    /// Cached input tokens (default: the input price).
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+}
+
+/// A versioned price table; the version is recorded with every usage row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// Table version, e.g. `2025-08`.
+    pub version: String,
+    /// `provider/model` -> price.
+    pub models: BTreeMap<String, Price>,
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        let p = |input, output, cached| Price {
+            input,
+            output,
+            cached_input: Some(cached),
+        };
+        Self {
+            version: "builtin-2025-08".into(),
+            models: [
+                ("openai/gpt-4.1", p(2.0, 8.0, 0.5)),
+                ("openai/gpt-4.1-mini", p(0.4, 1.6, 0.1)),
+                ("openai/gpt-4o", p(2.5, 10.0, 1.25)),
+                ("openai/gpt-4o-mini", p(0.15, 0.6, 0.075)),
+                ("anthropic/claude-sonnet-4-5", p(3.0, 15.0, 0.3)),
+                ("anthropic/claude-haiku-4-5", p(1.0, 5.0, 0.1)),
+                ("anthropic/claude-opus-4-1", p(15.0, 75.0, 1.5)),
+                ("echo", p(0.0, 0.0, 0.0)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }
+    }
 }
 
 /// The gateway's configuration.
@@ -151,6 +347,20 @@ pub struct Config {
     pub models: Vec<String>,
     /// Alias -> `provider/model`.
     pub aliases: BTreeMap<String, String>,
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Quotas for tenants without their own entry.
+    pub default_quotas: Quotas,
+    /// Per-tenant settings.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Redaction policy for tenants without their own.
+    pub redaction: crate::redact::Policy,
+    /// Accepted JWT issuer, if any.
+    pub jwt: Option<JwtConfig>,
+    /// Prices for cost accounting.
+    pub prices: PriceTable,
+    /// Origins allowed by CORS (none by default).
+    pub cors_origins: Vec<String>,
 }
 
 /// Models listed when the config file names none.
@@ -268,6 +478,20 @@ impl Config {
             providers,
             models,
             aliases: file.aliases,
+            limits: file.limits.unwrap_or_default(),
+            default_quotas: file.quotas.unwrap_or_default(),
+            tenants: file.tenants,
+            redaction: file.redaction.unwrap_or_else(default_redaction),
+            jwt: jwt_config(file.jwt, &env)?,
+            prices: file.prices.unwrap_or_default(),
+            cors_origins: match env("CTXGATE_CORS_ORIGINS") {
+                Some(list) => list
+                    .split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+                None => file.cors_origins.unwrap_or_default(),
+            },
         };
         cfg.check()?;
         Ok(cfg)
@@ -303,7 +527,66 @@ impl Config {
                 )));
             }
         }
+        let l = &self.limits;
+        if l.max_messages == 0 || l.max_messages > crate::validate::MAX_MESSAGES_PER_REQUEST {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_messages must be 1..={}",
+                crate::validate::MAX_MESSAGES_PER_REQUEST
+            )));
+        }
+        let tenant_quotas: Vec<(&str, Quotas)> = self
+            .tenants
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.quotas()))
+            .collect();
+        for (name, q) in std::iter::once(("quotas", &self.default_quotas))
+            .chain(tenant_quotas.iter().map(|(k, v)| (*k, v)))
+        {
+            if q.cost_per_day_usd
+                .is_some_and(|c| !(c.is_finite() && c >= 0.0))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: cost_per_day_usd must be a non-negative number"
+                )));
+            }
+        }
+        for (model, p) in &self.prices.models {
+            if [p.input, p.output, p.cached_input.unwrap_or(0.0)]
+                .iter()
+                .any(|v| !(v.is_finite() && *v >= 0.0))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "prices.models.\"{model}\": prices must be non-negative numbers"
+                )));
+            }
+        }
+        if let Some(jwt) = &self.jwt {
+            let url = jwt.jwks_url();
+            let loopback = url.starts_with("http://127.0.0.1")
+                || url.starts_with("http://localhost")
+                || url.starts_with("http://[::1]");
+            if !(url.starts_with("https://") || loopback) {
+                return Err(ConfigError::Invalid(
+                    "jwt.jwks_url must be https (http only on loopback)".into(),
+                ));
+            }
+            if jwt.audience.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "jwt.audience must name at least one audience".into(),
+                ));
+            }
+        }
+        if self.cors_origins.iter().any(|o| o == "*") {
+            tracing::warn!("CORS allows every origin ('*')");
+        }
         Ok(())
+    }
+
+    /// The quotas that apply to `tenant`.
+    pub fn quotas(&self, tenant: &str) -> Quotas {
+        self.tenants
+            .get(tenant)
+            .map_or_else(|| self.default_quotas.clone(), TenantConfig::quotas)
     }
 
     /// Splits `provider/model` into its provider name and upstream model,
@@ -320,6 +603,53 @@ impl Config {
     pub fn retention_secs(&self) -> Option<i64> {
         (self.retention_days > 0).then(|| i64::from(self.retention_days) * 86_400)
     }
+}
+
+/// The JWT issuer from the file, with `CTXGATE_JWT_ISSUER` / `CTXGATE_JWT_AUDIENCE`
+/// (comma-separated) / `CTXGATE_JWT_JWKS_URL` taking precedence (the SAM
+/// template passes them as environment).
+fn jwt_config(
+    file: Option<JwtConfig>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<JwtConfig>, ConfigError> {
+    let issuer = env("CTXGATE_JWT_ISSUER");
+    let audience = env("CTXGATE_JWT_AUDIENCE");
+    let mut jwt = match (file, issuer) {
+        (Some(mut f), Some(iss)) => {
+            f.issuer = iss;
+            f
+        }
+        (Some(f), None) => f,
+        (None, Some(iss)) => JwtConfig {
+            issuer: iss,
+            audience: Vec::new(),
+            jwks_url: None,
+            tenant_claim: default_tenant_claim(),
+            models_claim: None,
+            leeway_seconds: default_leeway(),
+            jwks_cache_seconds: default_jwks_ttl(),
+            jwks_refetch_seconds: default_refetch(),
+        },
+        (None, None) => {
+            if audience.is_some() {
+                return Err(ConfigError::Invalid(
+                    "CTXGATE_JWT_AUDIENCE is set without CTXGATE_JWT_ISSUER".into(),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    if let Some(aud) = audience {
+        jwt.audience = aud
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+    }
+    if let Some(url) = env("CTXGATE_JWT_JWKS_URL") {
+        jwt.jwks_url = Some(url);
+    }
+    Ok(Some(jwt))
 }
 
 #[cfg(test)]

@@ -49,6 +49,18 @@ pub struct Turn {
     new_messages: Vec<ChatMessage>,
 }
 
+impl Turn {
+    /// The request messages this turn will store, for the response processor.
+    pub fn new_messages_mut(&mut self) -> &mut [ChatMessage] {
+        &mut self.new_messages
+    }
+
+    /// A replacement system prompt this turn will store, if any.
+    pub fn new_system_mut(&mut self) -> Option<&mut [ChatMessage]> {
+        self.new_system.as_deref_mut()
+    }
+}
+
 /// What to send upstream, and the turn to store afterwards (if any).
 pub struct Prepared {
     /// The full prompt.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::context::ContextError;
+use crate::limits::LimitError;
 use crate::provider::ProviderError;
 use crate::store::StoreError;
 use crate::validate::ValidationError;
@@ -148,23 +149,56 @@ impl From<ValidationError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
+        let unauthorized = |code, msg: String| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", code, msg)
+        };
         match e {
             AuthError::Missing | AuthError::Invalid | AuthError::Revoked | AuthError::Expired => {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "invalid_api_key",
-                    e.to_string(),
-                )
+                unauthorized("invalid_api_key", e.to_string())
             }
+            AuthError::Token(_) => unauthorized("invalid_token", e.to_string()),
+            AuthError::JwksUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "auth_unavailable",
+                e.to_string(),
+            ),
             AuthError::MissingScope(scope) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "permission_error",
                 "insufficient_scope",
-                format!("this key lacks the '{scope}' scope"),
+                format!("this credential lacks the '{scope}' scope"),
             ),
+            AuthError::ModelNotAllowed(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "model_not_allowed",
+                e.to_string(),
+            )
+            .with_param("model"),
             AuthError::Store(s) => s.into(),
         }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let (code, retry_after) = match &e {
+            LimitError::RateLimited { retry_after, .. } => ("rate_limit_exceeded", *retry_after),
+            LimitError::BudgetExceeded { retry_after, .. } => ("budget_exceeded", *retry_after),
+            LimitError::Store(_) => ("", 0),
+        };
+        if let LimitError::Store(s) = e {
+            return s.into();
+        }
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            code,
+            e.to_string(),
+        );
+        err.retry_after = Some(retry_after.max(1).to_string());
+        err
     }
 }
 

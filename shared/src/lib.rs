@@ -11,11 +11,15 @@ pub mod context;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod limits;
+pub mod processor;
 pub mod provider;
+pub mod redact;
 pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 pub mod validate;
 pub mod wire;
 

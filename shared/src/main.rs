@@ -47,6 +47,12 @@ enum KeysCommand {
         /// A scope to grant (repeatable); default: chat, conversations:read, conversations:write.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A model the key may use (repeatable); default: all.
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Requests per minute for this key (default: the configured limit).
+        #[arg(long)]
+        rpm: Option<u32>,
         /// Days until the key expires (default: never).
         #[arg(long)]
         expires_in_days: Option<u32>,
@@ -125,11 +131,20 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
             tenant,
             name,
             scopes,
+            models,
+            rpm,
             expires_in_days,
         } => {
             let now = now_secs();
-            let valid_until = expires_in_days.map(|d| now + i64::from(d) * 86_400);
-            let key = auth::mint_key(&tenant, &name, &scopes, valid_until, now)?;
+            let spec = auth::KeySpec {
+                tenant,
+                name,
+                scopes,
+                models,
+                rpm,
+                valid_until: expires_in_days.map(|d| now + i64::from(d) * 86_400),
+            };
+            let key = auth::mint(&spec, now)?;
             store.put_key(&key.record).await?;
             println!("key id: {}", key.record.key_id);
             println!("tenant: {}", key.record.tenant);

@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, StoreKind};
+use crate::processor::Redactors;
 use crate::provider::Providers;
 use crate::secrets::{EnvKeys, KeySource, SecretsError, SecretsManagerKeys};
 use crate::store::dynamo::DynamoStore;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Model routing and provider adapters.
     pub providers: Providers,
+    /// Compiled redaction policies.
+    pub redactors: Redactors,
     /// Unix seconds the process started (reported as models' `created`).
     pub started: i64,
 }
@@ -79,7 +82,7 @@ impl AppState {
             _ => Arc::new(EnvKeys::from_config(&config, env)),
         };
         let client = http_client(&config)?;
-        Ok(Self::from_parts(config, store, keys, client))
+        Self::from_parts(config, store, keys, client)
     }
 
     /// Assembles the state from parts (tests inject their own store or keys).
@@ -88,15 +91,17 @@ impl AppState {
         store: Arc<dyn Store>,
         keys: Arc<dyn KeySource>,
         client: reqwest::Client,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, StartupError> {
+        let redactors = Redactors::from_config(&config)?;
         let config = Arc::new(config);
-        Arc::new(Self {
-            auth: Authenticator::new(store.clone(), config.key_cache_ttl),
+        Ok(Arc::new(Self {
+            redactors,
+            auth: Authenticator::new(store.clone(), &config, client.clone()),
             providers: Providers::new(config.clone(), client, keys),
             store,
             config,
             started: crate::now_secs(),
-        })
+        }))
     }
 }
 

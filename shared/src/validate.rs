@@ -1,8 +1,13 @@
 //! Request validation: turns a body into a [`ChatRequest`] or an error that
 //! names the offending field as a path (`messages[2].role`).
 
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
+use crate::config::Limits;
 use crate::ids;
 use crate::wire::{ChatRequest, Content, ContentPart, Role};
 
@@ -30,14 +35,91 @@ impl ValidationError {
 /// and one the answer.
 pub const MAX_MESSAGES_PER_REQUEST: usize = 98;
 
-/// Parses and validates a chat completions body.
-pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
+/// Deepest JSON nesting accepted in a body (a chat request needs about 8).
+pub const MAX_DEPTH: usize = 32;
+
+fn body_error(message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        param: None,
+        message: message.into(),
+    }
+}
+
+/// Refuses what must not be parsed at all: invalid UTF-8, nesting deeper
+/// than [`MAX_DEPTH`], duplicate top-level keys (which parsers resolve
+/// differently, a classic smuggling vector).
+pub fn check_json_body(body: &[u8]) -> Result<Value, ValidationError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        body_error(format!(
+            "request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(body_error(format!(
+                        "request body nests deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| body_error(format!("request body is not valid JSON: {e}")))?;
+    if value.is_object() {
+        let mut de = serde_json::Deserializer::from_str(text);
+        (&mut de).deserialize_map(DuplicateKeys).map_err(|e| {
+            let msg = e.to_string();
+            let key = msg.split('`').nth(1).unwrap_or_default().to_owned();
+            ValidationError::at(key, "duplicate key in request body")
+        })?;
+    }
+    Ok(value)
+}
+
+/// Walks the top-level object's keys only, failing on a repeat.
+struct DuplicateKeys;
+
+impl<'de> Visitor<'de> for DuplicateKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates a chat completions body against `limits`.
+pub fn chat_request(body: &[u8], limits: &Limits) -> Result<ChatRequest, ValidationError> {
     // Parse to a tree first so that a missing or empty top-level field is
     // named precisely; serde only knows "missing field" at the parent path.
-    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError {
-        param: None,
-        message: format!("request body is not valid JSON: {e}"),
-    })?;
+    let value = check_json_body(body)?;
     let obj = value.as_object().ok_or_else(|| ValidationError {
         param: None,
         message: "request body must be a JSON object".into(),
@@ -62,10 +144,13 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
                 "'messages' must contain at least one message",
             ));
         }
-        Some(Value::Array(a)) if a.len() > MAX_MESSAGES_PER_REQUEST => {
+        Some(Value::Array(a)) if a.len() > limits.max_messages => {
             return Err(ValidationError::at(
                 "messages",
-                format!("at most {MAX_MESSAGES_PER_REQUEST} messages are accepted in one request"),
+                format!(
+                    "at most {} messages are accepted in one request",
+                    limits.max_messages
+                ),
             ));
         }
         Some(Value::Array(_)) => {}
@@ -92,11 +177,11 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ValidationError> {
         }
         ValidationError::at(path, format!("invalid value: {inner}"))
     })?;
-    check_semantics(&req)?;
+    check_semantics(&req, limits)?;
     Ok(req)
 }
 
-fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
+fn check_semantics(req: &ChatRequest, limits: &Limits) -> Result<(), ValidationError> {
     if let Some(n) = req.n
         && n != 1
     {
@@ -122,6 +207,14 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
                 format!("'{name}' must be at least 1"),
             ));
         }
+        if let Some(v) = v
+            && v > limits.max_output_tokens
+        {
+            return Err(ValidationError::at(
+                name,
+                format!("'{name}' may be at most {}", limits.max_output_tokens),
+            ));
+        }
     }
     if let Some(id) = &req.conversation_id {
         conversation_id(id, "conversation_id")?;
@@ -143,6 +236,19 @@ fn check_semantics(req: &ChatRequest) -> Result<(), ValidationError> {
         }
     }
     for (i, m) in req.messages.iter().enumerate() {
+        let chars = m
+            .content
+            .as_ref()
+            .map_or(0, |c| c.joined_text().chars().count());
+        if chars > limits.max_message_chars {
+            return Err(ValidationError::at(
+                format!("messages[{i}].content"),
+                format!(
+                    "a message may hold at most {} characters",
+                    limits.max_message_chars
+                ),
+            ));
+        }
         let has_content = m.content.as_ref().is_some_and(|c| !c.is_empty());
         match m.role {
             Role::System | Role::Developer => {
@@ -234,7 +340,7 @@ mod tests {
     use super::*;
 
     fn err(body: &str) -> ValidationError {
-        chat_request(body.as_bytes()).unwrap_err()
+        chat_request(body.as_bytes(), &Limits::default()).unwrap_err()
     }
 
     fn param(body: &str) -> Option<String> {
@@ -244,13 +350,14 @@ mod tests {
     #[test]
     fn accepts_a_full_openai_body() {
         let r = chat_request(
-            br#"{"model":"echo","messages":[{"role":"system","content":"be brief"},
+            &br#"{"model":"echo","messages":[{"role":"system","content":"be brief"},
             {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
             {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
             {"role":"tool","tool_call_id":"c1","content":"42"}],
             "temperature":0.2,"top_p":1,"max_tokens":10,"max_completion_tokens":10,"stop":["x"],"user":"u",
             "response_format":{"type":"json_object"},"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
-            "tool_choice":"auto","seed":7,"n":1,"some_future_field":{"a":1}}"#,
+            "tool_choice":"auto","seed":7,"n":1,"some_future_field":{"a":1}}"#[..],
+            &Limits::default(),
         )
         .unwrap();
         assert_eq!(r.messages.len(), 4);
@@ -338,8 +445,60 @@ mod tests {
     #[test]
     fn n_of_one_is_fine() {
         assert!(
-            chat_request(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1}"#)
-                .is_ok()
+            chat_request(
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1}"#,
+                &Limits::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_bodies_that_must_not_be_parsed() {
+        let e = chat_request(b"{\"model\":\"m\xff\"}", &Limits::default()).unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{e:?}");
+        let deep = format!(
+            "{{\"model\":\"m\",\"x\":{}{}}}",
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(err(&deep).message.contains("deeper"));
+        // Brackets inside strings do not count.
+        let text = "[".repeat(100);
+        let ok = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{text}"}}]}}"#);
+        assert!(chat_request(ok.as_bytes(), &Limits::default()).is_ok());
+        let dup = err(r#"{"model":"a","messages":[{"role":"user","content":"x"}],"model":"b"}"#);
+        assert_eq!(dup.param.as_deref(), Some("model"));
+        assert!(dup.message.contains("duplicate"));
+    }
+
+    #[test]
+    fn configured_limits_name_field_and_limit() {
+        let limits = Limits {
+            max_messages: 2,
+            max_message_chars: 5,
+            max_output_tokens: 100,
+            ..Limits::default()
+        };
+        let three = r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"user","content":"c"}]}"#;
+        let e = chat_request(three.as_bytes(), &limits).unwrap_err();
+        assert_eq!(
+            (e.param.as_deref(), e.message.contains('2')),
+            (Some("messages"), true)
+        );
+        let long = r#"{"model":"m","messages":[{"role":"user","content":"abcdef"}]}"#;
+        assert_eq!(
+            chat_request(long.as_bytes(), &limits)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("messages[0].content")
+        );
+        let big = r#"{"model":"m","messages":[{"role":"user","content":"a"}],"max_tokens":101}"#;
+        let e = chat_request(big.as_bytes(), &limits).unwrap_err();
+        assert_eq!(
+            (e.param.as_deref(), e.message.contains("100")),
+            (Some("max_tokens"), true)
         );
     }
 }

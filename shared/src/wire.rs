@@ -301,6 +301,28 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Sum of both.
     pub total_tokens: u64,
+    /// Input detail: how many prompt tokens were served from the provider's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Output detail: how many completion tokens were reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// Breakdown of prompt tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+/// Breakdown of completion tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    /// Completion tokens spent on reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -310,7 +332,34 @@ impl Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt + completion,
+            ..Self::default()
         }
+    }
+
+    /// Adds cached and reasoning detail where the provider reported it.
+    pub fn with_details(mut self, cached: u64, reasoning: u64) -> Self {
+        if cached > 0 {
+            self.prompt_tokens_details = Some(PromptTokensDetails {
+                cached_tokens: cached,
+            });
+        }
+        if reasoning > 0 {
+            self.completion_tokens_details = Some(CompletionTokensDetails {
+                reasoning_tokens: reasoning,
+            });
+        }
+        self
+    }
+
+    /// Cached prompt tokens (0 when not reported).
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.map_or(0, |d| d.cached_tokens)
+    }
+
+    /// Reasoning tokens (0 when not reported).
+    pub fn reasoning_tokens(&self) -> u64 {
+        self.completion_tokens_details
+            .map_or(0, |d| d.reasoning_tokens)
     }
 }
 
@@ -346,6 +395,10 @@ pub struct ChatCompletion {
     /// The stored conversation this turn belongs to (ctxgate extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// Values the response processor replaced, per place and category (ctxgate extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redactions:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>>,
 }
 
 /// One choice of a completion.

@@ -2,6 +2,7 @@
 //! emulator endpoint, mock upstream providers on loopback, and a gateway
 //! built from the real handlers.
 
+pub mod jwt;
 pub mod runtime_api;
 
 use std::collections::HashMap;
@@ -267,7 +268,7 @@ impl Gateway {
     /// Builds a gateway with an explicit key source.
     pub fn with_keys(store: Arc<dyn Store>, config: Config, keys: Arc<dyn KeySource>) -> Self {
         let client = ctxgate::state::http_client(&config).unwrap();
-        let state = AppState::from_parts(config, store, keys, client);
+        let state = AppState::from_parts(config, store, keys, client).expect("valid state");
         Self {
             router: ctxgate::http::app(state.clone()),
             state,
@@ -309,10 +310,13 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, HeaderMap, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
+        let mut req = Request::builder().method(method).uri(path);
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));
         }

@@ -267,6 +267,143 @@ async fn keys(store: Arc<dyn Store>) {
     );
 }
 
+async fn counters(store: Arc<dyn Store>) {
+    use ctxgate::store::CounterKey;
+    let k = CounterKey {
+        pk: "R#key_1".into(),
+        sk: "100".into(),
+    };
+    assert_eq!(store.counter_get(&k).await.unwrap(), 0);
+    assert!(
+        store
+            .counter_add(&k, 3, Some(5), Some(9_999))
+            .await
+            .unwrap()
+    );
+    assert!(store.counter_add(&k, 2, Some(5), None).await.unwrap());
+    // Would pass the limit: refused, unchanged.
+    assert!(!store.counter_add(&k, 1, Some(5), None).await.unwrap());
+    assert!(!store.counter_add(&k, 10, Some(5), None).await.unwrap());
+    assert_eq!(store.counter_get(&k).await.unwrap(), 5);
+    // Giving back is never refused, even over a limit.
+    assert!(store.counter_add(&k, -4, Some(0), None).await.unwrap());
+    assert_eq!(store.counter_get(&k).await.unwrap(), 1);
+    assert!(store.counter_add(&k, 100, None, None).await.unwrap());
+    assert_eq!(store.counter_get(&k).await.unwrap(), 101);
+    // Other windows and partitions are separate.
+    assert_eq!(
+        store
+            .counter_get(&CounterKey {
+                pk: "R#key_1".into(),
+                sk: "101".into()
+            })
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .counter_get(&CounterKey {
+                pk: "R#key_2".into(),
+                sk: "100".into()
+            })
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn usage_rows(store: Arc<dyn Store>) {
+    use ctxgate::store::UsageRow;
+    let row = |day: &str, model: &str, tokens: u64| UsageRow {
+        day: day.into(),
+        model: model.into(),
+        requests: 1,
+        prompt_tokens: tokens,
+        completion_tokens: 1,
+        total_tokens: tokens + 1,
+        cached_tokens: 2,
+        reasoning_tokens: 3,
+        cost_micro_usd: 7,
+        price_version: "v1".into(),
+    };
+    for r in [
+        row("2026-11-24", "echo", 10),
+        row("2026-11-25", "echo", 5),
+        row("2026-11-25", "echo", 5),
+        row("2026-11-25", "openai/gpt-4o", 1),
+        row("2026-11-26", "echo", 1),
+    ] {
+        store.add_usage("acme", &r).await.unwrap();
+    }
+    store
+        .add_usage("other", &row("2026-11-25", "echo", 99))
+        .await
+        .unwrap();
+    let rows = store
+        .usage("acme", "2026-11-25", "2026-11-25")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].model.as_str(),
+            rows[0].requests,
+            rows[0].prompt_tokens,
+            rows[0].cost_micro_usd
+        ),
+        ("echo", 2, 10, 14)
+    );
+    assert_eq!(
+        (
+            rows[0].cached_tokens,
+            rows[0].reasoning_tokens,
+            rows[0].price_version.as_str()
+        ),
+        (4, 6, "v1")
+    );
+    assert_eq!(rows[1].model, "openai/gpt-4o");
+    assert_eq!(
+        store
+            .usage("acme", "2026-11-24", "2026-11-26")
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(
+        store
+            .usage("acme", "2026-12-01", "2026-12-31")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .usage("nobody", "2026-11-01", "2026-11-30")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn key_by_id(store: Arc<dyn Store>) {
+    let spec = ctxgate::auth::KeySpec {
+        tenant: "acme".into(),
+        name: "n".into(),
+        models: vec!["echo".into()],
+        rpm: Some(9),
+        ..Default::default()
+    };
+    let k = ctxgate::auth::mint(&spec, 5).unwrap();
+    store.put_key(&k.record).await.unwrap();
+    assert_eq!(
+        store.get_key(&k.record.key_id).await.unwrap(),
+        Some(k.record.clone())
+    );
+    assert_eq!(store.get_key("key_none").await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod embedded {
@@ -284,7 +421,10 @@ conformance!(
     expiry,
     tenant_separation,
     too_large,
-    keys
+    keys,
+    counters,
+    usage_rows,
+    key_by_id
 );
 
 #[tokio::test]

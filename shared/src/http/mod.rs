@@ -2,7 +2,9 @@
 //! table, request ids, access logging, body limits, Lambda stage handling.
 
 pub mod chat;
+pub mod keys;
 pub mod models;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +14,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use lambda_http::RequestExt;
@@ -28,6 +30,10 @@ use crate::{AppState, ids};
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", "chat"),
     ("GET", "/v1/models", "models"),
+    ("POST", "/v1/admin/keys", "keys"),
+    ("GET", "/v1/admin/keys", "keys"),
+    ("DELETE", "/v1/admin/keys/{id}", "keys"),
+    ("GET", "/v1/usage", "usage"),
     ("GET", "/health", "*"),
 ];
 
@@ -61,23 +67,82 @@ pub fn models_routes(state: Arc<AppState>) -> Router {
     finish(Router::new().route("/v1/models", get(models::list)), state)
 }
 
+/// The admin key API's routes.
+pub fn keys_routes(state: Arc<AppState>) -> Router {
+    finish(keys_router(), state)
+}
+
+/// The usage function's routes.
+pub fn usage_routes(state: Arc<AppState>) -> Router {
+    finish(Router::new().route("/v1/usage", get(usage::get)), state)
+}
+
+fn keys_router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/keys", post(keys::create).get(keys::list))
+        .route("/v1/admin/keys/{id}", delete(keys::revoke))
+}
+
 /// Every route, for the local server.
 pub fn app(state: Arc<AppState>) -> Router {
     finish(
         Router::new()
             .route("/v1/chat/completions", post(chat::completions))
-            .route("/v1/models", get(models::list)),
+            .route("/v1/models", get(models::list))
+            .route("/v1/usage", get(usage::get))
+            .merge(keys_router()),
         state,
     )
 }
 
 fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
-    router
+    let cors = cors(&state.config.cors_origins);
+    let router = router
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins only; none configured, no CORS headers.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                http::Method::GET,
+                http::Method::POST,
+                http::Method::PATCH,
+                http::Method::DELETE,
+            ])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                http::HeaderName::from_static("x-conversation-id"),
+                http::HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                http::HeaderName::from_static("x-request-id"),
+                http::HeaderName::from_static("x-conversation-id"),
+                http::HeaderName::from_static("x-ctxgate-redactions"),
+                http::header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The service a Lambda function runs: the router behind stage stripping.
@@ -226,6 +291,36 @@ pub async fn read_body(
             Err(ApiError::invalid("body", "the request body could not be read").with_param("body"))
         }
     }
+}
+
+/// Checks `Content-Type` (JSON, UTF-8 only: 415 otherwise), then reads the body.
+pub async fn read_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = ct.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("");
+    let charset_ok = parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    if !media.eq_ignore_ascii_case("application/json") || !charset_ok {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "send the body as 'Content-Type: application/json' (charset utf-8)",
+        )
+        .with_param("content-type"));
+    }
+    read_body(headers, body, limit).await
 }
 
 /// The `Authorization` header as text.

@@ -279,7 +279,7 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     Ok(Completion {
         message,
         finish_reason: finish_reason(v["stop_reason"].as_str()),
-        usage: Usage::new(prompt, n("output_tokens")),
+        usage: Usage::new(prompt, n("output_tokens")).with_details(n("cache_read_input_tokens"), 0),
     })
 }
 
@@ -363,7 +363,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.finish_reason, FinishReason::ToolCalls);
-        assert_eq!(c.usage, Usage::new(15, 3));
+        assert_eq!(c.usage, Usage::new(15, 3).with_details(5, 0));
         assert_eq!(c.message.text_content(), "let me check");
         let call = &c.message.tool_calls.unwrap()[0];
         assert_eq!(call.id, "tu1");

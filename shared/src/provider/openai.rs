@@ -96,6 +96,10 @@ struct UsageOut {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<crate::wire::PromptTokensDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<crate::wire::CompletionTokensDetails>,
 }
 
 /// Maps an OpenAI finish reason.
@@ -131,7 +135,13 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     }
     let usage = r
         .usage
-        .map(|u| Usage::new(u.prompt_tokens, u.completion_tokens))
+        .map(|u| {
+            Usage::new(u.prompt_tokens, u.completion_tokens).with_details(
+                u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+                u.completion_tokens_details
+                    .map_or(0, |d| d.reasoning_tokens),
+            )
+        })
         .unwrap_or_default();
     Ok(Completion {
         message,

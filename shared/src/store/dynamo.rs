@@ -6,6 +6,8 @@
 //! | message           | `T#{tenant}#C#{id}`  | `M#{seq:012}` |
 //! | api key (auth)    | `K#{sha256}`         | `KEY`         |
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
+//! | counter           | `R#{key_id}` / `T#{tenant}#B` | window |
+//! | usage             | `T#{tenant}#U`       | `{day}#{model}` |
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
 //! first and then the messages newest first: a whole conversation is one read.
@@ -22,8 +24,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
-    TurnWrite, check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, CounterKey, MAX_ITEM_BYTES, Store, StoreError,
+    StoredMessage, TurnWrite, UsageRow, check_turn_size,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -174,14 +176,26 @@ fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
     if let Some(v) = k.valid_until {
         item.insert("valid_until".into(), n(v));
     }
+    item.insert(
+        "models".into(),
+        AttributeValue::L(k.models.iter().map(s).collect()),
+    );
+    if let Some(rpm) = k.rpm {
+        item.insert("rpm".into(), n(rpm));
+    }
     item
 }
 
+fn string_list(item: &Item, name: &str) -> Result<Vec<String>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::L(l)) => Ok(l.iter().filter_map(|v| v.as_s().ok().cloned()).collect()),
+        None => Ok(Vec::new()),
+        _ => Err(bad(name)),
+    }
+}
+
 fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
-    let scopes = match item.get("scopes") {
-        Some(AttributeValue::L(l)) => l.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
-        _ => return Err(bad("scopes")),
-    };
+    let scopes = string_list(item, "scopes")?;
     Ok(ApiKeyRecord {
         key_id: get_s(item, "key_id")?,
         hash: get_s(item, "hash")?,
@@ -195,6 +209,46 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
             .copied()
             .unwrap_or(false),
         valid_until: opt_n(item, "valid_until"),
+        models: string_list(item, "models")?,
+        rpm: opt_n(item, "rpm"),
+    })
+}
+
+const USAGE_COUNTERS: [&str; 7] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_micro_usd",
+];
+
+fn usage_values(row: &UsageRow) -> [u64; 7] {
+    [
+        row.requests,
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.total_tokens,
+        row.cached_tokens,
+        row.reasoning_tokens,
+        row.cost_micro_usd,
+    ]
+}
+
+fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
+    let c = |name| opt_n::<u64>(item, name).unwrap_or(0);
+    Ok(UsageRow {
+        day: get_s(item, "day")?,
+        model: get_s(item, "model")?,
+        requests: c("requests"),
+        prompt_tokens: c("prompt_tokens"),
+        completion_tokens: c("completion_tokens"),
+        total_tokens: c("total_tokens"),
+        cached_tokens: c("cached_tokens"),
+        reasoning_tokens: c("reasoning_tokens"),
+        cost_micro_usd: c("cost_micro_usd"),
+        price_version: get_s(item, "price_version").unwrap_or_default(),
     })
 }
 
@@ -512,5 +566,131 @@ impl Store for DynamoStore {
             .await
             .map_err(sdk_err)?;
         Ok(true)
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s("KEYS"))
+            .key("SK", s(key_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.item().map(parse_key).transpose()
+    }
+
+    async fn counter_add(
+        &self,
+        key: &CounterKey,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(&key.pk))
+            .key("SK", s(&key.sk))
+            .expression_attribute_values(":d", n(delta));
+        let mut update = "ADD n :d".to_string();
+        if let Some(e) = expires_at {
+            update.push_str(" SET #ttl = :e");
+            req = req
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":e", n(e));
+        }
+        if let (Some(limit), true) = (limit, delta > 0) {
+            // Conditions cannot add, so compare with limit - delta.
+            let max = limit - delta;
+            if max < 0 {
+                return Ok(false);
+            }
+            req = req
+                .condition_expression("attribute_not_exists(n) OR n <= :max")
+                .expression_attribute_values(":max", n(max));
+        }
+        match req.update_expression(update).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(&key.pk))
+            .key("SK", s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.item().and_then(|i| opt_n(i, "n")).unwrap_or(0))
+    }
+
+    async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("T#{tenant}#U")))
+            .key("SK", s(format!("{}#{}", row.day, row.model)))
+            .expression_attribute_values(":day", s(&row.day))
+            .expression_attribute_values(":model", s(&row.model))
+            .expression_attribute_values(":pv", s(&row.price_version));
+        let mut adds = Vec::new();
+        for (i, (name, value)) in USAGE_COUNTERS.iter().zip(usage_values(row)).enumerate() {
+            adds.push(format!("{name} :c{i}"));
+            req = req.expression_attribute_values(format!(":c{i}"), n(value));
+        }
+        let update = format!(
+            "ADD {} SET #day = :day, #model = :model, price_version = :pv",
+            adds.join(", ")
+        );
+        req.update_expression(update)
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_names("#model", "model")
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(format!("T#{tenant}#U")))
+                .expression_attribute_values(":lo", s(format!("{from}#")))
+                .expression_attribute_values(":hi", s(format!("{to}$")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in page.items() {
+                out.push(parse_usage(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

@@ -12,14 +12,16 @@ use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, Store, StoreError, StoredMessage, TurnWrite,
-    check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, CounterKey, Store, StoreError, StoredMessage,
+    TurnWrite, UsageRow, check_turn_size,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const KEY_IDS: TableDefinition<&str, &str> = TableDefinition::new("api_key_ids");
+const COUNTERS: TableDefinition<(&str, &str), i64> = TableDefinition::new("counters");
+const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage");
 
 /// A file-backed store.
 #[derive(Clone)]
@@ -51,6 +53,8 @@ impl EmbeddedStore {
         tx.open_table(MESSAGES).map_err(backend)?;
         tx.open_table(KEYS).map_err(backend)?;
         tx.open_table(KEY_IDS).map_err(backend)?;
+        tx.open_table(COUNTERS).map_err(backend)?;
+        tx.open_table(USAGE).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -244,6 +248,133 @@ impl Store for EmbeddedStore {
             };
             tx.commit().map_err(backend)?;
             Ok(found)
+        })
+        .await
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let key_id = key_id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let Some(hash) = tx
+                .open_table(KEY_IDS)
+                .map_err(backend)?
+                .get(key_id.as_str())
+                .map_err(backend)?
+                .map(|h| h.value().to_owned())
+            else {
+                return Ok(None);
+            };
+            match tx
+                .open_table(KEYS)
+                .map_err(backend)?
+                .get(hash.as_str())
+                .map_err(backend)?
+            {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn counter_add(
+        &self,
+        key: &CounterKey,
+        delta: i64,
+        limit: Option<i64>,
+        _expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let allowed = {
+                let mut table = tx.open_table(COUNTERS).map_err(backend)?;
+                let current = table
+                    .get((key.pk.as_str(), key.sk.as_str()))
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value());
+                let next = current.saturating_add(delta);
+                // Only growth is limited: a settlement that gives back never fails.
+                if delta > 0 && limit.is_some_and(|l| next > l) {
+                    false
+                } else {
+                    table
+                        .insert((key.pk.as_str(), key.sk.as_str()), next)
+                        .map_err(backend)?;
+                    true
+                }
+            };
+            if allowed {
+                tx.commit().map_err(backend)?;
+            }
+            Ok(allowed)
+        })
+        .await
+    }
+
+    async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(COUNTERS).map_err(backend)?;
+            Ok(table
+                .get((key.pk.as_str(), key.sk.as_str()))
+                .map_err(backend)?
+                .map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
+        let tenant = tenant.to_owned();
+        let row = row.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(USAGE).map_err(backend)?;
+                let sk = format!("{}#{}", row.day, row.model);
+                let mut total: UsageRow =
+                    match table.get((tenant.as_str(), sk.as_str())).map_err(backend)? {
+                        Some(v) => serde_json::from_slice(v.value()).map_err(backend)?,
+                        None => UsageRow {
+                            day: row.day.clone(),
+                            model: row.model.clone(),
+                            ..UsageRow::default()
+                        },
+                    };
+                total.requests += row.requests;
+                total.prompt_tokens += row.prompt_tokens;
+                total.completion_tokens += row.completion_tokens;
+                total.total_tokens += row.total_tokens;
+                total.cached_tokens += row.cached_tokens;
+                total.reasoning_tokens += row.reasoning_tokens;
+                total.cost_micro_usd += row.cost_micro_usd;
+                total.price_version = row.price_version.clone();
+                let bytes = serde_json::to_vec(&total).map_err(backend)?;
+                table
+                    .insert((tenant.as_str(), sk.as_str()), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let (tenant, lo, hi) = (tenant.to_owned(), format!("{from}#"), format!("{to}$"));
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(USAGE).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table
+                .range((tenant.as_str(), lo.as_str())..(tenant.as_str(), hi.as_str()))
+                .map_err(backend)?
+            {
+                let (_, v) = row.map_err(backend)?;
+                out.push(serde_json::from_slice(v.value()).map_err(backend)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -128,6 +128,46 @@ pub struct ApiKeyRecord {
     /// Optional expiry (Unix seconds).
     #[serde(default)]
     pub valid_until: Option<i64>,
+    /// Models the key may use (`provider/model` or alias); empty: all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Requests per minute allowed for this key (None: the configured default).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+}
+
+/// The address of an atomic counter (rate windows, daily budgets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// Partition, always prefixed by tenant or key id.
+    pub pk: String,
+    /// Window within the partition.
+    pub sk: String,
+}
+
+/// A tenant's usage for one day and model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// `provider/model`.
+    pub model: String,
+    /// Completed requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Prompt + completion.
+    pub total_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_tokens: u64,
+    /// Completion tokens spent reasoning.
+    pub reasoning_tokens: u64,
+    /// Estimated cost in millionths of a USD.
+    pub cost_micro_usd: u64,
+    /// Version of the price table the latest request was costed with.
+    pub price_version: String,
 }
 
 /// The persistence interface.
@@ -165,6 +205,28 @@ pub trait Store: Send + Sync {
 
     /// Revokes a key by id; `false` if there is no such key.
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError>;
+
+    /// Finds a key by id.
+    async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Adds `delta` to a counter, atomically, only if the result stays at or
+    /// under `limit`; returns `false` (changing nothing) when it would not.
+    async fn counter_add(
+        &self,
+        key: &CounterKey,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Reads a counter (0 when absent).
+    async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError>;
+
+    /// Adds a request's usage to its tenant/day/model row.
+    async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError>;
+
+    /// A tenant's usage rows for days `from..=to` (`YYYY-MM-DD`), by day then model.
+    async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError>;
 }
 
 /// Bytes a message occupies as a DynamoDB item (names + values), used by both

@@ -1,5 +1,5 @@
-//! API keys: minting, hashing, and authenticating a request to a
-//! [`Principal`] (tenant, key id, scopes).
+//! API keys: minting, hashing, and resolving a bearer key to a
+//! [`Principal`] (tenant, key id, scopes, models, rate limit).
 //!
 //! Keys are 256 random bits, shown once, stored only as their SHA-256 (a fast
 //! hash is enough for secrets of that entropy). Lookups are cached per
@@ -12,78 +12,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::{AuthError, DEFAULT_SCOPES, KNOWN_SCOPES, Principal};
 use crate::ids;
 use crate::store::{ApiKeyRecord, Store, StoreError};
 
-/// Scope needed to call chat completions.
-pub const SCOPE_CHAT: &str = "chat";
-/// Scope needed to read stored conversations.
-pub const SCOPE_CONVERSATIONS_READ: &str = "conversations:read";
-/// Scope needed to change stored conversations.
-pub const SCOPE_CONVERSATIONS_WRITE: &str = "conversations:write";
-/// Scope needed to manage keys.
-pub const SCOPE_ADMIN: &str = "admin";
-/// Scopes a key gets when none are named.
-pub const DEFAULT_SCOPES: &[&str] = &[
-    SCOPE_CHAT,
-    SCOPE_CONVERSATIONS_READ,
-    SCOPE_CONVERSATIONS_WRITE,
-];
-/// Every scope a key may carry.
-pub const KNOWN_SCOPES: &[&str] = &[
-    SCOPE_CHAT,
-    SCOPE_CONVERSATIONS_READ,
-    SCOPE_CONVERSATIONS_WRITE,
-    SCOPE_ADMIN,
-];
-
 /// Prefix of every secret key (lets secret scanners recognise them).
 pub const KEY_PREFIX: &str = "cgk_";
-
-/// Why a request is not authenticated or not allowed.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// No bearer token.
-    #[error("missing API key: send 'Authorization: Bearer <key>'")]
-    Missing,
-    /// Unknown or malformed key.
-    #[error("invalid API key")]
-    Invalid,
-    /// The key was revoked.
-    #[error("this API key has been revoked")]
-    Revoked,
-    /// The key is past its expiry.
-    #[error("this API key has expired")]
-    Expired,
-    /// The key lacks a scope the route needs.
-    #[error("missing scope {0}")]
-    MissingScope(&'static str),
-    /// The key store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
-    /// Tenant every stored item is scoped to.
-    pub tenant: String,
-    /// The key's public id.
-    pub key_id: String,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-}
-
-impl Principal {
-    /// Fails with 403 unless the principal holds `scope`.
-    pub fn require(&self, scope: &'static str) -> Result<(), AuthError> {
-        if self.scopes.iter().any(|s| s == scope) {
-            Ok(())
-        } else {
-            Err(AuthError::MissingScope(scope))
-        }
-    }
-}
 
 /// Hex SHA-256 of a secret key.
 pub fn hash_key(secret: &str) -> String {
@@ -98,7 +32,24 @@ pub struct NewKey {
     pub record: ApiKeyRecord,
 }
 
-/// Mints a key for `tenant`; checks the tenant id and scopes.
+/// What a new key grants.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Label.
+    pub name: String,
+    /// Scopes (empty: the defaults).
+    pub scopes: Vec<String>,
+    /// Allowed models (empty: all).
+    pub models: Vec<String>,
+    /// Requests per minute (None: the configured default).
+    pub rpm: Option<u32>,
+    /// Expiry, Unix seconds.
+    pub valid_until: Option<i64>,
+}
+
+/// Mints a key for `tenant` with default models and limits.
 pub fn mint_key(
     tenant: &str,
     name: &str,
@@ -106,32 +57,58 @@ pub fn mint_key(
     valid_until: Option<i64>,
     now: i64,
 ) -> Result<NewKey, String> {
-    if !ids::is_valid_id(tenant, ids::MAX_TENANT_ID) {
+    mint(
+        &KeySpec {
+            tenant: tenant.into(),
+            name: name.into(),
+            scopes: scopes.to_vec(),
+            valid_until,
+            ..KeySpec::default()
+        },
+        now,
+    )
+}
+
+/// Mints a key from a spec; checks the tenant id, name and scopes.
+pub fn mint(spec: &KeySpec, now: i64) -> Result<NewKey, String> {
+    if !ids::is_valid_id(&spec.tenant, ids::MAX_TENANT_ID) {
         return Err(
             "tenant ids are 1-64 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'".into(),
         );
     }
-    if let Some(bad) = scopes.iter().find(|s| !KNOWN_SCOPES.contains(&s.as_str())) {
+    if spec.name.is_empty()
+        || spec.name.chars().count() > 128
+        || spec.name.chars().any(char::is_control)
+    {
+        return Err("key names are 1-128 printable characters".into());
+    }
+    if let Some(bad) = spec
+        .scopes
+        .iter()
+        .find(|s| !KNOWN_SCOPES.contains(&s.as_str()))
+    {
         return Err(format!(
             "unknown scope '{bad}' (known: {})",
             KNOWN_SCOPES.join(", ")
         ));
     }
-    let scopes = if scopes.is_empty() {
+    let scopes = if spec.scopes.is_empty() {
         DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
     } else {
-        scopes.to_vec()
+        spec.scopes.clone()
     };
     let secret = ids::random_token::<32>(KEY_PREFIX);
     let record = ApiKeyRecord {
         key_id: format!("key_{}", hex::encode(ids::random_bytes::<8>())),
         hash: hash_key(&secret),
-        tenant: tenant.into(),
-        name: name.into(),
+        tenant: spec.tenant.clone(),
+        name: spec.name.clone(),
         scopes,
         created: now,
         revoked: false,
-        valid_until,
+        valid_until: spec.valid_until,
+        models: spec.models.clone(),
+        rpm: spec.rpm,
     };
     Ok(NewKey { secret, record })
 }
@@ -142,15 +119,15 @@ const CACHE_MAX: usize = 10_000;
 /// Unknown keys are remembered briefly so a flood of bad keys does not hit the store.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
-/// Authenticates bearer keys against the store, with a short in-process cache.
-pub struct Authenticator {
+/// Resolves API keys against the store, with a short in-process cache.
+pub struct KeyAuth {
     store: Arc<dyn Store>,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
 }
 
-impl Authenticator {
-    /// An authenticator caching lookups for `ttl`.
+impl KeyAuth {
+    /// A resolver caching lookups for `ttl`.
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             store,
@@ -159,19 +136,9 @@ impl Authenticator {
         }
     }
 
-    /// Resolves an `Authorization` header value to a principal.
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        now: i64,
-    ) -> Result<Principal, AuthError> {
-        let header = authorization.ok_or(AuthError::Missing)?;
-        let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::Missing);
-        }
-        let token = token.trim();
-        if !token.starts_with(KEY_PREFIX) || token.len() > 128 {
+    /// Resolves a `cgk_...` key to its principal.
+    pub async fn authenticate(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        if token.len() > 128 {
             return Err(AuthError::Invalid);
         }
         let hash = hash_key(token);
@@ -186,7 +153,17 @@ impl Authenticator {
             tenant: record.tenant,
             key_id: record.key_id,
             scopes: record.scopes,
+            models: record.models,
+            rpm: record.rpm,
         })
+    }
+
+    /// Forgets a cached key at once (this process only), e.g. after a revocation here.
+    pub fn forget(&self, hash: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
     }
 
     async fn lookup(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -226,19 +203,5 @@ mod tests {
         assert_eq!(k.record.scopes.len(), DEFAULT_SCOPES.len());
         assert!(mint_key("a#b", "x", &[], None, 1).is_err());
         assert!(mint_key("acme", "x", &["root".into()], None, 1).is_err());
-    }
-
-    #[test]
-    fn scopes_are_checked() {
-        let p = Principal {
-            tenant: "t".into(),
-            key_id: "k".into(),
-            scopes: vec!["chat".into()],
-        };
-        assert!(p.require(SCOPE_CHAT).is_ok());
-        assert!(matches!(
-            p.require(SCOPE_ADMIN),
-            Err(AuthError::MissingScope("admin"))
-        ));
     }
 }

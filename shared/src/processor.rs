@@ -1,0 +1,117 @@
+//! The response processor: applies a tenant's redaction policy to messages
+//! on their way to the provider, into the store and back to the client, and
+//! reports how many values of each category it replaced (never the values).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{Config, ConfigError};
+use crate::redact::{Blocked, Category, Place, Redactor};
+use crate::wire::{ChatMessage, Content, ContentPart};
+
+/// Compiled redactors: the default and any per-tenant ones.
+pub struct Redactors {
+    default: Redactor,
+    by_tenant: HashMap<String, Redactor>,
+}
+
+impl Redactors {
+    /// Compiles every configured policy (an invalid pattern fails start-up).
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let compile = |who: &str, p| {
+            Redactor::new(p).map_err(|e| ConfigError::Invalid(format!("{who} redaction: {e}")))
+        };
+        let default = compile("default", &config.redaction)?;
+        let mut by_tenant = HashMap::new();
+        for (tenant, t) in &config.tenants {
+            if let Some(p) = &t.redaction {
+                by_tenant.insert(tenant.clone(), compile(&format!("tenant {tenant}"), p)?);
+            }
+        }
+        Ok(Self { default, by_tenant })
+    }
+
+    /// The redactor for `tenant`.
+    pub fn for_tenant(&self, tenant: &str) -> &Redactor {
+        self.by_tenant.get(tenant).unwrap_or(&self.default)
+    }
+}
+
+/// Replacements made, per place and category.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts(pub BTreeMap<String, BTreeMap<String, u32>>);
+
+impl Counts {
+    fn add(&mut self, place: Place, found: BTreeMap<Category, u32>) {
+        if found.is_empty() {
+            return;
+        }
+        let entry = self.0.entry(place_name(place).to_owned()).or_default();
+        for (category, n) in found {
+            *entry.entry(category.as_str().to_owned()).or_default() += n;
+        }
+    }
+
+    /// Whether nothing was replaced.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `response:email=1,card=2;stored:card=2`, for the `x-ctxgate-redactions` header.
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(place, cats)| {
+                let list: Vec<String> = cats.iter().map(|(c, n)| format!("{c}={n}")).collect();
+                format!("{place}:{}", list.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+fn place_name(place: Place) -> &'static str {
+    match place {
+        Place::Response => "response",
+        Place::Stored => "stored",
+        Place::Upstream => "upstream",
+    }
+}
+
+/// Applies `place`'s policy to the text of `messages` in place.
+pub fn apply(
+    redactor: &Redactor,
+    messages: &mut [ChatMessage],
+    place: Place,
+    counts: &mut Counts,
+) -> Result<(), Blocked> {
+    for m in messages {
+        match &mut m.content {
+            Some(Content::Text(text)) => redact_string(redactor, text, place, counts)?,
+            Some(Content::Parts(parts)) => {
+                for part in parts {
+                    if let ContentPart::Text { text } = part {
+                        redact_string(redactor, text, place, counts)?;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn redact_string(
+    redactor: &Redactor,
+    text: &mut String,
+    place: Place,
+    counts: &mut Counts,
+) -> Result<(), Blocked> {
+    let out = redactor.apply(text, place)?;
+    if out.counts.is_empty() {
+        return Ok(());
+    }
+    let replaced = out.text.into_owned();
+    counts.add(place, out.counts);
+    *text = replaced;
+    Ok(())
+}

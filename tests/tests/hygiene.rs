@@ -1,0 +1,155 @@
+//! Secrets and content never reach logs: one full session with a known API
+//! key, provider key, JWT and message text, every log line captured at the
+//! most verbose level the gateway allows, none of those strings in it.
+//! (One test per binary: the log subscriber is process-global.)
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use ctxgate_tests::jwt::Issuer;
+use ctxgate_tests::{Gateway, MockUpstream, Reply, dynamo_store, reported_users};
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const PROVIDER_KEY: &str = "sk-proj-PROVIDERSECRET0123456789";
+const MESSAGE: &str = "my card is 4111 1111 1111 1111 and my secret is swordfish-42";
+
+#[tokio::test]
+async fn no_secret_or_content_reaches_the_logs() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    ctxgate::telemetry::init_with("trace", move || sink.clone());
+
+    let upstream = MockUpstream::start(|r| {
+        if r.body["messages"].to_string().contains("fail-auth") {
+            return Reply::status(
+                401,
+                &format!(
+                    r#"{{"error":{{"message":"Incorrect API key provided: {PROVIDER_KEY}"}}}}"#
+                ),
+            );
+        }
+        if r.body["messages"].to_string().contains("fail-500") {
+            return Reply::status(500, "Traceback (most recent call last): internal-node-7f3a");
+        }
+        Reply::json(ctxgate_tests::openai_completion(
+            &reported_users(&r.body),
+            10,
+            5,
+        ))
+    })
+    .await;
+    let issuer = Issuer::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[jwt]\nissuer = \"{}\"\naudience = [\"api\"]\njwks_url = \"{}\"\n",
+            issuer.issuer, issuer.jwks_url
+        ),
+    )
+    .unwrap();
+    let base = format!("{}/v1", upstream.url);
+    let store = dynamo_store().await;
+    let gw = Gateway::new(
+        store.clone(),
+        &[
+            ("CTXGATE_CONFIG", cfg.to_str().unwrap()),
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", PROVIDER_KEY),
+        ],
+    );
+    let api_key = gw.key("acme", &["chat", "admin", "usage:read"]).await;
+    let jwt = issuer.rs256(&issuer.claims("acme", "api", "chat"));
+
+    let mut responses = Vec::new();
+    for (cred, text) in [
+        (&api_key, MESSAGE),
+        (&jwt, "second turn swordfish-42"),
+        (&api_key, "fail-auth"),
+        (&api_key, "fail-500"),
+    ] {
+        let body = json!({"model": "openai/gpt-4o-mini", "conversation_id": "hygiene", "messages": [{"role": "user", "content": text}]});
+        responses.push(
+            gw.call("POST", "/v1/chat/completions", Some(cred), Some(body))
+                .await,
+        );
+    }
+    assert_eq!(responses[0].0, 200);
+    assert_eq!(responses[1].0, 200);
+    assert_eq!(responses[2].0, 502);
+    assert_eq!(responses[3].0, 502);
+    let (status, _, created) = gw
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            Some(&api_key),
+            Some(json!({"name": "ci", "scopes": ["chat"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let new_secret = created["key"].as_str().unwrap().to_owned();
+    responses.push(gw.call("GET", "/v1/usage", Some(&api_key), None).await);
+    responses.push(
+        gw.call("GET", "/v1/models", Some("cgk_wrong-key-material"), None)
+            .await,
+    );
+    responses.push(
+        gw.call("GET", "/v1/models", Some(&format!("{jwt}x")), None)
+            .await,
+    );
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.lines().count() > 10,
+        "the capture saw the session:\n{logs}"
+    );
+    assert!(logs.contains("\"message\":\"request\""));
+    let signature = jwt.rsplit('.').next().unwrap();
+    for secret in [
+        api_key.as_str(),
+        PROVIDER_KEY,
+        jwt.as_str(),
+        signature,
+        new_secret.as_str(),
+        "swordfish-42",
+        "4111 1111",
+        "cgk_wrong-key-material",
+    ] {
+        assert!(!logs.contains(secret), "found {secret:?} in the logs");
+    }
+    // Error bodies carry no stack traces, upstream bodies or internal identifiers.
+    for (status, _, body) in &responses[2..] {
+        let text = body.to_string();
+        for leak in [
+            PROVIDER_KEY,
+            "Traceback",
+            "internal-node",
+            "panicked",
+            "src/",
+            "T#acme",
+        ] {
+            assert!(
+                !text.contains(leak),
+                "{status} response leaks {leak:?}: {text}"
+            );
+        }
+    }
+    // Every response carries a request id.
+    let (_, headers, _) = gw.call("GET", "/health", None, None).await;
+    assert!(headers.contains_key("x-request-id"));
+    let _ = store;
+}
