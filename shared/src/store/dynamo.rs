@@ -319,6 +319,25 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Consistent single-item read.
+    async fn get(
+        &self,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(pk))
+            .key("SK", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.item)
+    }
+
     fn put(
         &self,
         item: Item,
@@ -413,17 +432,8 @@ impl Store for DynamoStore {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ConversationMeta>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(conv_pk(tenant, id)))
-            .key("SK", s("META"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.item().map(parse_meta).transpose()
+        let item = self.get(conv_pk(tenant, id), "META").await?;
+        item.as_ref().map(parse_meta).transpose()
     }
 
     async fn append_turn(
@@ -497,17 +507,8 @@ impl Store for DynamoStore {
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(format!("K#{hash}")))
-            .key("SK", s("KEY"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.item().map(parse_key).transpose()
+        let item = self.get(format!("K#{hash}"), "KEY").await?;
+        item.as_ref().map(parse_key).transpose()
     }
 
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -541,17 +542,8 @@ impl Store for DynamoStore {
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s("KEYS"))
-            .key("SK", s(key_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        let Some(item) = out.item() else {
+        let item = self.get("KEYS", key_id).await?;
+        let Some(item) = item.as_ref() else {
             return Ok(false);
         };
         let hash = get_s(item, "hash")?;
@@ -569,17 +561,8 @@ impl Store for DynamoStore {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s("KEYS"))
-            .key("SK", s(key_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.item().map(parse_key).transpose()
+        let item = self.get("KEYS", key_id).await?;
+        item.as_ref().map(parse_key).transpose()
     }
 
     async fn counter_add(
@@ -626,17 +609,8 @@ impl Store for DynamoStore {
     }
 
     async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(&key.pk))
-            .key("SK", s(&key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(out.item().and_then(|i| opt_n(i, "n")).unwrap_or(0))
+        let item = self.get(&key.pk, &key.sk).await?;
+        Ok(item.as_ref().and_then(|i| opt_n(i, "n")).unwrap_or(0))
     }
 
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
