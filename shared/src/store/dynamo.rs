@@ -379,40 +379,33 @@ impl Store for DynamoStore {
         let pk = conv_pk(tenant, id);
         let mut meta = None;
         let mut newest_first = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s(&pk))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in page.items() {
-                if get_s(item, "SK")? == "META" {
-                    let m = parse_meta(item)?;
-                    if !m.is_live(now) {
-                        return Ok(Conversation {
-                            meta: m,
-                            messages: Vec::new(),
-                        });
-                    }
-                    meta = Some(m);
-                } else {
-                    let m = parse_message(item)?;
-                    if m.expires_at.is_none_or(|e| e > now) {
-                        newest_first.push(m);
-                    }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err)?;
+            if get_s(&item, "SK")? == "META" {
+                let m = parse_meta(&item)?;
+                if !m.is_live(now) {
+                    return Ok(Conversation {
+                        meta: m,
+                        messages: Vec::new(),
+                    });
                 }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
+                meta = Some(m);
+            } else {
+                let m = parse_message(&item)?;
+                if m.expires_at.is_none_or(|e| e > now) {
+                    newest_first.push(m);
+                }
             }
         }
         let Some(meta) = meta else {
@@ -513,28 +506,20 @@ impl Store for DynamoStore {
 
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s("KEYS"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in page.items() {
-                let rec = parse_key(item)?;
-                if tenant.is_none_or(|t| t == rec.tenant) {
-                    out.push(rec);
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s("KEYS"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let rec = parse_key(&item.map_err(sdk_err)?)?;
+            if tenant.is_none_or(|t| t == rec.tenant) {
+                out.push(rec);
             }
         }
         out.sort_by(|a, b| (a.created, &a.key_id).cmp(&(b.created, &b.key_id)));
@@ -643,27 +628,19 @@ impl Store for DynamoStore {
 
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(format!("T#{tenant}#U")))
-                .expression_attribute_values(":lo", s(format!("{from}#")))
-                .expression_attribute_values(":hi", s(format!("{to}$")))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in page.items() {
-                out.push(parse_usage(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(format!("T#{tenant}#U")))
+            .expression_attribute_values(":lo", s(format!("{from}#")))
+            .expression_attribute_values(":hi", s(format!("{to}$")))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            out.push(parse_usage(&item.map_err(sdk_err)?)?);
         }
         Ok(out)
     }
