@@ -101,7 +101,74 @@ impl ProviderConfig {
 pub struct ModelConfig {
     /// `provider/model`.
     pub id: String,
+    /// Context size in tokens (default: the built-in table, else `context.default_window`).
+    #[serde(default)]
+    pub context_window: Option<u64>,
 }
+
+/// What happens to stored turns that no longer fit the context window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Leave them out.
+    #[default]
+    Truncate,
+    /// Fold them into a summary kept on the conversation.
+    Summarize,
+}
+
+/// The context manager's settings (`[context]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextConfig {
+    /// `truncate` or `summarize`.
+    pub strategy: Strategy,
+    /// Context size of models that have none configured or built in.
+    pub default_window: u64,
+    /// Tokens kept free for estimate error, as a share of the window.
+    pub safety_margin_ratio: f64,
+    /// Output tokens reserved when the request sets no cap.
+    pub default_output_reserve: u64,
+    /// The model that writes summaries (`provider/model` or alias).
+    pub summary_model: Option<String>,
+    /// Dropped, unsummarised turns that trigger a summary.
+    pub summarize_after_turns: u64,
+    /// Output cap of a summary.
+    pub summary_max_tokens: u32,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Truncate,
+            default_window: 128_000,
+            safety_margin_ratio: 0.05,
+            default_output_reserve: 4096,
+            summary_model: None,
+            summarize_after_turns: 4,
+            summary_max_tokens: 1024,
+        }
+    }
+}
+
+/// Built-in context sizes of current models (tokens).
+const BUILTIN_WINDOWS: &[(&str, u64)] = &[
+    ("openai/gpt-4.1", 1_047_576),
+    ("openai/gpt-4.1-mini", 1_047_576),
+    ("openai/gpt-4.1-nano", 1_047_576),
+    ("openai/gpt-4o", 128_000),
+    ("openai/gpt-4o-mini", 128_000),
+    ("openai/o3", 200_000),
+    ("openai/o4-mini", 200_000),
+    ("openai/gpt-5", 400_000),
+    ("openai/gpt-5-mini", 400_000),
+    ("anthropic/claude-sonnet-4-5", 200_000),
+    ("anthropic/claude-haiku-4-5", 200_000),
+    ("anthropic/claude-opus-4-1", 200_000),
+    ("anthropic/claude-sonnet-4", 200_000),
+    ("anthropic/claude-3-5-haiku-latest", 200_000),
+    ("echo", 128_000),
+];
 
 /// The TOML file's shape.
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +199,8 @@ struct FileConfig {
     prices: Option<PriceTable>,
     #[serde(default)]
     cors_origins: Option<Vec<String>>,
+    #[serde(default)]
+    context: Option<ContextConfig>,
 }
 
 /// Per-request limits; every refusal names the field and the limit.
@@ -345,6 +414,10 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Models listed by `/v1/models`.
     pub models: Vec<String>,
+    /// Context sizes set in the config file, by model.
+    pub context_windows: BTreeMap<String, u64>,
+    /// Context manager settings.
+    pub context: ContextConfig,
     /// Alias -> `provider/model`.
     pub aliases: BTreeMap<String, String>,
     /// Per-request limits.
@@ -459,8 +532,17 @@ impl Config {
             }
         }
 
+        let mut context_windows = BTreeMap::new();
         let models: Vec<String> = match file.models {
-            Some(m) => m.into_iter().map(|m| m.id).collect(),
+            Some(m) => m
+                .into_iter()
+                .map(|m| {
+                    if let Some(w) = m.context_window {
+                        context_windows.insert(m.id.clone(), w);
+                    }
+                    m.id
+                })
+                .collect(),
             None => DEFAULT_MODELS.iter().map(|s| s.to_string()).collect(),
         };
         let cfg = Config {
@@ -477,6 +559,8 @@ impl Config {
             upstream_timeout: Duration::from_secs(file.upstream_timeout_seconds.unwrap_or(60)),
             providers,
             models,
+            context_windows,
+            context: file.context.unwrap_or_default(),
             aliases: file.aliases,
             limits: file.limits.unwrap_or_default(),
             default_quotas: file.quotas.unwrap_or_default(),
@@ -525,6 +609,35 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "model '{m}' names no configured provider"
                 )));
+            }
+        }
+        let c = &self.context;
+        if c.default_window < 1024 || self.context_windows.values().any(|w| *w < 1024) {
+            return Err(ConfigError::Invalid(
+                "context windows must be at least 1024 tokens".into(),
+            ));
+        }
+        if !(0.0..0.5).contains(&c.safety_margin_ratio) {
+            return Err(ConfigError::Invalid(
+                "context.safety_margin_ratio must be in [0, 0.5)".into(),
+            ));
+        }
+        if c.strategy == Strategy::Summarize {
+            let Some(model) = &c.summary_model else {
+                return Err(ConfigError::Invalid(
+                    "context.strategy = \"summarize\" needs context.summary_model".into(),
+                ));
+            };
+            let target = self.aliases.get(model).unwrap_or(model);
+            if self.split_model(target).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "context.summary_model '{model}' names no configured provider"
+                )));
+            }
+            if c.summary_max_tokens == 0 {
+                return Err(ConfigError::Invalid(
+                    "context.summary_max_tokens must be at least 1".into(),
+                ));
             }
         }
         let l = &self.limits;
@@ -597,6 +710,20 @@ impl Config {
         }
         let (provider, model) = id.split_once('/')?;
         (!model.is_empty() && self.providers.contains_key(provider)).then_some((provider, model))
+    }
+
+    /// The context size of a resolved `provider/model`.
+    pub fn context_window(&self, model: &str) -> u64 {
+        self.context_windows
+            .get(model)
+            .copied()
+            .or_else(|| {
+                BUILTIN_WINDOWS
+                    .iter()
+                    .find(|(m, _)| *m == model)
+                    .map(|(_, w)| *w)
+            })
+            .unwrap_or(self.context.default_window)
     }
 
     /// Retention as seconds, `None` when messages are kept forever.

@@ -1,22 +1,35 @@
-//! The context manager: loads a conversation's stored messages in front of
-//! a request's new ones, and stores the finished turn atomically.
+//! The context manager: builds each turn's prompt from a stored conversation
+//! within the model's token budget, and stores the finished turn atomically.
 //!
 //! System prompt rule: a conversation keeps one system prompt (its system and
 //! developer messages). A request that carries system/developer messages
 //! replaces it for this turn and from then on; a request without keeps the
-//! stored one. The system prompt always goes first upstream, then the stored
-//! history, then the request's other messages; it is never stored as history.
+//! stored one. It is never stored as history.
+//!
+//! Window rule: upstream gets the system prompt, then the conversation's
+//! summary (with `strategy = "summarize"`), then as many of the most recent
+//! stored turns as fit in `context window - output reserve - safety margin`,
+//! then the request's new messages. Turns are dropped whole, oldest first; a
+//! turn runs from a user message to the next one, so an assistant's tool
+//! calls always travel with their results. A conversation never fails for
+//! being long: what does not fit is left out (and, summarising, folded into
+//! the summary).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use crate::provider::Completion;
 use crate::store::{
-    self, ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage, TurnWrite,
+    self, ConversationMeta, IdempotencyDone, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
+    Summary, TurnInfo, TurnWrite, UsageRow, WindowLimit,
 };
-use crate::wire::ChatMessage;
+use crate::tokens;
+use crate::wire::{ChatMessage, Role};
 
-/// How many times a turn is re-read and re-tried after losing a race.
+/// How many times a write is re-read and re-tried after losing a race.
 pub const MAX_WRITE_ATTEMPTS: u32 = 8;
+
+/// The text put before a summary in the prompt.
+pub const SUMMARY_PREFIX: &str = "Summary of the earlier part of this conversation:\n";
 
 /// A context failure.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +47,30 @@ pub enum ContextError {
         /// The limit.
         limit: usize,
     },
+}
+
+/// The token budget of one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSettings {
+    /// The model's context size in tokens.
+    pub context_window: u64,
+    /// Tokens kept free for the answer.
+    pub output_reserve: u64,
+    /// Tokens kept free for estimate error.
+    pub safety_margin: u64,
+    /// Whether dropped turns are summarised (else simply left out).
+    pub summarize: bool,
+    /// Dropped, unsummarised turns that trigger a summary.
+    pub summarize_after_turns: u64,
+}
+
+impl WindowSettings {
+    /// Tokens available to system prompt, summary, history and new messages.
+    pub fn prompt_budget(&self) -> u64 {
+        self.context_window
+            .saturating_sub(self.output_reserve)
+            .saturating_sub(self.safety_margin)
+    }
 }
 
 /// A conversation turn in progress.
@@ -61,38 +98,113 @@ impl Turn {
     }
 }
 
+/// Stored messages that fell out of the window and are not summarised yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryJob {
+    /// First dropped slot (inclusive).
+    pub from_seq: u64,
+    /// End of the dropped slots (exclusive): the first slot the window kept.
+    pub to_seq: u64,
+    /// The summary they extend, if any.
+    pub previous: Option<Summary>,
+}
+
+/// What the window kept and left out, for logs and headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowReport {
+    /// Stored messages sent upstream.
+    pub kept: usize,
+    /// Stored messages left out (not counting those a summary covers).
+    pub dropped: u64,
+    /// Estimated prompt tokens.
+    pub prompt_tokens: u64,
+}
+
 /// What to send upstream, and the turn to store afterwards (if any).
 pub struct Prepared {
     /// The full prompt.
     pub prompt: Vec<ChatMessage>,
     /// Present when the request continues a stored conversation.
     pub turn: Option<Turn>,
+    /// Present when dropped turns should be summarised now.
+    pub summary_job: Option<SummaryJob>,
+    /// What the window did.
+    pub window: WindowReport,
 }
 
-/// Builds the prompt; with `conversation`, loads its history first.
+/// The system message that carries a summary into the prompt.
+pub fn summary_message(summary: &Summary) -> ChatMessage {
+    ChatMessage::text(Role::System, format!("{SUMMARY_PREFIX}{}", summary.text))
+}
+
+/// Where the window may start and how many tokens the stored history may use,
+/// given the header, the request's system prompt (if any) and its new messages.
+fn window_limit(
+    meta: &ConversationMeta,
+    settings: &WindowSettings,
+    new_system: Option<&[ChatMessage]>,
+    new_tokens: u64,
+) -> WindowLimit {
+    let system = tokens::estimate_messages(new_system.unwrap_or(&meta.system));
+    let summary = meta.summary.as_ref().filter(|_| settings.summarize);
+    let summary_tokens = summary.map_or(0, |s| tokens::estimate_message(&summary_message(s)));
+    WindowLimit {
+        from_seq: summary
+            .map_or(meta.first_seq, |s| s.through_seq + 1)
+            .max(meta.first_seq),
+        tokens: settings
+            .prompt_budget()
+            .saturating_sub(system + summary_tokens + new_tokens),
+    }
+}
+
+/// Index of the first message to keep: whole turns (each starting at a user
+/// message), newest first, while they fit in `budget`.
+pub fn fit_window(messages: &[StoredMessage], budget: u64) -> usize {
+    let mut keep_from = messages.len();
+    let mut used = 0u64;
+    let mut group = 0u64;
+    for i in (0..messages.len()).rev() {
+        group += messages[i].window_tokens();
+        let starts_turn = messages[i].message.role == Role::User || i == 0;
+        if starts_turn {
+            if used + group > budget {
+                break;
+            }
+            used += group;
+            group = 0;
+            keep_from = i;
+        }
+    }
+    keep_from
+}
+
+/// Builds the prompt; with `conversation`, loads the part of its history that
+/// fits the window first.
 pub async fn prepare(
     store: &dyn Store,
     tenant: &str,
     conversation: Option<&str>,
     messages: Vec<ChatMessage>,
     now: i64,
+    settings: &WindowSettings,
 ) -> Result<Prepared, ContextError> {
     let Some(id) = conversation else {
+        let prompt_tokens = tokens::estimate_messages(&messages);
         return Ok(Prepared {
             prompt: messages,
             turn: None,
+            summary_job: None,
+            window: WindowReport {
+                prompt_tokens,
+                ..WindowReport::default()
+            },
         });
     };
     // Check sizes before anything is spent on the provider.
     for (i, m) in messages.iter().enumerate() {
-        let probe = StoredMessage {
-            seq: 0,
-            message: m.clone(),
-            tokens: Some(0),
-            created: now,
-            model: None,
-            expires_at: Some(now),
-        };
+        let mut probe = StoredMessage::new(0, m.clone(), now);
+        probe.tokens = Some(0);
         let bytes = store::message_item_bytes(tenant, id, &probe);
         if bytes > MAX_ITEM_BYTES {
             return Err(ContextError::MessageTooLarge {
@@ -102,20 +214,52 @@ pub async fn prepare(
             });
         }
     }
-    let conv = store.load_conversation(tenant, id, now).await?;
-    let live = conv.meta.is_live(now);
     let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) =
         messages.into_iter().partition(|m| m.role.is_instruction());
     let new_system = (!system.is_empty()).then_some(system);
-    let stored_system = if live {
-        conv.meta.system.clone()
+    let new_tokens = tokens::estimate_messages(&rest);
+    let conv = store
+        .load_window(tenant, id, now, &|meta| {
+            window_limit(meta, settings, new_system.as_deref(), new_tokens)
+        })
+        .await?;
+    let live = conv.meta.is_live(now);
+    let meta = &conv.meta;
+    let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);
+    let keep_from = fit_window(&conv.messages, limit.tokens);
+    let kept = &conv.messages[keep_from..];
+    let first_kept = kept.first().map_or(meta.next_seq, |m| m.seq);
+    let dropped = if live {
+        first_kept.saturating_sub(limit.from_seq)
     } else {
-        Vec::new()
+        0
     };
-    let mut prompt = Vec::with_capacity(conv.messages.len() + rest.len() + 2);
-    prompt.extend(new_system.clone().unwrap_or(stored_system));
-    prompt.extend(conv.messages.into_iter().map(|m| m.message));
+
+    let summary = meta.summary.as_ref().filter(|_| live && settings.summarize);
+    // A turn is at least two messages: fewer dropped slots cannot be enough turns.
+    let summary_job = (live
+        && settings.summarize
+        && dropped >= 2 * settings.summarize_after_turns.max(1))
+    .then(|| SummaryJob {
+        from_seq: limit.from_seq,
+        to_seq: first_kept,
+        previous: summary.cloned(),
+    });
+
+    let mut prompt = Vec::with_capacity(kept.len() + rest.len() + 3);
+    match &new_system {
+        Some(s) => prompt.extend(s.iter().cloned()),
+        None if live => prompt.extend(meta.system.iter().cloned()),
+        None => {}
+    }
+    prompt.extend(summary.map(summary_message));
+    prompt.extend(kept.iter().map(|m| m.message.clone()));
     prompt.extend(rest.iter().cloned());
+    let window = WindowReport {
+        kept: kept.len(),
+        dropped,
+        prompt_tokens: tokens::estimate_messages(&prompt),
+    };
     Ok(Prepared {
         prompt,
         turn: Some(Turn {
@@ -124,83 +268,153 @@ pub async fn prepare(
             new_system,
             new_messages: rest,
         }),
+        summary_job,
+        window,
     })
 }
 
-fn turn_write(
-    turn: &Turn,
-    completion: &Completion,
-    model: &str,
-    retention: Option<i64>,
-    now: i64,
-) -> TurnWrite {
+/// The answer of a turn and how it came about.
+#[derive(Debug, Clone)]
+pub struct Answer<'a> {
+    /// The completion as it will be stored (redacted per the stored policy).
+    pub completion: &'a Completion,
+    /// `provider/model` that answered.
+    pub model: &'a str,
+    /// Provider name.
+    pub provider: &'a str,
+    /// Provider call time in milliseconds.
+    pub latency_ms: u64,
+    /// Redaction counts of the turn.
+    pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+/// What else the turn's transaction writes.
+#[derive(Debug, Clone, Default)]
+pub struct TurnExtras {
+    /// The config's retention in seconds (`None`: forever), unless the
+    /// conversation overrides it.
+    pub retention: Option<i64>,
+    /// A fresher summary to store.
+    pub summary: Option<Summary>,
+    /// Usage rows of the turn (the answer's, the summary's).
+    pub usage: Vec<UsageRow>,
+    /// The idempotency claim the turn completes.
+    pub idempotency: Option<IdempotencyDone>,
+}
+
+/// The retention a conversation gets: its own override, else the default.
+pub fn retention_of(meta: &ConversationMeta, default: Option<i64>) -> Option<i64> {
+    match meta.retention_secs {
+        Some(0) => None,
+        Some(s) => Some(s),
+        None => default,
+    }
+}
+
+/// Sums rows of the same day and model (a transaction may touch an item once).
+pub fn merge_usage(rows: Vec<UsageRow>) -> Vec<UsageRow> {
+    let mut merged: Vec<UsageRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match merged
+            .iter_mut()
+            .find(|r| r.day == row.day && r.model == row.model)
+        {
+            Some(r) => {
+                r.requests += row.requests;
+                r.prompt_tokens += row.prompt_tokens;
+                r.completion_tokens += row.completion_tokens;
+                r.total_tokens += row.total_tokens;
+                r.cached_tokens += row.cached_tokens;
+                r.reasoning_tokens += row.reasoning_tokens;
+                r.cost_micro_usd += row.cost_micro_usd;
+            }
+            None => merged.push(row),
+        }
+    }
+    merged
+}
+
+fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -> TurnWrite {
     let old = &turn.meta;
-    let live = old.is_live(now);
-    let expires_at = retention.map(|r| now + r);
-    let mut seq = old.next_seq;
+    let base = if old.is_live(now) {
+        old.clone()
+    } else {
+        old.reborn(now)
+    };
+    let expires_at = retention_of(&base, extras.retention).map(|r| now + r);
+    let mut seq = base.next_seq;
     let mut messages = Vec::with_capacity(turn.new_messages.len() + 1);
     for m in &turn.new_messages {
-        messages.push(StoredMessage {
-            seq,
-            message: m.clone(),
-            tokens: None,
-            created: now,
-            model: None,
-            expires_at,
-        });
+        let mut stored = StoredMessage::new(seq, m.clone(), now);
+        stored.tokens = Some(tokens::estimate_message(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
+        messages.push(stored);
         seq += 1;
     }
+    let c = answer.completion;
     messages.push(StoredMessage {
         seq,
-        message: completion.message.clone(),
-        tokens: Some(completion.usage.completion_tokens),
+        message: c.message.clone(),
+        tokens: Some(c.usage.completion_tokens),
         created: now,
-        model: Some(model.to_owned()),
-        expires_at,
+        model: Some(answer.model.to_owned()),
+        turn: Some(TurnInfo {
+            provider: answer.provider.to_owned(),
+            finish_reason: Some(c.finish_reason),
+            usage: c.usage,
+            latency_ms: answer.latency_ms,
+            redactions: answer.redactions.clone(),
+        }),
     });
-    let system = match &turn.new_system {
-        Some(s) => s.clone(),
-        None if live => old.system.clone(),
-        None => Vec::new(),
-    };
+    // Keep whichever summary reaches further, and never one of a past life.
+    let summary = [base.summary.clone(), extras.summary.clone()]
+        .into_iter()
+        .flatten()
+        .filter(|s| s.through_seq >= base.first_seq && s.through_seq < seq)
+        .max_by_key(|s| s.through_seq);
     TurnWrite {
         expected_version: old.version,
         meta: ConversationMeta {
             version: old.version + 1,
             next_seq: seq + 1,
-            turns: if live { old.turns + 1 } else { 1 },
-            tokens: if live { old.tokens } else { 0 } + completion.usage.total_tokens,
-            created: if live { old.created } else { now },
+            turns: base.turns + 1,
+            tokens: base.tokens + c.usage.total_tokens,
             updated: now,
-            system,
+            system: turn.new_system.clone().unwrap_or(base.system.clone()),
             expires_at,
+            summary,
+            ..base
         },
         messages,
+        usage: merge_usage(extras.usage.clone()),
+        idempotency: extras.idempotency.clone(),
     }
 }
 
-/// Stores the turn (new messages + answer) with a version-conditioned write.
-/// A lost race re-reads the header and appends at the new end, so turns never
-/// interleave; after [`MAX_WRITE_ATTEMPTS`] the caller gets a conflict.
+/// Stores the turn (new messages + answer, usage, idempotency record) with a
+/// version-conditioned write. A lost race re-reads the header and appends at
+/// the new end, so turns never interleave; after [`MAX_WRITE_ATTEMPTS`] the
+/// caller gets a conflict.
 pub async fn commit(
     store: &dyn Store,
     tenant: &str,
     mut turn: Turn,
-    completion: &Completion,
-    model: &str,
-    retention: Option<i64>,
+    answer: &Answer<'_>,
+    extras: &TurnExtras,
     now: i64,
 ) -> Result<(), ContextError> {
     for attempt in 0..MAX_WRITE_ATTEMPTS {
-        let write = turn_write(&turn, completion, model, retention, now);
+        let write = turn_write(&turn, answer, extras, now);
         match store.append_turn(tenant, &turn.id, &write).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                purge_past_life(store, tenant, &turn.id, &turn.meta, now).await;
+                return Ok(());
+            }
             Err(StoreError::Conflict) => {
                 turn.meta = store
                     .conversation_meta(tenant, &turn.id)
                     .await?
                     .unwrap_or_default();
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(crate::retry::backoff(attempt, 10)).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -208,17 +422,68 @@ pub async fn commit(
     Err(StoreError::Conflict.into())
 }
 
-/// Jittered exponential backoff so racing writers spread out.
-fn backoff(attempt: u32) -> Duration {
-    let base = 5u64 << attempt.min(5);
-    let jitter = u64::from(crate::ids::random_bytes::<1>()[0]) % base.max(1);
-    Duration::from_millis(base / 2 + jitter)
+/// Removes what an expired life left once a new one has taken its place.
+/// Invisible already (below `first_seq`), so a failure only costs storage.
+async fn purge_past_life(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    old: &ConversationMeta,
+    now: i64,
+) {
+    if old.version > 0 && !old.is_live(now) && old.next_seq > old.first_seq {
+        let purge = store.purge_messages(tenant, id, old.first_seq, old.next_seq);
+        if let Err(e) = purge.await {
+            tracing::warn!(error = %e, "could not purge an expired conversation's messages");
+        }
+    }
+}
+
+/// Rewrites a conversation's header with `change` (create, update), retrying
+/// lost races; `change` sees the live header (or a fresh one) and may refuse.
+/// Every write refreshes the retention (`retention` is the config's default).
+pub async fn update_meta<E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    now: i64,
+    retention: Option<i64>,
+    change: impl Fn(&mut ConversationMeta, bool) -> Result<(), E>,
+) -> Result<ConversationMeta, E> {
+    for attempt in 0..MAX_WRITE_ATTEMPTS {
+        let old = store
+            .conversation_meta(tenant, id)
+            .await?
+            .unwrap_or_default();
+        let live = old.is_live(now);
+        let mut meta = if live { old.clone() } else { old.reborn(now) };
+        change(&mut meta, live)?;
+        meta.version = old.version + 1;
+        meta.updated = now;
+        meta.expires_at = retention_of(&meta, retention).map(|r| now + r);
+        let write = TurnWrite {
+            expected_version: old.version,
+            meta: meta.clone(),
+            ..TurnWrite::default()
+        };
+        match store.append_turn(tenant, id, &write).await {
+            Ok(()) => {
+                purge_past_life(store, tenant, id, &old, now).await;
+                return Ok(meta);
+            }
+            Err(StoreError::Conflict) => {
+                tokio::time::sleep(crate::retry::backoff(attempt, 10)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{FinishReason, Role, Usage};
+    use crate::wire::{FinishReason, ToolCall, Usage};
 
     fn completion(text: &str) -> Completion {
         Completion {
@@ -226,6 +491,22 @@ mod tests {
             finish_reason: FinishReason::Stop,
             usage: Usage::new(10, 2),
         }
+    }
+
+    fn answer(c: &Completion) -> Answer<'_> {
+        Answer {
+            completion: c,
+            model: "echo",
+            provider: "echo",
+            latency_ms: 3,
+            redactions: BTreeMap::new(),
+        }
+    }
+
+    fn stored(seq: u64, role: Role, tokens: u64) -> StoredMessage {
+        let mut m = StoredMessage::new(seq, ChatMessage::text(role, "x"), 0);
+        m.tokens = Some(tokens);
+        m
     }
 
     #[test]
@@ -237,8 +518,8 @@ mod tests {
             tokens: 50,
             created: 1,
             updated: 2,
-            system: vec![],
-            expires_at: None,
+            title: Some("t".into()),
+            ..ConversationMeta::default()
         };
         let turn = Turn {
             id: "c".into(),
@@ -246,7 +527,12 @@ mod tests {
             new_system: None,
             new_messages: vec![ChatMessage::text(Role::User, "q")],
         };
-        let w = turn_write(&turn, &completion("a"), "echo", Some(100), 10);
+        let c = completion("a");
+        let extras = TurnExtras {
+            retention: Some(100),
+            ..TurnExtras::default()
+        };
+        let w = turn_write(&turn, &answer(&c), &extras, 10);
         assert_eq!(w.expected_version, 3);
         assert_eq!(w.meta.version, 4);
         assert_eq!(
@@ -257,7 +543,12 @@ mod tests {
         assert_eq!(w.meta.turns, 4);
         assert_eq!(w.meta.tokens, 62);
         assert_eq!(w.meta.expires_at, Some(110));
+        assert_eq!(w.meta.title.as_deref(), Some("t"));
         assert_eq!(w.messages[1].tokens, Some(2));
+        let info = w.messages[1].turn.as_ref().unwrap();
+        assert_eq!(info.provider, "echo");
+        assert_eq!(info.latency_ms, 3);
+        assert_eq!(info.finish_reason, Some(FinishReason::Stop));
     }
 
     #[test]
@@ -271,6 +562,9 @@ mod tests {
             updated: 2,
             system: vec![ChatMessage::text(Role::System, "old")],
             expires_at: Some(5),
+            title: Some("old".into()),
+            retention_secs: Some(0),
+            ..ConversationMeta::default()
         };
         let turn = Turn {
             id: "c".into(),
@@ -278,10 +572,119 @@ mod tests {
             new_system: None,
             new_messages: vec![],
         };
-        let w = turn_write(&turn, &completion("a"), "echo", None, 10);
+        let c = completion("a");
+        let w = turn_write(&turn, &answer(&c), &TurnExtras::default(), 10);
         assert_eq!(w.meta.turns, 1);
         assert_eq!(w.meta.tokens, 12);
         assert!(w.meta.system.is_empty());
+        assert!(w.meta.title.is_none() && w.meta.retention_secs.is_none());
+        assert_eq!(w.meta.first_seq, 6);
         assert_eq!(w.messages[0].seq, 6);
+        assert_eq!(w.meta.created, 10);
+    }
+
+    #[test]
+    fn the_override_wins_over_the_default_retention() {
+        let mut meta = ConversationMeta::default();
+        assert_eq!(retention_of(&meta, Some(30)), Some(30));
+        meta.retention_secs = Some(0);
+        assert_eq!(retention_of(&meta, Some(30)), None);
+        meta.retention_secs = Some(7);
+        assert_eq!(retention_of(&meta, None), Some(7));
+    }
+
+    #[test]
+    fn whole_turns_fit_newest_first() {
+        // Turns: [0,1] [2,3,4,5] (tool call + results) [6,7]; 10 tokens + 4 overhead each.
+        let msgs = vec![
+            stored(0, Role::User, 10),
+            stored(1, Role::Assistant, 10),
+            stored(2, Role::User, 10),
+            stored(3, Role::Assistant, 10),
+            stored(4, Role::Tool, 10),
+            stored(5, Role::Assistant, 10),
+            stored(6, Role::User, 10),
+            stored(7, Role::Assistant, 10),
+        ];
+        assert_eq!(fit_window(&msgs, 1000), 0);
+        assert_eq!(fit_window(&msgs, 28), 6);
+        // The tool turn needs 56 more: with 83 it does not fit, so nothing older either.
+        assert_eq!(fit_window(&msgs, 83), 6);
+        assert_eq!(fit_window(&msgs, 84), 2);
+        assert_eq!(fit_window(&msgs, 27), 8);
+        assert_eq!(fit_window(&[], 10), 0);
+    }
+
+    #[test]
+    fn tool_results_never_lose_their_call() {
+        let mut call = stored(1, Role::Assistant, 5);
+        call.message.tool_calls = Some(vec![ToolCall {
+            id: "t".into(),
+            kind: "function".into(),
+            function: crate::wire::FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        }]);
+        let msgs = vec![
+            stored(0, Role::User, 5),
+            call,
+            stored(2, Role::Tool, 5),
+            stored(3, Role::Assistant, 5),
+        ];
+        for budget in 0..100 {
+            let from = fit_window(&msgs, budget);
+            assert!(
+                from == 0 || from == 4,
+                "budget {budget} split a turn at {from}"
+            );
+        }
+    }
+
+    #[test]
+    fn summaries_move_the_window_start() {
+        let settings = WindowSettings {
+            context_window: 1000,
+            output_reserve: 100,
+            safety_margin: 50,
+            summarize: true,
+            summarize_after_turns: 2,
+        };
+        let mut meta = ConversationMeta {
+            version: 1,
+            first_seq: 2,
+            next_seq: 20,
+            ..ConversationMeta::default()
+        };
+        assert_eq!(window_limit(&meta, &settings, None, 0).from_seq, 2);
+        assert_eq!(window_limit(&meta, &settings, None, 0).tokens, 850);
+        meta.summary = Some(Summary {
+            text: "s".into(),
+            through_seq: 9,
+            ..Summary::default()
+        });
+        let l = window_limit(&meta, &settings, None, 10);
+        assert_eq!(l.from_seq, 10);
+        assert!(l.tokens < 840);
+        let truncate = WindowSettings {
+            summarize: false,
+            ..settings
+        };
+        assert_eq!(window_limit(&meta, &truncate, None, 0).from_seq, 2);
+    }
+
+    #[test]
+    fn usage_rows_of_one_model_merge() {
+        let row = |model: &str, n| UsageRow {
+            day: "2026-01-01".into(),
+            model: model.into(),
+            requests: 1,
+            total_tokens: n,
+            ..UsageRow::default()
+        };
+        let merged = merge_usage(vec![row("a", 1), row("b", 2), row("a", 3)]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].total_tokens, 4);
+        assert_eq!(merged[0].requests, 2);
     }
 }

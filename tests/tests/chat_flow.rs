@@ -136,7 +136,7 @@ async fn openai_conversation_carries_context_and_the_system_prompt_rule() {
         Some("openai/gpt-4o-mini")
     );
     assert_eq!(conv.messages[1].tokens, Some(7));
-    let expires = conv.messages[0].expires_at.expect("retention sets a TTL");
+    let expires = conv.meta.expires_at.expect("retention sets a TTL");
     assert!(expires > ctxgate::now_secs() + 29 * 86_400);
 }
 

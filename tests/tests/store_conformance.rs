@@ -5,19 +5,16 @@ use std::sync::Arc;
 
 use ctxgate::auth::{hash_key, mint_key};
 use ctxgate::store::{
-    ConversationMeta, MAX_ITEM_BYTES, Store, StoreError, StoredMessage, TurnWrite,
+    ConversationMeta, IdempotencyClaim, IdempotencyDone, IdempotencyRequest, ListPosition,
+    MAX_ITEM_BYTES, Order, Store, StoreError, StoredMessage, StoredResponse, TurnWrite, UsageRow,
+    WindowLimit,
 };
 use ctxgate::wire::{ChatMessage, Role};
 
-fn msg(seq: u64, role: Role, text: &str, expires_at: Option<i64>) -> StoredMessage {
-    StoredMessage {
-        seq,
-        message: ChatMessage::text(role, text),
-        tokens: Some(1),
-        created: 100,
-        model: None,
-        expires_at,
-    }
+fn msg(seq: u64, role: Role, text: &str) -> StoredMessage {
+    let mut m = StoredMessage::new(seq, ChatMessage::text(role, text), 100);
+    m.tokens = Some(1);
+    m
 }
 
 /// A turn of `texts` appended after `meta`, expiring at `expires_at`.
@@ -34,7 +31,6 @@ fn turn(meta: &ConversationMeta, texts: &[&str], now: i64, expires_at: Option<i6
                     Role::Assistant
                 },
                 t,
-                expires_at,
             )
         })
         .collect();
@@ -49,8 +45,10 @@ fn turn(meta: &ConversationMeta, texts: &[&str], now: i64, expires_at: Option<i6
             updated: now,
             system: vec![ChatMessage::text(Role::System, "sys")],
             expires_at,
+            ..meta.clone()
         },
         messages,
+        ..TurnWrite::default()
     }
 }
 
@@ -128,10 +126,17 @@ async fn expiry(store: Arc<dyn Store>) {
         texts(&store.load_conversation("t1", "exp", 199).await.unwrap()).len(),
         4
     );
-    // Old messages expired, the conversation not yet.
+    // A conversation expires as a whole: each turn refreshes it.
     let c = store.load_conversation("t1", "exp", 220).await.unwrap();
     assert!(c.meta.is_live(220));
-    assert_eq!(texts(&c), vec!["new-q", "new-a"]);
+    assert_eq!(texts(&c), vec!["old-q", "old-a", "new-q", "new-a"]);
+    let page = store
+        .message_page("t1", "exp", 300, Order::Asc, None, 10)
+        .await
+        .unwrap();
+    assert!(page.meta.is_none() && page.messages.is_empty());
+    let listed = store.list_conversations("t1", 300, None, 10).await.unwrap();
+    assert!(listed.conversations.iter().all(|(id, _)| id != "exp"));
     // Everything expired: reads as an empty conversation that keeps its version.
     let gone = store.load_conversation("t1", "exp", 300).await.unwrap();
     assert!(!gone.meta.is_live(300));
@@ -404,6 +409,305 @@ async fn key_by_id(store: Arc<dyn Store>) {
     assert_eq!(store.get_key("key_none").await.unwrap(), None);
 }
 
+/// Appends `n` turns of one question and one answer (10 tokens each) to `id`.
+async fn fill(store: &dyn Store, tenant: &str, id: &str, n: u64, now: i64) -> ConversationMeta {
+    let mut meta = store
+        .conversation_meta(tenant, id)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    for i in 0..n {
+        let mut t = turn(&meta, &[&format!("q{i}"), &format!("a{i}")], now, None);
+        for m in &mut t.messages {
+            m.tokens = Some(10);
+        }
+        store.append_turn(tenant, id, &t).await.unwrap();
+        meta = t.meta;
+    }
+    meta
+}
+
+async fn windowed_reads(store: Arc<dyn Store>) {
+    fill(&*store, "t1", "w", 30, 100).await;
+    // Each message counts 10 + 4 overhead: a 70-token budget reads 6 messages
+    // (the sixth crosses it) and reports the read as cut short.
+    let c = store
+        .load_window("t1", "w", 200, &|m| WindowLimit {
+            from_seq: m.first_seq,
+            tokens: 70,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        c.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (54..60).collect::<Vec<_>>()
+    );
+    assert!(!c.complete);
+    assert_eq!(c.meta.next_seq, 60);
+    // A start slot bounds the read; everything after it fits.
+    let c = store
+        .load_window("t1", "w", 200, &|_| WindowLimit {
+            from_seq: 50,
+            tokens: u64::MAX,
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.messages.first().map(|m| m.seq), Some(50));
+    assert_eq!(c.messages.len(), 10);
+    assert!(c.complete);
+}
+
+async fn message_pages(store: Arc<dyn Store>) {
+    fill(&*store, "t1", "p", 5, 100).await;
+    let page = |order, after, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .message_page("t1", "p", 200, order, after, limit)
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(Order::Asc, None, 4).await;
+    assert!(first.meta.is_some() && first.has_more);
+    assert_eq!(
+        first.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    let next = page(Order::Asc, Some(3), 4).await;
+    assert_eq!(
+        next.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [4, 5, 6, 7]
+    );
+    let last = page(Order::Asc, Some(7), 4).await;
+    assert_eq!(
+        last.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [8, 9]
+    );
+    assert!(!last.has_more);
+    let desc = page(Order::Desc, None, 3).await;
+    assert_eq!(
+        desc.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [9, 8, 7]
+    );
+    let desc2 = page(Order::Desc, Some(7), 10).await;
+    assert_eq!(desc2.messages.first().map(|m| m.seq), Some(6));
+    assert_eq!(desc2.messages.len(), 7);
+    assert!(!desc2.has_more);
+    let missing = store
+        .message_page("t1", "none", 200, Order::Asc, None, 5)
+        .await
+        .unwrap();
+    assert!(missing.meta.is_none());
+    assert!(
+        store
+            .message_page("t2", "p", 200, Order::Asc, None, 5)
+            .await
+            .unwrap()
+            .meta
+            .is_none()
+    );
+}
+
+async fn listing(store: Arc<dyn Store>) {
+    for (i, id) in ["c-a", "c-b", "c-c", "c-d", "c-e"].iter().enumerate() {
+        fill(&*store, "lister", id, 1, 1000 + i as i64).await;
+    }
+    fill(&*store, "other", "c-z", 1, 5000).await;
+    // Touching c-b makes it the newest.
+    fill(&*store, "lister", "c-b", 1, 2000).await;
+    let ids = |p: &ctxgate::store::ConversationPage| {
+        p.conversations
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>()
+    };
+    let p1 = store
+        .list_conversations("lister", 3000, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&p1), ["c-b", "c-e"]);
+    assert_eq!(p1.conversations[0].1.turns, 2);
+    let next = p1.next.clone().expect("more to come");
+    assert_eq!(
+        next,
+        ListPosition {
+            updated: 1004,
+            id: "c-e".into()
+        }
+    );
+    let p2 = store
+        .list_conversations("lister", 3000, Some(&next), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2), ["c-d", "c-c", "c-a"]);
+    assert!(p2.next.is_none());
+    let other = store
+        .list_conversations("other", 3000, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&other), ["c-z"]);
+}
+
+async fn deletion(store: Arc<dyn Store>) {
+    // More than one batch of deletes (25 a batch).
+    fill(&*store, "t1", "del", 40, 100).await;
+    fill(&*store, "t1", "keep", 1, 100).await;
+    store.delete_conversation("t1", "del").await.unwrap();
+    let c = store.load_conversation("t1", "del", 200).await.unwrap();
+    assert!(c.messages.is_empty());
+    assert!(
+        store
+            .conversation_meta("t1", "del")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = store.list_conversations("t1", 200, None, 10).await.unwrap();
+    assert_eq!(listed.conversations.len(), 1);
+    // Idempotent, and the neighbour is untouched.
+    store.delete_conversation("t1", "del").await.unwrap();
+    assert_eq!(
+        store
+            .load_conversation("t1", "keep", 200)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
+    // The id can start again from scratch.
+    fill(&*store, "t1", "del", 1, 300).await;
+    let again = store.load_conversation("t1", "del", 400).await.unwrap();
+    assert_eq!(texts(&again), ["q0", "a0"]);
+    // Purging a range removes exactly those slots.
+    fill(&*store, "t1", "pur", 3, 100).await;
+    store.purge_messages("t1", "pur", 0, 4).await.unwrap();
+    let page = store
+        .message_page("t1", "pur", 200, Order::Asc, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [4, 5]
+    );
+}
+
+async fn idempotency(store: Arc<dyn Store>) {
+    let req = |fp: &'static str, token: &'static str, now: i64| IdempotencyRequest {
+        key: "k-1",
+        fingerprint: fp,
+        token,
+        now,
+        lease_until: now + 60,
+        expires_at: now + 86_400,
+    };
+    let claim = |r: IdempotencyRequest<'static>| {
+        let store = store.clone();
+        async move { store.idempotency_claim("t1", &r).await.unwrap() }
+    };
+    assert_eq!(
+        claim(req("fp", "tok-a", 100)).await,
+        IdempotencyClaim::Acquired
+    );
+    assert_eq!(
+        claim(req("fp", "tok-b", 101)).await,
+        IdempotencyClaim::InProgress
+    );
+    assert_eq!(
+        claim(req("other", "tok-b", 101)).await,
+        IdempotencyClaim::Mismatch
+    );
+    // Another tenant's key of the same name is its own.
+    assert_eq!(
+        store
+            .idempotency_claim("t2", &req("other", "x", 101))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Acquired
+    );
+    // A released claim can be taken again; a stranger's release does nothing.
+    store
+        .idempotency_release("t1", "k-1", "tok-zzz")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(req("fp", "tok-b", 102)).await,
+        IdempotencyClaim::InProgress
+    );
+    store
+        .idempotency_release("t1", "k-1", "tok-a")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(req("fp", "tok-c", 103)).await,
+        IdempotencyClaim::Acquired
+    );
+    // A dead attempt's claim is taken over once its lease ran out.
+    assert_eq!(
+        claim(req("fp", "tok-d", 170)).await,
+        IdempotencyClaim::Acquired
+    );
+    // Completing with a lost claim is a conflict and stores nothing.
+    let response = StoredResponse {
+        status: 200,
+        headers: vec![("x-conversation-id".into(), "c".into())],
+        body: "{\"ok\":true}".into(),
+    };
+    let done = |token: &str| IdempotencyDone {
+        key: "k-1".into(),
+        token: token.into(),
+        response: response.clone(),
+        expires_at: 170 + 86_400,
+    };
+    assert!(matches!(
+        store.idempotency_complete("t1", &done("tok-c")).await,
+        Err(StoreError::Conflict)
+    ));
+    // Completed inside a turn's transaction, with the turn's usage.
+    let mut t = turn(&ConversationMeta::default(), &["q", "a"], 170, None);
+    t.idempotency = Some(done("tok-d"));
+    t.usage = vec![UsageRow {
+        day: "2026-01-01".into(),
+        model: "echo".into(),
+        requests: 1,
+        total_tokens: 5,
+        ..UsageRow::default()
+    }];
+    store.append_turn("t1", "idem-conv", &t).await.unwrap();
+    assert_eq!(
+        claim(req("fp", "tok-e", 171)).await,
+        IdempotencyClaim::Replay(response.clone())
+    );
+    assert_eq!(
+        claim(req("other", "tok-e", 171)).await,
+        IdempotencyClaim::Mismatch
+    );
+    let usage = store.usage("t1", "2026-01-01", "2026-01-01").await.unwrap();
+    assert_eq!(usage[0].total_tokens, 5);
+    // A turn whose claim was lost is refused whole.
+    let mut lost = turn(&t.meta, &["q2", "a2"], 172, None);
+    lost.idempotency = Some(done("tok-stolen"));
+    assert!(matches!(
+        store.append_turn("t1", "idem-conv", &lost).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store
+            .load_conversation("t1", "idem-conv", 180)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
+    // After 24 hours the key is free again, whatever the body.
+    assert_eq!(
+        claim(req("new", "tok-f", 170 + 86_400)).await,
+        IdempotencyClaim::Acquired
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod embedded {
@@ -424,7 +728,12 @@ conformance!(
     keys,
     counters,
     usage_rows,
-    key_by_id
+    key_by_id,
+    windowed_reads,
+    message_pages,
+    listing,
+    deletion,
+    idempotency
 );
 
 #[tokio::test]

@@ -2,20 +2,24 @@
 //! the provider, store the turn, answer in the OpenAI format.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{RequestLog, authorization, read_json_body, with_log};
-use crate::auth::SCOPE_CHAT;
+use crate::auth::{Principal, SCOPE_CHAT};
+use crate::config::Strategy;
 use crate::processor::{self, Counts};
-use crate::provider::estimate_tokens;
 use crate::redact::{Blocked, Place};
-use crate::wire::{ChatCompletion, Choice, Usage};
-use crate::{ApiError, AppState, context, ids, limits, now_secs, usage, validate};
+use crate::store::{IdempotencyDone, UsageRow};
+use crate::wire::{ChatCompletion, ChatRequest, Choice, Usage};
+use crate::{
+    ApiError, AppState, context, idempotency, ids, limits, now_secs, summary, tokens, usage,
+    validate,
+};
 
 /// Output tokens reserved against a budget when the client sets no cap.
 pub const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
@@ -62,7 +66,7 @@ fn conversation_id(body: Option<String>, headers: &HeaderMap) -> Result<Option<S
 }
 
 async fn complete(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
     log: &mut RequestLog,
@@ -72,9 +76,66 @@ async fn complete(
     log.tenant = Some(principal.tenant.clone());
     principal.require(SCOPE_CHAT)?;
     limits::check_rate(&*state.store, &principal, &state.config, now).await?;
-
     let bytes = read_json_body(headers, body, state.config.max_body_bytes).await?;
-    let mut req = validate::chat_request(&bytes, &state.config.limits)?;
+
+    let Some(key) = idempotency::key_from(headers)? else {
+        return turn(state, &principal, headers, &bytes, None, log).await;
+    };
+    let fingerprint = idempotency::fingerprint("/v1/chat/completions", &bytes);
+    let lease = i64::try_from(state.config.upstream_timeout.as_secs()).unwrap_or(600) + 30;
+    let claim = match idempotency::begin(
+        &*state.store,
+        &principal.tenant,
+        key,
+        &fingerprint,
+        now,
+        lease,
+    )
+    .await?
+    {
+        idempotency::Begin::Replay(resp) => return Ok(resp),
+        idempotency::Begin::Run(claim) => claim,
+    };
+    let result = turn(state, &principal, headers, &bytes, Some(&claim), log).await;
+    if result.is_err() {
+        // Failures are not remembered: give the key back so a retry runs.
+        let released = state
+            .store
+            .idempotency_release(&principal.tenant, &claim.key, &claim.token);
+        if let Err(e) = released.await {
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
+    }
+    result
+}
+
+/// The token budget of a turn on `model`.
+fn window_settings(state: &AppState, model: &str, req: &ChatRequest) -> context::WindowSettings {
+    let c = &state.config.context;
+    let window = state.config.context_window(model);
+    context::WindowSettings {
+        context_window: window,
+        output_reserve: req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .map_or(c.default_output_reserve.min(window / 4), u64::from),
+        safety_margin: (window as f64 * c.safety_margin_ratio) as u64,
+        summarize: c.strategy == Strategy::Summarize,
+        summarize_after_turns: c.summarize_after_turns,
+    }
+}
+
+/// One chat turn, from the validated body to the response.
+async fn turn(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    claim: Option<&idempotency::Claim>,
+    log: &mut RequestLog,
+) -> Result<Response, ApiError> {
+    let now = now_secs();
+    let mut req = validate::chat_request(bytes, &state.config.limits)?;
     let model = state.providers.resolve(&req.model).ok_or_else(|| {
         let mut e = ApiError::not_found(
             "model",
@@ -88,12 +149,14 @@ async fn complete(
     let conversation = conversation_id(req.conversation_id.take(), headers)?;
 
     let messages = std::mem::take(&mut req.messages);
+    let settings = window_settings(state, &model.id, &req);
     let mut prepared = context::prepare(
         &*state.store,
         &principal.tenant,
         conversation.as_deref(),
         messages,
         now,
+        &settings,
     )
     .await?;
 
@@ -116,11 +179,7 @@ async fn complete(
     }
     processor::apply(redactor, &mut prepared.prompt, Place::Upstream, &mut counts)
         .map_err(blocked("messages"))?;
-    let prompt_estimate: u64 = prepared
-        .prompt
-        .iter()
-        .map(|m| estimate_tokens(&m.text_content()) + 4)
-        .sum();
+    let prompt_estimate = tokens::estimate_messages(&prepared.prompt);
     let limits = &state.config.limits;
     if prompt_estimate > limits.max_prompt_tokens {
         return Err(ApiError::new(
@@ -152,15 +211,30 @@ async fn complete(
     )
     .await?;
 
+    // A summary of dropped turns is written beside the provider call.
+    let pending_summary = match (&prepared.summary_job, &prepared.turn) {
+        (Some(job), Some(turn)) => Some(summary::Pending::start(
+            state.clone(),
+            principal.tenant.clone(),
+            turn.id.clone(),
+            job.clone(),
+        )),
+        _ => None,
+    };
+    let started = Instant::now();
     let result = state
         .providers
         .complete(&model, &prepared.prompt, &req)
         .await;
+    let elapsed = started.elapsed();
     let completion = match result {
         Ok(c) => c,
         Err(e) => {
             if let Some(r) = reservation.as_mut() {
                 r.settle(0, 0).await;
+            }
+            if let Some(p) = pending_summary {
+                p.cancel();
             }
             return Err(e.into());
         }
@@ -170,10 +244,6 @@ async fn complete(
     if let Some(r) = reservation.as_mut() {
         r.settle(row.total_tokens, row.cost_micro_usd).await;
     }
-    // The provider was paid whatever happens next: account for it first.
-    if let Err(e) = state.store.add_usage(&principal.tenant, &row).await {
-        tracing::error!(error = %e, "usage accounting failed");
-    }
     let mut answer = completion.message.clone();
     processor::apply(
         redactor,
@@ -182,32 +252,26 @@ async fn complete(
         &mut counts,
     )
     .map_err(blocked("choices[0].message"))?;
-    if let Some(turn) = prepared.turn {
-        let mut stored = completion.clone();
+
+    let completion_id = ids::completion_id();
+    let mut stored = None;
+    if let Some(turn) = prepared.turn.as_ref() {
+        let mut s = completion.clone();
         processor::apply(
             redactor,
-            std::slice::from_mut(&mut stored.message),
+            std::slice::from_mut(&mut s.message),
             Place::Stored,
             &mut counts,
         )
         .map_err(blocked("choices[0].message"))?;
-        context::commit(
-            &*state.store,
-            &principal.tenant,
-            turn,
-            &stored,
-            &model.id,
-            state.config.retention_secs(),
-            now,
-        )
-        .await?;
+        stored = Some((turn.id.clone(), s));
     }
 
     let body = ChatCompletion {
-        id: ids::completion_id(),
+        id: completion_id,
         object: "chat.completion".into(),
         created: now,
-        model: model.id,
+        model: model.id.clone(),
         choices: vec![Choice {
             index: 0,
             message: answer,
@@ -218,16 +282,91 @@ async fn complete(
         conversation_id: conversation.clone(),
         redactions: (!counts.is_empty()).then(|| counts.0.clone()),
     };
-    let mut resp = (StatusCode::OK, Json(body)).into_response();
+    let json = serde_json::to_vec(&body).map_err(|_| ApiError::internal())?;
+    let mut resp = (StatusCode::OK, json.clone()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(id) = conversation.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        resp.headers_mut().insert(CONVERSATION_HEADER, id);
+        h.insert(CONVERSATION_HEADER, id);
     }
     if !counts.is_empty()
         && let Ok(v) = HeaderValue::from_str(&counts.header())
     {
-        resp.headers_mut().insert(REDACTIONS_HEADER, v);
+        h.insert(REDACTIONS_HEADER, v);
+    }
+    let done = claim.map(|c| IdempotencyDone {
+        key: c.key.clone(),
+        token: c.token.clone(),
+        response: idempotency::keep(
+            StatusCode::OK,
+            resp.headers(),
+            &json,
+            &[CONVERSATION_HEADER, REDACTIONS_HEADER],
+        ),
+        expires_at: now + idempotency::KEEP_SECS,
+    });
+
+    match (prepared.turn, stored) {
+        (Some(turn), Some((_, stored))) => {
+            let written = match pending_summary {
+                Some(p) => p.finish(summary::wait_budget(elapsed)).await,
+                None => None,
+            };
+            let mut rows = vec![row.clone()];
+            rows.extend(written.as_ref().map(|w| w.usage.clone()));
+            let extras = context::TurnExtras {
+                retention: state.config.retention_secs(),
+                summary: written.map(|w| w.summary),
+                usage: rows,
+                idempotency: done,
+            };
+            let answer = context::Answer {
+                completion: &stored,
+                model: &model.id,
+                provider: &model.provider,
+                latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                redactions: counts.0.clone(),
+            };
+            let committed = context::commit(
+                &*state.store,
+                &principal.tenant,
+                turn,
+                &answer,
+                &extras,
+                now,
+            )
+            .await;
+            if let Err(e) = committed {
+                // The provider was paid even though the turn is not stored.
+                record_usage(state, &principal.tenant, &extras.usage).await;
+                return Err(e.into());
+            }
+        }
+        _ => {
+            record_usage(state, &principal.tenant, std::slice::from_ref(&row)).await;
+            if let Some(done) = done
+                && let Err(e) = state
+                    .store
+                    .idempotency_complete(&principal.tenant, &done)
+                    .await
+            {
+                tracing::warn!(error = %e, "could not store an idempotent response");
+            }
+        }
     }
     Ok(resp)
+}
+
+/// Accounts usage outside a turn's transaction (stateless turns, failed commits).
+async fn record_usage(state: &AppState, tenant: &str, rows: &[UsageRow]) {
+    for row in rows {
+        if let Err(e) = state.store.add_usage(tenant, row).await {
+            tracing::error!(error = %e, "usage accounting failed");
+        }
+    }
 }
 
 /// A redaction block as a 400 naming the category.

@@ -2,6 +2,7 @@
 //! table, request ids, access logging, body limits, Lambda stage handling.
 
 pub mod chat;
+pub mod conversations;
 pub mod keys;
 pub mod models;
 pub mod usage;
@@ -30,6 +31,11 @@ use crate::{AppState, ids};
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", "chat"),
     ("GET", "/v1/models", "models"),
+    ("GET", "/v1/conversations", "conversations"),
+    ("POST", "/v1/conversations", "conversations"),
+    ("GET", "/v1/conversations/{id}", "conversations"),
+    ("PATCH", "/v1/conversations/{id}", "conversations"),
+    ("DELETE", "/v1/conversations/{id}", "conversations"),
     ("POST", "/v1/admin/keys", "keys"),
     ("GET", "/v1/admin/keys", "keys"),
     ("DELETE", "/v1/admin/keys/{id}", "keys"),
@@ -72,6 +78,25 @@ pub fn keys_routes(state: Arc<AppState>) -> Router {
     finish(keys_router(), state)
 }
 
+/// The conversations function's routes.
+pub fn conversations_routes(state: Arc<AppState>) -> Router {
+    finish(conversations_router(), state)
+}
+
+fn conversations_router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/conversations",
+            get(conversations::list).post(conversations::create),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get)
+                .patch(conversations::update)
+                .delete(conversations::delete),
+        )
+}
+
 /// The usage function's routes.
 pub fn usage_routes(state: Arc<AppState>) -> Router {
     finish(Router::new().route("/v1/usage", get(usage::get)), state)
@@ -90,6 +115,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/models", get(models::list))
             .route("/v1/usage", get(usage::get))
+            .merge(conversations_router())
             .merge(keys_router()),
         state,
     )

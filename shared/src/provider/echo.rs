@@ -1,10 +1,11 @@
 //! `echo`: a deterministic test model with no network. It answers with the
-//! text of the last user message; usage is estimated at ~4 characters per
-//! token. Useful for trying the gateway with no keys, never a fallback.
+//! text of the last user message; usage is the gateway's own estimate
+//! ([`crate::tokens`]). Useful for trying the gateway with no keys, never a fallback.
 
 use async_trait::async_trait;
 
-use super::{Completion, Provider, ProviderError, ProviderRequest, estimate_tokens};
+use super::{Completion, Provider, ProviderError, ProviderRequest};
+use crate::tokens::{estimate_messages, estimate_text};
 use crate::wire::{ChatMessage, FinishReason, Role, Usage};
 
 /// The echo model.
@@ -20,12 +21,8 @@ impl Provider for Echo {
             .find(|m| m.role == Role::User)
             .map(ChatMessage::text_content)
             .unwrap_or_default();
-        let prompt: u64 = req
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.text_content()) + 3)
-            .sum();
-        let mut completion = estimate_tokens(&reply);
+        let prompt = estimate_messages(req.messages);
+        let mut completion = estimate_text(&reply);
         let mut text = reply;
         let cap = req
             .params

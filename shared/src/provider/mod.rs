@@ -289,9 +289,3 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
         path.trim_start_matches('/')
     )
 }
-
-/// A rough token estimate: ~4 characters per token for English text. Used
-/// only where no provider count exists (the echo model).
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
-}

@@ -4,13 +4,18 @@
 //! |-------------------|----------------------|---------------|
 //! | conversation head | `T#{tenant}#C#{id}`  | `META`        |
 //! | message           | `T#{tenant}#C#{id}`  | `M#{seq:012}` |
+//! | idempotency       | `T#{tenant}#I#{key}` | `IDEM`        |
 //! | api key (auth)    | `K#{sha256}`         | `KEY`         |
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
 //! | counter           | `R#{key_id}` / `T#{tenant}#B` | window |
 //! | usage             | `T#{tenant}#U`       | `{day}#{model}` |
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
-//! first and then the messages newest first: a whole conversation is one read.
+//! first and then the messages newest first: a context window is one read.
+//!
+//! Live conversation heads also carry `GSI1PK = T#{tenant}#CONVS` and
+//! `GSI1SK = {updated:012}#{id}`: the `by_updated` index lists a tenant's
+//! conversations newest-updated first without touching their messages.
 
 use std::collections::HashMap;
 
@@ -19,19 +24,30 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, CounterKey, MAX_ITEM_BYTES, Store, StoreError,
-    StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
+    IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MAX_ITEM_BYTES,
+    MessagePage, Order, Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn,
+    check_turn_size, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
 
 /// The TTL attribute the table declares.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// The index listing a tenant's conversations by last update.
+pub const LISTING_INDEX: &str = "by_updated";
+/// Attributes the listing index carries besides its keys.
+pub const LISTING_ATTRIBUTES: [&str; 3] = ["doc", "version", TTL_ATTRIBUTE];
+/// Items a windowed read asks for per page.
+const WINDOW_PAGE: i32 = 100;
+/// Attempts at a batch of deletes before giving up on unprocessed items.
+const BATCH_ATTEMPTS: u32 = 8;
 
 /// A DynamoDB-backed store.
 #[derive(Clone)]
@@ -88,42 +104,53 @@ fn msg_sk(seq: u64) -> String {
     format!("M#{seq:012}")
 }
 
-fn meta_item(pk: &str, meta: &ConversationMeta) -> Result<Item, StoreError> {
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| bad(&e.to_string()))
+}
+
+fn conv_id_from_pk<'a>(pk: &'a str, tenant: &str) -> Option<&'a str> {
+    pk.strip_prefix("T#")?
+        .strip_prefix(tenant)?
+        .strip_prefix("#C#")
+}
+
+/// The head item: counters, title and metadata in `doc`; the system prompt
+/// and summary in their own attributes so the listing index leaves them out.
+fn meta_item(tenant: &str, id: &str, meta: &ConversationMeta) -> Result<Item, StoreError> {
+    let mut doc = meta.clone();
+    let system = std::mem::take(&mut doc.system);
+    let summary = doc.summary.take();
     let mut item = Item::new();
-    item.insert("PK".into(), s(pk));
+    item.insert("PK".into(), s(conv_pk(tenant, id)));
     item.insert("SK".into(), s("META"));
     item.insert("version".into(), n(meta.version));
-    item.insert("next_seq".into(), n(meta.next_seq));
-    item.insert("turns".into(), n(meta.turns));
-    item.insert("tokens".into(), n(meta.tokens));
-    item.insert("created".into(), n(meta.created));
-    item.insert("updated".into(), n(meta.updated));
-    if !meta.system.is_empty() {
-        item.insert(
-            "system".into(),
-            s(serde_json::to_string(&meta.system).map_err(|e| bad(&e.to_string()))?),
-        );
+    item.insert("doc".into(), s(json(&doc)?));
+    if !system.is_empty() {
+        item.insert("system".into(), s(json(&system)?));
+    }
+    if let Some(summary) = summary {
+        item.insert("summary".into(), s(json(&summary)?));
     }
     if let Some(e) = meta.expires_at {
         item.insert(TTL_ATTRIBUTE.into(), n(e));
     }
+    item.insert("GSI1PK".into(), s(format!("T#{tenant}#CONVS")));
+    item.insert("GSI1SK".into(), s(listing_key(meta.updated, id)));
     Ok(item)
 }
 
 fn parse_meta(item: &Item) -> Result<ConversationMeta, StoreError> {
-    Ok(ConversationMeta {
-        version: get_n(item, "version")?,
-        next_seq: get_n(item, "next_seq")?,
-        turns: get_n(item, "turns")?,
-        tokens: get_n(item, "tokens")?,
-        created: get_n(item, "created")?,
-        updated: get_n(item, "updated")?,
-        system: match item.get("system").and_then(|v| v.as_s().ok()) {
-            Some(json) => serde_json::from_str(json).map_err(|_| bad("system"))?,
-            None => Vec::new(),
-        },
-        expires_at: opt_n(item, TTL_ATTRIBUTE),
-    })
+    let mut meta: ConversationMeta =
+        serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("doc"))?;
+    meta.version = get_n(item, "version")?;
+    meta.expires_at = opt_n(item, TTL_ATTRIBUTE);
+    if let Some(system) = item.get("system").and_then(|v| v.as_s().ok()) {
+        meta.system = serde_json::from_str(system).map_err(|_| bad("system"))?;
+    }
+    if let Some(summary) = item.get("summary").and_then(|v| v.as_s().ok()) {
+        meta.summary = Some(serde_json::from_str(summary).map_err(|_| bad("summary"))?);
+    }
+    Ok(meta)
 }
 
 fn message_item(pk: &str, m: &StoredMessage) -> Result<Item, StoreError> {
@@ -131,32 +158,16 @@ fn message_item(pk: &str, m: &StoredMessage) -> Result<Item, StoreError> {
     item.insert("PK".into(), s(pk));
     item.insert("SK".into(), s(msg_sk(m.seq)));
     item.insert("seq".into(), n(m.seq));
-    item.insert(
-        "msg".into(),
-        s(serde_json::to_string(&m.message).map_err(|e| bad(&e.to_string()))?),
-    );
-    item.insert("created".into(), n(m.created));
-    if let Some(t) = m.tokens {
-        item.insert("tokens".into(), n(t));
-    }
-    if let Some(model) = &m.model {
-        item.insert("model".into(), s(model));
-    }
-    if let Some(e) = m.expires_at {
-        item.insert(TTL_ATTRIBUTE.into(), n(e));
-    }
+    item.insert("doc".into(), s(json(m)?));
     Ok(item)
 }
 
 fn parse_message(item: &Item) -> Result<StoredMessage, StoreError> {
-    Ok(StoredMessage {
-        seq: get_n(item, "seq")?,
-        message: serde_json::from_str(&get_s(item, "msg")?).map_err(|_| bad("msg"))?,
-        tokens: opt_n(item, "tokens"),
-        created: get_n(item, "created")?,
-        model: item.get("model").and_then(|v| v.as_s().ok()).cloned(),
-        expires_at: opt_n(item, TTL_ATTRIBUTE),
-    })
+    serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("message doc"))
+}
+
+fn idem_pk(tenant: &str, key: &str) -> String {
+    format!("T#{tenant}#I#{key}")
 }
 
 fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
@@ -236,6 +247,36 @@ fn usage_values(row: &UsageRow) -> [u64; 7] {
     ]
 }
 
+/// The ADD/SET update of a usage row: expression, names, values.
+fn usage_update(row: &UsageRow) -> (String, HashMap<String, String>, Item) {
+    let mut values = Item::from([
+        (":day".to_string(), s(&row.day)),
+        (":model".to_string(), s(&row.model)),
+        (":pv".to_string(), s(&row.price_version)),
+    ]);
+    let mut adds = Vec::new();
+    for (i, (name, value)) in USAGE_COUNTERS.iter().zip(usage_values(row)).enumerate() {
+        adds.push(format!("{name} :c{i}"));
+        values.insert(format!(":c{i}"), n(value));
+    }
+    let names = HashMap::from([
+        ("#day".to_string(), "day".to_string()),
+        ("#model".to_string(), "model".to_string()),
+    ]);
+    let expr = format!(
+        "ADD {} SET #day = :day, #model = :model, price_version = :pv",
+        adds.join(", ")
+    );
+    (expr, names, values)
+}
+
+fn usage_key(tenant: &str, row: &UsageRow) -> (AttributeValue, AttributeValue) {
+    (
+        s(format!("T#{tenant}#U")),
+        s(format!("{}#{}", row.day, row.model)),
+    )
+}
+
 fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
     let c = |name| opt_n::<u64>(item, name).unwrap_or(0);
     Ok(UsageRow {
@@ -298,8 +339,26 @@ impl DynamoStore {
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attr("PK")?)
             .attribute_definitions(attr("SK")?)
+            .attribute_definitions(attr("GSI1PK")?)
+            .attribute_definitions(attr("GSI1SK")?)
             .key_schema(key("PK", KeyType::Hash)?)
             .key_schema(key("SK", KeyType::Range)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(LISTING_INDEX)
+                    .key_schema(key("GSI1PK", KeyType::Hash)?)
+                    .key_schema(key("GSI1SK", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .set_non_key_attributes(Some(
+                                LISTING_ATTRIBUTES.iter().map(|a| a.to_string()).collect(),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            )
             .send()
             .await
             .map_err(sdk_err)?;
@@ -366,19 +425,149 @@ impl DynamoStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
+
+    fn usage_item(&self, tenant: &str, row: &UsageRow) -> Result<TransactWriteItem, StoreError> {
+        let (expr, names, values) = usage_update(row);
+        let (pk, sk) = usage_key(tenant, row);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", pk)
+            .key("SK", sk)
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The update that stores an idempotent response, only while `token` holds the claim.
+    fn idempotency_item(
+        &self,
+        tenant: &str,
+        done: &IdempotencyDone,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(idem_pk(tenant, &done.key)))
+            .key("SK", s("IDEM"))
+            .update_expression("SET #resp = :r, #ttl = :e")
+            .condition_expression("#token = :t")
+            .expression_attribute_names("#resp", "response")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":r", s(json(&done.response)?))
+            .expression_attribute_values(":e", n(done.expires_at))
+            .expression_attribute_values(":t", s(&done.token))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Deletes items by key, 25 a batch, retrying what DynamoDB leaves unprocessed.
+    async fn delete_keys(&self, keys: Vec<(String, String)>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(25) {
+            let mut pending = chunk
+                .iter()
+                .map(|(pk, sk)| {
+                    DeleteRequest::builder()
+                        .key("PK", s(pk))
+                        .key("SK", s(sk))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == BATCH_ATTEMPTS {
+                    return Err(StoreError::Backend(format!(
+                        "{} deletes stayed unprocessed",
+                        pending.len()
+                    )));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(crate::retry::backoff(attempt - 1, 20)).await;
+                }
+                attempt += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys of a conversation's message slots `from..to`.
+    async fn message_keys(
+        &self,
+        pk: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut keys = Vec::new();
+        if from >= to {
+            return Ok(keys);
+        }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":lo", s(msg_sk(from)))
+            .expression_attribute_values(":hi", s(msg_sk(to - 1)))
+            .projection_expression("PK, SK")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err)?;
+            keys.push((get_s(&item, "PK")?, get_s(&item, "SK")?));
+        }
+        Ok(keys)
+    }
+
+    async fn idempotency_record(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(item) = self.get(idem_pk(tenant, key), "IDEM").await? else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotencyRecord {
+            fingerprint: get_s(&item, "fingerprint")?,
+            token: get_s(&item, "token")?,
+            lease_until: get_n(&item, "lease_until")?,
+            expires_at: get_n(&item, TTL_ATTRIBUTE)?,
+            response: match item.get("response").and_then(|v| v.as_s().ok()) {
+                Some(r) => Some(serde_json::from_str(r).map_err(|_| bad("response"))?),
+                None => None,
+            },
+        }))
+    }
 }
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn load_conversation(
+    async fn load_window(
         &self,
         tenant: &str,
         id: &str,
         now: i64,
+        limit: &WindowFn<'_>,
     ) -> Result<Conversation, StoreError> {
         let pk = conv_pk(tenant, id);
-        let mut meta = None;
-        let mut newest_first = Vec::new();
         let mut items = self
             .client
             .query()
@@ -387,37 +576,162 @@ impl Store for DynamoStore {
             .expression_attribute_values(":pk", s(&pk))
             .scan_index_forward(false)
             .consistent_read(true)
+            .limit(WINDOW_PAGE)
             .into_paginator()
             .items()
             .send();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(sdk_err)?;
-            if get_s(&item, "SK")? == "META" {
-                let m = parse_meta(&item)?;
-                if !m.is_live(now) {
+        // The head sorts last, so it comes first; no head: no conversation.
+        let meta = match items.next().await {
+            Some(item) => {
+                let item = item.map_err(sdk_err)?;
+                if get_s(&item, "SK")? != "META" {
                     return Ok(Conversation {
-                        meta: m,
-                        messages: Vec::new(),
+                        complete: true,
+                        ..Conversation::default()
                     });
                 }
-                meta = Some(m);
-            } else {
-                let m = parse_message(&item)?;
-                if m.expires_at.is_none_or(|e| e > now) {
-                    newest_first.push(m);
-                }
+                parse_meta(&item)?
+            }
+            None => {
+                return Ok(Conversation {
+                    complete: true,
+                    ..Conversation::default()
+                });
+            }
+        };
+        if !meta.is_live(now) {
+            return Ok(Conversation {
+                meta,
+                messages: Vec::new(),
+                complete: true,
+            });
+        }
+        let window = limit(&meta);
+        let from = window.from_seq.max(meta.first_seq);
+        let mut newest_first = Vec::new();
+        let mut used = 0u64;
+        let mut complete = true;
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err)?;
+            let seq: u64 = get_n(&item, "seq")?;
+            if seq >= meta.next_seq {
+                continue;
+            }
+            if seq < from {
+                break;
+            }
+            let m = parse_message(&item)?;
+            used = used.saturating_add(m.window_tokens());
+            newest_first.push(m);
+            if used > window.tokens {
+                complete = false;
+                break;
             }
         }
-        let Some(meta) = meta else {
-            return Ok(Conversation::default());
-        };
-        // Messages above next_seq would be debris of a failed write; never show them.
-        newest_first.retain(|m| m.seq < meta.next_seq);
         newest_first.reverse();
         Ok(Conversation {
             meta,
             messages: newest_first,
+            complete,
         })
+    }
+
+    async fn message_page(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        order: Order,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        let Some(meta) = self
+            .conversation_meta(tenant, id)
+            .await?
+            .filter(|m| m.is_live(now))
+        else {
+            return Ok(MessagePage::default());
+        };
+        let (lo, hi) = match (order, after) {
+            (Order::Asc, Some(a)) => (a.saturating_add(1).max(meta.first_seq), meta.next_seq),
+            (Order::Desc, Some(a)) => (meta.first_seq, a.min(meta.next_seq)),
+            (_, None) => (meta.first_seq, meta.next_seq),
+        };
+        let mut messages = Vec::new();
+        let mut has_more = false;
+        if lo < hi {
+            let mut items = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(conv_pk(tenant, id)))
+                .expression_attribute_values(":lo", s(msg_sk(lo)))
+                .expression_attribute_values(":hi", s(msg_sk(hi - 1)))
+                .scan_index_forward(order == Order::Asc)
+                .consistent_read(true)
+                .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = items.next().await {
+                if messages.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                messages.push(parse_message(&item.map_err(sdk_err)?)?);
+            }
+        }
+        Ok(MessagePage {
+            meta: Some(meta),
+            messages,
+            has_more,
+        })
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &str,
+        now: i64,
+        after: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<ConversationPage, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LISTING_INDEX)
+            .expression_attribute_values(":pk", s(format!("T#{tenant}#CONVS")))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        query = match after {
+            Some(p) => query
+                .key_condition_expression("GSI1PK = :pk AND GSI1SK < :after")
+                .expression_attribute_values(":after", s(listing_key(p.updated, &p.id))),
+            None => query.key_condition_expression("GSI1PK = :pk"),
+        };
+        let mut items = query.into_paginator().items().send();
+        let mut page = ConversationPage::default();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(sdk_err)?;
+            let meta = parse_meta(&item)?;
+            // Expired heads stay indexed until the TTL sweep; they are gone already.
+            if !meta.is_live(now) {
+                continue;
+            }
+            let pk = get_s(&item, "PK")?;
+            let id = conv_id_from_pk(&pk, tenant).ok_or_else(|| bad("PK"))?;
+            if page.conversations.len() == limit {
+                let (id, m) = &page.conversations[limit - 1];
+                page.next = Some(ListPosition {
+                    updated: m.updated,
+                    id: id.clone(),
+                });
+                break;
+            }
+            page.conversations.push((id.to_owned(), meta));
+        }
+        Ok(page)
     }
 
     async fn conversation_meta(
@@ -437,20 +751,23 @@ impl Store for DynamoStore {
     ) -> Result<(), StoreError> {
         check_turn_size(tenant, id, turn)?;
         let pk = conv_pk(tenant, id);
+        let head_item = meta_item(tenant, id, &turn.meta)?;
         let head = if turn.expected_version == 0 {
-            self.put(
-                meta_item(&pk, &turn.meta)?,
-                "attribute_not_exists(PK)",
-                None,
-            )?
+            self.put(head_item, "attribute_not_exists(PK)", None)?
         } else {
             let values = HashMap::from([(":v".to_string(), n(turn.expected_version))]);
-            self.put(meta_item(&pk, &turn.meta)?, "version = :v", Some(values))?
+            self.put(head_item, "version = :v", Some(values))?
         };
         let mut items = vec![head];
         for m in &turn.messages {
             // A message slot is written once; an existing one means a lost race.
             items.push(self.put(message_item(&pk, m)?, "attribute_not_exists(PK)", None)?);
+        }
+        for row in &turn.usage {
+            items.push(self.usage_item(tenant, row)?);
+        }
+        if let Some(done) = &turn.idempotency {
+            items.push(self.idempotency_item(tenant, done)?);
         }
         match self
             .client
@@ -474,6 +791,182 @@ impl Store for DynamoStore {
                 })
             }
             Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let pk = conv_pk(tenant, id);
+        let now = crate::now_secs();
+        // 1. A tombstone hides the conversation at once and moves `first_seq`
+        //    past every slot, so a turn racing the delete starts a new life
+        //    above the slots being removed instead of colliding with them.
+        let mut tombstone = None;
+        for _ in 0..crate::context::MAX_WRITE_ATTEMPTS {
+            let Some(old) = self.conversation_meta(tenant, id).await? else {
+                break;
+            };
+            let mut dead = old.reborn(now);
+            dead.version = old.version + 1;
+            dead.expires_at = Some(now);
+            let mut item = meta_item(tenant, id, &dead)?;
+            item.remove("GSI1PK");
+            item.remove("GSI1SK");
+            let values = HashMap::from([(":v".to_string(), n(old.version))]);
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("version = :v")
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    tombstone = Some(dead);
+                    break;
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(sdk_err(e)),
+            }
+        }
+        // 2. Every slot below the tombstone's numbering (debris included).
+        let to = tombstone.as_ref().map_or(u64::MAX, |t| t.next_seq);
+        let keys = self.message_keys(&pk, 0, to).await?;
+        self.delete_keys(keys).await?;
+        // 3. The tombstone itself, unless a new life has begun on it meanwhile.
+        if let Some(dead) = tombstone {
+            let gone = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(&pk))
+                .key("SK", s("META"))
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(dead.version))
+                .send()
+                .await;
+            if let Err(e) = gone
+                && !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+            {
+                return Err(sdk_err(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn purge_messages(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let keys = self.message_keys(&conv_pk(tenant, id), from, to).await?;
+        self.delete_keys(keys).await
+    }
+
+    async fn idempotency_claim(
+        &self,
+        tenant: &str,
+        req: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        for _ in 0..3 {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("PK", s(idem_pk(tenant, req.key)))
+                .item("SK", s("IDEM"))
+                .item("fingerprint", s(req.fingerprint))
+                .item("token", s(req.token))
+                .item("lease_until", n(req.lease_until))
+                .item(TTL_ATTRIBUTE, n(req.expires_at))
+                // Free, expired, or a dead attempt's claim on the same request.
+                .condition_expression(
+                    "attribute_not_exists(PK) OR #ttl <= :now \
+                     OR (attribute_not_exists(#resp) AND lease_until <= :now AND fingerprint = :fp)",
+                )
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_names("#resp", "response")
+                .expression_attribute_values(":now", n(req.now))
+                .expression_attribute_values(":fp", s(req.fingerprint))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(IdempotencyClaim::Acquired),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    if let Some(outcome) = self
+                        .idempotency_record(tenant, req.key)
+                        .await?
+                        .and_then(|r| r.claim_outcome(req))
+                    {
+                        return Ok(outcome);
+                    }
+                    // It changed between the write and the read: try again.
+                }
+                Err(e) => return Err(sdk_err(e)),
+            }
+        }
+        Ok(IdempotencyClaim::InProgress)
+    }
+
+    async fn idempotency_complete(
+        &self,
+        tenant: &str,
+        done: &IdempotencyDone,
+    ) -> Result<(), StoreError> {
+        let item = self.idempotency_item(tenant, done)?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(item)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn idempotency_release(
+        &self,
+        tenant: &str,
+        key: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(idem_pk(tenant, key)))
+            .key("SK", s("IDEM"))
+            .condition_expression("#token = :t AND attribute_not_exists(#resp)")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#resp", "response")
+            .expression_attribute_values(":t", s(token))
+            .send()
+            .await;
+        match out {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(sdk_err(e))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -599,27 +1092,16 @@ impl Store for DynamoStore {
     }
 
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
-        let mut req = self
-            .client
+        let (expr, names, values) = usage_update(row);
+        let (pk, sk) = usage_key(tenant, row);
+        self.client
             .update_item()
             .table_name(&self.table)
-            .key("PK", s(format!("T#{tenant}#U")))
-            .key("SK", s(format!("{}#{}", row.day, row.model)))
-            .expression_attribute_values(":day", s(&row.day))
-            .expression_attribute_values(":model", s(&row.model))
-            .expression_attribute_values(":pv", s(&row.price_version));
-        let mut adds = Vec::new();
-        for (i, (name, value)) in USAGE_COUNTERS.iter().zip(usage_values(row)).enumerate() {
-            adds.push(format!("{name} :c{i}"));
-            req = req.expression_attribute_values(format!(":c{i}"), n(value));
-        }
-        let update = format!(
-            "ADD {} SET #day = :day, #model = :model, price_version = :pv",
-            adds.join(", ")
-        );
-        req.update_expression(update)
-            .expression_attribute_names("#day", "day")
-            .expression_attribute_names("#model", "model")
+            .key("PK", pk)
+            .key("SK", sk)
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await
             .map_err(sdk_err)?;

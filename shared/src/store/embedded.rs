@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, CounterKey, Store, StoreError, StoredMessage,
-    TurnWrite, UsageRow, check_turn_size,
+    ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
+    IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MessagePage, Order,
+    Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn, check_turn_size, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -22,6 +23,9 @@ const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const KEY_IDS: TableDefinition<&str, &str> = TableDefinition::new("api_key_ids");
 const COUNTERS: TableDefinition<(&str, &str), i64> = TableDefinition::new("counters");
 const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage");
+/// Tenant, listing key (`{updated}#{id}`) -> conversation id.
+const CONV_INDEX: TableDefinition<(&str, &str), &str> = TableDefinition::new("conversation_index");
+const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
 /// A file-backed store.
 #[derive(Clone)]
@@ -55,6 +59,8 @@ impl EmbeddedStore {
         tx.open_table(KEY_IDS).map_err(backend)?;
         tx.open_table(COUNTERS).map_err(backend)?;
         tx.open_table(USAGE).map_err(backend)?;
+        tx.open_table(CONV_INDEX).map_err(backend)?;
+        tx.open_table(IDEMPOTENCY).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -83,31 +89,161 @@ fn read_meta(
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn load_conversation(
+    async fn load_window(
         &self,
         tenant: &str,
         id: &str,
         now: i64,
+        limit: &WindowFn<'_>,
     ) -> Result<Conversation, StoreError> {
+        let key = conv_key(tenant, id);
+        let meta = self
+            .blocking({
+                let key = key.clone();
+                move |db| {
+                    let tx = db.begin_read().map_err(backend)?;
+                    read_meta(&tx.open_table(META).map_err(backend)?, &key)
+                }
+            })
+            .await?
+            .unwrap_or_default();
+        if !meta.is_live(now) {
+            return Ok(Conversation {
+                meta,
+                messages: Vec::new(),
+                complete: true,
+            });
+        }
+        let window = limit(&meta);
+        let (from, to) = (window.from_seq.max(meta.first_seq), meta.next_seq);
+        let (messages, complete) = self
+            .blocking(move |db| {
+                let tx = db.begin_read().map_err(backend)?;
+                let table = tx.open_table(MESSAGES).map_err(backend)?;
+                let mut newest_first = Vec::new();
+                let mut used = 0u64;
+                let mut complete = true;
+                if from < to {
+                    for row in table
+                        .range((key.as_str(), from)..(key.as_str(), to))
+                        .map_err(backend)?
+                        .rev()
+                    {
+                        let (_, v) = row.map_err(backend)?;
+                        let m: StoredMessage =
+                            serde_json::from_slice(v.value()).map_err(backend)?;
+                        used = used.saturating_add(m.window_tokens());
+                        newest_first.push(m);
+                        if used > window.tokens {
+                            complete = false;
+                            break;
+                        }
+                    }
+                }
+                newest_first.reverse();
+                Ok((newest_first, complete))
+            })
+            .await?;
+        Ok(Conversation {
+            meta,
+            messages,
+            complete,
+        })
+    }
+
+    async fn message_page(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        order: Order,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
         let key = conv_key(tenant, id);
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
-            let meta = read_meta(&tx.open_table(META).map_err(backend)?, &key)?.unwrap_or_default();
+            let meta = read_meta(&tx.open_table(META).map_err(backend)?, &key)?;
+            let Some(meta) = meta.filter(|m| m.is_live(now)) else {
+                return Ok(MessagePage::default());
+            };
+            let (lo, hi) = match (order, after) {
+                (Order::Asc, Some(a)) => (a.saturating_add(1).max(meta.first_seq), meta.next_seq),
+                (Order::Desc, Some(a)) => (meta.first_seq, a.min(meta.next_seq)),
+                (_, None) => (meta.first_seq, meta.next_seq),
+            };
+            let table = tx.open_table(MESSAGES).map_err(backend)?;
             let mut messages = Vec::new();
-            if meta.is_live(now) {
-                let table = tx.open_table(MESSAGES).map_err(backend)?;
-                for row in table
-                    .range((key.as_str(), 0u64)..(key.as_str(), meta.next_seq))
-                    .map_err(backend)?
-                {
-                    let (_, v) = row.map_err(backend)?;
-                    let m: StoredMessage = serde_json::from_slice(v.value()).map_err(backend)?;
-                    if m.expires_at.is_none_or(|e| e > now) {
-                        messages.push(m);
+            let mut has_more = false;
+            if lo < hi {
+                let range = table
+                    .range((key.as_str(), lo)..(key.as_str(), hi))
+                    .map_err(backend)?;
+                let rows: Box<dyn Iterator<Item = _>> = match order {
+                    Order::Asc => Box::new(range),
+                    Order::Desc => Box::new(range.rev()),
+                };
+                for row in rows {
+                    if messages.len() == limit {
+                        has_more = true;
+                        break;
                     }
+                    let (_, v) = row.map_err(backend)?;
+                    messages.push(serde_json::from_slice(v.value()).map_err(backend)?);
                 }
             }
-            Ok(Conversation { meta, messages })
+            Ok(MessagePage {
+                meta: Some(meta),
+                messages,
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &str,
+        now: i64,
+        after: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<ConversationPage, StoreError> {
+        let tenant = tenant.to_owned();
+        let upper = after.map(|p| listing_key(p.updated, &p.id));
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let index = tx.open_table(CONV_INDEX).map_err(backend)?;
+            let metas = tx.open_table(META).map_err(backend)?;
+            // Listing keys are digits then '#': every one sorts below "~".
+            let hi = upper.unwrap_or_else(|| "~".to_owned());
+            let mut page = ConversationPage::default();
+            for row in index
+                .range((tenant.as_str(), "")..(tenant.as_str(), hi.as_str()))
+                .map_err(backend)?
+                .rev()
+            {
+                let (_, id) = row.map_err(backend)?;
+                let id = id.value().to_owned();
+                let Some(mut meta) = read_meta(&metas, &conv_key(&tenant, &id))? else {
+                    continue;
+                };
+                if !meta.is_live(now) {
+                    continue;
+                }
+                if page.conversations.len() == limit {
+                    let (updated, id) = page
+                        .conversations
+                        .last()
+                        .map(|(id, m)| (m.updated, id.clone()))
+                        .unwrap_or_default();
+                    page.next = Some(ListPosition { updated, id });
+                    break;
+                }
+                meta.system.clear();
+                meta.summary = None;
+                page.conversations.push((id, meta));
+            }
+            Ok(page)
         })
         .await
     }
@@ -132,19 +268,39 @@ impl Store for EmbeddedStore {
         turn: &TurnWrite,
     ) -> Result<(), StoreError> {
         check_turn_size(tenant, id, turn)?;
-        let key = conv_key(tenant, id);
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let key = conv_key(&tenant, &id);
         let turn = turn.clone();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
             {
                 let mut meta_table = tx.open_table(META).map_err(backend)?;
-                let current = read_meta(&meta_table, &key)?.map_or(0, |m| m.version);
-                if current != turn.expected_version {
+                let current = read_meta(&meta_table, &key)?;
+                if current.as_ref().map_or(0, |m| m.version) != turn.expected_version {
                     return Err(StoreError::Conflict);
+                }
+                if let Some(done) = &turn.idempotency {
+                    let mut idem = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+                    complete_claim(&mut idem, &tenant, done)?;
                 }
                 let bytes = serde_json::to_vec(&turn.meta).map_err(backend)?;
                 meta_table
                     .insert(key.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+                let mut index = tx.open_table(CONV_INDEX).map_err(backend)?;
+                if let Some(old) = &current {
+                    index
+                        .remove((tenant.as_str(), listing_key(old.updated, &id).as_str()))
+                        .map_err(backend)?;
+                }
+                index
+                    .insert(
+                        (
+                            tenant.as_str(),
+                            listing_key(turn.meta.updated, &id).as_str(),
+                        ),
+                        id.as_str(),
+                    )
                     .map_err(backend)?;
                 let mut msgs = tx.open_table(MESSAGES).map_err(backend)?;
                 for m in &turn.messages {
@@ -152,8 +308,143 @@ impl Store for EmbeddedStore {
                     msgs.insert((key.as_str(), m.seq), bytes.as_slice())
                         .map_err(backend)?;
                 }
+                let mut usage = tx.open_table(USAGE).map_err(backend)?;
+                for row in &turn.usage {
+                    add_usage_row(&mut usage, &tenant, row)?;
+                }
             }
-            // Dropping an uncommitted transaction (the Conflict path above) aborts it.
+            // Dropping an uncommitted transaction (the error paths above) aborts it.
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let key = conv_key(&tenant, &id);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut meta_table = tx.open_table(META).map_err(backend)?;
+                if let Some(old) = read_meta(&meta_table, &key)? {
+                    tx.open_table(CONV_INDEX)
+                        .map_err(backend)?
+                        .remove((tenant.as_str(), listing_key(old.updated, &id).as_str()))
+                        .map_err(backend)?;
+                }
+                meta_table.remove(key.as_str()).map_err(backend)?;
+                remove_messages(
+                    &mut tx.open_table(MESSAGES).map_err(backend)?,
+                    &key,
+                    0,
+                    u64::MAX,
+                )?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn purge_messages(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let key = conv_key(tenant, id);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            remove_messages(
+                &mut tx.open_table(MESSAGES).map_err(backend)?,
+                &key,
+                from,
+                to,
+            )?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn idempotency_claim(
+        &self,
+        tenant: &str,
+        req: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let tenant = tenant.to_owned();
+        let key = req.key.to_owned();
+        let claim = IdempotencyRecord::claim(req);
+        let now = req.now;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let outcome = {
+                let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+                let current = read_record(&table, &tenant, &key)?;
+                let req = IdempotencyRequest {
+                    key: &key,
+                    fingerprint: &claim.fingerprint,
+                    token: &claim.token,
+                    now,
+                    lease_until: claim.lease_until,
+                    expires_at: claim.expires_at,
+                };
+                match current.and_then(|r| r.claim_outcome(&req)) {
+                    Some(outcome) => outcome,
+                    None => {
+                        let bytes = serde_json::to_vec(&claim).map_err(backend)?;
+                        table
+                            .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
+                            .map_err(backend)?;
+                        IdempotencyClaim::Acquired
+                    }
+                }
+            };
+            if outcome == IdempotencyClaim::Acquired {
+                tx.commit().map_err(backend)?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn idempotency_complete(
+        &self,
+        tenant: &str,
+        done: &IdempotencyDone,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.to_owned();
+        let done = done.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            complete_claim(
+                &mut tx.open_table(IDEMPOTENCY).map_err(backend)?,
+                &tenant,
+                &done,
+            )?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn idempotency_release(
+        &self,
+        tenant: &str,
+        key: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let (tenant, key, token) = (tenant.to_owned(), key.to_owned(), token.to_owned());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+                let ours = read_record(&table, &tenant, &key)?
+                    .is_some_and(|r| r.token == token && r.response.is_none());
+                if ours {
+                    table
+                        .remove((tenant.as_str(), key.as_str()))
+                        .map_err(backend)?;
+                }
+            }
             tx.commit().map_err(backend)
         })
         .await
@@ -331,31 +622,7 @@ impl Store for EmbeddedStore {
         let row = row.clone();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut table = tx.open_table(USAGE).map_err(backend)?;
-                let sk = format!("{}#{}", row.day, row.model);
-                let mut total: UsageRow =
-                    match table.get((tenant.as_str(), sk.as_str())).map_err(backend)? {
-                        Some(v) => serde_json::from_slice(v.value()).map_err(backend)?,
-                        None => UsageRow {
-                            day: row.day.clone(),
-                            model: row.model.clone(),
-                            ..UsageRow::default()
-                        },
-                    };
-                total.requests += row.requests;
-                total.prompt_tokens += row.prompt_tokens;
-                total.completion_tokens += row.completion_tokens;
-                total.total_tokens += row.total_tokens;
-                total.cached_tokens += row.cached_tokens;
-                total.reasoning_tokens += row.reasoning_tokens;
-                total.cost_micro_usd += row.cost_micro_usd;
-                total.price_version = row.price_version.clone();
-                let bytes = serde_json::to_vec(&total).map_err(backend)?;
-                table
-                    .insert((tenant.as_str(), sk.as_str()), bytes.as_slice())
-                    .map_err(backend)?;
-            }
+            add_usage_row(&mut tx.open_table(USAGE).map_err(backend)?, &tenant, &row)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -378,4 +645,79 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
+
+fn add_usage_row(
+    table: &mut redb::Table<(&str, &str), &[u8]>,
+    tenant: &str,
+    row: &UsageRow,
+) -> Result<(), StoreError> {
+    let sk = format!("{}#{}", row.day, row.model);
+    let mut total: UsageRow = match table.get((tenant, sk.as_str())).map_err(backend)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(backend)?,
+        None => UsageRow {
+            day: row.day.clone(),
+            model: row.model.clone(),
+            ..UsageRow::default()
+        },
+    };
+    total.requests += row.requests;
+    total.prompt_tokens += row.prompt_tokens;
+    total.completion_tokens += row.completion_tokens;
+    total.total_tokens += row.total_tokens;
+    total.cached_tokens += row.cached_tokens;
+    total.reasoning_tokens += row.reasoning_tokens;
+    total.cost_micro_usd += row.cost_micro_usd;
+    total.price_version = row.price_version.clone();
+    let bytes = serde_json::to_vec(&total).map_err(backend)?;
+    table
+        .insert((tenant, sk.as_str()), bytes.as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn remove_messages(
+    table: &mut redb::Table<(&str, u64), &[u8]>,
+    key: &str,
+    from: u64,
+    to: u64,
+) -> Result<(), StoreError> {
+    let mut seqs = Vec::new();
+    for row in table.range((key, from)..(key, to)).map_err(backend)? {
+        seqs.push(row.map_err(backend)?.0.value().1);
+    }
+    for seq in seqs {
+        table.remove((key, seq)).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn read_record(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    match table.get((tenant, key)).map_err(backend)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores the response on a claim this attempt still holds; a claim taken
+/// over by another attempt makes the write a conflict.
+fn complete_claim(
+    table: &mut redb::Table<(&str, &str), &[u8]>,
+    tenant: &str,
+    done: &IdempotencyDone,
+) -> Result<(), StoreError> {
+    let mut record = read_record(table, tenant, &done.key)?
+        .filter(|r| r.token == done.token)
+        .ok_or(StoreError::Conflict)?;
+    record.response = Some(done.response.clone());
+    record.expires_at = done.expires_at;
+    let bytes = serde_json::to_vec(&record).map_err(backend)?;
+    table
+        .insert((tenant, done.key.as_str()), bytes.as_slice())
+        .map_err(backend)?;
+    Ok(())
 }

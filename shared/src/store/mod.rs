@@ -7,10 +7,12 @@ pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::ChatMessage;
+use crate::wire::{ChatMessage, FinishReason, Usage};
 
 /// Largest stored item, enforced by both stores alike: DynamoDB's documented
 /// 400 KB, read as 400,000 bytes to stay clear of the real (slightly larger) cap.
@@ -37,27 +39,44 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// A conversation's header item: version, counters, system prompt.
+/// A conversation's header item: version, counters, system prompt, title,
+/// metadata, retention and the summary of what fell out of the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConversationMeta {
-    /// Incremented by every turn; 0 means no header exists yet.
+    /// Incremented by every write; 0 means no header exists yet.
     pub version: u64,
+    /// First message of the conversation's current life: slots below belong
+    /// to an expired or deleted earlier life and are never shown.
+    #[serde(default)]
+    pub first_seq: u64,
     /// Sequence number the next stored message gets.
     pub next_seq: u64,
     /// Completed turns.
     pub turns: u64,
     /// Tokens of all turns (prompt + completion as reported).
     pub tokens: u64,
-    /// Unix seconds of the first turn.
+    /// Unix seconds of the conversation's creation.
     pub created: i64,
-    /// Unix seconds of the latest turn.
+    /// Unix seconds of the latest change.
     pub updated: i64,
     /// The conversation's system prompt (system/developer messages).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub system: Vec<ChatMessage>,
     /// When the conversation expires (TTL), if retention is set.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// Optional title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Client-defined string pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Retention override in seconds (0: forever); `None` uses the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<i64>,
+    /// Summary of the messages that fell out of the context window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
 }
 
 impl ConversationMeta {
@@ -65,6 +84,50 @@ impl ConversationMeta {
     pub fn is_live(&self, now: i64) -> bool {
         self.version > 0 && self.expires_at.is_none_or(|e| e > now)
     }
+
+    /// The header a new life of this conversation starts from: numbering goes
+    /// on after the old life's slots so that nothing of it can reappear.
+    pub fn reborn(&self, now: i64) -> ConversationMeta {
+        ConversationMeta {
+            version: self.version,
+            first_seq: self.next_seq,
+            next_seq: self.next_seq,
+            created: now,
+            updated: now,
+            ..ConversationMeta::default()
+        }
+    }
+}
+
+/// A rolling summary of a conversation's oldest messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The summary text.
+    pub text: String,
+    /// Last message slot it covers (inclusive).
+    pub through_seq: u64,
+    /// Its size in tokens (as the summarising model reported it).
+    pub tokens: u64,
+    /// The model that wrote it.
+    pub model: String,
+    /// Unix seconds it was written.
+    pub created: i64,
+}
+
+/// How an assistant answer came about, stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnInfo {
+    /// Provider name.
+    pub provider: String,
+    /// Why generation stopped.
+    pub finish_reason: Option<FinishReason>,
+    /// Usage as the provider reported it.
+    pub usage: Usage,
+    /// Provider call time in milliseconds.
+    pub latency_ms: u64,
+    /// Values the response processor replaced, per place and category.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
 /// One stored message.
@@ -74,7 +137,7 @@ pub struct StoredMessage {
     pub seq: u64,
     /// The message.
     pub message: ChatMessage,
-    /// Tokens, where known (the completion count for assistant messages).
+    /// Tokens: provider-reported for answers, estimated for the rest.
     #[serde(default)]
     pub tokens: Option<u64>,
     /// Unix seconds.
@@ -82,9 +145,31 @@ pub struct StoredMessage {
     /// The model that produced it (assistant messages).
     #[serde(default)]
     pub model: Option<String>,
-    /// When it expires (TTL), if retention is set.
-    #[serde(default)]
-    pub expires_at: Option<i64>,
+    /// Provider, finish reason, usage, latency, redactions (assistant messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnInfo>,
+}
+
+impl StoredMessage {
+    /// A message with no answer metadata.
+    pub fn new(seq: u64, message: ChatMessage, created: i64) -> Self {
+        Self {
+            seq,
+            message,
+            tokens: None,
+            created,
+            model: None,
+            turn: None,
+        }
+    }
+
+    /// Its tokens, as stored or estimated, with the per-message overhead.
+    pub fn window_tokens(&self) -> u64 {
+        match self.tokens {
+            Some(t) => t + crate::tokens::MESSAGE_OVERHEAD,
+            None => crate::tokens::estimate_message(&self.message),
+        }
+    }
 }
 
 /// A conversation as read: its header and its live messages, oldest first.
@@ -94,11 +179,67 @@ pub struct Conversation {
     pub meta: ConversationMeta,
     /// Live messages in order; empty when the conversation is not live.
     pub messages: Vec<StoredMessage>,
+    /// Whether `messages` reaches back to the window's first slot (false when
+    /// the read stopped at the token budget).
+    pub complete: bool,
+}
+
+/// How much of a conversation a windowed read returns, decided from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimit {
+    /// Oldest slot wanted (inclusive).
+    pub from_seq: u64,
+    /// Token budget: reading stops after the message that exceeds it.
+    pub tokens: u64,
+}
+
+/// Decides a windowed read's limit from the conversation's header.
+pub type WindowFn<'a> = dyn Fn(&ConversationMeta) -> WindowLimit + Send + Sync + 'a;
+
+/// Reading direction of a message page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// A page of a conversation's messages.
+#[derive(Debug, Clone, Default)]
+pub struct MessagePage {
+    /// The header, when the conversation is live.
+    pub meta: Option<ConversationMeta>,
+    /// The messages, in the requested order.
+    pub messages: Vec<StoredMessage>,
+    /// Whether more messages follow the last one in this order.
+    pub has_more: bool,
+}
+
+/// A page of a tenant's conversations, newest-updated first.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPage {
+    /// `(id, header)` pairs; headers carry no system prompt or summary.
+    pub conversations: Vec<(String, ConversationMeta)>,
+    /// Position of the last one, to continue from, when more may follow.
+    pub next: Option<ListPosition>,
+}
+
+/// A position in a tenant's conversation listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPosition {
+    /// `updated` of the last conversation returned.
+    pub updated: i64,
+    /// Its id.
+    pub id: String,
 }
 
 /// A turn to append: the new header and the messages, written atomically
-/// only if the stored header still has `expected_version`.
-#[derive(Debug, Clone)]
+/// only if the stored header still has `expected_version`. The usage rows
+/// and the idempotency record ride in the same transaction, so a turn is
+/// stored, accounted and remembered together or not at all.
+#[derive(Debug, Clone, Default)]
 pub struct TurnWrite {
     /// The version read before the turn (0: no header may exist).
     pub expected_version: u64,
@@ -106,6 +247,65 @@ pub struct TurnWrite {
     pub meta: ConversationMeta,
     /// The new messages, with consecutive `seq` from the old `next_seq`.
     pub messages: Vec<StoredMessage>,
+    /// Usage rows to add.
+    pub usage: Vec<UsageRow>,
+    /// An idempotency claim this turn completes.
+    pub idempotency: Option<IdempotencyDone>,
+}
+
+/// A completed idempotent request, stored with its response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyDone {
+    /// The client's key.
+    pub key: String,
+    /// The claim token the request holds.
+    pub token: String,
+    /// The response to replay.
+    pub response: StoredResponse,
+    /// When the record may be forgotten.
+    pub expires_at: i64,
+}
+
+/// A response kept for replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers worth replaying (conversation id, redaction counts).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyClaim {
+    /// The caller now owns the key; it must complete or release it.
+    Acquired,
+    /// A request with the same body already completed: its response.
+    Replay(StoredResponse),
+    /// A request with the same key and body is still running.
+    InProgress,
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+/// An idempotency claim to make.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRequest<'a> {
+    /// The client's key.
+    pub key: &'a str,
+    /// Hash of what the request does (route and body).
+    pub fingerprint: &'a str,
+    /// A random token naming this attempt.
+    pub token: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// Until when the claim is held before another attempt may take it over.
+    pub lease_until: i64,
+    /// When the record may be forgotten.
+    pub expires_at: i64,
 }
 
 /// An API key as stored: never the key itself, only its SHA-256.
@@ -173,15 +373,55 @@ pub struct UsageRow {
 /// The persistence interface.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Reads a conversation's header and live messages. A missing or expired
-    /// conversation comes back with no messages (and the stored version, so a
+    /// Reads a conversation's header, then its live messages newest first
+    /// down to `limit(header).from_seq`, stopping after the message that
+    /// exceeds the token budget; returns them oldest first. One round trip on
+    /// DynamoDB for any conversation that fits a page. A missing or expired
+    /// conversation comes back with no messages (and its stored header, so a
     /// new turn can take its place).
+    async fn load_window(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        limit: &WindowFn<'_>,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Reads a whole live conversation (tests, small tools).
     async fn load_conversation(
         &self,
         tenant: &str,
         id: &str,
         now: i64,
-    ) -> Result<Conversation, StoreError>;
+    ) -> Result<Conversation, StoreError> {
+        self.load_window(tenant, id, now, &|m| WindowLimit {
+            from_seq: m.first_seq,
+            tokens: u64::MAX,
+        })
+        .await
+    }
+
+    /// A page of a live conversation's messages after slot `after` (in the
+    /// page's order), at most `limit` of them; `meta` is `None` when the
+    /// conversation is missing or expired.
+    async fn message_page(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        order: Order,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError>;
+
+    /// A tenant's live conversations, newest-updated first, after `after`.
+    async fn list_conversations(
+        &self,
+        tenant: &str,
+        now: i64,
+        after: Option<&ListPosition>,
+        limit: usize,
+    ) -> Result<ConversationPage, StoreError>;
 
     /// Reads only the header (`None` when there is none).
     async fn conversation_meta(
@@ -191,8 +431,44 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<ConversationMeta>, StoreError>;
 
     /// Appends a turn atomically; [`StoreError::Conflict`] if the version moved.
+    /// A turn with no messages rewrites only the header (create, update).
     async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite)
     -> Result<(), StoreError>;
+
+    /// Removes a conversation and every message of it; a missing one is fine.
+    async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Removes message slots `from..to` of a conversation (what an expired
+    /// life left behind once a new life has started).
+    async fn purge_messages(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Claims an idempotency key, or reports what an earlier request left.
+    async fn idempotency_claim(
+        &self,
+        tenant: &str,
+        req: &IdempotencyRequest<'_>,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the response of a claimed key (requests that store no turn).
+    async fn idempotency_complete(
+        &self,
+        tenant: &str,
+        done: &IdempotencyDone,
+    ) -> Result<(), StoreError>;
+
+    /// Gives a claimed key up (the request failed), so a retry can run.
+    async fn idempotency_release(
+        &self,
+        tenant: &str,
+        key: &str,
+        token: &str,
+    ) -> Result<(), StoreError>;
 
     /// Stores a new key.
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -232,20 +508,20 @@ pub trait Store: Send + Sync {
 /// Bytes a message occupies as a DynamoDB item (names + values), used by both
 /// stores so that they refuse the same things.
 pub fn message_item_bytes(tenant: &str, id: &str, msg: &StoredMessage) -> usize {
-    let body = serde_json::to_vec(&msg.message)
+    let json = serde_json::to_vec(msg)
         .map(|v| v.len())
         .unwrap_or(usize::MAX / 2);
-    // PK, SK, msg, tokens, created, model, expires_at: names and fixed-size numbers.
-    let key = tenant.len() + id.len() + 6 + 14;
-    key + body + msg.model.as_ref().map_or(0, String::len) + 64
+    // PK, SK and attribute names around the JSON document.
+    tenant.len() + id.len() + 64 + json
 }
 
 /// Bytes of a conversation header item.
 pub fn meta_item_bytes(tenant: &str, id: &str, meta: &ConversationMeta) -> usize {
-    let system = serde_json::to_vec(&meta.system)
+    let json = serde_json::to_vec(meta)
         .map(|v| v.len())
         .unwrap_or(usize::MAX / 2);
-    tenant.len() + id.len() + 10 + system + 128
+    // PK, SK, the listing index keys and attribute names.
+    2 * (tenant.len() + id.len()) + 160 + json
 }
 
 /// Refuses a turn whose items would not fit.
@@ -253,7 +529,7 @@ pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), S
     let meta = meta_item_bytes(tenant, id, &turn.meta);
     if meta > MAX_ITEM_BYTES {
         return Err(StoreError::TooLarge {
-            what: "the system prompt",
+            what: "the conversation header (system prompt, summary, metadata)",
             bytes: meta,
             limit: MAX_ITEM_BYTES,
         });
@@ -268,5 +544,66 @@ pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), S
             });
         }
     }
+    if let Some(done) = &turn.idempotency {
+        let bytes = done.response.body.len() + done.key.len() + tenant.len() + 256;
+        if bytes > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge {
+                what: "the response kept for idempotent replay",
+                bytes,
+                limit: MAX_ITEM_BYTES,
+            });
+        }
+    }
     Ok(())
+}
+
+/// The idempotency record as both stores keep it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Hash of route and body.
+    pub fingerprint: String,
+    /// The attempt holding the claim.
+    pub token: String,
+    /// Until when the claim is held.
+    pub lease_until: i64,
+    /// When the record may be forgotten.
+    pub expires_at: i64,
+    /// The response, once the request completed.
+    #[serde(default)]
+    pub response: Option<StoredResponse>,
+}
+
+impl IdempotencyRecord {
+    /// What a new claim meets when this record is stored (`None`: it may take it).
+    pub fn claim_outcome(&self, req: &IdempotencyRequest<'_>) -> Option<IdempotencyClaim> {
+        if self.expires_at <= req.now {
+            return None;
+        }
+        if self.fingerprint != req.fingerprint {
+            return Some(IdempotencyClaim::Mismatch);
+        }
+        match &self.response {
+            Some(r) => Some(IdempotencyClaim::Replay(r.clone())),
+            // A claim whose lease ran out belongs to an attempt that died.
+            None if self.lease_until <= req.now => None,
+            None => Some(IdempotencyClaim::InProgress),
+        }
+    }
+
+    /// A fresh claim.
+    pub fn claim(req: &IdempotencyRequest<'_>) -> Self {
+        Self {
+            fingerprint: req.fingerprint.to_owned(),
+            token: req.token.to_owned(),
+            lease_until: req.lease_until,
+            expires_at: req.expires_at,
+            response: None,
+        }
+    }
+}
+
+/// Sort key of a conversation in its tenant's listing: newest-updated last
+/// in byte order, so listings read it backwards.
+pub fn listing_key(updated: i64, id: &str) -> String {
+    format!("{:012}#{id}", updated.max(0))
 }

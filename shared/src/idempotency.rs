@@ -1,0 +1,175 @@
+//! Idempotent retries: a request carrying an `Idempotency-Key` header is
+//! run once per tenant and key. A repeat with the same body gets the stored
+//! response (without calling the provider or storing anything again); a repeat
+//! with another body is a 422; a repeat while the first is still running is a
+//! 409. Records are kept 24 hours. Only successes are kept: a failed request
+//! gives its claim back, so retrying it runs it again.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::ApiError;
+use crate::store::{IdempotencyClaim, IdempotencyRequest, Store, StoredResponse};
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// The header marking a replayed response.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// How long a completed request is remembered.
+pub const KEEP_SECS: i64 = 24 * 3600;
+/// Longest accepted key.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A claim this request holds on its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The client's key.
+    pub key: String,
+    /// This attempt's token.
+    pub token: String,
+}
+
+/// What the request should do.
+pub enum Begin {
+    /// Run it, then complete or release the claim.
+    Run(Claim),
+    /// Send this stored response.
+    Replay(Response),
+}
+
+/// The key from the headers: 1-255 visible ASCII characters, or none.
+pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::invalid(
+            "Idempotency-Key",
+            format!("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"),
+        )
+    };
+    let key = v.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// What a request does: its route and exact body, hashed.
+pub fn fingerprint(route: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// Claims `key` for a request, or answers from what an earlier one left.
+/// `lease_secs` bounds how long a claim blocks repeats if its holder dies.
+pub async fn begin(
+    store: &dyn Store,
+    tenant: &str,
+    key: String,
+    fingerprint: &str,
+    now: i64,
+    lease_secs: i64,
+) -> Result<Begin, ApiError> {
+    let token = crate::ids::random_token::<16>("");
+    let req = IdempotencyRequest {
+        key: &key,
+        fingerprint,
+        token: &token,
+        now,
+        lease_until: now + lease_secs,
+        expires_at: now + KEEP_SECS,
+    };
+    match store.idempotency_claim(tenant, &req).await? {
+        IdempotencyClaim::Acquired => Ok(Begin::Run(Claim { key, token })),
+        IdempotencyClaim::Replay(stored) => Ok(Begin::Replay(replay(stored))),
+        IdempotencyClaim::InProgress => {
+            let mut e = ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still in progress; retry later",
+            )
+            .with_param("Idempotency-Key");
+            e.retry_after = Some("1".into());
+            Err(e)
+        }
+        IdempotencyClaim::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+        )
+        .with_param("Idempotency-Key")),
+    }
+}
+
+/// The response kept for replay: status, body and the headers that matter.
+pub fn keep(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    names: &[&str],
+) -> StoredResponse {
+    StoredResponse {
+        status: status.as_u16(),
+        headers: names
+            .iter()
+            .filter_map(|n| {
+                let v = headers.get(*n)?.to_str().ok()?;
+                Some((n.to_string(), v.to_owned()))
+            })
+            .collect(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// A stored response, marked as replayed.
+pub fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, stored.body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in stored.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            h.insert(k, v);
+        }
+    }
+    h.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii() {
+        let mut h = HeaderMap::new();
+        assert_eq!(key_from(&h).unwrap(), None);
+        h.insert(HEADER, HeaderValue::from_static("order-42/retry#1"));
+        assert_eq!(key_from(&h).unwrap().as_deref(), Some("order-42/retry#1"));
+        h.insert(HEADER, HeaderValue::from_static("has space"));
+        assert_eq!(
+            key_from(&h).unwrap_err().param.as_deref(),
+            Some("Idempotency-Key")
+        );
+        h.insert(HEADER, HeaderValue::from_str(&"k".repeat(256)).unwrap());
+        assert!(key_from(&h).is_err());
+    }
+
+    #[test]
+    fn fingerprints_bind_route_and_body() {
+        let a = fingerprint("/v1/chat/completions", b"{}");
+        assert_eq!(a, fingerprint("/v1/chat/completions", b"{}"));
+        assert_ne!(a, fingerprint("/v1/chat/completions", b"{ }"));
+        assert_ne!(a, fingerprint("/v1/other", b"{}"));
+    }
+}
