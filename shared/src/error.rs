@@ -205,12 +205,16 @@ impl From<LimitError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_request_error",
-                "conversation_conflict",
-                "the conversation was changed concurrently; retry the request",
-            ),
+            StoreError::Conflict => {
+                let mut e = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "invalid_request_error",
+                    "conversation_conflict",
+                    "the conversation was changed concurrently; retry the request",
+                );
+                e.retry_after = Some("1".into());
+                e
+            }
             StoreError::TooLarge { what, bytes, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

@@ -23,13 +23,20 @@ pub fn estimate_text(text: &str) -> u64 {
     let mut tokens = 0u64;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        if c.is_ascii_alphabetic() {
-            let mut len = 1u64;
-            while chars.next_if(char::is_ascii_alphabetic).is_some() {
+        if c.is_alphabetic() && !is_cjk(c) {
+            let (mut len, mut ascii) = (1u64, c.is_ascii());
+            while let Some(n) = chars.next_if(|n| n.is_alphabetic() && !is_cjk(*n)) {
                 len += 1;
+                ascii &= n.is_ascii();
             }
-            // Short words are one token; longer ones split about every 5 letters.
-            tokens += if len <= 6 { 1 } else { 1 + (len - 3) / 5 };
+            // Common words are one token with their leading space; long or
+            // rare ones split into pieces of about six letters. Other scripts
+            // (Cyrillic, Greek...) have fewer whole words in the vocabulary.
+            tokens += if ascii {
+                if len <= 8 { 1 } else { 1 + (len - 5) / 6 }
+            } else {
+                1 + len / 5
+            };
         } else if c.is_ascii_digit() {
             let mut len = 1u64;
             while chars.next_if(char::is_ascii_digit).is_some() {
@@ -57,18 +64,15 @@ pub fn estimate_text(text: &str) -> u64 {
             }
             tokens += run.div_ceil(2);
         } else if is_cjk(c) {
-            tokens += 1;
-        } else {
-            // Other scripts (accented Latin, Cyrillic, Greek, emoji...): about one
-            // token per two characters, one per character for multi-byte symbols.
+            // CJK text: about two tokens for every three characters.
             let mut len = 1u64;
-            while chars
-                .next_if(|c| !c.is_ascii() && !is_cjk(*c) && !c.is_whitespace())
-                .is_some()
-            {
+            while chars.next_if(|c| is_cjk(*c)).is_some() {
                 len += 1;
             }
-            tokens += len.div_ceil(2);
+            tokens += (len * 2).div_ceil(3);
+        } else {
+            // Symbols, emoji, CJK punctuation: one each.
+            tokens += 1;
         }
     }
     tokens
@@ -131,6 +135,7 @@ mod tests {
         assert_eq!(estimate_text("The quick brown fox."), 5);
         assert_eq!(estimate_text("1234567"), 3);
         assert_eq!(estimate_text("東京"), 2);
+        assert_eq!(estimate_text("internationalisation"), 3);
     }
 
     #[test]

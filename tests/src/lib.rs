@@ -98,6 +98,9 @@ pub struct Reply {
     pub body: String,
     /// Delay before answering.
     pub delay: Duration,
+    /// When set, the answer waits until this is notified (orders concurrent
+    /// requests without guessing at timings).
+    pub gate: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Reply {
@@ -108,6 +111,7 @@ impl Reply {
             headers: vec![],
             body: v.to_string(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 
@@ -118,6 +122,7 @@ impl Reply {
             headers: vec![],
             body: body.into(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 }
@@ -227,6 +232,9 @@ async fn mock_handler(State(state): State<MockState>, req: Request<Body>) -> Res
     let responder = state.responder.lock().unwrap().clone();
     let reply = responder(&received);
     state.received.lock().unwrap().push(received);
+    if let Some(gate) = &reply.gate {
+        gate.notified().await;
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
