@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod summary;
+pub mod sweep;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;

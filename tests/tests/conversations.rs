@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use ctxgate::store::dynamo::DynamoStore;
 use ctxgate::store::{ConversationMeta, StoredMessage, TurnWrite};
 use ctxgate::wire::{ChatMessage, Role};
 use ctxgate_tests::{Gateway, MockUpstream, Received, Reply, dynamo_store, openai_completion};
@@ -25,6 +27,30 @@ async fn gateway(upstream: &MockUpstream, toml: &str) -> Gateway {
             ("CTXGATE_CONFIG", path.to_str().unwrap()),
         ],
     )
+}
+
+/// Like [`gateway`], on a table whose name the test knows (to look at raw items).
+async fn gateway_on_known_table(
+    upstream: &MockUpstream,
+    toml: &str,
+) -> (Gateway, aws_sdk_dynamodb::Client, String) {
+    let client = aws_sdk_dynamodb::Client::new(&ctxgate_tests::aws_config().await);
+    let table = ctxgate_tests::unique("ctxgate");
+    let store = DynamoStore::new(client.clone(), table.clone());
+    store.create_table().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctxgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let base = format!("{}/v1", upstream.url);
+    let gw = Gateway::new(
+        Arc::new(store),
+        &[
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", OPENAI_KEY),
+            ("CTXGATE_CONFIG", path.to_str().unwrap()),
+        ],
+    );
+    (gw, client, table)
 }
 
 fn texts(body: &Value) -> Vec<String> {
@@ -710,7 +736,7 @@ async fn fifty_concurrent_turns_store_each_success_once_in_order() {
 #[tokio::test]
 async fn expired_conversations_are_gone_from_every_route_at_once() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway(&upstream, "retention_days = 1\n").await;
+    let (gw, client, table) = gateway_on_known_table(&upstream, "retention_days = 1\n").await;
     let key = gw.key("acme", &[]).await;
     // A conversation whose retention ran out a minute ago, not yet swept.
     let now = ctxgate::now_secs();
@@ -769,9 +795,21 @@ async fn expired_conversations_are_gone_from_every_route_at_once() {
     assert_eq!(conv["turns"], 1);
     assert_eq!(conv["title"], Value::Null);
     assert_eq!(conv["messages"]["data"].as_array().unwrap().len(), 2);
-    // And the old life's message is purged from the table.
-    let raw = gw.state.store.purge_messages("acme", "old", 0, 1).await;
-    assert!(raw.is_ok());
+    // And the old life's message is purged from the table itself.
+    let items = client
+        .query()
+        .table_name(&table)
+        .key_condition_expression("PK = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("T#acme#C#old".into()))
+        .send()
+        .await
+        .unwrap();
+    let sks: Vec<&str> = items
+        .items()
+        .iter()
+        .map(|i| i["SK"].as_s().unwrap().as_str())
+        .collect();
+    assert_eq!(sks, ["M#000000000001", "M#000000000002", "META"]);
 
     // Each turn refreshes the retention: the default, or the conversation's own.
     let expires = conv["expires_at"].as_i64().unwrap();
@@ -835,4 +873,86 @@ async fn each_answer_records_how_it_came_about() {
     assert_eq!(q["role"], "user");
     assert!(q["tokens"].as_u64().unwrap() >= 1);
     assert!(q.get("provider").is_none());
+}
+
+#[tokio::test]
+async fn the_sweeper_purges_what_ttl_left_and_new_lives_start_above_it() {
+    let upstream = MockUpstream::openai().await;
+    let (gw, client, table) = gateway_on_known_table(&upstream, "").await;
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let key = gw.key("acme", &[]).await;
+    for q in ["first", "second"] {
+        assert_eq!(
+            gw.chat(&key, "openai/gpt-4o", Some("swept"), q).await.0,
+            200
+        );
+    }
+    let old = gw
+        .state
+        .store
+        .conversation_meta("acme", "swept")
+        .await
+        .unwrap()
+        .unwrap();
+    // DynamoDB's TTL removes the head; the stream carries its old image.
+    let pk = AttributeValue::S("T#acme#C#swept".into());
+    let removed = client
+        .delete_item()
+        .table_name(&table)
+        .key("PK", pk.clone())
+        .key("SK", AttributeValue::S("META".into()))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+        .send()
+        .await
+        .unwrap();
+    let doc = removed.attributes().unwrap()["doc"].as_s().unwrap().clone();
+    // Before the sweeper runs, the id starts a new life above the leftovers.
+    assert_eq!(
+        gw.chat(&key, "openai/gpt-4o", Some("swept"), "third")
+            .await
+            .0,
+        200
+    );
+    let sent = upstream.received().last().unwrap().body.clone();
+    assert_eq!(texts(&sent), ["third"]);
+    let (_, _, conv) = gw
+        .call("GET", "/v1/conversations/swept", Some(&key), None)
+        .await;
+    assert_eq!(conv["turns"], 1);
+    assert_eq!(conv["messages"]["data"][0]["content"], "third");
+    assert_eq!(conv["messages"]["data"][0]["seq"], old.next_seq);
+
+    let event = json!({"Records": [{
+        "eventID": "1", "eventName": "REMOVE", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+        "dynamodb": {
+            "Keys": {"PK": {"S": "T#acme#C#swept"}, "SK": {"S": "META"}},
+            "OldImage": {"PK": {"S": "T#acme#C#swept"}, "SK": {"S": "META"},
+                         "version": {"N": old.version.to_string()}, "doc": {"S": doc}},
+            "SequenceNumber": "100", "SizeBytes": 200, "StreamViewType": "OLD_IMAGE"
+        }
+    }]});
+    assert_eq!(ctxgate::sweep::sweep(&store, &event).await.unwrap(), 1);
+    // Twice is harmless (Lambda may retry a batch).
+    ctxgate::sweep::sweep(&store, &event).await.unwrap();
+    let left = client
+        .query()
+        .table_name(&table)
+        .key_condition_expression("PK = :pk")
+        .expression_attribute_values(":pk", pk)
+        .send()
+        .await
+        .unwrap();
+    let sks: Vec<String> = left
+        .items()
+        .iter()
+        .map(|i| i["SK"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(
+        sks.len(),
+        3,
+        "the new life's two messages and head: {sks:?}"
+    );
+    assert!(sks.contains(&format!("M#{:012}", old.next_seq)));
 }

@@ -580,14 +580,22 @@ impl Store for DynamoStore {
             .into_paginator()
             .items()
             .send();
-        // The head sorts last, so it comes first; no head: no conversation.
+        // The head sorts last, so it comes first. No head but messages: TTL
+        // removed the head and the sweeper has not purged its messages yet;
+        // a new life starts above them so that nothing of the old one shows.
         let meta = match items.next().await {
             Some(item) => {
                 let item = item.map_err(sdk_err)?;
                 if get_s(&item, "SK")? != "META" {
+                    let above: u64 = get_n::<u64>(&item, "seq")? + 1;
                     return Ok(Conversation {
+                        meta: ConversationMeta {
+                            first_seq: above,
+                            next_seq: above,
+                            ..ConversationMeta::default()
+                        },
+                        messages: Vec::new(),
                         complete: true,
-                        ..Conversation::default()
                     });
                 }
                 parse_meta(&item)?
@@ -739,8 +747,36 @@ impl Store for DynamoStore {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ConversationMeta>, StoreError> {
-        let item = self.get(conv_pk(tenant, id), "META").await?;
-        item.as_ref().map(parse_meta).transpose()
+        let pk = conv_pk(tenant, id);
+        if let Some(item) = self.get(&pk, "META").await? {
+            return parse_meta(&item).map(Some);
+        }
+        // No head: messages left by a life whose head TTL removed must not be
+        // collided with (or shown); a new life starts above the newest one.
+        let newest = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(1)
+            .projection_expression("seq")
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        match newest.items().first() {
+            Some(item) => {
+                let above = get_n::<u64>(item, "seq")? + 1;
+                Ok(Some(ConversationMeta {
+                    first_seq: above,
+                    next_seq: above,
+                    ..ConversationMeta::default()
+                }))
+            }
+            None => Ok(None),
+        }
     }
 
     async fn append_turn(
@@ -802,7 +838,11 @@ impl Store for DynamoStore {
         //    above the slots being removed instead of colliding with them.
         let mut tombstone = None;
         for _ in 0..crate::context::MAX_WRITE_ATTEMPTS {
-            let Some(old) = self.conversation_meta(tenant, id).await? else {
+            let Some(old) = self
+                .conversation_meta(tenant, id)
+                .await?
+                .filter(|m| m.version > 0)
+            else {
                 break;
             };
             let mut dead = old.reborn(now);
