@@ -221,6 +221,17 @@ impl From<StoreError> for ApiError {
                 "item_too_large",
                 format!("{what} is {bytes} bytes once stored; the limit is {limit}"),
             ),
+            StoreError::Unavailable(ref detail) => {
+                tracing::warn!(error = %detail, "store unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "store_unavailable",
+                    "the conversation store is busy; retry shortly",
+                );
+                e.retry_after = Some("1".into());
+                e
+            }
             StoreError::Backend(ref detail) => {
                 tracing::error!(error = %detail, "store failure");
                 ApiError::internal()

@@ -123,9 +123,30 @@ fn embedded_store(_: &Config) -> Result<Arc<dyn Store>, StartupError> {
 /// AWS SDK configuration: region from the environment (default `us-east-1`),
 /// endpoint from `AWS_ENDPOINT_URL` when set (emulators). No network is used
 /// here; credentials resolve lazily on the first call.
+///
+/// Throttling and transient failures are retried by the SDK's standard
+/// strategy (4 attempts, jittered backoff from 50 ms); each attempt and each
+/// call are time-bounded so a stalled store cannot eat the request deadline.
+/// What still fails reaches the client as a 503 with `Retry-After`.
 pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
     let region = RegionProviderChain::default_provider().or_else(Region::new("us-east-1"));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_secs(1)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        );
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);
     }

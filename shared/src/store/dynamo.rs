@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
@@ -56,12 +56,38 @@ pub struct DynamoStore {
     table: String,
 }
 
+/// Error codes that mean "try again later": throttling and DynamoDB's own
+/// transient failures (the SDK has already retried them).
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
 fn sdk_err<E, R>(e: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Backend(DisplayErrorContext(&e).to_string())
+    let detail = DisplayErrorContext(&e).to_string();
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            s.err().code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                // A transaction cancelled because one of its items was throttled.
+                || s.err().message().is_some_and(|m| m.contains("ThrottlingError"))
+        }
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Backend(detail)
+    }
 }
 
 fn bad(what: &str) -> StoreError {

@@ -34,7 +34,11 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
-    /// The backend failed (network, throttling, corrupt data...).
+    /// The backend is throttling or briefly unavailable, even after the
+    /// SDK's own retries: the client should retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed otherwise (corrupt data, a bug, a misconfiguration).
     #[error("store backend error: {0}")]
     Backend(String),
 }
