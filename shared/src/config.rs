@@ -79,6 +79,9 @@ pub struct ProviderConfig {
     /// Output cap sent when the client gives none (Anthropic requires one).
     #[serde(default)]
     pub default_max_tokens: Option<u32>,
+    /// Retry settings for this provider's models (over `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetrySettings>,
 }
 
 impl ProviderConfig {
@@ -91,6 +94,7 @@ impl ProviderConfig {
             auth_header: None,
             query: BTreeMap::new(),
             default_max_tokens: None,
+            retry: None,
         }
     }
 }
@@ -104,6 +108,106 @@ pub struct ModelConfig {
     /// Context size in tokens (default: the built-in table, else `context.default_window`).
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Retry settings for this model (over its provider's and `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetrySettings>,
+}
+
+/// Retry settings as written in the config; unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per model, the first included.
+    pub attempts: Option<u32>,
+    /// Backoff ceiling of the first retry (doubles each time; full jitter).
+    pub base_delay_ms: Option<u64>,
+    /// Largest backoff.
+    pub max_delay_ms: Option<u64>,
+    /// Upstream statuses that are retried.
+    pub on_status: Option<Vec<u16>>,
+    /// Whether failed connections are retried.
+    pub on_connect: Option<bool>,
+    /// Whether timeouts are retried.
+    pub on_timeout: Option<bool>,
+}
+
+/// How one model's failures are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts, the first included.
+    pub attempts: u32,
+    /// Backoff ceiling of the first retry.
+    pub base_delay: Duration,
+    /// Largest backoff.
+    pub max_delay: Duration,
+    /// Upstream statuses that are retried.
+    pub on_status: Vec<u16>,
+    /// Whether failed connections are retried.
+    pub on_connect: bool,
+    /// Whether timeouts are retried.
+    pub on_timeout: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+            on_status: vec![429, 500, 502, 503, 504, 529],
+            on_connect: true,
+            on_timeout: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// This policy with `s`'s fields set over it.
+    pub fn merged(&self, s: &RetrySettings) -> RetryPolicy {
+        RetryPolicy {
+            attempts: s.attempts.unwrap_or(self.attempts),
+            base_delay: s
+                .base_delay_ms
+                .map_or(self.base_delay, Duration::from_millis),
+            max_delay: s.max_delay_ms.map_or(self.max_delay, Duration::from_millis),
+            on_status: s
+                .on_status
+                .clone()
+                .unwrap_or_else(|| self.on_status.clone()),
+            on_connect: s.on_connect.unwrap_or(self.on_connect),
+            on_timeout: s.on_timeout.unwrap_or(self.on_timeout),
+        }
+    }
+}
+
+/// Statuses that mean the request itself is wrong: retrying cannot help.
+const NEVER_RETRIED: [u16; 5] = [400, 401, 403, 404, 422];
+
+fn check_retry(name: &str, s: &RetrySettings) -> Result<(), ConfigError> {
+    if s.attempts.is_some_and(|a| !(1..=10).contains(&a)) {
+        return Err(ConfigError::Invalid(format!(
+            "{name}: retry.attempts must be 1..=10"
+        )));
+    }
+    if let Some(bad) = s
+        .on_status
+        .iter()
+        .flatten()
+        .find(|c| NEVER_RETRIED.contains(c) || !(100..=599).contains(*c))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{name}: retry.on_status cannot include {bad} (400, 401, 403, 404 and 422 are never retried)"
+        )));
+    }
+    Ok(())
+}
+
+/// An alias: one model, or a fallback chain tried in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum AliasTarget {
+    One(String),
+    Chain(Vec<String>),
 }
 
 /// What happens to stored turns that no longer fit the context window.
@@ -184,7 +288,12 @@ struct FileConfig {
     #[serde(default)]
     models: Option<Vec<ModelConfig>>,
     #[serde(default)]
-    aliases: BTreeMap<String, String>,
+    aliases: BTreeMap<String, AliasTarget>,
+    deadline_seconds: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    first_byte_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    retry: Option<RetrySettings>,
     #[serde(default)]
     limits: Option<Limits>,
     #[serde(default)]
@@ -408,8 +517,18 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How long provider keys from Secrets Manager are cached.
     pub secrets_cache_ttl: Duration,
-    /// Deadline for one upstream call.
+    /// Longest single upstream attempt.
     pub upstream_timeout: Duration,
+    /// Overall deadline of a non-streamed request: retries and fallbacks included.
+    pub deadline: Duration,
+    /// Longest wait for an upstream connection.
+    pub connect_timeout: Duration,
+    /// Longest silence from upstream before a byte arrives (and between reads).
+    pub first_byte_timeout: Duration,
+    /// Retry defaults.
+    pub retry: RetryPolicy,
+    /// Retry settings of models that have their own.
+    pub model_retry: BTreeMap<String, RetrySettings>,
     /// Providers by name (always includes `openai`, `anthropic`, `echo`).
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Models listed by `/v1/models`.
@@ -418,8 +537,8 @@ pub struct Config {
     pub context_windows: BTreeMap<String, u64>,
     /// Context manager settings.
     pub context: ContextConfig,
-    /// Alias -> `provider/model`.
-    pub aliases: BTreeMap<String, String>,
+    /// Alias -> `provider/model`, or a fallback chain of them.
+    pub aliases: BTreeMap<String, Vec<String>>,
     /// Per-request limits.
     pub limits: Limits,
     /// Quotas for tenants without their own entry.
@@ -533,12 +652,16 @@ impl Config {
         }
 
         let mut context_windows = BTreeMap::new();
+        let mut model_retry = BTreeMap::new();
         let models: Vec<String> = match file.models {
             Some(m) => m
                 .into_iter()
                 .map(|m| {
                     if let Some(w) = m.context_window {
                         context_windows.insert(m.id.clone(), w);
+                    }
+                    if let Some(r) = m.retry {
+                        model_retry.insert(m.id.clone(), r);
                     }
                     m.id
                 })
@@ -557,11 +680,30 @@ impl Config {
             key_cache_ttl: Duration::from_secs(file.key_cache_seconds.unwrap_or(30)),
             secrets_cache_ttl: Duration::from_secs(file.secrets_cache_seconds.unwrap_or(300)),
             upstream_timeout: Duration::from_secs(file.upstream_timeout_seconds.unwrap_or(60)),
+            deadline: Duration::from_secs(file.deadline_seconds.unwrap_or(25)),
+            connect_timeout: Duration::from_millis(file.connect_timeout_ms.unwrap_or(3000)),
+            first_byte_timeout: Duration::from_secs(file.first_byte_timeout_seconds.unwrap_or(60)),
+            retry: {
+                let retry = file.retry.unwrap_or_default();
+                check_retry("retry", &retry)?;
+                RetryPolicy::default().merged(&retry)
+            },
+            model_retry,
             providers,
             models,
             context_windows,
             context: file.context.unwrap_or_default(),
-            aliases: file.aliases,
+            aliases: file
+                .aliases
+                .into_iter()
+                .map(|(k, v)| {
+                    let chain = match v {
+                        AliasTarget::One(m) => vec![m],
+                        AliasTarget::Chain(c) => c,
+                    };
+                    (k, chain)
+                })
+                .collect(),
             limits: file.limits.unwrap_or_default(),
             default_quotas: file.quotas.unwrap_or_default(),
             tenants: file.tenants,
@@ -592,17 +734,39 @@ impl Config {
                 "upstream_timeout_seconds must be at least 1".into(),
             ));
         }
-        for (alias, target) in &self.aliases {
+        for (alias, chain) in &self.aliases {
             if alias.contains('/') {
                 return Err(ConfigError::Invalid(format!(
                     "alias '{alias}' must not contain '/'"
                 )));
             }
-            if self.split_model(target).is_none() {
+            if chain.is_empty() || chain.len() > 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' must name 1 to 8 models"
+                )));
+            }
+            if let Some(target) = chain.iter().find(|t| self.split_model(t).is_none()) {
                 return Err(ConfigError::Invalid(format!(
                     "alias '{alias}' points to '{target}', which names no configured provider"
                 )));
             }
+        }
+        if self.deadline.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.first_byte_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "deadline_seconds, connect_timeout_ms and first_byte_timeout_seconds must be at least 1"
+                    .into(),
+            ));
+        }
+        for (name, p) in &self.providers {
+            if let Some(r) = &p.retry {
+                check_retry(&format!("providers.{name}"), r)?;
+            }
+        }
+        for (model, r) in &self.model_retry {
+            check_retry(&format!("models.{model}"), r)?;
         }
         for m in &self.models {
             if self.split_model(m).is_none() {
@@ -628,7 +792,11 @@ impl Config {
                     "context.strategy = \"summarize\" needs context.summary_model".into(),
                 ));
             };
-            let target = self.aliases.get(model).unwrap_or(model);
+            let target = self
+                .aliases
+                .get(model)
+                .and_then(|c| c.first())
+                .unwrap_or(model);
             if self.split_model(target).is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "context.summary_model '{model}' names no configured provider"
@@ -710,6 +878,19 @@ impl Config {
         }
         let (provider, model) = id.split_once('/')?;
         (!model.is_empty() && self.providers.contains_key(provider)).then_some((provider, model))
+    }
+
+    /// The retry policy of `provider/model`: defaults, then the provider's
+    /// settings, then the model's.
+    pub fn retry_policy(&self, provider: &str, model: &str) -> RetryPolicy {
+        let mut policy = self.retry.clone();
+        if let Some(r) = self.providers.get(provider).and_then(|p| p.retry.as_ref()) {
+            policy = policy.merged(r);
+        }
+        if let Some(r) = self.model_retry.get(model) {
+            policy = policy.merged(r);
+        }
+        policy
     }
 
     /// The context size of a resolved `provider/model`.
@@ -837,7 +1018,7 @@ mod tests {
             Some("http://127.0.0.1:9/v1")
         );
         assert_eq!(c.providers["groq"].kind, ProviderKind::OpenaiCompatible);
-        assert_eq!(c.aliases["fast"], "groq/llama");
+        assert_eq!(c.aliases["fast"], ["groq/llama"]);
     }
 
     #[test]

@@ -279,6 +279,7 @@ impl From<ProviderError> for ApiError {
             ProviderError::RateLimited {
                 provider,
                 retry_after,
+                ..
             } => {
                 let mut err = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -289,9 +290,17 @@ impl From<ProviderError> for ApiError {
                 err.retry_after = retry_after;
                 err
             }
-            ProviderError::Unavailable { provider, status } => gateway(
+            ProviderError::Unavailable {
+                provider, status, ..
+            } => gateway(
                 "upstream_unavailable",
                 format!("provider '{provider}' failed with HTTP {status}"),
+            ),
+            ProviderError::Deadline => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "deadline_exceeded",
+                "no provider answered within the request deadline",
             ),
             ProviderError::Timeout { provider } => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,

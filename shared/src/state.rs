@@ -157,7 +157,9 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
 pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
     reqwest::Client::builder()
         .timeout(config.upstream_timeout)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(config.connect_timeout)
+        // Between reads: the first byte of an answer, then each chunk of it.
+        .read_timeout(config.first_byte_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .user_agent(concat!("ctxgate/", env!("CARGO_PKG_VERSION")))

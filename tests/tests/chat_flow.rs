@@ -259,7 +259,12 @@ async fn upstream_failures_map_to_openai_errors_and_store_nothing() {
     let upstream = MockUpstream::openai().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "upstream_timeout_seconds = 1\n").unwrap();
+    // One attempt: this is about how each failure maps (retries: tests/tests/faults.rs).
+    std::fs::write(
+        &cfg,
+        "upstream_timeout_seconds = 1\n[retry]\nattempts = 1\n",
+    )
+    .unwrap();
     let gw = gateway_with(
         &upstream,
         None,

@@ -13,6 +13,7 @@ use super::{RequestLog, authorization, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CHAT};
 use crate::config::Strategy;
 use crate::processor::{self, Counts};
+use crate::provider::ResolvedModel;
 use crate::redact::{Blocked, Place};
 use crate::store::{IdempotencyDone, UsageRow};
 use crate::wire::{ChatCompletion, ChatRequest, Choice, Usage};
@@ -28,6 +29,8 @@ pub const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
 pub const CONVERSATION_HEADER: &str = "x-conversation-id";
 /// Header reporting how many values the response processor replaced.
 pub const REDACTIONS_HEADER: &str = "x-ctxgate-redactions";
+/// Header naming the model that answered (a fallback chain may move on).
+pub const MODEL_HEADER: &str = "x-ctxgate-model";
 
 /// The chat completions handler.
 pub async fn completions(
@@ -82,7 +85,8 @@ async fn complete(
         return turn(state, &principal, headers, &bytes, None, log).await;
     };
     let fingerprint = idempotency::fingerprint("/v1/chat/completions", &bytes);
-    let lease = i64::try_from(state.config.upstream_timeout.as_secs()).unwrap_or(600) + 30;
+    // A claim outlives any attempt of its holder: the deadline bounds those.
+    let lease = i64::try_from(state.config.deadline.as_secs()).unwrap_or(600) + 30;
     let claim = match idempotency::begin(
         &*state.store,
         &principal.tenant,
@@ -109,10 +113,19 @@ async fn complete(
     result
 }
 
-/// The token budget of a turn on `model`.
-fn window_settings(state: &AppState, model: &str, req: &ChatRequest) -> context::WindowSettings {
+/// The token budget of a turn on `chain` (the smallest window of its models,
+/// so that any fallback can take the same prompt).
+fn window_settings(
+    state: &AppState,
+    chain: &[ResolvedModel],
+    req: &ChatRequest,
+) -> context::WindowSettings {
     let c = &state.config.context;
-    let window = state.config.context_window(model);
+    let window = chain
+        .iter()
+        .map(|m| state.config.context_window(&m.id))
+        .min()
+        .unwrap_or(c.default_window);
     context::WindowSettings {
         context_window: window,
         output_reserve: req
@@ -135,8 +148,9 @@ async fn turn(
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let now = now_secs();
+    let deadline = Instant::now() + state.config.deadline;
     let mut req = validate::chat_request(bytes, &state.config.limits)?;
-    let model = state.providers.resolve(&req.model).ok_or_else(|| {
+    let chain = state.providers.route(&req.model).ok_or_else(|| {
         let mut e = ApiError::not_found(
             "model",
             format!("the model '{}' does not exist on this gateway", req.model),
@@ -144,12 +158,17 @@ async fn turn(
         e.code = "model_not_found";
         e
     })?;
-    principal.require_model(&req.model, &model.id)?;
+    // A key limited to some models may use an alias it names, or a chain
+    // whose every model it may use.
+    for m in &chain {
+        principal.require_model(&req.model, &m.id)?;
+    }
+    let model = chain[0].clone();
     log.model = Some(model.id.clone());
     let conversation = conversation_id(req.conversation_id.take(), headers)?;
 
     let messages = std::mem::take(&mut req.messages);
-    let settings = window_settings(state, &model.id, &req);
+    let settings = window_settings(state, &chain, &req);
     let mut prepared = context::prepare(
         &*state.store,
         &principal.tenant,
@@ -224,11 +243,11 @@ async fn turn(
     let started = Instant::now();
     let result = state
         .providers
-        .complete(&model, &prepared.prompt, &req)
+        .complete_routed(&chain, &prepared.prompt, &req, deadline)
         .await;
     let elapsed = started.elapsed();
-    let completion = match result {
-        Ok(c) => c,
+    let (completion, model) = match result {
+        Ok(routed) => (routed.value, routed.model),
         Err(e) => {
             if let Some(r) = reservation.as_mut() {
                 r.settle(0, 0).await;
@@ -240,6 +259,7 @@ async fn turn(
         }
     };
     log.usage = Some(completion.usage);
+    log.model = Some(model.id.clone());
     let row = usage::row(prices, usage::day(now), &model.id, &completion.usage);
     if let Some(r) = reservation.as_mut() {
         r.settle(row.total_tokens, row.cost_micro_usd).await;
@@ -292,6 +312,9 @@ async fn turn(
     if let Some(id) = conversation.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(CONVERSATION_HEADER, id);
     }
+    if let Ok(v) = HeaderValue::from_str(&model.id) {
+        h.insert(MODEL_HEADER, v);
+    }
     if !counts.is_empty()
         && let Ok(v) = HeaderValue::from_str(&counts.header())
     {
@@ -304,7 +327,7 @@ async fn turn(
             StatusCode::OK,
             resp.headers(),
             &json,
-            &[CONVERSATION_HEADER, REDACTIONS_HEADER],
+            &[CONVERSATION_HEADER, REDACTIONS_HEADER, MODEL_HEADER],
         ),
         expires_at: now + idempotency::KEEP_SECS,
     });

@@ -165,6 +165,8 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 http::HeaderName::from_static("x-request-id"),
                 http::HeaderName::from_static("x-conversation-id"),
                 http::HeaderName::from_static("x-ctxgate-redactions"),
+                http::HeaderName::from_static("x-ctxgate-model"),
+                http::HeaderName::from_static("idempotent-replayed"),
                 http::header::RETRY_AFTER,
             ])
             .max_age(std::time::Duration::from_secs(600)),

@@ -43,9 +43,15 @@ async fn list_inner(
         .iter()
         .map(|m| entry(m, cfg.split_model(m).map_or("ctxgate", |(p, _)| p)))
         .collect();
-    data.extend(cfg.aliases.iter().map(|(alias, target)| {
-        entry(alias, cfg.split_model(target).map_or("ctxgate", |(p, _)| p))
-    }));
+    // An alias of one model is owned by its provider; a fallback chain by the gateway.
+    data.extend(
+        cfg.aliases
+            .iter()
+            .map(|(alias, chain)| match chain.as_slice() {
+                [one] => entry(alias, cfg.split_model(one).map_or("ctxgate", |(p, _)| p)),
+                _ => entry(alias, "ctxgate"),
+            }),
+    );
     Ok(ModelList {
         object: "list".into(),
         data,

@@ -5,9 +5,11 @@
 pub mod anthropic;
 pub mod echo;
 pub mod openai;
+pub mod resilience;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -38,15 +40,22 @@ pub enum ProviderError {
         provider: String,
         /// Upstream `Retry-After`, passed on.
         retry_after: Option<String>,
+        /// How long upstream asked to wait, if it said.
+        wait: Option<Duration>,
     },
-    /// Upstream 5xx.
+    /// Upstream 5xx (or another status configured as transient).
     #[error("provider {provider} failed with {status}")]
     Unavailable {
         /// Provider name.
         provider: String,
         /// Upstream status.
         status: u16,
+        /// How long upstream asked to wait, if it said.
+        wait: Option<Duration>,
     },
+    /// The request's overall deadline passed (retries and fallbacks included).
+    #[error("no provider answered within the request deadline")]
+    Deadline,
     /// No answer within the deadline.
     #[error("provider {provider} timed out")]
     Timeout {
@@ -165,19 +174,44 @@ impl Providers {
     }
 
     /// Resolves an alias or `provider/model`; `None` for an unknown model.
+    /// For a fallback chain, its first model.
     pub fn resolve(&self, model: &str) -> Option<ResolvedModel> {
-        let id = self
-            .config
-            .aliases
-            .get(model)
-            .map(String::as_str)
-            .unwrap_or(model);
-        let (provider, upstream) = self.config.split_model(id)?;
-        Some(ResolvedModel {
-            id: id.to_owned(),
-            provider: provider.to_owned(),
-            upstream: upstream.to_owned(),
-        })
+        self.route(model)?.into_iter().next()
+    }
+
+    /// Resolves an alias (possibly a fallback chain) or `provider/model` to the
+    /// models to try in order; `None` for an unknown model.
+    pub fn route(&self, model: &str) -> Option<Vec<ResolvedModel>> {
+        let one = |id: &str| {
+            let (provider, upstream) = self.config.split_model(id)?;
+            Some(ResolvedModel {
+                id: id.to_owned(),
+                provider: provider.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+        };
+        match self.config.aliases.get(model) {
+            Some(chain) => chain.iter().map(|id| one(id)).collect(),
+            None => Some(vec![one(model)?]),
+        }
+    }
+
+    /// Completes on the first model of `chain` that answers, retrying each per
+    /// its policy, all within `deadline`; see [`resilience`].
+    pub async fn complete_routed(
+        &self,
+        chain: &[ResolvedModel],
+        messages: &[ChatMessage],
+        params: &ChatRequest,
+        deadline: Instant,
+    ) -> Result<resilience::Routed<Completion>, ProviderError> {
+        resilience::run(
+            chain,
+            |m| self.config.retry_policy(&m.provider, &m.id),
+            deadline,
+            |m| async move { self.complete(&m, messages, params).await },
+        )
+        .await
     }
 
     /// Calls the model's provider with the configured key.
@@ -231,6 +265,7 @@ pub(crate) async fn send_json(
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64)
         .map(str::to_owned);
+    let wait = resilience::wait_hint(resp.headers());
     let body = resp
         .bytes()
         .await
@@ -244,6 +279,7 @@ pub(crate) async fn send_json(
         429 => Err(ProviderError::RateLimited {
             provider: p(),
             retry_after,
+            wait,
         }),
         400..=499 => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -261,6 +297,7 @@ pub(crate) async fn send_json(
         _ => Err(ProviderError::Unavailable {
             provider: p(),
             status,
+            wait,
         }),
     }
 }
