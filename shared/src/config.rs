@@ -1022,6 +1022,53 @@ mod tests {
     }
 
     #[test]
+    fn fallback_chains_and_retry_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+            deadline_seconds = 20
+            [retry]
+            attempts = 4
+            [providers.anthropic]
+            kind = "anthropic"
+            base_url = "https://api.anthropic.com"
+            retry = { attempts = 2, on_status = [529] }
+            [[models]]
+            id = "anthropic/claude-haiku-4-5"
+            retry = { base_delay_ms = 5 }
+            [aliases]
+            smart = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
+            fast = "openai/gpt-4o-mini"
+            "#,
+        )
+        .unwrap();
+        let c = cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).unwrap();
+        assert_eq!(c.aliases["smart"].len(), 2);
+        assert_eq!(c.aliases["fast"], ["openai/gpt-4o-mini"]);
+        assert_eq!(c.deadline, Duration::from_secs(20));
+        assert_eq!(c.retry_policy("openai", "openai/gpt-4o").attempts, 4);
+        let haiku = c.retry_policy("anthropic", "anthropic/claude-haiku-4-5");
+        assert_eq!(haiku.attempts, 2);
+        assert_eq!(haiku.on_status, [529]);
+        assert_eq!(haiku.base_delay, Duration::from_millis(5));
+        for bad in [
+            "[retry]\non_status = [500, 401]\n",
+            "[retry]\nattempts = 0\n",
+            "[aliases]\nx = []\n",
+            "[aliases]\nx = [\"openai/a\", \"nowhere/b\"]\n",
+            "deadline_seconds = 0\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_config() {
         assert!(cfg(&[("CTXGATE_STORE", "postgres")]).is_err());
         let dir = tempfile::tempdir().unwrap();
