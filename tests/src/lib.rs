@@ -4,6 +4,7 @@
 
 pub mod jwt;
 pub mod runtime_api;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
