@@ -16,8 +16,7 @@
 //!   diagnostic `{"errorType","errorMessage"}` with the
 //!   `Lambda-Runtime-Function-Error-Type` header.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -88,9 +87,12 @@ impl RuntimeEvent {
     }
 }
 
+/// Queued invocations: `(request id, event)`.
+type Invocations = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>;
+
 #[derive(Clone)]
 struct RtState {
-    queue: Arc<Mutex<VecDeque<(String, String)>>>,
+    queue: Invocations,
     tx: mpsc::UnboundedSender<RuntimeEvent>,
 }
 
@@ -98,7 +100,7 @@ struct RtState {
 pub struct RuntimeApi {
     /// `127.0.0.1:PORT`, the value for `AWS_LAMBDA_RUNTIME_API`.
     pub address: String,
-    queue: Arc<Mutex<VecDeque<(String, String)>>>,
+    queue: mpsc::UnboundedSender<(String, String)>,
     /// What the function did, in order.
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
 }
@@ -107,9 +109,9 @@ impl RuntimeApi {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
         let (tx, events) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let (queue, invocations) = mpsc::unbounded_channel();
         let state = RtState {
-            queue: queue.clone(),
+            queue: Arc::new(tokio::sync::Mutex::new(invocations)),
             tx,
         };
         let app = Router::new()
@@ -131,9 +133,11 @@ impl RuntimeApi {
         }
     }
 
-    /// Queues an invocation with this event payload.
+    /// Queues an invocation with this event payload; a pending `/next` gets it at once.
     pub fn invoke(&self, id: &str, event: String) {
-        self.queue.lock().unwrap().push_back((id.to_owned(), event));
+        self.queue
+            .send((id.to_owned(), event))
+            .expect("runtime API stopped");
     }
 
     /// The next thing the function did other than polling for work.
@@ -164,7 +168,8 @@ impl RuntimeApi {
 
 async fn next(State(s): State<RtState>) -> Response {
     let _ = s.tx.send(RuntimeEvent::Next(Instant::now()));
-    let item = s.queue.lock().unwrap().pop_front();
+    // The long poll: held until an invocation is queued, as Lambda holds it.
+    let item = s.queue.lock().await.recv().await;
     match item {
         Some((id, event)) => (
             [
@@ -183,8 +188,8 @@ async fn next(State(s): State<RtState>) -> Response {
             event,
         )
             .into_response(),
-        // No work: hold the long poll, as Lambda does between invocations.
-        None => std::future::pending::<Response>().await,
+        // The fixture is shutting down.
+        None => StatusCode::GONE.into_response(),
     }
 }
 
