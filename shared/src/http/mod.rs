@@ -180,9 +180,9 @@ pub fn strip_stage_from_raw_path(req: lambda_http::Request) -> lambda_http::Requ
     strip(req, false)
 }
 
-fn strip(mut req: lambda_http::Request, rest: bool) -> lambda_http::Request {
+fn strip(mut req: lambda_http::Request, strip_rest: bool) -> lambda_http::Request {
     let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(c)) if rest => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) if strip_rest => c.stage.clone(),
         Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
         _ => None,
     };
