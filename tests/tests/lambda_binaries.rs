@@ -255,6 +255,16 @@ fn with_stage(mut e: Value, stage: &str) -> Value {
 fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(format!("ctxgate-{name}"));
     assert!(path.is_file(), "{} was not built", path.display());
+    // The shipping build (CTXGATE_LAMBDA_PROFILE=release) must meet the design's
+    // size budget; profile lambda-test skips fat LTO and is larger.
+    if bin_dir().ends_with("release") {
+        let size = path.metadata().unwrap().len();
+        assert!(
+            size < 10_000_000,
+            "{}: {size} bytes, over 10 MB",
+            path.display()
+        );
+    }
     path
 }
 
