@@ -501,3 +501,53 @@ async fn a_streamed_response_arrives_as_prelude_delimiter_and_body() {
     assert!(prelude.is_some());
     assert_eq!(status, 401, "{body}");
 }
+
+/// The fixture reads a mid-stream failure the way lambda_runtime reports it
+/// (error trailer lines after the body), and holds buffered answers to
+/// Lambda's 6 MB limit.
+#[tokio::test]
+async fn runtime_api_reads_stream_errors_and_enforces_the_buffered_limit() {
+    let mut rt = RuntimeApi::start().await;
+    let client = reqwest::Client::new();
+    let address = rt.address.clone();
+    let url = |id: &str| format!("http://{address}/2018-06-01/runtime/invocation/{id}/response");
+    let mut body = br#"{"statusCode":200,"headers":{"content-type":"text/event-stream"}}"#.to_vec();
+    body.extend_from_slice(&[0u8; 8]);
+    body.extend_from_slice(b"data: partial\n\n");
+    let message = base64::engine::general_purpose::STANDARD.encode("upstream went away");
+    body.extend_from_slice(
+        format!(
+            "Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: {message}\r\n"
+        )
+        .as_bytes(),
+    );
+    let resp = client
+        .post(url("s-1"))
+        .header("Lambda-Runtime-Function-Response-Mode", "streaming")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    match rt.outcome().await {
+        RuntimeEvent::Response {
+            body,
+            stream: Some(s),
+            ..
+        } => {
+            assert_eq!(&body[..], b"data: partial\n\n");
+            assert_eq!(s.prelude["statusCode"], 200);
+            assert_eq!(
+                s.error,
+                Some((
+                    "Runtime.StreamError".to_owned(),
+                    "upstream went away".to_owned()
+                ))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let too_big = vec![b' '; ctxgate_tests::runtime_api::MAX_BUFFERED_RESPONSE + 1];
+    let resp = client.post(url("b-1")).body(too_big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+}
