@@ -10,7 +10,8 @@
 //! error header and the process keeps serving; a missing or invalid required
 //! variable fails the cold start with one log line naming it and no poll for
 //! work; a streamed response (lambda_http's streaming runtime) reaches the
-//! Runtime API as prelude, NUL delimiter and body.
+//! Runtime API as prelude, NUL delimiter and body; the fixture itself reads
+//! mid-stream error trailers and refuses buffered answers over 6 MB.
 //!
 //! `scripts/test.sh` builds the binaries and names their directory in
 //! `CTXGATE_LAMBDA_BIN_DIR`.
