@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Every environment variable the gateway reads (the library, its cold start
-/// and its logging). The deployment template sets each one or documents why it
-/// need not (checked by `tests/tests/deploy_template.rs`); a unit test checks
-/// that configuration loading reads no other name.
+/// and its logging), besides the `api_key_env` names a config file adds for
+/// local runs. The deployment template sets each one or documents why it need
+/// not (checked by `tests/tests/deploy_template.rs`); a unit test checks that
+/// configuration loading reads no other name.
 pub const ENV_VARS: &[&str] = &[
     "CTXGATE_STORE",
     "CTXGATE_DATA_DIR",
