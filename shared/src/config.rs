@@ -8,9 +8,42 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Every environment variable the gateway reads (the library, its cold start
+/// and its logging), besides the `api_key_env` names a config file adds for
+/// local runs. The deployment template sets each one or documents why it need
+/// not (checked by `tests/tests/deploy_template.rs`); a unit test checks that
+/// configuration loading reads no other name.
+pub const ENV_VARS: &[&str] = &[
+    "CTXGATE_STORE",
+    "CTXGATE_DATA_DIR",
+    "CTXGATE_TABLE",
+    "CTXGATE_SECRET_ID",
+    "CTXGATE_CONFIG",
+    "CTXGATE_LISTEN",
+    "CTXGATE_CORS_ORIGINS",
+    "CTXGATE_JWT_ISSUER",
+    "CTXGATE_JWT_AUDIENCE",
+    "CTXGATE_JWT_JWKS_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "RUST_LOG",
+];
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// An environment variable is missing or has an invalid value.
+    #[error("environment variable {var} {problem}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The TOML file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -577,9 +610,9 @@ impl Config {
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let file = match env("CTXGATE_CONFIG") {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Env {
+                    var: "CTXGATE_CONFIG",
+                    problem: format!("names {path}, which cannot be read: {e}"),
                 })?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
                     path,
@@ -593,9 +626,10 @@ impl Config {
             Some("embedded") => StoreKind::Embedded,
             Some("dynamodb") => StoreKind::Dynamodb,
             Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "CTXGATE_STORE must be 'embedded' or 'dynamodb', not '{other}'"
-                )));
+                return Err(ConfigError::Env {
+                    var: "CTXGATE_STORE",
+                    problem: format!("must be 'embedded' or 'dynamodb', not '{other}'"),
+                });
             }
             None if in_lambda => StoreKind::Dynamodb,
             None => StoreKind::Embedded,
@@ -671,9 +705,12 @@ impl Config {
         let cfg = Config {
             store,
             data_dir: PathBuf::from(env("CTXGATE_DATA_DIR").unwrap_or_else(|| "./.ctxgate".into())),
-            table: env("CTXGATE_TABLE").unwrap_or_else(|| "ctxgate".into()),
+            table: table_name(
+                env("CTXGATE_TABLE"),
+                in_lambda && store == StoreKind::Dynamodb,
+            )?,
             endpoint_url: env("AWS_ENDPOINT_URL"),
-            secret_id: env("CTXGATE_SECRET_ID"),
+            secret_id: env("CTXGATE_SECRET_ID").map(secret_id).transpose()?,
             listen: env("CTXGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8787".into()),
             max_body_bytes: file.max_body_bytes.unwrap_or(1024 * 1024),
             retention_days: file.retention_days.unwrap_or(30),
@@ -711,11 +748,7 @@ impl Config {
             jwt: jwt_config(file.jwt, &env)?,
             prices: file.prices.unwrap_or_default(),
             cors_origins: match env("CTXGATE_CORS_ORIGINS") {
-                Some(list) => list
-                    .split(',')
-                    .map(|o| o.trim().to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect(),
+                Some(list) => cors_origins(&list)?,
                 None => file.cors_origins.unwrap_or_default(),
             },
         };
@@ -848,12 +881,13 @@ impl Config {
                 || url.starts_with("http://[::1]");
             if !(url.starts_with("https://") || loopback) {
                 return Err(ConfigError::Invalid(
-                    "jwt.jwks_url must be https (http only on loopback)".into(),
+                    "jwt.jwks_url (or CTXGATE_JWT_JWKS_URL) must be https (http only on loopback)"
+                        .into(),
                 ));
             }
             if jwt.audience.is_empty() {
                 return Err(ConfigError::Invalid(
-                    "jwt.audience must name at least one audience".into(),
+                    "jwt.audience (or CTXGATE_JWT_AUDIENCE) must name at least one audience".into(),
                 ));
             }
         }
@@ -913,6 +947,72 @@ impl Config {
     }
 }
 
+/// `CTXGATE_TABLE`, checked against DynamoDB's naming rules. In Lambda on
+/// DynamoDB it is required: a silent default would point at the wrong table.
+fn table_name(value: Option<String>, required: bool) -> Result<String, ConfigError> {
+    let Some(name) = value else {
+        if required {
+            return Err(ConfigError::Env {
+                var: "CTXGATE_TABLE",
+                problem: "is not set; it must name the DynamoDB table".into(),
+            });
+        }
+        return Ok("ctxgate".into());
+    };
+    let valid = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(ConfigError::Env {
+            var: "CTXGATE_TABLE",
+            problem: format!(
+                "is '{name}', not a DynamoDB table name (3-255 letters, digits, '_', '-', '.')"
+            ),
+        });
+    }
+    Ok(name)
+}
+
+/// `CTXGATE_SECRET_ID`: a Secrets Manager secret name or ARN.
+fn secret_id(id: String) -> Result<String, ConfigError> {
+    let valid = id.len() <= 2048
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@:-".contains(&b));
+    if !valid {
+        return Err(ConfigError::Env {
+            var: "CTXGATE_SECRET_ID",
+            problem: "must be a Secrets Manager secret name or ARN (letters, digits, /_+=.@:-)"
+                .into(),
+        });
+    }
+    Ok(id)
+}
+
+/// `CTXGATE_CORS_ORIGINS`: comma-separated `*` or `http(s)://host[:port]` origins.
+fn cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = list
+        .split(',')
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in &origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let valid =
+            o == "*" || rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', ' ', '?', '#']));
+        if !valid || http::HeaderValue::from_str(o).is_err() {
+            return Err(ConfigError::Env {
+                var: "CTXGATE_CORS_ORIGINS",
+                problem: format!("has '{o}', not an origin ('*' or scheme://host[:port], no path)"),
+            });
+        }
+    }
+    Ok(origins)
+}
+
 /// The JWT issuer from the file, with `CTXGATE_JWT_ISSUER` / `CTXGATE_JWT_AUDIENCE`
 /// (comma-separated) / `CTXGATE_JWT_JWKS_URL` taking precedence (the SAM
 /// template passes them as environment).
@@ -940,9 +1040,10 @@ fn jwt_config(
         },
         (None, None) => {
             if audience.is_some() {
-                return Err(ConfigError::Invalid(
-                    "CTXGATE_JWT_AUDIENCE is set without CTXGATE_JWT_ISSUER".into(),
-                ));
+                return Err(ConfigError::Env {
+                    var: "CTXGATE_JWT_AUDIENCE",
+                    problem: "is set without CTXGATE_JWT_ISSUER".into(),
+                });
             }
             return Ok(None);
         }
@@ -984,7 +1085,9 @@ mod tests {
         assert_eq!(c.split_model("nope/x"), None);
         assert_eq!(c.split_model("echo"), Some(("echo", "echo")));
         assert_eq!(
-            cfg(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap().store,
+            cfg(&[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("CTXGATE_TABLE", "t-1")])
+                .unwrap()
+                .store,
             StoreKind::Dynamodb
         );
     }
@@ -1066,6 +1169,95 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn reads_only_the_declared_environment() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let read = Mutex::new(Vec::new());
+        // Two runs cover both branches: local defaults, and Lambda with every variable set.
+        for lambda in [false, true] {
+            let lookup = |k: &str| {
+                read.lock().unwrap().push(k.to_owned());
+                match k {
+                    "AWS_LAMBDA_FUNCTION_NAME" if lambda => Some("f".to_owned()),
+                    "CTXGATE_TABLE" if lambda => Some("ctxgate-prod".to_owned()),
+                    "CTXGATE_CONFIG" if lambda => Some(path.clone()),
+                    "CTXGATE_JWT_ISSUER" if lambda => Some("https://issuer.example".to_owned()),
+                    "CTXGATE_JWT_AUDIENCE" if lambda => Some("api".to_owned()),
+                    _ => None,
+                }
+            };
+            Config::from_lookup(lookup).unwrap();
+        }
+        for name in read.into_inner().unwrap() {
+            assert!(
+                ENV_VARS.contains(&name.as_str()),
+                "{name} is read but not in ENV_VARS"
+            );
+        }
+    }
+
+    #[test]
+    fn lambda_cold_start_names_the_bad_variable() {
+        let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "f")];
+        let err = cfg(&lambda).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Env {
+                    var: "CTXGATE_TABLE",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("environment variable CTXGATE_TABLE is not set")
+        );
+        // The local server keeps its default table.
+        assert_eq!(cfg(&[]).unwrap().table, "ctxgate");
+
+        let with = |extra: (&'static str, &'static str)| {
+            cfg(&[lambda[0], ("CTXGATE_TABLE", "ctxgate-prod"), extra])
+        };
+        for (var, value) in [
+            ("CTXGATE_TABLE", "a b"),
+            ("CTXGATE_TABLE", "x"),
+            ("CTXGATE_SECRET_ID", "name with spaces"),
+            ("CTXGATE_CORS_ORIGINS", "app.example.com"),
+            ("CTXGATE_CORS_ORIGINS", "https://app.example.com/path"),
+            ("CTXGATE_STORE", "postgres"),
+            ("CTXGATE_CONFIG", "/nonexistent/ctxgate.toml"),
+            ("CTXGATE_JWT_AUDIENCE", "api"),
+        ] {
+            let err = with((var, value)).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Env { var: v, .. } if *v == var),
+                "{var}={value}: {err}"
+            );
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let ok = with((
+            "CTXGATE_SECRET_ID",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ctxgate-AbCdEf",
+        ))
+        .unwrap();
+        assert!(ok.secret_id.is_some());
+        let ok = with((
+            "CTXGATE_CORS_ORIGINS",
+            "https://a.example, http://localhost:3000",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.cors_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::{Store, StoreError};
 
 /// Why the process could not start.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum StartupError {
     /// Bad configuration.
     #[error(transparent)]
@@ -30,6 +30,16 @@ pub enum StartupError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+}
+
+/// A function's `main` returns this error, and Rust prints it with `Debug` as
+/// its last words (`Error: ...`): one readable line naming the cause (for
+/// configuration, the variable), which is what Lambda's init log then shows.
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.to_string().replace(['\n', '\r'], " ");
+        write!(f, "cold start failed: {text}")
+    }
 }
 
 /// Shared per-process state.

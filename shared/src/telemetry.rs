@@ -20,6 +20,14 @@ const PAYLOAD_DUMPERS: &[&str] = &[
 /// The log filter for a `RUST_LOG`-style spec, with the payload caps applied.
 pub fn filter(spec: &str) -> EnvFilter {
     let mut f = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A cap only matters when the spec enables trace; below that, adding
+    // `crate=debug` would raise these crates above the spec (at `info`, a
+    // dozen SDK and hyper lines per request in CloudWatch).
+    if f.max_level_hint()
+        .is_some_and(|l| l < tracing_subscriber::filter::LevelFilter::TRACE)
+    {
+        return f;
+    }
     for krate in PAYLOAD_DUMPERS {
         if let Ok(d) = format!("{krate}=debug").parse() {
             f = f.add_directive(d);
@@ -49,4 +57,34 @@ where
         .with_ansi(false)
         .with_writer(writer)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn enabled(spec: &str, target_trace: bool, level: Level) -> bool {
+        let sub = tracing_subscriber::registry().with(super::filter(spec));
+        tracing::subscriber::with_default(sub, || {
+            if target_trace {
+                match level {
+                    Level::TRACE => tracing::enabled!(target: "hyper", Level::TRACE),
+                    _ => tracing::enabled!(target: "hyper", Level::DEBUG),
+                }
+            } else {
+                tracing::enabled!(target: "ctxgate", Level::TRACE)
+            }
+        })
+    }
+
+    #[test]
+    fn caps_lower_trace_and_never_raise_the_spec() {
+        // At info, hyper stays at info (the cap must not raise it to debug).
+        assert!(!enabled("info", true, Level::DEBUG));
+        // At trace, hyper is capped at debug while the rest traces.
+        assert!(enabled("trace", true, Level::DEBUG));
+        assert!(!enabled("trace", true, Level::TRACE));
+        assert!(enabled("trace", false, Level::TRACE));
+    }
 }

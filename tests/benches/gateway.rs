@@ -95,7 +95,7 @@ async fn cold_starts(dir: &Path) {
                     first.push(at - start);
                     break;
                 }
-                RuntimeEvent::Error { id, body } => {
+                RuntimeEvent::Error { id, body, .. } => {
                     panic!("function reported an error for {id}: {body:?}")
                 }
             }

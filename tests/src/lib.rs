@@ -6,6 +6,7 @@ pub mod fault_proxy;
 pub mod fault_upstream;
 pub mod jwt;
 pub mod runtime_api;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,17 +1,38 @@
 //! A local stand-in for the AWS Lambda Runtime API (test and benchmark
 //! fixture, not part of the product): hands out queued events on
-//! `/invocation/next` and reports what the function posts back.
+//! `/invocation/next` and reports what the function posts back, buffered or
+//! streamed, as Lambda's documented custom-runtime interface defines it:
+//!
+//! - `GET  /2018-06-01/runtime/invocation/next`: long poll; the event with the
+//!   `Lambda-Runtime-Aws-Request-Id`, `-Deadline-Ms`, `-Invoked-Function-Arn`
+//!   and `-Trace-Id` headers;
+//! - `POST /2018-06-01/runtime/invocation/{id}/response`: the result, either one
+//!   JSON document (at most 6 MB, else `413` as Lambda answers) or, with
+//!   `Lambda-Runtime-Function-Response-Mode: streaming`, a chunked body that for
+//!   HTTP integrations is a JSON prelude, eight NUL bytes, then the body; a
+//!   mid-stream failure arrives as `Lambda-Runtime-Function-Error-Type/-Body`
+//!   trailers (lambda_runtime writes them as trailing text of the body);
+//! - `POST /2018-06-01/runtime/invocation/{id}/error` and `/init/error`: a
+//!   diagnostic `{"errorType","errorMessage"}` with the
+//!   `Lambda-Runtime-Function-Error-Type` header.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
 use tokio::sync::mpsc;
+
+/// Lambda's limit on a buffered (non-streamed) response payload.
+pub const MAX_BUFFERED_RESPONSE: usize = 6 * 1024 * 1024;
+
+const ERROR_TYPE: &str = "Lambda-Runtime-Function-Error-Type";
+const ERROR_BODY: &str = "Lambda-Runtime-Function-Error-Body";
 
 /// Something the function did.
 #[derive(Debug)]
@@ -20,25 +41,58 @@ pub enum RuntimeEvent {
     Next(Instant),
     /// The function answered an invocation.
     Response {
-        /// When.
+        /// When the answer was complete.
         at: Instant,
         /// Invocation id.
         id: String,
-        /// The response payload.
+        /// Buffered: the response document; streamed: the body after the prelude.
         body: Bytes,
+        /// Present when the response was streamed.
+        stream: Option<Streamed>,
     },
     /// The function reported an error (init or invocation).
     Error {
         /// Invocation id (`init` for an init error).
         id: String,
-        /// The error payload.
+        /// The error payload (`{"errorType","errorMessage"}`).
         body: Bytes,
+        /// The `Lambda-Runtime-Function-Error-Type` header.
+        error_type: Option<String>,
     },
 }
 
+/// What a streamed response carried besides its body.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    /// The HTTP integration prelude (`statusCode`, `headers`, `cookies`).
+    pub prelude: serde_json::Value,
+    /// Number of data frames received (at least one: the prelude).
+    pub frames: usize,
+    /// A mid-stream failure: (error type, decoded error body).
+    pub error: Option<(String, String)>,
+}
+
+impl RuntimeEvent {
+    /// The HTTP status the function answered, buffered or streamed.
+    pub fn status(&self) -> Option<u64> {
+        match self {
+            Self::Response {
+                stream: Some(s), ..
+            } => s.prelude["statusCode"].as_u64(),
+            Self::Response { body, .. } => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["statusCode"].as_u64()),
+            _ => None,
+        }
+    }
+}
+
+/// Queued invocations: `(request id, event)`.
+type Invocations = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>;
+
 #[derive(Clone)]
 struct RtState {
-    queue: Arc<Mutex<VecDeque<(String, String)>>>,
+    queue: Invocations,
     tx: mpsc::UnboundedSender<RuntimeEvent>,
 }
 
@@ -46,7 +100,7 @@ struct RtState {
 pub struct RuntimeApi {
     /// `127.0.0.1:PORT`, the value for `AWS_LAMBDA_RUNTIME_API`.
     pub address: String,
-    queue: Arc<Mutex<VecDeque<(String, String)>>>,
+    queue: mpsc::UnboundedSender<(String, String)>,
     /// What the function did, in order.
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
 }
@@ -55,9 +109,9 @@ impl RuntimeApi {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
         let (tx, events) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let (queue, invocations) = mpsc::unbounded_channel();
         let state = RtState {
-            queue: queue.clone(),
+            queue: Arc::new(tokio::sync::Mutex::new(invocations)),
             tx,
         };
         let app = Router::new()
@@ -79,9 +133,21 @@ impl RuntimeApi {
         }
     }
 
-    /// Queues an invocation with this event payload.
+    /// Queues an invocation with this event payload; a pending `/next` gets it at once.
     pub fn invoke(&self, id: &str, event: String) {
-        self.queue.lock().unwrap().push_back((id.to_owned(), event));
+        self.queue
+            .send((id.to_owned(), event))
+            .expect("runtime API stopped");
+    }
+
+    /// The next thing the function did other than polling for work.
+    pub async fn outcome(&mut self) -> RuntimeEvent {
+        loop {
+            match self.events.recv().await.expect("runtime API stopped") {
+                RuntimeEvent::Next(_) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Environment a Lambda function expects, pointing at this fake.
@@ -102,7 +168,8 @@ impl RuntimeApi {
 
 async fn next(State(s): State<RtState>) -> Response {
     let _ = s.tx.send(RuntimeEvent::Next(Instant::now()));
-    let item = s.queue.lock().unwrap().pop_front();
+    // The long poll: held until an invocation is queued, as Lambda holds it.
+    let item = s.queue.lock().await.recv().await;
     match item {
         Some((id, event)) => (
             [
@@ -112,34 +179,147 @@ async fn next(State(s): State<RtState>) -> Response {
                     "lambda-runtime-invoked-function-arn",
                     "arn:aws:lambda:us-east-1:123456789012:function:local",
                 ),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-67a0c7f2-1f2e3d4c5b6a798877665544;Parent=53995c3f42cd8ad8;Sampled=0",
+                ),
                 ("content-type", "application/json"),
             ],
             event,
         )
             .into_response(),
-        // No work: hold the long poll, as Lambda does between invocations.
-        None => std::future::pending::<Response>().await,
+        // The fixture is shutting down.
+        None => StatusCode::GONE.into_response(),
     }
 }
 
-async fn response(State(s): State<RtState>, Path(id): Path<String>, body: Bytes) -> &'static str {
+async fn response(
+    State(s): State<RtState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
+    let mut body = body;
+    let mut data = Vec::new();
+    let mut frames = 0;
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return (StatusCode::BAD_REQUEST, "response body broke off").into_response();
+        };
+        match frame.into_data() {
+            Ok(d) => {
+                frames += 1;
+                data.extend_from_slice(&d);
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    if !streaming {
+        if data.len() > MAX_BUFFERED_RESPONSE {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes)."}"#,
+            )
+                .into_response();
+        }
+        let _ = s.tx.send(RuntimeEvent::Response {
+            at: Instant::now(),
+            id,
+            body: data.into(),
+            stream: None,
+        });
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let Some(split) = data.windows(8).position(|w| w == [0u8; 8]) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "streamed HTTP response without the 8-NUL prelude delimiter",
+        )
+            .into_response();
+    };
+    let Ok(prelude) = serde_json::from_slice(&data[..split]) else {
+        return (StatusCode::BAD_REQUEST, "streamed prelude is not JSON").into_response();
+    };
+    let mut rest = data[split + 8..].to_vec();
+    let mut error = trailers.as_ref().and_then(|t| {
+        let kind = t.get(ERROR_TYPE)?.to_str().ok()?.to_owned();
+        let body = t
+            .get(ERROR_BODY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Some((kind, decode_b64(body)))
+    });
+    // lambda_runtime reports a stream failure as trailer lines in the body itself.
+    let marker = format!("{ERROR_TYPE}: ");
+    if error.is_none()
+        && let Some(at) = find(&rest, marker.as_bytes())
+    {
+        let text = String::from_utf8_lossy(&rest[at..]).into_owned();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        error = Some((field(ERROR_TYPE), decode_b64(&field(ERROR_BODY))));
+        rest.truncate(at);
+    }
     let _ = s.tx.send(RuntimeEvent::Response {
         at: Instant::now(),
         id,
-        body,
+        body: rest.into(),
+        stream: Some(Streamed {
+            prelude,
+            frames,
+            error,
+        }),
     });
-    ""
+    StatusCode::ACCEPTED.into_response()
 }
 
-async fn error(State(s): State<RtState>, Path(id): Path<String>, body: Bytes) -> &'static str {
-    let _ = s.tx.send(RuntimeEvent::Error { id, body });
-    ""
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn init_error(State(s): State<RtState>, body: Bytes) -> &'static str {
+fn decode_b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|_| text.to_owned())
+}
+
+fn error_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(ERROR_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn error(
+    State(s): State<RtState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let _ = s.tx.send(RuntimeEvent::Error {
+        id,
+        body,
+        error_type: error_type(&headers),
+    });
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(s): State<RtState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let _ = s.tx.send(RuntimeEvent::Error {
         id: "init".into(),
         body,
+        error_type: error_type(&headers),
     });
-    ""
+    StatusCode::ACCEPTED
 }

@@ -177,12 +177,18 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 pub type LambdaService =
     tower::util::MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
 
-/// Wraps a router for Lambda (API Gateway REST or HTTP API events).
+/// Wraps a router for Lambda (API Gateway REST or HTTP API events). With
+/// `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` set (the SAM template sets it),
+/// lambda_http passes the event's own path: REST events never carry the stage
+/// there, so any stage name works, even one equal to a route's first segment.
 pub fn lambda_service(router: Router) -> LambdaService {
-    tower::util::MapRequest::new(
-        router,
-        strip_stage as fn(lambda_http::Request) -> lambda_http::Request,
-    )
+    let strip: fn(lambda_http::Request) -> lambda_http::Request =
+        if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_some() {
+            strip_stage_from_raw_path
+        } else {
+            strip_stage
+        };
+    tower::util::MapRequest::new(router, strip)
 }
 
 /// Runs a router as a Lambda function.
@@ -190,11 +196,21 @@ pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(lambda_service(router)).await
 }
 
-/// API Gateway REST events carry the stage in the path (`/prod/v1/...`);
+/// lambda_http puts the stage in front of API Gateway paths (`/prod/v1/...`);
 /// routes are declared without it.
-pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+pub fn strip_stage(req: lambda_http::Request) -> lambda_http::Request {
+    strip(req, true)
+}
+
+/// For `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`: only an HTTP API's raw path
+/// carries a (named) stage; a REST event's path never does.
+pub fn strip_stage_from_raw_path(req: lambda_http::Request) -> lambda_http::Request {
+    strip(req, false)
+}
+
+fn strip(mut req: lambda_http::Request, strip_rest: bool) -> lambda_http::Request {
     let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) if strip_rest => c.stage.clone(),
         Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
         _ => None,
     };

@@ -1,0 +1,95 @@
+"""infra/template.yaml through the AWS SAM translator (offline, as CloudFormation's
+transform would run it): the chat route really streams, the others do not."""
+
+import copy
+import pathlib
+
+import pytest
+import samtranslator
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+
+
+class NoManagedPolicies:
+    """The translator asks IAM for managed policy ARNs only for policy names; the
+    template uses none, so no AWS call is needed."""
+
+    def load(self):
+        return {}
+
+
+@pytest.fixture(scope="module")
+def translated():
+    source = yaml_parse(TEMPLATE.read_text())
+    doc = copy.deepcopy(source)
+    # `sam build`/`sam package` replace local CodeUri paths with S3 locations.
+    for res in doc["Resources"].values():
+        if res["Type"] == "AWS::Serverless::Function":
+            res["Properties"]["CodeUri"] = "s3://artifacts/function.zip"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        out = transform(doc, {"AWS::Region": "us-east-1"}, NoManagedPolicies())
+    finally:
+        mp.undo()
+    return out
+
+
+def rest_api_paths(out):
+    apis = [r for r in out["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    assert len(apis) == 1
+    return apis[0]["Properties"]["Body"]["paths"]
+
+
+def test_translator_knows_response_streaming():
+    major, minor = (int(x) for x in samtranslator.__version__.split(".")[:2])
+    assert (major, minor) >= (1, 115), samtranslator.__version__
+
+
+def test_chat_route_streams(translated):
+    integration = rest_api_paths(translated)["/v1/chat/completions"]["post"]["x-amazon-apigateway-integration"]
+    assert integration["type"] == "aws_proxy"
+    assert integration["responseTransferMode"] == "STREAM"
+    uri = integration["uri"]["Fn::Sub"]
+    assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
+    assert integration["timeoutInMillis"] > 29000
+
+
+def test_other_routes_are_buffered_lambda_proxies(translated):
+    seen = 0
+    for path, methods in rest_api_paths(translated).items():
+        for method, op in methods.items():
+            integration = op["x-amazon-apigateway-integration"]
+            if method == "options":
+                assert integration["type"] == "mock"  # CORS preflight
+                continue
+            assert integration["type"] == "aws_proxy", (path, method)
+            if (path, method) == ("/v1/chat/completions", "post"):
+                continue
+            seen += 1
+            assert "responseTransferMode" not in integration, (path, method)
+            assert integration["uri"]["Fn::Sub"].endswith("/invocations"), (path, method)
+    assert seen >= 6
+
+
+def test_functions_are_arm64_custom_runtime(translated):
+    functions = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    assert functions
+    for f in functions:
+        props = f["Properties"]
+        assert props["Runtime"] == "provided.al2023"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Handler"] == "bootstrap"
+        assert props["Environment"]["Variables"]["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"] == "true"
+
+
+def test_stage_has_throttling_and_json_access_logs(translated):
+    stage = next(r for r in translated["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage")
+    props = stage["Properties"]
+    settings = props["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
+    fmt = props["AccessLogSetting"]["Format"]
+    assert fmt.startswith("{") and '"requestId":"$context.requestId"' in fmt

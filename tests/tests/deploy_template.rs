@@ -1,0 +1,422 @@
+//! Drift between the code and `infra/template.yaml`: every function crate has a
+//! function resource and every one of those a crate; every route of the router
+//! table (`ctxgate::http::ROUTES`) is an API Gateway route of the right
+//! function and every API Gateway route is in the table; every environment
+//! variable the gateway reads (`ctxgate::config::ENV_VARS`) is set for every
+//! function or deliberately left out (listed below with the reason). Also the
+//! deployment invariants the issue fixes: arm64/provided.al2023/bootstrap,
+//! cargo-lambda builds, streamed chat, constrained parameters, least-privilege
+//! IAM, the table's schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ctxgate_tests::template::{Function, Template};
+use serde_yaml_ng::Value;
+
+/// Function crates that another branch is adding: the template may declare
+/// them (and their routes) before their crate and router entries exist. Once
+/// `functions/<name>` exists the entry no longer exempts anything, and
+/// `no_stale_pending_entries` fails until it is removed from this list.
+const PENDING: &[&str] = &[];
+
+/// Variables every function must get from the template.
+const REQUIRED: &[&str] = &[
+    "CTXGATE_STORE",
+    "CTXGATE_TABLE",
+    "CTXGATE_CONFIG",
+    "CTXGATE_CORS_ORIGINS",
+    "CTXGATE_JWT_ISSUER",
+    "CTXGATE_JWT_AUDIENCE",
+    "CTXGATE_JWT_JWKS_URL",
+    "RUST_LOG",
+];
+
+/// Variables only functions that call providers get (with the IAM to use them).
+const PROVIDER_FUNCTIONS_ONLY: &[(&str, &str)] = &[(
+    "CTXGATE_SECRET_ID",
+    "provider keys: only chat calls providers, and only chat may read the secret",
+)];
+
+/// Variables deliberately not set in Lambda, and why.
+const NOT_IN_LAMBDA: &[(&str, &str)] = &[
+    (
+        "CTXGATE_DATA_DIR",
+        "embedded store only; Lambda uses DynamoDB",
+    ),
+    ("CTXGATE_LISTEN", "local server only"),
+    (
+        "AWS_ENDPOINT_URL",
+        "emulators only; Lambda uses the regional endpoints",
+    ),
+    ("AWS_LAMBDA_FUNCTION_NAME", "set by Lambda itself"),
+    (
+        "OPENAI_BASE_URL",
+        "defaults to the public API; the config file can override it",
+    ),
+    (
+        "ANTHROPIC_BASE_URL",
+        "defaults to the public API; the config file can override it",
+    ),
+    (
+        "OPENAI_API_KEY",
+        "local runs; in Lambda keys come from the secret",
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        "local runs; in Lambda keys come from the secret",
+    ),
+];
+
+/// Variables the template sets that lambda_http (not ctxgate) reads.
+const READ_BY_LAMBDA_HTTP: &[&str] = &["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"];
+
+fn crates() -> BTreeSet<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The crate a template function builds, from its `CodeUri`.
+fn crate_of(f: &Function) -> String {
+    f.code_uri
+        .strip_prefix("../functions/")
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: CodeUri must be ../functions/<crate>, not {}",
+                f.logical_id, f.code_uri
+            )
+        })
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn pending(name: &str) -> bool {
+    PENDING.contains(&name) && !crates().contains(name)
+}
+
+fn by_crate(t: &Template) -> BTreeMap<String, Function> {
+    t.functions()
+        .into_iter()
+        .map(|f| (crate_of(&f), f))
+        .collect()
+}
+
+#[test]
+fn every_function_crate_has_a_function_resource_and_back() {
+    let t = Template::load();
+    let functions = by_crate(&t);
+    for name in crates() {
+        let f = functions.get(&name).unwrap_or_else(|| {
+            panic!(
+                "functions/{name} has no AWS::Serverless::Function with CodeUri ../functions/{name}"
+            )
+        });
+        let manifest = std::fs::read_to_string(format!(
+            "{}/../functions/{name}/Cargo.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert!(
+            manifest.contains(&format!("name = \"{}\"", f.binary)),
+            "{}: BuildProperties.Binary '{}' is not the bin of functions/{name}",
+            f.logical_id,
+            f.binary
+        );
+        assert_eq!(f.binary, format!("ctxgate-{name}"));
+    }
+    for (name, f) in &functions {
+        assert!(
+            crates().contains(name) || pending(name),
+            "{} builds functions/{name}, which does not exist",
+            f.logical_id
+        );
+    }
+}
+
+#[test]
+fn router_table_and_api_routes_match_both_ways() {
+    let t = Template::load();
+    let functions = by_crate(&t);
+    // (method, path) -> crate, from the template.
+    let mut api: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (name, f) in &functions {
+        for route in &f.routes {
+            let previous = api.insert(route.clone(), name.clone());
+            assert!(previous.is_none(), "{route:?} is routed twice");
+        }
+    }
+    for &(method, path, function) in ctxgate::http::ROUTES {
+        let key = (method.to_owned(), path.to_owned());
+        let Some(served_by) = api.get(&key) else {
+            panic!("ROUTES has {method} {path} but the template has no such API route");
+        };
+        // `*` routes (health) are served by every function; one API route suffices.
+        if function != "*" {
+            assert_eq!(
+                served_by, function,
+                "{method} {path} goes to the wrong function"
+            );
+        }
+    }
+    for ((method, path), name) in &api {
+        let listed = ctxgate::http::ROUTES
+            .iter()
+            .any(|&(m, p, f)| m == method && p == path && (f == name || f == "*"));
+        assert!(
+            listed || pending(name),
+            "the template routes {method} {path} to {name}, which ROUTES does not list"
+        );
+    }
+}
+
+#[test]
+fn no_stale_pending_entries() {
+    for name in PENDING {
+        if crates().contains(*name) {
+            panic!("functions/{name} exists now: remove \"{name}\" from PENDING in this test");
+        }
+    }
+}
+
+#[test]
+fn only_the_chat_route_streams() {
+    let t = Template::load();
+    let streamed: Vec<_> = t.functions().into_iter().flat_map(|f| f.streamed).collect();
+    assert_eq!(
+        streamed,
+        [("POST".to_owned(), "/v1/chat/completions".to_owned())]
+    );
+}
+
+fn names(f: &Function) -> BTreeSet<&str> {
+    f.env.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn every_variable_the_gateway_reads_is_set_or_deliberately_absent() {
+    let declared: BTreeSet<&str> = ctxgate::config::ENV_VARS.iter().copied().collect();
+    let classified: BTreeSet<&str> = REQUIRED
+        .iter()
+        .copied()
+        .chain(PROVIDER_FUNCTIONS_ONLY.iter().map(|(n, _)| *n))
+        .chain(NOT_IN_LAMBDA.iter().map(|(n, _)| *n))
+        .collect();
+    assert_eq!(
+        declared, classified,
+        "classify every variable in ctxgate::config::ENV_VARS (and only those) in this test"
+    );
+    let t = Template::load();
+    for f in t.functions() {
+        let set = names(&f);
+        for var in REQUIRED {
+            assert!(set.contains(var), "{} lacks {var}", f.logical_id);
+        }
+        for (var, _) in NOT_IN_LAMBDA {
+            assert!(!set.contains(var), "{} sets {var}", f.logical_id);
+        }
+        for var in &set {
+            assert!(
+                declared.contains(var) || READ_BY_LAMBDA_HTTP.contains(var),
+                "{} sets {var}, which nothing reads",
+                f.logical_id
+            );
+        }
+        let calls_providers = f.routes.iter().any(|(_, p)| p == "/v1/chat/completions");
+        for (var, _) in PROVIDER_FUNCTIONS_ONLY {
+            assert_eq!(
+                set.contains(var),
+                calls_providers,
+                "{}: {var}",
+                f.logical_id
+            );
+        }
+    }
+}
+
+fn tag<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Tagged(t) if t.tag == name => Some(&t.value),
+        _ => None,
+    }
+}
+
+#[test]
+fn functions_are_arm64_rust_builds_with_retained_logs() {
+    let t = Template::load();
+    let g = &t.doc["Globals"]["Function"];
+    assert_eq!(g["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(g["Architectures"][0].as_str(), Some("arm64"));
+    assert_eq!(g["Handler"].as_str(), Some("bootstrap"));
+    for f in t.functions() {
+        let r = &f.resource;
+        assert_eq!(
+            r["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{}",
+            f.logical_id
+        );
+        for prop in ["Runtime", "Architectures", "Handler"] {
+            assert!(
+                r["Properties"][prop].is_null(),
+                "{}: {prop} comes from Globals",
+                f.logical_id
+            );
+        }
+        let group = tag(&r["Properties"]["LoggingConfig"]["LogGroup"], "Ref")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: LoggingConfig.LogGroup must !Ref a log group",
+                    f.logical_id
+                )
+            });
+        let lg = &t.resources()[group];
+        assert_eq!(lg["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+        assert!(
+            !lg["Properties"]["RetentionInDays"].is_null(),
+            "{group} has no retention"
+        );
+        // Memory and timeout are parameters that CloudFormation bounds.
+        for prop in ["MemorySize", "Timeout"] {
+            let param = tag(&r["Properties"][prop], "Ref")
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("{}: {prop} must be a parameter", f.logical_id));
+            let p = &t.doc["Parameters"][param];
+            assert!(
+                !p["MinValue"].is_null() && !p["MaxValue"].is_null() && !p["Default"].is_null(),
+                "{param} needs Default, MinValue and MaxValue"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_parameter_is_constrained() {
+    let t = Template::load();
+    for (name, p) in t.doc["Parameters"].as_mapping().unwrap() {
+        let constrained = !p["AllowedValues"].is_null()
+            || !p["AllowedPattern"].is_null()
+            || (!p["MinValue"].is_null() && !p["MaxValue"].is_null());
+        assert!(constrained, "parameter {name:?} accepts anything");
+        assert!(!p["Default"].is_null(), "parameter {name:?} has no default");
+    }
+}
+
+#[test]
+fn iam_is_per_function_and_never_star_for_data() {
+    let t = Template::load();
+    for f in t.functions() {
+        let policies = f.resource["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{} has no inline policy", f.logical_id));
+        for policy in policies {
+            for st in policy["Statement"]
+                .as_sequence()
+                .expect("a policy document")
+            {
+                let actions: Vec<&str> = match &st["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect(),
+                    other => panic!("{}: unexpected Action {other:?}", f.logical_id),
+                };
+                for a in &actions {
+                    assert!(!a.contains('*'), "{}: wildcard action {a}", f.logical_id);
+                }
+                let resource = &st["Resource"];
+                let data = actions
+                    .iter()
+                    .any(|a| a.starts_with("dynamodb:") || a.starts_with("secretsmanager:"));
+                if data {
+                    let table = matches!(
+                        tag(resource, "GetAtt").and_then(Value::as_str),
+                        Some("Table.Arn" | "Table.StreamArn")
+                    );
+                    let index = tag(resource, "Sub").and_then(Value::as_str)
+                        == Some("${Table.Arn}/index/by_updated");
+                    let secret =
+                        tag(resource, "Ref").and_then(Value::as_str) == Some("ProviderKeysSecret");
+                    assert!(
+                        table || index || secret,
+                        "{}: {actions:?} must name the table or the secret, not {resource:?}",
+                        f.logical_id
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn table_matches_the_store() {
+    let t = Template::load();
+    let table = &t.resources()["Table"]["Properties"];
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    let keys: Vec<(&str, &str)> = table["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("PK", "HASH"), ("SK", "RANGE")]);
+    // The listing index, exactly as `ctxgate table create` makes it.
+    let gsi = &table["GlobalSecondaryIndexes"][0];
+    assert_eq!(
+        gsi["IndexName"].as_str(),
+        Some(ctxgate::store::dynamo::LISTING_INDEX)
+    );
+    let gsi_keys: Vec<&str> = gsi["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| k["AttributeName"].as_str().unwrap())
+        .collect();
+    assert_eq!(gsi_keys, ["GSI1PK", "GSI1SK"]);
+    assert_eq!(
+        gsi["Projection"]["ProjectionType"].as_str(),
+        Some("INCLUDE")
+    );
+    let projected: Vec<&str> = gsi["Projection"]["NonKeyAttributes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(projected, ctxgate::store::dynamo::LISTING_ATTRIBUTES);
+    // The sweeper reads removals' old images from the stream.
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("OLD_IMAGE")
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some(ctxgate::store::dynamo::TTL_ATTRIBUTE)
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        table["SSESpecification"]["SSEEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        tag(&table["DeletionProtectionEnabled"], "Ref").and_then(Value::as_str),
+        Some("TableDeletionProtection")
+    );
+    // The secret is created without any key in it.
+    let secret = &t.resources()["ProviderKeysSecret"]["Properties"];
+    assert_eq!(secret["SecretString"].as_str(), Some("{}"));
+}

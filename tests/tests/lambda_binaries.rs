@@ -1,0 +1,658 @@
+//! The function binaries, built as for release (profile `lambda-test`: the
+//! release profile without fat LTO), run as Lambda runs them: a child process
+//! with only the template's environment (parameter defaults) and Lambda's own
+//! variables, talking to a local Runtime API (`ctxgate_tests::runtime_api`),
+//! fed real API Gateway REST events. DynamoDB and Secrets Manager are the
+//! emulator `scripts/test.sh` starts; the provider is a local mock.
+//!
+//! Proves: every binary starts and answers its routes; stage names do not break
+//! routing; a bad event is reported on `/invocation/{id}/error` with Lambda's
+//! error header and the process keeps serving; a missing or invalid required
+//! variable fails the cold start with one log line naming it and no poll for
+//! work; a streamed response (lambda_http's streaming runtime) reaches the
+//! Runtime API as prelude, NUL delimiter and body; the fixture itself reads
+//! mid-stream error trailers and refuses buffered answers over 6 MB.
+//!
+//! `scripts/test.sh` builds the binaries and names their directory in
+//! `CTXGATE_LAMBDA_BIN_DIR`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use ctxgate::store::Store;
+use ctxgate::store::dynamo::DynamoStore;
+use ctxgate_tests::runtime_api::{RuntimeApi, RuntimeEvent};
+use ctxgate_tests::template::Template;
+use ctxgate_tests::{MockUpstream, aws_config, aws_endpoint, unique};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Guards against a hung child only; never an assertion about speed.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CTXGATE_LAMBDA_BIN_DIR").expect(
+        "CTXGATE_LAMBDA_BIN_DIR is not set: run the suite with scripts/test.sh, which builds the function binaries",
+    ))
+}
+
+/// What the deployed stack would hold: a table, a secret, a mock provider.
+struct Stack {
+    table: String,
+    secret: String,
+    store: DynamoStore,
+    upstream: MockUpstream,
+}
+
+impl Stack {
+    async fn new() -> Self {
+        let aws = aws_config().await;
+        let table = unique("ctxgate-bin");
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table.clone());
+        store.create_table().await.expect("create table");
+        let secret = unique("ctxgate-keys");
+        aws_sdk_secretsmanager::Client::new(&aws)
+            .create_secret()
+            .name(&secret)
+            .secret_string(r#"{"openai":"sk-from-the-secret"}"#)
+            .send()
+            .await
+            .expect("create secret");
+        Self {
+            table,
+            secret,
+            store,
+            upstream: MockUpstream::openai().await,
+        }
+    }
+
+    async fn key(&self, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let k = ctxgate::auth::mint_key("acme", "bin-test", &scopes, None, ctxgate::now_secs())
+            .unwrap();
+        self.store.put_key(&k.record).await.unwrap();
+        k.secret
+    }
+
+    /// The function's environment as the template sets it (parameter
+    /// defaults), plus what only a test needs: the emulator, credentials, the
+    /// mock provider.
+    fn env(&self, logical_id: &str) -> BTreeMap<String, String> {
+        let t = Template::load();
+        let f = t
+            .functions()
+            .into_iter()
+            .find(|f| f.logical_id == logical_id)
+            .unwrap();
+        let refs = BTreeMap::from([
+            ("Table", self.table.clone()),
+            ("ProviderKeysSecret", self.secret.clone()),
+        ]);
+        let mut env: BTreeMap<String, String> = f
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let value = t
+                    .resolve(v, &refs)
+                    .unwrap_or_else(|| panic!("{logical_id}: cannot resolve {k}"));
+                (k.clone(), value)
+            })
+            .collect();
+        for (k, v) in [
+            ("AWS_ENDPOINT_URL", aws_endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("OPENAI_BASE_URL", format!("{}/v1", self.upstream.url)),
+        ] {
+            env.insert(k.into(), v);
+        }
+        env
+    }
+}
+
+/// A function process under the local Runtime API.
+struct Function {
+    rt: RuntimeApi,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+fn spawn(binary: PathBuf, rt: &RuntimeApi, env: &BTreeMap<String, String>) -> Child {
+    Command::new(&binary)
+        .env_clear()
+        .envs(rt.lambda_env("local"))
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()))
+}
+
+impl Function {
+    async fn start(binary: PathBuf, env: &BTreeMap<String, String>) -> Self {
+        let rt = RuntimeApi::start().await;
+        let mut child = spawn(binary, &rt, env);
+        // Drain stderr (the function's log) so a full pipe never stalls it.
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { rt, child, log }
+    }
+
+    /// Sends one event and returns what the function posted back.
+    async fn invoke(&mut self, id: &str, event: &Value) -> RuntimeEvent {
+        self.rt.invoke(id, event.to_string());
+        let Ok(outcome) = tokio::time::timeout(HANG_GUARD, self.rt.outcome()).await else {
+            let log = self.log.lock().unwrap().clone();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "{id}: the function never answered; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        };
+        match &outcome {
+            RuntimeEvent::Response { id: got, .. } | RuntimeEvent::Error { id: got, .. } => {
+                assert_eq!(got, id, "answer for the wrong invocation")
+            }
+            RuntimeEvent::Next(_) => unreachable!(),
+        }
+        outcome
+    }
+
+    /// Sends a REST event and returns status and JSON body, buffered or streamed.
+    async fn call(&mut self, id: &str, event: &Value) -> (u64, Value, Option<Value>) {
+        match self.invoke(id, event).await {
+            RuntimeEvent::Response {
+                body,
+                stream: Some(s),
+                ..
+            } => {
+                assert!(s.error.is_none(), "stream failed: {:?}", s.error);
+                let status = s.prelude["statusCode"].as_u64().unwrap();
+                (
+                    status,
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    Some(s.prelude),
+                )
+            }
+            RuntimeEvent::Response { body, .. } => {
+                let doc: Value = serde_json::from_slice(&body).expect("a JSON response document");
+                let raw = doc["body"].as_str().unwrap_or("");
+                let text = if doc["isBase64Encoded"] == true {
+                    String::from_utf8(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(raw)
+                            .unwrap(),
+                    )
+                    .unwrap()
+                } else {
+                    raw.to_owned()
+                };
+                let status = doc["statusCode"].as_u64().expect("statusCode");
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::Null),
+                    None,
+                )
+            }
+            other => panic!("{id}: expected a response, got {other:?}"),
+        }
+    }
+}
+
+/// The sweeper binary, fed a DynamoDB stream batch whose one record is the TTL
+/// removal of a conversation header, purges that conversation's messages.
+async fn sweeper_purges_a_ttl_removal(stack: &Stack, func: &mut Function) {
+    use ctxgate::store::{ConversationMeta, StoredMessage, TurnWrite};
+    use ctxgate::wire::{ChatMessage, Role};
+    let meta = ConversationMeta {
+        version: 1,
+        next_seq: 2,
+        turns: 1,
+        ..ConversationMeta::default()
+    };
+    let write = TurnWrite {
+        meta: meta.clone(),
+        messages: vec![
+            StoredMessage::new(0, ChatMessage::text(Role::User, "q"), 1),
+            StoredMessage::new(1, ChatMessage::text(Role::Assistant, "a"), 1),
+        ],
+        ..TurnWrite::default()
+    };
+    stack
+        .store
+        .append_turn("acme", "gone", &write)
+        .await
+        .unwrap();
+    let event = json!({"Records": [{
+        "eventID": "1", "eventName": "REMOVE", "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+        "dynamodb": {
+            "Keys": {"PK": {"S": "T#acme#C#gone"}, "SK": {"S": "META"}},
+            "OldImage": {"PK": {"S": "T#acme#C#gone"}, "SK": {"S": "META"},
+                         "version": {"N": "1"},
+                         "doc": {"S": serde_json::to_string(&meta).unwrap()}},
+            "SequenceNumber": "1", "SizeBytes": 100, "StreamViewType": "OLD_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
+    }]});
+    match func.invoke("sweep-1", &event).await {
+        RuntimeEvent::Response { body, .. } => {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["swept"], 1, "{v}");
+        }
+        other => panic!("sweeper: expected a response, got {other:?}"),
+    }
+    let left = stack
+        .store
+        .message_page(
+            "acme",
+            "gone",
+            ctxgate::now_secs(),
+            Default::default(),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(left.messages.is_empty(), "the messages were purged");
+}
+
+/// A real API Gateway REST event (tests/fixtures/apigw_rest_v1.json) for a route.
+fn rest_event(
+    method: &str,
+    path: &str,
+    resource: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Value {
+    let text = include_str!("../fixtures/apigw_rest_v1.json");
+    let mut e: Value = serde_json::from_str(text).unwrap();
+    let stage = e["requestContext"]["stage"].as_str().unwrap().to_owned();
+    e["httpMethod"] = json!(method);
+    e["path"] = json!(path);
+    e["resource"] = json!(resource);
+    e["requestContext"]["httpMethod"] = json!(method);
+    e["requestContext"]["resourcePath"] = json!(resource);
+    e["requestContext"]["path"] = json!(format!("/{stage}{path}"));
+    if let Some(id) = path
+        .strip_prefix("/v1/admin/keys/")
+        .or_else(|| path.strip_prefix("/v1/conversations/"))
+    {
+        e["pathParameters"] = json!({ "id": id });
+    }
+    if let Some(key) = key {
+        e["headers"]["Authorization"] = json!(format!("Bearer {key}"));
+        e["multiValueHeaders"]["Authorization"] = json!([format!("Bearer {key}")]);
+    }
+    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    e
+}
+
+fn with_stage(mut e: Value, stage: &str) -> Value {
+    let path = e["path"].as_str().unwrap().to_owned();
+    e["requestContext"]["stage"] = json!(stage);
+    e["requestContext"]["path"] = json!(format!("/{stage}{path}"));
+    e
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(format!("ctxgate-{name}"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    // The shipping build (CTXGATE_LAMBDA_PROFILE=release) must meet the design's
+    // size budget; profile lambda-test skips fat LTO and is larger.
+    if bin_dir().ends_with("release") {
+        let size = path.metadata().unwrap().len();
+        assert!(
+            size < 10_000_000,
+            "{}: {size} bytes, over 10 MB",
+            path.display()
+        );
+    }
+    path
+}
+
+#[tokio::test]
+async fn every_function_binary_starts_and_answers_its_routes() {
+    let stack = Stack::new().await;
+    let user = stack.key(&[]).await;
+    let admin = stack.key(&["admin"]).await;
+    let t = Template::load();
+    let crates_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"));
+    let mut checked = Vec::new();
+    for f in t.functions() {
+        let name = f.binary.trim_start_matches("ctxgate-").to_owned();
+        if !crates_dir.join(&name).is_dir() {
+            continue; // declared for a crate that lands on another branch
+        }
+        let mut func = Function::start(binary(&name), &stack.env(&f.logical_id)).await;
+        if name == "sweeper" {
+            // Not an HTTP function: it takes DynamoDB stream batches.
+            sweeper_purges_a_ttl_removal(&stack, &mut func).await;
+            checked.push(name);
+            func.child.kill().await.ok();
+            continue;
+        }
+        // Health answers on every function, without a key.
+        let (status, body, _) = func
+            .call(
+                "health",
+                &rest_event("GET", "/health", "/health", None, None),
+            )
+            .await;
+        assert_eq!((status, &body["status"]), (200, &json!("ok")), "{name}");
+        match name.as_str() {
+            "chat" => {
+                let req = json!({"model": "openai/gpt-4o-mini", "conversation_id": "bin-1",
+                                 "messages": [{"role": "user", "content": "hello from Lambda"}]});
+                let e = rest_event(
+                    "POST",
+                    "/v1/chat/completions",
+                    "/v1/chat/completions",
+                    Some(&user),
+                    Some(req),
+                );
+                let (status, body, _) = func.call("chat-1", &e).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(
+                    body["choices"][0]["message"]["content"],
+                    "saw: hello from Lambda"
+                );
+                // The provider key came from Secrets Manager.
+                let got = stack.upstream.received();
+                assert_eq!(
+                    got.last().unwrap().headers["authorization"],
+                    "Bearer sk-from-the-secret"
+                );
+                // The turn was stored in DynamoDB.
+                let conv = stack
+                    .store
+                    .load_conversation("acme", "bin-1", ctxgate::now_secs())
+                    .await
+                    .unwrap();
+                assert_eq!(conv.messages.len(), 2);
+                let (status, body, _) = func
+                    .call(
+                        "chat-anon",
+                        &rest_event(
+                            "POST",
+                            "/v1/chat/completions",
+                            "/v1/chat/completions",
+                            None,
+                            Some(json!({})),
+                        ),
+                    )
+                    .await;
+                assert_eq!(status, 401, "{body}");
+                assert!(body["error"]["message"].is_string());
+            }
+            "models" => {
+                let e = rest_event("GET", "/v1/models", "/v1/models", Some(&user), None);
+                let (status, body, _) = func.call("models-1", &e).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["object"], "list");
+                // A stage named like the first path segment still routes.
+                let (status, body, _) = func.call("models-v1", &with_stage(e, "v1")).await;
+                assert_eq!((status, &body["object"]), (200, &json!("list")));
+            }
+            "keys" => {
+                let e = rest_event(
+                    "GET",
+                    "/v1/admin/keys",
+                    "/v1/admin/keys",
+                    Some(&admin),
+                    None,
+                );
+                let (status, body, _) = func.call("keys-1", &e).await;
+                assert_eq!(status, 200, "{body}");
+                let e = rest_event(
+                    "DELETE",
+                    "/v1/admin/keys/k_nope",
+                    "/v1/admin/keys/{id}",
+                    Some(&admin),
+                    None,
+                );
+                let (status, body, _) = func.call("keys-2", &e).await;
+                assert_eq!(status, 404, "{body}");
+                let e = rest_event("GET", "/v1/admin/keys", "/v1/admin/keys", Some(&user), None);
+                assert_eq!(func.call("keys-3", &e).await.0, 403);
+            }
+            "conversations" => {
+                let create = json!({"id": "bin-c", "title": "from Lambda"});
+                let e = rest_event(
+                    "POST",
+                    "/v1/conversations",
+                    "/v1/conversations",
+                    Some(&user),
+                    Some(create),
+                );
+                let (status, body, _) = func.call("conv-1", &e).await;
+                assert_eq!(status, 201, "{body}");
+                let e = rest_event(
+                    "GET",
+                    "/v1/conversations/bin-c",
+                    "/v1/conversations/{id}",
+                    Some(&user),
+                    None,
+                );
+                let (status, body, _) = func.call("conv-2", &e).await;
+                assert_eq!(
+                    (status, &body["title"]),
+                    (200, &json!("from Lambda")),
+                    "{body}"
+                );
+                let e = rest_event(
+                    "GET",
+                    "/v1/conversations",
+                    "/v1/conversations",
+                    Some(&user),
+                    None,
+                );
+                let (status, body, _) = func.call("conv-3", &e).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["data"][0]["id"], "bin-c");
+            }
+            "usage" => {
+                let e = rest_event("GET", "/v1/usage", "/v1/usage", Some(&admin), None);
+                let (status, body, _) = func.call("usage-1", &e).await;
+                assert_eq!(status, 200, "{body}");
+            }
+            // A function without its own case above: every parameterless GET
+            // route answers (with an admin key) without a server error.
+            _ => {
+                for (method, path) in f
+                    .routes
+                    .iter()
+                    .filter(|(m, p)| m == "GET" && !p.contains('{'))
+                {
+                    let e = rest_event(method, path, path, Some(&admin), None);
+                    let (status, body, _) = func.call(&format!("{name}-get"), &e).await;
+                    assert!(status < 500, "{name} {method} {path}: {status} {body}");
+                }
+            }
+        }
+        checked.push(name);
+        func.child.kill().await.ok();
+    }
+    let mut crates: Vec<String> = std::fs::read_dir(&crates_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    checked.sort();
+    assert_eq!(checked, crates, "every function crate ran");
+}
+
+#[tokio::test]
+async fn a_bad_event_is_an_invocation_error_and_the_process_keeps_serving() {
+    let stack = Stack::new().await;
+    let mut func = Function::start(binary("models"), &stack.env("ModelsFunction")).await;
+    match func
+        .invoke("bad-1", &json!({"not": "an API Gateway event"}))
+        .await
+    {
+        RuntimeEvent::Error {
+            body, error_type, ..
+        } => {
+            let diag: Value = serde_json::from_slice(&body).expect("a JSON diagnostic");
+            assert!(diag["errorType"].is_string(), "{diag}");
+            assert!(diag["errorMessage"].is_string(), "{diag}");
+            // lambda_runtime sends Lambda's error-type header with every error report.
+            assert!(error_type.is_some_and(|t| !t.is_empty()));
+        }
+        other => panic!("expected /invocation/bad-1/error, got {other:?}"),
+    }
+    let (status, _, _) = func
+        .call(
+            "after",
+            &rest_event("GET", "/health", "/health", None, None),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_missing_or_invalid_variable_fails_the_cold_start_with_one_line() {
+    let stack = Stack::new().await;
+    let good = stack.env("ChatFunction");
+    let cases: [(&str, Option<&str>); 4] = [
+        ("CTXGATE_TABLE", None),
+        ("CTXGATE_STORE", Some("postgres")),
+        ("CTXGATE_CORS_ORIGINS", Some("app.example.com")),
+        ("CTXGATE_SECRET_ID", Some("not a secret id")),
+    ];
+    for (var, value) in cases {
+        let mut env = good.clone();
+        match value {
+            Some(v) => env.insert(var.into(), v.into()),
+            None => env.remove(var),
+        };
+        let mut rt = RuntimeApi::start().await;
+        let mut child = spawn(binary("chat"), &rt, &env);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        let status = tokio::time::timeout(HANG_GUARD, child.wait())
+            .await
+            .expect("the process should exit")
+            .unwrap();
+        assert!(!status.success(), "{var}: the cold start should fail");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{var}: one log line, got {stderr:?}");
+        assert!(lines[0].contains(var), "{var}: {}", lines[0]);
+        assert!(lines[0].contains("cold start failed"), "{}", lines[0]);
+        // It never asked for work, so no invocation is lost to it.
+        assert!(rt.events.try_recv().is_err(), "{var}: polled /next");
+    }
+}
+
+/// lambda_http's streaming runtime, as the chat function uses for SSE, through
+/// the same Runtime API: status and headers in the prelude, then the body.
+#[tokio::test]
+async fn a_streamed_response_arrives_as_prelude_delimiter_and_body() {
+    let stack = Stack::new().await;
+    let user = stack.key(&[]).await;
+    let probe = PathBuf::from(env!("CARGO_BIN_EXE_lambda-streaming-probe"));
+    let mut func = Function::start(probe, &stack.env("ChatFunction")).await;
+    let req = json!({"model": "echo", "messages": [{"role": "user", "content": "streamed"}]});
+    let e = rest_event(
+        "POST",
+        "/v1/chat/completions",
+        "/v1/chat/completions",
+        Some(&user),
+        Some(req),
+    );
+    let (status, body, prelude) = func.call("stream-1", &e).await;
+    let prelude = prelude.expect("a streamed response");
+    assert_eq!(status, 200, "{prelude} {body}");
+    assert!(prelude["headers"]["x-request-id"].is_string(), "{prelude}");
+    assert_eq!(body["choices"][0]["message"]["content"], "streamed");
+    let (status, body, prelude) = func
+        .call(
+            "stream-anon",
+            &rest_event(
+                "POST",
+                "/v1/chat/completions",
+                "/v1/chat/completions",
+                None,
+                Some(json!({})),
+            ),
+        )
+        .await;
+    assert!(prelude.is_some());
+    assert_eq!(status, 401, "{body}");
+}
+
+/// The fixture reads a mid-stream failure the way lambda_runtime reports it
+/// (error trailer lines after the body), and holds buffered answers to
+/// Lambda's 6 MB limit.
+#[tokio::test]
+async fn runtime_api_reads_stream_errors_and_enforces_the_buffered_limit() {
+    let mut rt = RuntimeApi::start().await;
+    let client = reqwest::Client::new();
+    let address = rt.address.clone();
+    let url = |id: &str| format!("http://{address}/2018-06-01/runtime/invocation/{id}/response");
+    let mut body = br#"{"statusCode":200,"headers":{"content-type":"text/event-stream"}}"#.to_vec();
+    body.extend_from_slice(&[0u8; 8]);
+    body.extend_from_slice(b"data: partial\n\n");
+    let message = base64::engine::general_purpose::STANDARD.encode("upstream went away");
+    body.extend_from_slice(
+        format!(
+            "Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: {message}\r\n"
+        )
+        .as_bytes(),
+    );
+    let resp = client
+        .post(url("s-1"))
+        .header("Lambda-Runtime-Function-Response-Mode", "streaming")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    match rt.outcome().await {
+        RuntimeEvent::Response {
+            body,
+            stream: Some(s),
+            ..
+        } => {
+            assert_eq!(&body[..], b"data: partial\n\n");
+            assert_eq!(s.prelude["statusCode"], 200);
+            assert_eq!(
+                s.error,
+                Some((
+                    "Runtime.StreamError".to_owned(),
+                    "upstream went away".to_owned()
+                ))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let too_big = vec![b' '; ctxgate_tests::runtime_api::MAX_BUFFERED_RESPONSE + 1];
+    let resp = client.post(url("b-1")).body(too_big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+}
