@@ -540,3 +540,76 @@ fn every_route_survives_hostile_input() {
         by_class[2]
     );
 }
+
+/// Cases the property once found or that must never regress, spelled out.
+#[tokio::test]
+async fn known_hostile_cases() {
+    let (store, _dir) = embedded_store();
+    let gw = Gateway::new(store, &[]);
+    let key = gw
+        .key(
+            TENANT,
+            &["conversations:read", "conversations:write", "usage:read"],
+        )
+        .await;
+    // Path and query bytes that are not UTF-8 once decoded: axum's own
+    // extractors would answer in plain text; the gateway answers with the envelope.
+    for (method, path, param) in [
+        ("GET", "/v1/conversations/%FF", "id"),
+        ("PATCH", "/v1/conversations/%C3%28", "id"),
+        ("DELETE", "/v1/conversations/%80", "id"),
+        ("DELETE", "/v1/admin/keys/%FF", "id"),
+    ] {
+        let (status, headers, body) = gw.call(method, path, Some(&key), None).await;
+        assert_eq!(
+            (status, body["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{method} {path}: {body}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+    }
+
+    // An admin cannot mint a key with default scopes it does not hold.
+    let admin = gw.key(TENANT, &["admin", "chat"]).await;
+    let (status, _, body) = gw
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            Some(&admin),
+            Some(json!({"name": "sneaky"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["param"].as_str()
+        ),
+        (403, Some("insufficient_scope"), Some("scopes")),
+        "{body}"
+    );
+    let keys = gw.state.store.list_keys(Some(TENANT)).await.unwrap();
+    assert_eq!(keys.len(), 2, "nothing was minted");
+    // With every default scope held, the same request succeeds.
+    let full = gw
+        .key(
+            TENANT,
+            &[
+                "admin",
+                "chat",
+                "conversations:read",
+                "conversations:write",
+                "usage:read",
+            ],
+        )
+        .await;
+    let (status, _, body) = gw
+        .call(
+            "POST",
+            "/v1/admin/keys",
+            Some(&full),
+            Some(json!({"name": "ok"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
