@@ -317,7 +317,7 @@ fn percent(s: &str) -> String {
 fn method(route_method: &'static str) -> impl Strategy<Value = String> {
     prop_oneof![
         12 => Just(route_method.to_owned()),
-        1 => prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "FOO"])
+        1 => prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "FOO"])
             .prop_map(str::to_owned),
     ]
 }
