@@ -56,10 +56,18 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// What a request does: its route and exact body, hashed.
-pub fn fingerprint(route: &str, body: &[u8]) -> String {
+/// What a request does: its route, the headers that change its meaning (the
+/// conversation it continues), and its exact body, hashed.
+pub fn fingerprint(route: &str, headers: &HeaderMap, meaningful: &[&str], body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(route.as_bytes());
+    for name in meaningful {
+        h.update([0]);
+        if let Some(v) = headers.get(*name) {
+            h.update([1]);
+            h.update(v.as_bytes());
+        }
+    }
     h.update([0]);
     h.update(body);
     hex::encode(h.finalize())
@@ -166,10 +174,18 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_bind_route_and_body() {
-        let a = fingerprint("/v1/chat/completions", b"{}");
-        assert_eq!(a, fingerprint("/v1/chat/completions", b"{}"));
-        assert_ne!(a, fingerprint("/v1/chat/completions", b"{ }"));
-        assert_ne!(a, fingerprint("/v1/other", b"{}"));
+    fn fingerprints_bind_route_headers_and_body() {
+        let none = HeaderMap::new();
+        let mut conv = HeaderMap::new();
+        conv.insert("x-conversation-id", HeaderValue::from_static("c1"));
+        let h = ["x-conversation-id"];
+        let a = fingerprint("/v1/chat/completions", &none, &h, b"{}");
+        assert_eq!(a, fingerprint("/v1/chat/completions", &none, &h, b"{}"));
+        assert_ne!(a, fingerprint("/v1/chat/completions", &none, &h, b"{ }"));
+        assert_ne!(a, fingerprint("/v1/other", &none, &h, b"{}"));
+        assert_ne!(a, fingerprint("/v1/chat/completions", &conv, &h, b"{}"));
+        let mut empty = HeaderMap::new();
+        empty.insert("x-conversation-id", HeaderValue::from_static(""));
+        assert_ne!(a, fingerprint("/v1/chat/completions", &empty, &h, b"{}"));
     }
 }

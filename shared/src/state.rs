@@ -54,6 +54,8 @@ pub struct AppState {
     pub providers: Providers,
     /// Compiled redaction policies.
     pub redactors: Redactors,
+    /// Where provider keys come from (also probed by the readiness check).
+    pub keys: Arc<dyn KeySource>,
     /// Unix seconds the process started (reported as models' `created`).
     pub started: i64,
 }
@@ -107,7 +109,8 @@ impl AppState {
         Ok(Arc::new(Self {
             redactors,
             auth: Authenticator::new(store.clone(), &config, client.clone()),
-            providers: Providers::new(config.clone(), client, keys),
+            providers: Providers::new(config.clone(), client, keys.clone()),
+            keys,
             store,
             config,
             started: crate::now_secs(),

@@ -622,6 +622,24 @@ async fn idempotent_retries_replay_refuse_or_wait() {
     assert_eq!(err["error"]["code"], "idempotency_key_reused");
     assert_eq!(err["error"]["param"], "Idempotency-Key");
 
+    // The same key and body on another conversation (by header) is another request.
+    let (status, _, err) = gw
+        .call_raw(
+            "POST",
+            "/v1/chat/completions",
+            Some(&key),
+            &[
+                ("idempotency-key", "order-1"),
+                ("x-conversation-id", "elsewhere"),
+            ],
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+
     // A repeat while the first is still running.
     let gate = Arc::new(tokio::sync::Notify::new());
     upstream.respond({

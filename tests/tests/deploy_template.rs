@@ -34,7 +34,7 @@ const REQUIRED: &[&str] = &[
 /// Variables only functions that call providers get (with the IAM to use them).
 const PROVIDER_FUNCTIONS_ONLY: &[(&str, &str)] = &[(
     "CTXGATE_SECRET_ID",
-    "provider keys: only chat calls providers, and only chat may read the secret",
+    "provider keys: only chat calls providers, and only chat and the admin readiness report may read the secret",
 )];
 
 /// Variables deliberately not set in Lambda, and why.
@@ -225,7 +225,10 @@ fn every_variable_the_gateway_reads_is_set_or_deliberately_absent() {
                 f.logical_id
             );
         }
-        let calls_providers = f.routes.iter().any(|(_, p)| p == "/v1/chat/completions");
+        let calls_providers = f
+            .routes
+            .iter()
+            .any(|(_, p)| p == "/v1/chat/completions" || p == "/v1/admin/ready");
         for (var, _) in PROVIDER_FUNCTIONS_ONLY {
             assert_eq!(
                 set.contains(var),

@@ -84,7 +84,13 @@ async fn complete(
     let Some(key) = idempotency::key_from(headers)? else {
         return turn(state, &principal, headers, &bytes, None, log).await;
     };
-    let fingerprint = idempotency::fingerprint("/v1/chat/completions", &bytes);
+    // The conversation header changes what the request does, like its body.
+    let fingerprint = idempotency::fingerprint(
+        "/v1/chat/completions",
+        headers,
+        &[CONVERSATION_HEADER],
+        &bytes,
+    );
     // A claim outlives any attempt of its holder: the deadline bounds those.
     let lease = i64::try_from(state.config.deadline.as_secs()).unwrap_or(600) + 30;
     let claim = match idempotency::begin(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::{HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{RequestLog, authorization, read_json_body, with_log};
+use super::{PathId, QueryMap, RequestLog, authorization, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context;
 use crate::processor::{self, Counts};
@@ -197,7 +197,7 @@ fn message_view(m: &StoredMessage) -> Value {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
@@ -246,8 +246,8 @@ pub async fn list(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    PathId(id): PathId,
+    QueryMap(q): QueryMap,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
@@ -542,7 +542,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     body: Body,
 ) -> Response {
     let mut log = RequestLog::default();
@@ -583,7 +583,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {

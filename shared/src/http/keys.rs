@@ -2,17 +2,16 @@
 //! admin manages its own tenant's keys only, unless it holds `superadmin`
 //! (which only the CLI can grant).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{RequestLog, authorization, read_json_body, with_log};
+use super::{PathId, QueryMap, RequestLog, authorization, read_json_body, with_log};
 use crate::auth::{self, KeySpec, Principal, SCOPE_ADMIN, SCOPE_SUPERADMIN};
 use crate::store::ApiKeyRecord;
 use crate::{ApiError, AppState, now_secs, validate};
@@ -206,6 +205,22 @@ async fn create_inner(
         };
         ApiError::invalid(param, m)
     })?;
+    // A request naming no scope gets the default ones: the admin must hold
+    // those too, or it could mint a key stronger than itself.
+    if let Some(s) = new
+        .record
+        .scopes
+        .iter()
+        .find(|s| !p.has(s) && !p.has(SCOPE_SUPERADMIN))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "insufficient_scope",
+            format!("cannot grant the default '{s}' scope, which this credential does not hold; name the scopes"),
+        )
+        .with_param("scopes"));
+    }
     state.store.put_key(&new.record).await?;
     tracing::info!(key_id = %new.record.key_id, key_tenant = %new.record.tenant, "api key created");
     let mut view = KeyView::from(new.record);
@@ -217,7 +232,7 @@ async fn create_inner(
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Response {
     let mut log = RequestLog::default();
     let resp = async {
@@ -236,7 +251,7 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Response {
     let mut log = RequestLog::default();
     let resp = async {

@@ -3,19 +3,22 @@
 
 pub mod chat;
 pub mod conversations;
+pub mod health;
 pub mod keys;
 pub mod models;
 pub mod usage;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Path, Query, Request};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use lambda_http::RequestExt;
@@ -39,6 +42,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/admin/keys", "keys"),
     ("GET", "/v1/admin/keys", "keys"),
     ("DELETE", "/v1/admin/keys/{id}", "keys"),
+    ("GET", "/v1/admin/ready", "keys"),
     ("GET", "/v1/usage", "usage"),
     ("GET", "/health", "*"),
 ];
@@ -73,7 +77,7 @@ pub fn models_routes(state: Arc<AppState>) -> Router {
     finish(Router::new().route("/v1/models", get(models::list)), state)
 }
 
-/// The admin key API's routes.
+/// The admin key API's routes (and the admin readiness report).
 pub fn keys_routes(state: Arc<AppState>) -> Router {
     finish(keys_router(), state)
 }
@@ -106,6 +110,7 @@ fn keys_router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/admin/keys", post(keys::create).get(keys::list))
         .route("/v1/admin/keys/{id}", delete(keys::revoke))
+        .route("/v1/admin/ready", get(health::ready))
 }
 
 /// Every route, for the local server.
@@ -124,7 +129,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     let cors = cors(&state.config.cors_origins);
     let router = router
-        .route("/health", get(health))
+        .route("/health", get(health::health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe))
@@ -234,14 +239,6 @@ fn strip(mut req: lambda_http::Request, strip_rest: bool) -> lambda_http::Reques
         }
     }
     req
-}
-
-async fn health() -> Response {
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -372,4 +369,41 @@ pub fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+}
+
+/// A path parameter (`{id}`) whose rejection (for example a percent-encoded
+/// byte that is not UTF-8) is the JSON error envelope rather than axum's
+/// plain-text 400.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(e) => Err(ApiError::invalid(
+                "id",
+                format!("invalid path parameter: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// The query string as a map (the last value of a repeated name wins), with
+/// the JSON error envelope on a query that cannot be decoded.
+pub struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Self(q)),
+            Err(e) => Err(ApiError::invalid(
+                "query",
+                format!("invalid query string: {}", e.body_text()),
+            )),
+        }
+    }
 }

@@ -1,16 +1,15 @@
 //! `GET /v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD`: the caller's tenant's
 //! tokens and estimated cost per day and model.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::json;
 
-use super::{RequestLog, authorization, with_log};
+use super::{QueryMap, RequestLog, authorization, with_log};
 use crate::auth::{SCOPE_ADMIN, SCOPE_USAGE_READ};
 use crate::{ApiError, AppState, now_secs, usage};
 
@@ -21,7 +20,7 @@ pub const MAX_DAYS: i64 = 366;
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Response {
     let mut log = RequestLog::default();
     let resp = async {

@@ -1,0 +1,218 @@
+//! Liveness and readiness. `GET /health` answers without touching any
+//! dependency, so a load balancer never takes the gateway out of service for
+//! a store hiccup. `GET /v1/admin/ready` (scope `admin`) checks what a request
+//! needs: the store answers a cheap read, the provider-key source is readable,
+//! and which providers are configured with a key (never the key itself).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use super::{RequestLog, authorization, with_log};
+use crate::auth::SCOPE_ADMIN;
+use crate::config::ProviderKind;
+use crate::{ApiError, AppState, now_secs};
+
+/// How long one dependency check may take before it counts as failed: a
+/// readiness probe must answer even when a dependency hangs.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key id read by the store probe; no key can have it (ids are `key_...`),
+/// so the read always finds nothing and costs one point lookup.
+const PROBE_KEY_ID: &str = "readiness-probe";
+
+/// `GET /health`: liveness only.
+pub async fn health() -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// One dependency's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Whether the dependency answered.
+    pub ok: bool,
+    /// What was checked, or why it failed (never key material or store keys).
+    pub detail: String,
+    /// How long the check took, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// One configured provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderStatus {
+    /// Provider name, as used in `provider/model`.
+    pub name: String,
+    /// Wire protocol (`openai`, `anthropic`, `openai_compatible`, `echo`).
+    pub kind: &'static str,
+    /// Whether calls fail without a key (OpenAI and Anthropic).
+    pub key_required: bool,
+    /// Whether the key source holds a key for it.
+    pub key_present: bool,
+}
+
+/// The readiness report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// `ready` when every check passed, else `not_ready`.
+    pub status: &'static str,
+    /// The store and the provider-key source.
+    pub checks: Checks,
+    /// Every configured provider.
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// The dependency checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checks {
+    /// A point read on the store.
+    pub store: Check,
+    /// Reading provider keys (Secrets Manager or the environment).
+    pub secrets: Check,
+}
+
+impl Readiness {
+    /// Whether every check passed.
+    pub fn is_ready(&self) -> bool {
+        self.checks.store.ok && self.checks.secrets.ok
+    }
+}
+
+fn kind_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => "openai",
+        ProviderKind::Anthropic => "anthropic",
+        ProviderKind::OpenaiCompatible => "openai_compatible",
+        ProviderKind::Echo => "echo",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn check_store(state: &AppState) -> Check {
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_TIMEOUT, state.store.get_key(PROBE_KEY_ID)).await;
+    let (ok, detail) = match result {
+        Ok(Ok(_)) => (true, "read ok".to_owned()),
+        Ok(Err(e)) => {
+            // The detail may name tables or endpoints: log it, do not show it.
+            tracing::warn!(error = %e, "readiness: store read failed");
+            (false, "the store could not be read".to_owned())
+        }
+        Err(_) => (false, "the store did not answer in time".to_owned()),
+    };
+    Check {
+        ok,
+        detail,
+        latency_ms: millis(started.elapsed()),
+    }
+}
+
+/// Reads every keyed provider's key once; the source caches, so this is one
+/// Secrets Manager call at most per cache period.
+async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
+    let started = Instant::now();
+    let source = if state.config.secret_id.is_some() {
+        "Secrets Manager"
+    } else {
+        "the environment"
+    };
+    let mut failure = None;
+    let mut providers = Vec::new();
+    for (name, p) in &state.config.providers {
+        let key_required = matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic);
+        let mut key_present = false;
+        if p.kind != ProviderKind::Echo && failure.is_none() {
+            let field = p.secret_field.as_deref().unwrap_or(name);
+            match tokio::time::timeout(CHECK_TIMEOUT, state.keys.key(field)).await {
+                Ok(Ok(key)) => key_present = key.is_some(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "readiness: provider keys unreadable");
+                    failure = Some(format!("provider keys could not be read from {source}"));
+                }
+                Err(_) => {
+                    failure = Some(format!("{source} did not answer in time"));
+                }
+            }
+        }
+        providers.push(ProviderStatus {
+            name: name.clone(),
+            kind: kind_name(p.kind),
+            key_required,
+            key_present,
+        });
+    }
+    let check = Check {
+        ok: failure.is_none(),
+        detail: failure.unwrap_or_else(|| format!("provider keys readable from {source}")),
+        latency_ms: millis(started.elapsed()),
+    };
+    (check, providers)
+}
+
+/// Runs every readiness check (store and key source concurrently).
+pub async fn readiness(state: &AppState) -> Readiness {
+    let (store, (secrets, providers)) = tokio::join!(check_store(state), check_secrets(state));
+    let mut r = Readiness {
+        status: "ready",
+        checks: Checks { store, secrets },
+        providers,
+    };
+    if !r.is_ready() {
+        r.status = "not_ready";
+    }
+    r
+}
+
+/// `GET /v1/admin/ready`: 200 with the report when ready; 503 with the error
+/// envelope (code `not_ready`) plus the same report fields when not.
+pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut log = RequestLog::default();
+    let resp = async {
+        let p = state
+            .auth
+            .authenticate(authorization(&headers), now_secs())
+            .await?;
+        log.tenant = Some(p.tenant.clone());
+        p.require(SCOPE_ADMIN)?;
+        let report = readiness(&state).await;
+        let mut body = serde_json::to_value(&report).map_err(|_| ApiError::internal())?;
+        if report.is_ready() {
+            return Ok::<_, ApiError>(Json(body).into_response());
+        }
+        let failed: Vec<&str> = [
+            ("store", report.checks.store.ok),
+            ("secrets", report.checks.secrets.ok),
+        ]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
+        let err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "not_ready",
+            format!("not ready: {} check failed", failed.join(" and ")),
+        );
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&err.body()).map_err(|_| ApiError::internal())?;
+        body["error"] = envelope["error"].clone();
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        resp.extensions_mut()
+            .insert(crate::error::ErrorCode("not_ready"));
+        Ok(resp)
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    with_log(resp, log)
+}
