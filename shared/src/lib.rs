@@ -18,6 +18,7 @@ pub mod redact;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 pub mod usage;
 pub mod validate;

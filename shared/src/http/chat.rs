@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::{RequestLog, authorization, read_json_body, with_log};
+use super::{RequestLog, authorization, chat_stream, read_json_body, with_log};
 use crate::auth::SCOPE_CHAT;
 use crate::processor::{self, Counts};
 use crate::provider::estimate_tokens;
@@ -62,7 +62,7 @@ fn conversation_id(body: Option<String>, headers: &HeaderMap) -> Result<Option<S
 }
 
 async fn complete(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
     log: &mut RequestLog,
@@ -151,6 +151,22 @@ async fn complete(
         now,
     )
     .await?;
+
+    if req.stream == Some(true) {
+        let call = chat_stream::StreamCall {
+            tenant: principal.tenant.clone(),
+            model,
+            request: req,
+            prompt: prepared.prompt,
+            turn: prepared.turn,
+            conversation,
+            reservation,
+            prompt_estimate,
+            counts,
+            now,
+        };
+        return chat_stream::respond(state.clone(), call).await;
+    }
 
     let result = state
         .providers
