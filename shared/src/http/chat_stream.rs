@@ -103,7 +103,12 @@ pub async fn respond(state: Arc<AppState>, mut call: StreamCall) -> Result<Respo
     {
         h.insert(REDACTIONS_HEADER, v);
     }
-    let events = keep_alive::watch(deltas, keep_alive::INTERVAL);
+    let events = keep_alive::watch(
+        deltas,
+        keep_alive::INTERVAL,
+        state.config.upstream_timeout,
+        call.model.provider.clone(),
+    );
     *resp.body_mut() = Body::from_stream(sse_body(state, call, session, events));
     Ok(resp)
 }
@@ -265,15 +270,16 @@ impl Drop for Run {
     }
 }
 
-/// Usage of an answer that did not complete: the provider's figures if it
-/// sent them, otherwise an estimate from the prompt and what was generated.
+/// Usage of an answer that did not complete: the provider's figures so far
+/// where it sent them, and at least an estimate of what was generated.
 fn spent(call: &StreamCall, session: &Session) -> Usage {
-    session.assembler().usage().unwrap_or_else(|| {
-        Usage::new(
-            call.prompt_estimate,
-            estimate_tokens(&session.assembler().generated_chars()),
-        )
-    })
+    let generated = estimate_tokens(&session.assembler().generated_chars());
+    match session.assembler().usage() {
+        Some(u) if u.completion_tokens >= generated => u,
+        Some(u) => Usage::new(u.prompt_tokens, generated)
+            .with_details(u.cached_tokens(), u.reasoning_tokens()),
+        None => Usage::new(call.prompt_estimate, generated),
+    }
 }
 
 /// Settles the budget reservation to `usage` and records it.

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Completion, Provider, ProviderError, ProviderRequest, body_stream, join_url, send, send_json,
+    Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
+    send, send_json,
 };
 use crate::config::ProviderConfig;
 use crate::stream::anthropic::AnthropicStream;
@@ -318,7 +319,7 @@ impl Provider for Anthropic {
         let mut body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
         body["stream"] = json!(true);
         let http = self.request(&req, &body)?;
-        let resp = send(&self.name, http).await?;
+        let resp = send(&self.name, http.timeout(STREAM_DEADLINE)).await?;
         Ok(sse::deltas(
             &self.name,
             body_stream(&self.name, resp),

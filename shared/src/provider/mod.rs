@@ -99,6 +99,10 @@ pub enum ProviderError {
     Secrets(#[from] SecretsError),
 }
 
+/// Overall deadline of a streamed upstream call (Lambda's own limit); the
+/// configured upstream timeout applies to silences between events instead.
+pub const STREAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// What an adapter is asked to complete.
 pub struct ProviderRequest<'a> {
     /// The upstream model name (without the provider prefix).
@@ -220,14 +224,18 @@ impl Providers {
         params: &ChatRequest,
     ) -> Result<DeltaStream, ProviderError> {
         let key = self.key(model).await?;
-        self.adapters[&model.provider]
-            .stream(ProviderRequest {
-                model: &model.upstream,
-                messages,
-                params,
-                api_key: key.as_deref(),
-            })
+        let started = self.adapters[&model.provider].stream(ProviderRequest {
+            model: &model.upstream,
+            messages,
+            params,
+            api_key: key.as_deref(),
+        });
+        // The stream's own deadline is long; the answer must still start in time.
+        tokio::time::timeout(self.config.upstream_timeout, started)
             .await
+            .map_err(|_| ProviderError::Timeout {
+                provider: model.provider.clone(),
+            })?
     }
 
     /// The wire protocol of a resolved model's provider.

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Completion, Provider, ProviderError, ProviderRequest, body_stream, join_url, send, send_json,
+    Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
+    send, send_json,
 };
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::stream::openai::OpenAiStream;
@@ -198,7 +199,7 @@ impl Provider for OpenAi {
 
     async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
         let http = self.request(&req, &stream_body(req.model, req.messages, req.params))?;
-        let resp = send(&self.name, http).await?;
+        let resp = send(&self.name, http.timeout(STREAM_DEADLINE)).await?;
         Ok(sse::deltas(
             &self.name,
             body_stream(&self.name, resp),

@@ -83,6 +83,11 @@ impl Translator for AnthropicStream {
                 self.prompt_tokens = count(&usage, "input_tokens")
                     + count(&usage, "cache_creation_input_tokens")
                     + self.cached_tokens;
+                // Usage so far, so that a stream failing later is charged its prompt.
+                out.push(Delta::Usage(
+                    Usage::new(self.prompt_tokens, count(&usage, "output_tokens"))
+                        .with_details(self.cached_tokens, 0),
+                ));
             }
             "content_block_start" => {
                 let block = ev.content_block.unwrap_or_default();
