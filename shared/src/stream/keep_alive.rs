@@ -51,31 +51,32 @@ pub fn watch(
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    // Short real intervals; the assertions are on the order of beats, not on time.
+    const TICK: Duration = Duration::from_millis(10);
+
+    #[tokio::test]
     async fn silence_is_reported_then_items_flow() {
-        let slow: DeltaStream = Box::pin(stream::once(async {
-            tokio::time::sleep(Duration::from_secs(40)).await;
-            Ok(Delta::Text("late".into()))
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let upstream: DeltaStream = Box::pin(stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|d| (Ok(d), rx))
         }));
-        let beats: Vec<Beat> = watch(slow, INTERVAL, Duration::from_secs(60), "p".into())
-            .collect()
-            .await;
-        assert!(matches!(beats[0], Beat::Silence));
-        assert!(matches!(beats[1], Beat::Silence));
-        assert!(matches!(&beats[2], Beat::Item(Ok(Delta::Text(t))) if t == "late"));
-        assert_eq!(beats.len(), 3);
+        let mut beats = Box::pin(watch(upstream, TICK, Duration::from_secs(3600), "p".into()));
+        assert!(matches!(beats.next().await, Some(Beat::Silence)));
+        // Queued before the next wait starts, so it is what comes next.
+        tx.send(Delta::Text("late".into())).unwrap();
+        assert!(matches!(beats.next().await, Some(Beat::Item(Ok(Delta::Text(t)))) if t == "late"));
+        drop(tx);
+        assert!(beats.next().await.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_silent_upstream_times_out_and_is_dropped() {
         let silent: DeltaStream = Box::pin(stream::pending());
-        let beats: Vec<Beat> = watch(silent, INTERVAL, Duration::from_secs(40), "p".into())
-            .collect()
-            .await;
-        assert_eq!(beats.len(), 4, "{beats:?}");
-        assert!(beats[..3].iter().all(|b| matches!(b, Beat::Silence)));
+        let beats: Vec<Beat> = watch(silent, TICK, 3 * TICK, "p".into()).collect().await;
+        assert_eq!(beats.len(), 3, "{beats:?}");
+        assert!(beats[..2].iter().all(|b| matches!(b, Beat::Silence)));
         assert!(matches!(
-            &beats[3],
+            &beats[2],
             Beat::Item(Err(ProviderError::Timeout { provider })) if provider == "p"
         ));
     }
