@@ -86,10 +86,14 @@ class StreamingMock:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                for name, data in events(body):
-                    event = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
-                    self.wfile.write(event.encode())
-                    self.wfile.flush()
+                try:
+                    for name, data in events(body):
+                        event = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
+                        self.wfile.write(event.encode())
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    # The gateway hung up: its client closed the stream early.
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
