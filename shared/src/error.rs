@@ -9,6 +9,7 @@ use crate::auth::AuthError;
 use crate::context::ContextError;
 use crate::limits::LimitError;
 use crate::provider::ProviderError;
+use crate::redact::Blocked;
 use crate::store::StoreError;
 use crate::validate::ValidationError;
 
@@ -97,6 +98,20 @@ impl ApiError {
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
+    }
+
+    /// 400 for content the redaction policy blocks, naming the category (never the value).
+    pub fn blocked(b: &Blocked, param: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "content_blocked",
+            format!(
+                "blocked by the redaction policy: the content contains {}",
+                b.category.as_str()
+            ),
+        )
+        .with_param(param)
     }
 
     /// The JSON envelope as bytes.
@@ -311,6 +326,10 @@ impl From<ProviderError> for ApiError {
             ProviderError::Connect { provider } => gateway(
                 "upstream_unreachable",
                 format!("provider '{provider}' could not be reached"),
+            ),
+            ProviderError::Stream { provider, kind } => gateway(
+                "upstream_stream_error",
+                format!("provider '{provider}' reported an error mid-stream ({kind})"),
             ),
             ProviderError::BadResponse { provider, detail } => {
                 tracing::warn!(provider = %provider, detail = %detail, "unparseable upstream response");

@@ -20,6 +20,7 @@ pub mod retry;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod summary;
 pub mod sweep;
 pub mod telemetry;

@@ -115,6 +115,11 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&state.config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, store = ?state.config.store, "ctxgate listening");
     let app = ctxgate::http::app(state);
+    // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm
+    // holds each behind the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

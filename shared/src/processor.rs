@@ -41,7 +41,8 @@ impl Redactors {
 pub struct Counts(pub BTreeMap<String, BTreeMap<String, u32>>);
 
 impl Counts {
-    fn add(&mut self, place: Place, found: BTreeMap<Category, u32>) {
+    /// Adds the replacements made in one text.
+    pub fn add(&mut self, place: Place, found: BTreeMap<Category, u32>) {
         if found.is_empty() {
             return;
         }

@@ -187,10 +187,10 @@ fn check_semantics(req: &ChatRequest, limits: &Limits) -> Result<(), ValidationE
     {
         return Err(ValidationError::at("n", "only n = 1 is supported"));
     }
-    if req.stream == Some(true) {
+    if req.stream_options.is_some() && req.stream != Some(true) {
         return Err(ValidationError::at(
-            "stream",
-            "streaming is not available yet; send stream: false",
+            "stream_options",
+            "'stream_options' is only allowed with stream: true",
         ));
     }
     range("temperature", req.temperature, 0.0, 2.0)?;

@@ -45,8 +45,18 @@ pub struct ChatRequest {
     pub frequency_penalty: Option<f64>,
     /// Streaming flag.
     pub stream: Option<bool>,
+    /// Streaming options; only valid with `stream: true`.
+    pub stream_options: Option<StreamOptions>,
     /// ctxgate extension: stored conversation to continue.
     pub conversation_id: Option<String>,
+}
+
+/// `stream_options` of a streamed request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk carrying the usage of the whole answer.
+    #[serde(default)]
+    pub include_usage: Option<bool>,
 }
 
 /// `stop`: one string or several.

@@ -1,20 +1,24 @@
 //! Gateway benchmarks; run `scripts/bench.sh`, which builds the release
 //! binaries first and passes their directory in `CTXGATE_RELEASE_DIR`.
 //!
-//! Prints three tables: release binary sizes; Lambda cold start of the chat
+//! Prints four tables: release binary sizes; Lambda cold start of the chat
 //! function (process start to its first Runtime API poll, and to the answer
-//! of its first invocation) against a local Runtime API; and chat-turn
-//! latency through the local server (`echo` model, embedded store) over
-//! 10,000 sequential requests on one keep-alive connection.
+//! of its first invocation) against a local Runtime API; chat-turn latency
+//! through the local server (`echo` model, embedded store) over 10,000
+//! sequential requests on one keep-alive connection; and streaming latency
+//! through the local server against a mock OpenAI upstream (its first byte
+//! to the client's first content byte, and the delay added to each chunk).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ctxgate_tests::runtime_api::{RuntimeApi, RuntimeEvent};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio::sync::mpsc;
 
 const REQUESTS: usize = 10_000;
 const WARMUP: usize = 500;
@@ -90,7 +94,9 @@ async fn cold_starts(dir: &Path) {
                 RuntimeEvent::Next(at) if ready.len() == i => ready.push(at - start),
                 RuntimeEvent::Next(_) => {}
                 RuntimeEvent::Response { at, body, .. } => {
-                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    // The chat function streams: a JSON prelude, eight NULs, the body.
+                    let prelude = body.split(|b| *b == 0).next().unwrap_or_default();
+                    let v: serde_json::Value = serde_json::from_slice(prelude).unwrap();
                     assert_eq!(v["statusCode"], 200, "health invocation failed: {v}");
                     first.push(at - start);
                     break;
@@ -233,4 +239,216 @@ async fn main() {
     sizes(&dir);
     cold_starts(&dir).await;
     local_server(&dir).await;
+    streaming(&dir).await;
+}
+
+const STREAMS: usize = 300;
+const CHUNKS: usize = 20;
+
+/// A mock OpenAI upstream whose streamed answers the benchmark writes chunk
+/// by chunk: each request hands its body's sender to the benchmark.
+async fn stream_upstream() -> (
+    String,
+    mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move || {
+        let tx = tx.clone();
+        async move {
+            let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+            tx.send(body_tx).unwrap();
+            let body = futures_util::stream::unfold(body_rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+            });
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(body))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // As providers do: no Nagle delay on small event writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+fn upstream_chunk(i: usize) -> Bytes {
+    // Longer than the redaction hold-back, so each chunk's start flows at once.
+    let text =
+        format!("[{i}] the quick brown fox jumps over the lazy dog, again and again and again. ");
+    let chunk =
+        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+/// Streams `STREAMS` answers of `CHUNKS` chunks from `url`, writing each
+/// upstream chunk only once the client has the previous one, and returns
+/// the upstream-write to client-arrival times: first chunks, then the rest.
+async fn stream_latencies(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    senders: &mut mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut first = Vec::with_capacity(STREAMS);
+    let mut rest = Vec::with_capacity(STREAMS * (CHUNKS - 1));
+    for n in 0..STREAMS + 20 {
+        let mut req = client
+            .post(url)
+            .json(&json!({"model": "openai/gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": "stream please"}]}));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<(Instant, Bytes)>();
+        let reader = tokio::spawn(async move {
+            let mut resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            arrived_tx.send((Instant::now(), Bytes::new())).unwrap();
+            while let Some(chunk) = resp.chunk().await.unwrap() {
+                arrived_tx.send((Instant::now(), chunk)).unwrap();
+            }
+        });
+        let upstream = senders.recv().await.unwrap();
+        // Response headers reached the client (through the gateway, they follow the upstream's).
+        arrived.recv().await.unwrap();
+        let mut seen = String::new();
+        for i in 0..CHUNKS {
+            let marker = format!("[{i}]");
+            let sent = Instant::now();
+            upstream.send(upstream_chunk(i)).unwrap();
+            let at = loop {
+                let (at, chunk) = arrived.recv().await.unwrap();
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen.contains(&marker) {
+                    break at;
+                }
+            };
+            seen.clear();
+            if n >= 20 {
+                if i == 0 {
+                    first.push(at - sent)
+                } else {
+                    rest.push(at - sent)
+                }
+            }
+        }
+        upstream
+            .send(Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":20,\"total_tokens\":25}}\n\ndata: [DONE]\n\n"))
+            .unwrap();
+        drop(upstream);
+        reader.await.unwrap();
+    }
+    (first, rest)
+}
+
+async fn streaming(dir: &Path) {
+    let (upstream, mut senders) = stream_upstream().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    println!(
+        "\n### Streaming through the local server (mock OpenAI upstream, {STREAMS} streams of {CHUNKS} chunks, each chunk written once the client has the previous one)\n"
+    );
+    println!(
+        "| path | measure | samples | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|---|"
+    );
+    let (first, rest) = stream_latencies(
+        &client,
+        &format!("{upstream}/v1/chat/completions"),
+        None,
+        &mut senders,
+    )
+    .await;
+    let direct = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
+    summary("direct to the mock | first chunk", first, us);
+    summary("direct to the mock | each later chunk", rest, us);
+    for (name, policy) in [
+        (
+            "gateway, redaction off",
+            "response = \"off\"\nstored = \"off\"\n",
+        ),
+        (
+            "gateway, default redaction",
+            "response = \"redact\"\nstored = \"redact\"\n",
+        ),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let cfg = data.path().join("ctxgate.toml");
+        std::fs::write(&cfg, format!("[redaction]\n{policy}")).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let env = [
+            ("CTXGATE_STORE", "embedded".to_owned()),
+            (
+                "CTXGATE_DATA_DIR",
+                data.path().join("db").display().to_string(),
+            ),
+            ("CTXGATE_LISTEN", format!("127.0.0.1:{port}")),
+            ("CTXGATE_CONFIG", cfg.display().to_string()),
+            ("OPENAI_BASE_URL", format!("{upstream}/v1")),
+            ("OPENAI_API_KEY", "sk-bench".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        let out = Command::new(dir.join("ctxgate"))
+            .args(["keys", "create", "--tenant", "bench"])
+            .env_clear()
+            .envs(env.clone())
+            .output()
+            .await
+            .unwrap();
+        let key = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        let mut server = Command::new(dir.join("ctxgate"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("ctxgate listening") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+        let (first, rest) = stream_latencies(&client, &url, Some(&key), &mut senders).await;
+        let added = (
+            percentile_of(&first, 0.5).saturating_sub(direct.0),
+            percentile_of(&rest, 0.5).saturating_sub(direct.1),
+        );
+        summary(
+            &format!("{name} | upstream first byte -> client first content byte"),
+            first,
+            us,
+        );
+        summary(&format!("{name} | each later chunk"), rest, us);
+        println!(
+            "| {name} | added by the gateway (p50 minus direct p50) | first {} | each later chunk {} | | | | |",
+            us(added.0),
+            us(added.1)
+        );
+        server.kill().await.ok();
+    }
+}
+
+fn percentile_of(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    percentile(&sorted, p)
 }

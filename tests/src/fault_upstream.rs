@@ -38,6 +38,10 @@ pub enum Fault {
     Truncated,
     /// 200 with an HTML page.
     WrongContentType,
+    /// A streamed answer that stops in the middle of an event.
+    StreamCut,
+    /// A streamed answer that reports an error event after its first token.
+    StreamError,
 }
 
 /// A running fault server.
@@ -81,8 +85,9 @@ impl FaultUpstream {
     }
 }
 
-/// Reads one request (headers and `Content-Length` body); `false` at EOF.
-async fn read_request(socket: &mut TcpStream) -> bool {
+/// Reads one request (headers and `Content-Length` body); `None` at EOF,
+/// else whether it asked for a stream.
+async fn read_request(socket: &mut TcpStream) -> Option<bool> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -95,14 +100,16 @@ async fn read_request(socket: &mut TcpStream) -> bool {
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
                 match socket.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return false,
+                    Ok(0) | Err(_) => return None,
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
-            return true;
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[end + 4..]).unwrap_or_default();
+            return Some(body["stream"] == true);
         }
         match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
@@ -126,6 +133,70 @@ fn success(format: Format) -> String {
     .to_string()
 }
 
+/// The events of a streamed answer "fine" in `format`: (head, tail), where a
+/// fault may cut between or inside them.
+fn stream_events(format: Format) -> (String, String) {
+    match format {
+        Format::OpenAi => (
+            concat!(
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"fi\"},\"finish_reason\":null}]}\n\n",
+            )
+            .to_owned(),
+            concat!(
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ne\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
+                "data: [DONE]\n\n",
+            )
+            .to_owned(),
+        ),
+        Format::Anthropic => (
+            concat!(
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_f\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"fi\"}}\n\n",
+            )
+            .to_owned(),
+            concat!(
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"ne\"}}\n\n",
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":1}}\n\n",
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            )
+            .to_owned(),
+        ),
+    }
+}
+
+fn error_event(format: Format) -> &'static str {
+    match format {
+        Format::OpenAi => {
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
+        }
+        Format::Anthropic => {
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+        }
+    }
+}
+
+/// Writes a streamed answer's head and `body`, then closes.
+async fn respond_stream(socket: &mut TcpStream, body: &str) {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    let _ = socket.write_all(head.as_bytes()).await;
+    let _ = socket.write_all(body.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+/// A normal answer: a completion, or a whole stream when one was asked for.
+async fn succeed(socket: &mut TcpStream, format: Format, streamed: bool) {
+    if streamed {
+        let (head, tail) = stream_events(format);
+        respond_stream(socket, &format!("{head}{tail}")).await;
+    } else {
+        respond(socket, 200, "", "application/json", &success(format)).await;
+    }
+}
+
 async fn respond(socket: &mut TcpStream, status: u16, extra: &str, ctype: &str, body: &str) {
     let head = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
@@ -142,17 +213,25 @@ async fn serve(
     script: Arc<Mutex<VecDeque<Fault>>>,
     requests: Arc<AtomicUsize>,
 ) {
-    if !read_request(&mut socket).await {
+    let Some(streamed) = read_request(&mut socket).await else {
         return;
-    }
+    };
     requests.fetch_add(1, Ordering::SeqCst);
     let fault = script.lock().unwrap().pop_front();
     let json = "application/json";
     match fault {
-        None => respond(&mut socket, 200, "", json, &success(format)).await,
+        None => succeed(&mut socket, format, streamed).await,
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
-            respond(&mut socket, 200, "", json, &success(format)).await;
+            succeed(&mut socket, format, streamed).await;
+        }
+        Some(Fault::StreamCut) => {
+            let (head, tail) = stream_events(format);
+            respond_stream(&mut socket, &format!("{head}{}", &tail[..tail.len() / 3])).await;
+        }
+        Some(Fault::StreamError) => {
+            let (head, _) = stream_events(format);
+            respond_stream(&mut socket, &format!("{head}{}", error_event(format))).await;
         }
         Some(Fault::Status(status, retry_after)) => {
             let extra = retry_after.map_or(String::new(), |r| format!("retry-after: {r}\r\n"));

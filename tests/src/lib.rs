@@ -312,6 +312,39 @@ impl Gateway {
         .await
     }
 
+    /// Sends a JSON body with extra headers; returns status, headers and the body as text
+    /// (for event streams).
+    pub async fn call_text(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (u16, HeaderMap, String) {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
     /// Sends raw bytes with extra headers.
     pub async fn call_raw(
         &self,

@@ -44,6 +44,24 @@ async fn no_secret_or_content_reaches_the_logs() {
         if r.body["messages"].to_string().contains("fail-500") {
             return Reply::status(500, "Traceback (most recent call last): internal-node-7f3a");
         }
+        if r.body["stream"] == true {
+            // Echoes the user's text as a stream, then breaks off mid-event
+            // when asked to, so both the success and the failure paths log.
+            let text = reported_users(&r.body);
+            let chunk = json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            let end = if text.contains("cut-stream") {
+                "data: {\"choices\"".to_owned()
+            } else {
+                "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_owned()
+            };
+            return Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                body: format!("data: {chunk}\n\n{end}"),
+                delay: std::time::Duration::ZERO,
+                gate: None,
+            };
+        }
         Reply::json(ctxgate_tests::openai_completion(
             &reported_users(&r.body),
             10,
@@ -87,6 +105,14 @@ async fn no_secret_or_content_reaches_the_logs() {
             gw.call("POST", "/v1/chat/completions", Some(cred), Some(body))
                 .await,
         );
+    }
+    for text in [MESSAGE, "cut-stream swordfish-42"] {
+        let body = json!({"model": "openai/gpt-4o-mini", "conversation_id": "hygiene-stream",
+            "stream": true, "messages": [{"role": "user", "content": text}]});
+        let (status, _, _) = gw
+            .call("POST", "/v1/chat/completions", Some(&api_key), Some(body))
+            .await;
+        assert_eq!(status, 200);
     }
     assert_eq!(responses[0].0, 200);
     assert_eq!(responses[1].0, 200);

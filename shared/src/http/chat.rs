@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::{RequestLog, authorization, read_json_body, with_log};
+use super::{RequestLog, authorization, chat_stream, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CHAT};
 use crate::config::Strategy;
 use crate::processor::{self, Counts};
@@ -246,6 +246,25 @@ async fn turn(
         )),
         _ => None,
     };
+    if req.stream == Some(true) {
+        let call = chat_stream::StreamCall {
+            tenant: principal.tenant.clone(),
+            chain,
+            model,
+            request: req,
+            prompt: prepared.prompt,
+            turn: prepared.turn,
+            conversation,
+            reservation,
+            prompt_estimate,
+            counts,
+            now,
+            deadline,
+            claim: claim.cloned(),
+            summary: pending_summary,
+        };
+        return chat_stream::respond(state.clone(), call).await;
+    }
     let started = Instant::now();
     let result = state
         .providers
@@ -390,7 +409,7 @@ async fn turn(
 }
 
 /// Accounts usage outside a turn's transaction (stateless turns, failed commits).
-async fn record_usage(state: &AppState, tenant: &str, rows: &[UsageRow]) {
+pub(super) async fn record_usage(state: &AppState, tenant: &str, rows: &[UsageRow]) {
     for row in rows {
         if let Err(e) = state.store.add_usage(tenant, row).await {
             tracing::error!(error = %e, "usage accounting failed");

@@ -2,6 +2,7 @@
 //! table, request ids, access logging, body limits, Lambda stage handling.
 
 pub mod chat;
+pub mod chat_stream;
 pub mod conversations;
 pub mod health;
 pub mod keys;
@@ -199,6 +200,15 @@ pub fn lambda_service(router: Router) -> LambdaService {
 /// Runs a router as a Lambda function.
 pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(lambda_service(router)).await
+}
+
+/// Runs a router as a Lambda function with response streaming: every
+/// response is sent as a stream (a JSON body is simply a short one), so SSE
+/// chunks reach the client as they are produced. The API Gateway route must
+/// declare `ResponseTransferMode: RESPONSE_STREAM`. Only the chat function
+/// runs this way; the others answer small JSON bodies and stay buffered.
+pub async fn run_lambda_streaming(router: Router) -> Result<(), lambda_http::Error> {
+    lambda_http::run_with_streaming_response(lambda_service(router)).await
 }
 
 /// lambda_http puts the stage in front of API Gateway paths (`/prod/v1/...`);

@@ -5,8 +5,13 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use super::{Completion, Provider, ProviderError, ProviderRequest, join_url, send_json};
+use super::{
+    Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
+    send_json, send_stream,
+};
 use crate::config::ProviderConfig;
+use crate::stream::anthropic::AnthropicStream;
+use crate::stream::{DeltaStream, sse};
 use crate::wire::{
     ChatMessage, ChatRequest, Content, ContentPart, FinishReason, FunctionCall, Role, ToolCall,
     Usage,
@@ -283,20 +288,43 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     })
 }
 
-#[async_trait]
-impl Provider for Anthropic {
-    async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
+impl Anthropic {
+    /// The upstream request with the key and API version headers.
+    fn request(
+        &self,
+        req: &ProviderRequest<'_>,
+        body: &Value,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let key = req.api_key.ok_or_else(|| ProviderError::MissingKey {
             provider: self.name.clone(),
         })?;
-        let body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
-        let http = self
+        Ok(self
             .client
             .post(&self.url)
             .header("x-api-key", key)
             .header("anthropic-version", API_VERSION)
-            .json(&body);
+            .json(body))
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
+        let body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
+        let http = self.request(&req, &body)?;
         parse_response(&self.name, send_json(&self.name, http).await?)
+    }
+
+    async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
+        let mut body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
+        body["stream"] = json!(true);
+        let http = self.request(&req, &body)?;
+        let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
+        Ok(sse::deltas(
+            &self.name,
+            body_stream(&self.name, resp),
+            AnthropicStream::new(&self.name),
+        ))
     }
 }
 

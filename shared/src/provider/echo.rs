@@ -3,8 +3,10 @@
 //! ([`crate::tokens`]). Useful for trying the gateway with no keys, never a fallback.
 
 use async_trait::async_trait;
+use futures_util::stream;
 
 use super::{Completion, Provider, ProviderError, ProviderRequest};
+use crate::stream::{Delta, DeltaStream};
 use crate::tokens::{estimate_messages, estimate_text};
 use crate::wire::{ChatMessage, FinishReason, Role, Usage};
 
@@ -42,5 +44,18 @@ impl Provider for Echo {
             finish_reason: finish,
             usage: Usage::new(prompt, completion),
         })
+    }
+
+    async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
+        // The same answer as `complete`, one word per delta.
+        let c = self.complete(req).await?;
+        let text = c.message.text_content();
+        let mut deltas: Vec<Result<Delta, ProviderError>> = text
+            .split_inclusive(' ')
+            .map(|w| Ok(Delta::Text(w.to_owned())))
+            .collect();
+        deltas.push(Ok(Delta::Finish(c.finish_reason)));
+        deltas.push(Ok(Delta::Usage(c.usage)));
+        Ok(Box::pin(stream::iter(deltas)))
     }
 }

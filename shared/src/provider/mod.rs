@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::config::{Config, ProviderKind};
 use crate::secrets::{KeySource, SecretsError};
+use crate::stream::DeltaStream;
 use crate::wire::{ChatMessage, ChatRequest, FinishReason, Usage};
 
 /// A provider call that failed, classified for the client.
@@ -76,6 +77,14 @@ pub enum ProviderError {
         /// What was wrong (no content).
         detail: String,
     },
+    /// The provider reported an error in the middle of a stream.
+    #[error("provider {provider} reported a {kind} mid-stream")]
+    Stream {
+        /// Provider name.
+        provider: String,
+        /// The provider's error type (`overloaded_error`, ...), never content.
+        kind: String,
+    },
     /// Upstream refused the request itself (4xx other than auth and 429).
     #[error("provider rejected the request: {message}")]
     Rejected {
@@ -98,6 +107,10 @@ pub enum ProviderError {
     #[error("provider key lookup failed: {0}")]
     Secrets(#[from] SecretsError),
 }
+
+/// Overall deadline of a streamed upstream call (Lambda's own limit); the
+/// configured upstream timeout applies to silences between events instead.
+pub const STREAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What an adapter is asked to complete.
 pub struct ProviderRequest<'a> {
@@ -127,6 +140,11 @@ pub struct Completion {
 pub trait Provider: Send + Sync {
     /// Completes a prompt.
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError>;
+
+    /// Starts a streamed completion. Failures before the answer starts (HTTP
+    /// errors, refused requests) come back here; later ones end the stream.
+    /// Dropping the stream cancels the upstream request.
+    async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError>;
 }
 
 /// A model name resolved to its provider.
@@ -221,8 +239,47 @@ impl Providers {
         messages: &[ChatMessage],
         params: &ChatRequest,
     ) -> Result<Completion, ProviderError> {
+        let key = self.key(model).await?;
+        self.adapters[&model.provider]
+            .complete(ProviderRequest {
+                model: &model.upstream,
+                messages,
+                params,
+                api_key: key.as_deref(),
+            })
+            .await
+    }
+
+    /// Starts a streamed call to the model's provider with the configured key.
+    pub async fn stream(
+        &self,
+        model: &ResolvedModel,
+        messages: &[ChatMessage],
+        params: &ChatRequest,
+    ) -> Result<DeltaStream, ProviderError> {
+        let key = self.key(model).await?;
+        let started = self.adapters[&model.provider].stream(ProviderRequest {
+            model: &model.upstream,
+            messages,
+            params,
+            api_key: key.as_deref(),
+        });
+        // The stream's own deadline is long; the answer must still start in time.
+        tokio::time::timeout(self.config.upstream_timeout, started)
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                provider: model.provider.clone(),
+            })?
+    }
+
+    /// The wire protocol of a resolved model's provider.
+    pub fn kind(&self, model: &ResolvedModel) -> ProviderKind {
+        self.config.providers[&model.provider].kind
+    }
+
+    /// The provider key for `model` (none for echo); missing where required.
+    async fn key(&self, model: &ResolvedModel) -> Result<Option<String>, ProviderError> {
         let cfg = &self.config.providers[&model.provider];
-        let adapter = &self.adapters[&model.provider];
         let key = match cfg.kind {
             ProviderKind::Echo => None,
             _ => {
@@ -236,14 +293,7 @@ impl Providers {
                 provider: model.provider.clone(),
             });
         }
-        adapter
-            .complete(ProviderRequest {
-                model: &model.upstream,
-                messages,
-                params,
-                api_key: key.as_deref(),
-            })
-            .await
+        Ok(key)
     }
 }
 
@@ -253,12 +303,32 @@ pub(crate) async fn send_json(
     provider: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<Value, ProviderError> {
+    let resp = send(provider, req).await?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| classify_send_error(provider, &e))?;
+    serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
+        provider: provider.to_owned(),
+        detail: format!("invalid JSON: {e}"),
+    })
+}
+
+/// Sends an upstream request and returns the response once its status is a
+/// success (its body unread, so it can be streamed); errors are classified.
+pub(crate) async fn send(
+    provider: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ProviderError> {
     let p = || provider.to_owned();
     let resp = req
         .send()
         .await
         .map_err(|e| classify_send_error(provider, &e))?;
     let status = resp.status().as_u16();
+    if (200..=299).contains(&status) {
+        return Ok(resp);
+    }
     let retry_after = resp
         .headers()
         .get(http::header::RETRY_AFTER)
@@ -271,10 +341,6 @@ pub(crate) async fn send_json(
         .await
         .map_err(|e| classify_send_error(provider, &e))?;
     match status {
-        200..=299 => serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
-            provider: p(),
-            detail: format!("invalid JSON: {e}"),
-        }),
         401 | 403 => Err(ProviderError::Auth { provider: p() }),
         429 => Err(ProviderError::RateLimited {
             provider: p(),
@@ -300,6 +366,48 @@ pub(crate) async fn send_json(
             wait,
         }),
     }
+}
+
+/// A successful upstream response's body as a stream of byte chunks, as
+/// they arrive; dropping it closes the connection.
+/// Sends a streaming request: like [`send`], and the answer must be an event
+/// stream, so a provider answering otherwise fails before the client gets a
+/// byte (and can be retried or fall back).
+pub(crate) async fn send_stream(
+    provider: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ProviderError> {
+    let resp = send(provider, req).await?;
+    let ctype = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.trim_start().starts_with("text/event-stream") {
+        return Err(ProviderError::BadResponse {
+            provider: provider.to_owned(),
+            detail: format!("expected an event stream, got '{ctype}'"),
+        });
+    }
+    Ok(resp)
+}
+
+pub(crate) fn body_stream(
+    provider: &str,
+    resp: reqwest::Response,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
+    let provider = provider.to_owned();
+    futures_util::stream::unfold(Some(resp), move |resp| {
+        let provider = provider.clone();
+        async move {
+            let mut resp = resp?;
+            match resp.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(resp))),
+                Ok(None) => None,
+                Err(e) => Some((Err(classify_send_error(&provider, &e)), None)),
+            }
+        }
+    })
 }
 
 fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {

@@ -6,8 +6,13 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Completion, Provider, ProviderError, ProviderRequest, join_url, send_json};
+use super::{
+    Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
+    send_json, send_stream,
+};
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::stream::openai::OpenAiStream;
+use crate::stream::{DeltaStream, sse};
 use crate::wire::{ChatMessage, ChatRequest, FinishReason, Role, Usage};
 
 /// An OpenAI-protocol provider.
@@ -150,18 +155,19 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
     })
 }
 
-#[async_trait]
-impl Provider for OpenAi {
-    async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
+impl OpenAi {
+    /// The upstream request, key and query parameters applied.
+    fn request(
+        &self,
+        req: &ProviderRequest<'_>,
+        body: &Value,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         if self.key_required && req.api_key.is_none() {
             return Err(ProviderError::MissingKey {
                 provider: self.name.clone(),
             });
         }
-        let mut http =
-            self.client
-                .post(&self.url)
-                .json(&request_body(req.model, req.messages, req.params));
+        let mut http = self.client.post(&self.url).json(body);
         if !self.query.is_empty() {
             http = http.query(&self.query);
         }
@@ -171,7 +177,34 @@ impl Provider for OpenAi {
                 None => http.bearer_auth(key),
             };
         }
+        Ok(http)
+    }
+}
+
+/// The upstream body of a streamed request: usage is always asked for, since
+/// budgets and storage need it whether or not the client wants it.
+pub fn stream_body(model: &str, messages: &[ChatMessage], p: &ChatRequest) -> Value {
+    let mut body = request_body(model, messages, p);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    body
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
+        let http = self.request(&req, &request_body(req.model, req.messages, req.params))?;
         parse_response(&self.name, send_json(&self.name, http).await?)
+    }
+
+    async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
+        let http = self.request(&req, &stream_body(req.model, req.messages, req.params))?;
+        let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
+        Ok(sse::deltas(
+            &self.name,
+            body_stream(&self.name, resp),
+            OpenAiStream::new(&self.name),
+        ))
     }
 }
 

@@ -124,15 +124,23 @@ impl Redactor {
         overlap::resolve(text, self.detect(text, &|_| true))
     }
 
+    /// Whether anything is detected for `place` at all (its action or any override is not `Off`).
+    pub fn is_active(&self, place: Place) -> bool {
+        self.active[place_index(place)]
+    }
+
     /// Applies the policy for `place`: `Block` wins over everything, `Redact` replaces
     /// values with placeholders, `Off` leaves them (and does not count them).
     pub fn apply<'a>(&self, text: &'a str, place: Place) -> Result<Redacted<'a>, Blocked> {
-        let unchanged = || Redacted {
-            text: Cow::Borrowed(text),
-            counts: BTreeMap::new(),
-        };
+        let kept = self.findings(text, place)?;
+        Ok(replace(text, &kept))
+    }
+
+    /// The findings `apply` would replace for `place`, non-overlapping and sorted by start;
+    /// `Blocked` if any finding's action there is `Block`.
+    pub fn findings(&self, text: &str, place: Place) -> Result<Vec<Finding>, Blocked> {
         if !self.active[place_index(place)] || text.is_empty() {
-            return Ok(unchanged());
+            return Ok(Vec::new());
         }
         // Off categories are not even detected, so they cannot shadow a redacted one.
         let raw = self.detect(text, &|c| self.action(c, place) != Action::Off);
@@ -146,24 +154,7 @@ impl Redactor {
                 category: f.category.clone(),
             });
         }
-        let kept = overlap::resolve(text, raw);
-        if kept.is_empty() {
-            return Ok(unchanged());
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut counts = BTreeMap::new();
-        let mut pos = 0;
-        for f in &kept {
-            out.push_str(&text[pos..f.start]);
-            out.push_str(&f.category.placeholder());
-            *counts.entry(f.category.clone()).or_insert(0u32) += 1;
-            pos = f.end;
-        }
-        out.push_str(&text[pos..]);
-        Ok(Redacted {
-            text: Cow::Owned(out),
-            counts,
-        })
+        Ok(overlap::resolve(text, raw))
     }
 
     fn detect(&self, text: &str, enabled: &dyn Fn(&Category) -> bool) -> Vec<Finding> {
@@ -171,5 +162,30 @@ impl Redactor {
         detectors::detect(text, enabled, &mut raw);
         self.custom.detect(text, enabled, &mut raw);
         raw
+    }
+}
+
+/// `text` with each of `findings` (non-overlapping, sorted, on char boundaries, as
+/// [`Redactor::findings`] returns them) replaced by its category's placeholder.
+pub fn replace<'a>(text: &'a str, findings: &[Finding]) -> Redacted<'a> {
+    if findings.is_empty() {
+        return Redacted {
+            text: Cow::Borrowed(text),
+            counts: BTreeMap::new(),
+        };
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut counts = BTreeMap::new();
+    let mut pos = 0;
+    for f in findings {
+        out.push_str(&text[pos..f.start]);
+        out.push_str(&f.category.placeholder());
+        *counts.entry(f.category.clone()).or_insert(0u32) += 1;
+        pos = f.end;
+    }
+    out.push_str(&text[pos..]);
+    Redacted {
+        text: Cow::Owned(out),
+        counts,
     }
 }
