@@ -349,7 +349,7 @@ struct FileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most messages in one request (at most 98: a turn is one transaction).
+    /// Most messages in one request (at most 95: a turn is one transaction).
     pub max_messages: usize,
     /// Most characters in one message's text.
     pub max_message_chars: usize,

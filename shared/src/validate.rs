@@ -31,9 +31,10 @@ impl ValidationError {
 }
 
 /// Most messages accepted in one request: a turn is written in one
-/// DynamoDB transaction (100 items), one item being the conversation header
-/// and one the answer.
-pub const MAX_MESSAGES_PER_REQUEST: usize = 98;
+/// DynamoDB transaction (100 items): the messages, the conversation header,
+/// the answer, up to two usage rows (answer and summary) and the idempotency
+/// record.
+pub const MAX_MESSAGES_PER_REQUEST: usize = 95;
 
 /// Deepest JSON nesting accepted in a body (a chat request needs about 8).
 pub const MAX_DEPTH: usize = 32;
