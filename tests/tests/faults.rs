@@ -112,8 +112,8 @@ async fn every_fault_row_anthropic() {
     run_table(Format::Anthropic, "anthropic/claude-haiku-4-5").await;
 }
 
-#[tokio::test]
-async fn a_fallback_chain_moves_on_and_says_who_answered() {
+/// A gateway whose alias `smart` falls back from an OpenAI to an Anthropic upstream.
+async fn chain_gateway() -> (Gateway, FaultUpstream, FaultUpstream) {
     let openai = FaultUpstream::start(Format::OpenAi).await;
     let anthropic = FaultUpstream::start(Format::Anthropic).await;
     let dir = tempfile::tempdir().unwrap();
@@ -136,6 +136,12 @@ async fn a_fallback_chain_moves_on_and_says_who_answered() {
             ("CTXGATE_CONFIG", path.to_str().unwrap()),
         ],
     );
+    (gw, openai, anthropic)
+}
+
+#[tokio::test]
+async fn a_fallback_chain_moves_on_and_says_who_answered() {
+    let (gw, openai, anthropic) = chain_gateway().await;
     let key = gw.key("acme", &[]).await;
     openai.script(vec![Fault::Status(503, None); 3]);
     anthropic.script(vec![]);
@@ -406,28 +412,7 @@ async fn an_idempotent_stream_replays_what_was_sent() {
 
 #[tokio::test]
 async fn a_streamed_fallback_moves_on_before_the_first_byte() {
-    let openai = FaultUpstream::start(Format::OpenAi).await;
-    let anthropic = FaultUpstream::start(Format::Anthropic).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{CONFIG}\n[aliases]\nsmart = [\"openai/gpt-4.1\", \"anthropic/claude-sonnet-4-5\"]\n"
-        ),
-    )
-    .unwrap();
-    let openai_url = format!("{}/v1", openai.url);
-    let gw = Gateway::new(
-        dynamo_store().await,
-        &[
-            ("OPENAI_BASE_URL", openai_url.as_str()),
-            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
-            ("OPENAI_API_KEY", "sk-test"),
-            ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
-        ],
-    );
+    let (gw, openai, anthropic) = chain_gateway().await;
     let key = gw.key("acme", &[]).await;
     openai.script(vec![Fault::Status(503, None); 3]);
     anthropic.script(vec![]);

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{PathId, QueryMap, RequestLog, authorization, read_json_body, with_log};
-use crate::auth::{Principal, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
+use super::{PathId, QueryMap, RequestLog, caller, read_json_body, with_log};
+use crate::auth::{SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context;
 use crate::processor::{self, Counts};
 use crate::redact::Place;
@@ -46,21 +46,6 @@ const MAX_BODY: usize = 512 * 1024;
 /// Wraps a handler's result with the access-log fields.
 fn respond(result: Result<Response, ApiError>, log: RequestLog) -> Response {
     with_log(result.unwrap_or_else(IntoResponse::into_response), log)
-}
-
-async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    scope: &'static str,
-    log: &mut RequestLog,
-) -> Result<Principal, ApiError> {
-    let p = state
-        .auth
-        .authenticate(authorization(headers), now_secs())
-        .await?;
-    log.tenant = Some(p.tenant.clone());
-    p.require(scope)?;
-    Ok(p)
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {

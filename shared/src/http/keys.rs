@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{PathId, QueryMap, RequestLog, authorization, read_json_body, with_log};
+use super::{PathId, QueryMap, RequestLog, read_json_body, with_log};
 use crate::auth::{self, KeySpec, Principal, SCOPE_ADMIN, SCOPE_SUPERADMIN};
 use crate::store::ApiKeyRecord;
 use crate::{ApiError, AppState, now_secs, validate};
@@ -80,13 +80,7 @@ async fn admin(
     headers: &HeaderMap,
     log: &mut RequestLog,
 ) -> Result<Principal, ApiError> {
-    let p = state
-        .auth
-        .authenticate(authorization(headers), now_secs())
-        .await?;
-    log.tenant = Some(p.tenant.clone());
-    p.require(SCOPE_ADMIN)?;
-    Ok(p)
+    super::caller(state, headers, SCOPE_ADMIN, log).await
 }
 
 /// The tenant an admin acts on: its own, or any with `superadmin`.

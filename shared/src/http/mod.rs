@@ -374,6 +374,23 @@ pub async fn read_json_body(
     read_body(headers, body, limit).await
 }
 
+/// Authenticates the caller, notes its tenant for the access log, and
+/// requires `scope`.
+pub async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: &'static str,
+    log: &mut RequestLog,
+) -> Result<crate::auth::Principal, ApiError> {
+    let p = state
+        .auth
+        .authenticate(authorization(headers), crate::now_secs())
+        .await?;
+    log.tenant = Some(p.tenant.clone());
+    p.require(scope)?;
+    Ok(p)
+}
+
 /// The `Authorization` header as text.
 pub fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers

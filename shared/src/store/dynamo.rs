@@ -686,11 +686,7 @@ impl Store for DynamoStore {
         else {
             return Ok(MessagePage::default());
         };
-        let (lo, hi) = match (order, after) {
-            (Order::Asc, Some(a)) => (a.saturating_add(1).max(meta.first_seq), meta.next_seq),
-            (Order::Desc, Some(a)) => (meta.first_seq, a.min(meta.next_seq)),
-            (_, None) => (meta.first_seq, meta.next_seq),
-        };
+        let (lo, hi) = order.slots(&meta, after);
         let mut messages = Vec::new();
         let mut has_more = false;
         if lo < hi {

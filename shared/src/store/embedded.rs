@@ -167,11 +167,7 @@ impl Store for EmbeddedStore {
             let Some(meta) = meta.filter(|m| m.is_live(now)) else {
                 return Ok(MessagePage::default());
             };
-            let (lo, hi) = match (order, after) {
-                (Order::Asc, Some(a)) => (a.saturating_add(1).max(meta.first_seq), meta.next_seq),
-                (Order::Desc, Some(a)) => (meta.first_seq, a.min(meta.next_seq)),
-                (_, None) => (meta.first_seq, meta.next_seq),
-            };
+            let (lo, hi) = order.slots(&meta, after);
             let table = tx.open_table(MESSAGES).map_err(backend)?;
             let mut messages = Vec::new();
             let mut has_more = false;

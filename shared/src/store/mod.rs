@@ -210,6 +210,17 @@ pub enum Order {
     Desc,
 }
 
+impl Order {
+    /// The slots (`lo..hi`) a page in this order may read, after slot `after`.
+    pub fn slots(self, meta: &ConversationMeta, after: Option<u64>) -> (u64, u64) {
+        match (self, after) {
+            (Order::Asc, Some(a)) => (a.saturating_add(1).max(meta.first_seq), meta.next_seq),
+            (Order::Desc, Some(a)) => (meta.first_seq, a.min(meta.next_seq)),
+            (_, None) => (meta.first_seq, meta.next_seq),
+        }
+    }
+}
+
 /// A page of a conversation's messages.
 #[derive(Debug, Clone, Default)]
 pub struct MessagePage {
