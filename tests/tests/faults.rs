@@ -40,6 +40,17 @@ async fn gateway(upstream: &FaultUpstream, format: Format, config: &str) -> Gate
     )
 }
 
+/// How many messages the conversation `conv` of tenant `acme` holds.
+async fn stored_messages(gw: &Gateway, conv: &str) -> usize {
+    gw.state
+        .store
+        .load_conversation("acme", conv, ctxgate::now_secs())
+        .await
+        .unwrap()
+        .messages
+        .len()
+}
+
 /// (faults, client status, error code, upstream attempts)
 fn table() -> Vec<(Vec<Fault>, u16, &'static str, usize)> {
     use Fault::*;
@@ -89,14 +100,9 @@ async fn run_table(format: Format, model: &str) {
             assert_eq!(headers["retry-after"], "30", "{row}");
         }
         assert_eq!(upstream.requests(), attempts, "{row}: upstream attempts");
-        let stored = gw
-            .state
-            .store
-            .load_conversation("acme", &conv, ctxgate::now_secs())
-            .await
-            .unwrap();
+        let stored = stored_messages(&gw, &conv).await;
         let want = if status == 200 { 2 } else { 0 };
-        assert_eq!(stored.messages.len(), want, "{row}: stored messages");
+        assert_eq!(stored, want, "{row}: stored messages");
         report.push(format!("| {row} | {got} {code} | {attempts} |"));
     }
     println!("{model}:\n{}", report.join("\n"));
@@ -212,13 +218,8 @@ both = [\"openai/gpt-4o\", \"openai/gpt-4.1\"]
         "no time was left for another attempt"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    let stored = gw
-        .state
-        .store
-        .load_conversation("acme", "late", ctxgate::now_secs())
-        .await
-        .unwrap();
-    assert!(stored.messages.is_empty());
+    let stored = stored_messages(&gw, "late").await;
+    assert_eq!(stored, 0);
 }
 
 /// How a streamed request ended for the client.
@@ -326,14 +327,9 @@ async fn run_streamed_table(format: Format, model: &str) {
         report.push(format!("| {row} | {got:?} | {} |", upstream.requests()));
         assert_eq!(got, want, "{row}");
         assert_eq!(upstream.requests(), attempts, "{row}: upstream attempts");
-        let stored = gw
-            .state
-            .store
-            .load_conversation("acme", &conv, ctxgate::now_secs())
-            .await
-            .unwrap();
+        let stored = stored_messages(&gw, &conv).await;
         let want_stored = if got == Ended::Done { 2 } else { 0 };
-        assert_eq!(stored.messages.len(), want_stored, "{row}: stored messages");
+        assert_eq!(stored, want_stored, "{row}: stored messages");
     }
     println!("{model} (streamed):\n{}", report.join("\n"));
 }
@@ -377,13 +373,8 @@ async fn an_idempotent_stream_replays_what_was_sent() {
     assert_eq!(headers["content-type"], "text/event-stream");
     assert_eq!(again, first, "the same events, byte for byte");
     assert_eq!(upstream.requests(), 1);
-    let stored = gw
-        .state
-        .store
-        .load_conversation("acme", "idem-s", ctxgate::now_secs())
-        .await
-        .unwrap();
-    assert_eq!(stored.messages.len(), 2);
+    let stored = stored_messages(&gw, "idem-s").await;
+    assert_eq!(stored, 2);
     // A stream that failed gives its key back: the retry runs.
     upstream.script(vec![Fault::StreamError]);
     let other = serde_json::json!({"model": "openai/gpt-4o", "stream": true,
