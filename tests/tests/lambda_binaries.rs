@@ -14,7 +14,9 @@
 //! mid-stream error trailers and refuses buffered answers over 6 MB.
 //!
 //! `scripts/test.sh` builds the binaries and names their directory in
-//! `CTXGATE_LAMBDA_BIN_DIR`.
+//! `CTXGATE_LAMBDA_BIN_DIR`. `scripts/check-arm64.sh` points it at cargo-lambda's
+//! output instead (`target/lambda/<crate>/bootstrap`, the arm64 binaries SAM
+//! ships) and sets `CTXGATE_LAMBDA_RUNNER` to run them under qemu-user.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -123,8 +125,26 @@ struct Function {
     log: Arc<Mutex<String>>,
 }
 
+/// `CTXGATE_LAMBDA_RUNNER`, split on whitespace: a program (and its arguments)
+/// that runs the function binaries when they are built for another
+/// architecture, e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`.
+/// Arguments, not environment, because Lambda's environment is set from
+/// scratch. Test-crate probes are native and run directly.
+fn command_for(binary: &PathBuf) -> Command {
+    let runner = std::env::var("CTXGATE_LAMBDA_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next().filter(|_| binary.starts_with(bin_dir())) {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    }
+}
+
 fn spawn(binary: PathBuf, rt: &RuntimeApi, env: &BTreeMap<String, String>) -> Child {
-    Command::new(&binary)
+    command_for(&binary)
         .env_clear()
         .envs(rt.lambda_env("local"))
         .envs(env)
@@ -316,11 +336,19 @@ fn with_stage(mut e: Value, stage: &str) -> Value {
 }
 
 fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(format!("ctxgate-{name}"));
+    let dir = bin_dir();
+    // cargo-lambda's layout (what SAM deploys) or cargo's.
+    let lambda_layout = dir.join(format!("ctxgate-{name}/bootstrap"));
+    let path = if lambda_layout.is_file() {
+        lambda_layout
+    } else {
+        dir.join(format!("ctxgate-{name}"))
+    };
     assert!(path.is_file(), "{} was not built", path.display());
-    // The shipping build (CTXGATE_LAMBDA_PROFILE=release) must meet the design's
-    // size budget; profile lambda-test skips fat LTO and is larger.
-    if bin_dir().ends_with("release") {
+    // The shipping build (CTXGATE_LAMBDA_PROFILE=release, or cargo-lambda's
+    // output) must meet the design's size budget; profile lambda-test skips fat
+    // LTO and is larger.
+    if dir.ends_with("release") || path.ends_with("bootstrap") {
         let size = path.metadata().unwrap().len();
         assert!(
             size < 10_000_000,
