@@ -93,3 +93,25 @@ def test_stage_has_throttling_and_json_access_logs(translated):
     assert settings["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
     fmt = props["AccessLogSetting"]["Format"]
     assert fmt.startswith("{") and '"requestId":"$context.requestId"' in fmt
+
+
+def test_no_role_reads_data_with_a_wildcard(translated):
+    """After the transform, so policies SAM itself adds (an event source's managed
+    role, for instance) count too: no role may use DynamoDB or Secrets Manager on
+    Resource "*", nor carry a managed policy beyond basic logging."""
+    allowed = (
+        "policy/service-role/AWSLambdaBasicExecutionRole",
+        "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+    )
+    roles = {k: r for k, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert "SweeperRole" in roles
+    for name, role in roles.items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            text = arn.get("Fn::Sub", arn) if isinstance(arn, dict) else arn
+            assert text.endswith(allowed), (name, arn)
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if any(a.startswith(("dynamodb:", "secretsmanager:")) for a in actions):
+                    resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                    assert "*" not in resources, (name, st)

@@ -312,11 +312,30 @@ fn every_parameter_is_constrained() {
 #[test]
 fn iam_is_per_function_and_never_star_for_data() {
     let t = Template::load();
+    let resources = t.resources();
     for f in t.functions() {
-        let policies = f.resource["Properties"]["Policies"]
-            .as_sequence()
-            .unwrap_or_else(|| panic!("{} has no inline policy", f.logical_id));
-        for policy in policies {
+        let props = &f.resource["Properties"];
+        // Inline SAM policies, or the policy documents of the function's own role.
+        let documents: Vec<&Value> = match tag(&props["Role"], "GetAtt").and_then(Value::as_str) {
+            Some(role) => {
+                let role = role.strip_suffix(".Arn").expect("Role: !GetAtt <role>.Arn");
+                let r = &resources[role];
+                assert_eq!(r["Type"].as_str(), Some("AWS::IAM::Role"), "{role}");
+                assert!(
+                    r["Properties"]["ManagedPolicyArns"].is_null(),
+                    "{role}: managed policies are not least privilege"
+                );
+                let policies = r["Properties"]["Policies"].as_sequence();
+                let policies = policies.unwrap_or_else(|| panic!("{role} has no policy"));
+                policies.iter().map(|p| &p["PolicyDocument"]).collect()
+            }
+            None => props["Policies"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{} has no inline policy", f.logical_id))
+                .iter()
+                .collect(),
+        };
+        for policy in documents {
             for st in policy["Statement"]
                 .as_sequence()
                 .expect("a policy document")
@@ -338,12 +357,14 @@ fn iam_is_per_function_and_never_star_for_data() {
                         tag(resource, "GetAtt").and_then(Value::as_str),
                         Some("Table.Arn" | "Table.StreamArn")
                     );
-                    let index = tag(resource, "Sub").and_then(Value::as_str)
-                        == Some("${Table.Arn}/index/by_updated");
+                    let index_or_stream = matches!(
+                        tag(resource, "Sub").and_then(Value::as_str),
+                        Some("${Table.Arn}/index/by_updated" | "${Table.Arn}/stream/*")
+                    );
                     let secret =
                         tag(resource, "Ref").and_then(Value::as_str) == Some("ProviderKeysSecret");
                     assert!(
-                        table || index || secret,
+                        table || index_or_stream || secret,
                         "{}: {actions:?} must name the table or the secret, not {resource:?}",
                         f.logical_id
                     );
