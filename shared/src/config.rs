@@ -44,14 +44,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The TOML file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The IO error.
-        source: std::io::Error,
-    },
     /// The TOML file is malformed.
     #[error("invalid config file {path}: {message}")]
     Parse {
