@@ -3,7 +3,8 @@
 //!
 //! Prints four tables: release binary sizes; Lambda cold start of the chat
 //! function (process start to its first Runtime API poll, and to the answer
-//! of its first invocation) against a local Runtime API; chat-turn latency
+//! of its first invocation; then warm invocations of the same process) against
+//! a local Runtime API; chat-turn latency
 //! through the local server (`echo` model, embedded store) over 10,000
 //! sequential requests on one keep-alive connection; and streaming latency
 //! through the local server against a mock OpenAI upstream (its first byte
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 const REQUESTS: usize = 10_000;
 const WARMUP: usize = 500;
 const COLD_STARTS: usize = 20;
+const WARM_INVOCATIONS: usize = 10;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
@@ -68,6 +70,7 @@ async fn cold_starts(dir: &Path) {
     health["requestContext"]["http"]["method"] = json!("GET");
     let mut ready = Vec::new();
     let mut first = Vec::new();
+    let mut warm = Vec::new();
     for i in 0..COLD_STARTS {
         let mut rt = RuntimeApi::start().await;
         rt.invoke(&format!("req-{i}"), health.to_string());
@@ -106,6 +109,15 @@ async fn cold_starts(dir: &Path) {
                 }
             }
         }
+        // The same process, warm: invocation queued -> streamed answer complete.
+        for j in 0..WARM_INVOCATIONS {
+            let sent = Instant::now();
+            rt.invoke(&format!("req-{i}-{j}"), health.to_string());
+            match rt.outcome().await {
+                RuntimeEvent::Response { at, .. } => warm.push(at - sent),
+                other => panic!("warm invocation: {other:?}"),
+            }
+        }
         child.kill().await.ok();
     }
     println!(
@@ -114,6 +126,7 @@ async fn cold_starts(dir: &Path) {
     println!("| measure | runs | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|");
     summary("process start -> first /next (ready)", ready, ms);
     summary("process start -> first response", first, ms);
+    summary("warm invocation -> streamed answer complete", warm, ms);
 }
 
 async fn local_server(dir: &Path) {
