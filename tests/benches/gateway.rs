@@ -96,11 +96,10 @@ async fn cold_starts(dir: &Path) {
             match rt.events.recv().await.expect("runtime events") {
                 RuntimeEvent::Next(at) if ready.len() == i => ready.push(at - start),
                 RuntimeEvent::Next(_) => {}
-                RuntimeEvent::Response { at, body, .. } => {
-                    // The chat function streams: a JSON prelude, eight NULs, the body.
-                    let prelude = body.split(|b| *b == 0).next().unwrap_or_default();
-                    let v: serde_json::Value = serde_json::from_slice(prelude).unwrap();
-                    assert_eq!(v["statusCode"], 200, "health invocation failed: {v}");
+                RuntimeEvent::Response { at, stream, .. } => {
+                    // The chat function streams; the fixture splits off the prelude.
+                    let prelude = stream.expect("a streamed response").prelude;
+                    assert_eq!(prelude["statusCode"], 200, "health failed: {prelude}");
                     first.push(at - start);
                     break;
                 }
@@ -114,7 +113,10 @@ async fn cold_starts(dir: &Path) {
             let sent = Instant::now();
             rt.invoke(&format!("req-{i}-{j}"), health.to_string());
             match rt.outcome().await {
-                RuntimeEvent::Response { at, .. } => warm.push(at - sent),
+                RuntimeEvent::Response { at, stream, .. } => {
+                    assert_eq!(stream.expect("streamed").prelude["statusCode"], 200);
+                    warm.push(at - sent)
+                }
                 other => panic!("warm invocation: {other:?}"),
             }
         }
