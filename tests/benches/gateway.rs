@@ -131,18 +131,25 @@ async fn cold_starts(dir: &Path) {
     summary("warm invocation -> streamed answer complete", warm, ms);
 }
 
-async fn local_server(dir: &Path) {
-    let data = tempfile::tempdir().unwrap();
+/// The local server on the embedded store under `data_dir`, on a free port,
+/// with a freshly minted key; waits until it listens and keeps draining its
+/// access log so it never blocks on stderr.
+async fn start_server(
+    dir: &Path,
+    data_dir: &Path,
+    extra_env: &[(&str, String)],
+) -> (tokio::process::Child, u16, String) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let env = [
+    let mut env = vec![
         ("CTXGATE_STORE", "embedded".to_owned()),
-        ("CTXGATE_DATA_DIR", data.path().display().to_string()),
+        ("CTXGATE_DATA_DIR", data_dir.display().to_string()),
         ("CTXGATE_LISTEN", format!("127.0.0.1:{port}")),
         ("RUST_LOG", "warn".to_owned()),
     ];
+    env.extend(extra_env.iter().cloned());
     let out = Command::new(dir.join("ctxgate"))
         .args(["keys", "create", "--tenant", "bench"])
         .env_clear()
@@ -159,7 +166,7 @@ async fn local_server(dir: &Path) {
     let mut server = Command::new(dir.join("ctxgate"))
         .arg("serve")
         .env_clear()
-        .envs(env.clone())
+        .envs(env)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -171,8 +178,13 @@ async fn local_server(dir: &Path) {
             break;
         }
     }
-    // Keep draining the access log so the server never blocks on stderr.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (server, port, key)
+}
+
+async fn local_server(dir: &Path) {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, port, key) = start_server(dir, data.path(), &[]).await;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -396,51 +408,12 @@ async fn streaming(dir: &Path) {
         let data = tempfile::tempdir().unwrap();
         let cfg = data.path().join("ctxgate.toml");
         std::fs::write(&cfg, format!("[redaction]\n{policy}")).unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let env = [
-            ("CTXGATE_STORE", "embedded".to_owned()),
-            (
-                "CTXGATE_DATA_DIR",
-                data.path().join("db").display().to_string(),
-            ),
-            ("CTXGATE_LISTEN", format!("127.0.0.1:{port}")),
+        let extra = [
             ("CTXGATE_CONFIG", cfg.display().to_string()),
             ("OPENAI_BASE_URL", format!("{upstream}/v1")),
             ("OPENAI_API_KEY", "sk-bench".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
         ];
-        let out = Command::new(dir.join("ctxgate"))
-            .args(["keys", "create", "--tenant", "bench"])
-            .env_clear()
-            .envs(env.clone())
-            .output()
-            .await
-            .unwrap();
-        let key = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_owned();
-        let mut server = Command::new(dir.join("ctxgate"))
-            .arg("serve")
-            .env_clear()
-            .envs(env)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("ctxgate listening") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra).await;
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
         let (first, rest) = stream_latencies(&client, &url, Some(&key), &mut senders).await;
         let added = (
