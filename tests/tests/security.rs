@@ -366,6 +366,7 @@ async fn rate_limit_holds(store: Arc<dyn Store>) {
         scopes: vec![],
         models: vec![],
         rpm: Some(20),
+        expires_at: None,
     };
     let cfg = Arc::new(ctxgate::config::Config::from_lookup(|_| None).unwrap());
     let mut tasks = Vec::new();

@@ -135,6 +135,10 @@ impl JwtVerifier {
             scopes,
             models,
             rpm: None,
+            // `exp` is a NumericDate: integer or not.
+            expires_at: claims
+                .get("exp")
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
         })
     }
 

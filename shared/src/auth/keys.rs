@@ -155,6 +155,7 @@ impl KeyAuth {
             scopes: record.scopes,
             models: record.models,
             rpm: record.rpm,
+            expires_at: record.valid_until,
         })
     }
 

@@ -2,6 +2,7 @@
 //! JWT from the configured OIDC issuer) becomes a [`Principal`]; routes then
 //! check the scope they need and, for chat, the model.
 
+pub mod grant;
 pub mod jwt;
 pub mod keys;
 
@@ -86,6 +87,9 @@ pub struct Principal {
     pub models: Vec<String>,
     /// Requests per minute (None: the configured default).
     pub rpm: Option<u32>,
+    /// When the credential stops working (the key's expiry, the token's
+    /// `exp`), Unix seconds; keys it mints may not outlive it.
+    pub expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -165,6 +169,7 @@ mod tests {
             scopes: vec!["chat".into()],
             models: vec!["fast".into(), "openai/gpt-4o".into()],
             rpm: None,
+            expires_at: None,
         };
         assert!(p.require(SCOPE_CHAT).is_ok());
         assert!(matches!(

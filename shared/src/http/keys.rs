@@ -12,7 +12,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{PathId, QueryMap, RequestLog, read_json_body, with_log};
-use crate::auth::{self, KeySpec, Principal, SCOPE_ADMIN, SCOPE_SUPERADMIN};
+use crate::auth::{self, KeySpec, Principal, SCOPE_ADMIN, SCOPE_SUPERADMIN, grant};
 use crate::store::ApiKeyRecord;
 use crate::{ApiError, AppState, now_secs, validate};
 
@@ -151,20 +151,6 @@ async fn create_inner(
             ),
         ));
     }
-    // An admin cannot hand out more than it holds.
-    if let Some(s) = req
-        .scopes
-        .iter()
-        .find(|s| !p.has(s) && !p.has(SCOPE_SUPERADMIN))
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "insufficient_scope",
-            format!("cannot grant the '{s}' scope, which this credential does not hold"),
-        )
-        .with_param("scopes"));
-    }
     for (i, m) in req.models.iter().enumerate() {
         if state.providers.resolve(m).is_none() {
             return Err(ApiError::invalid(
@@ -189,7 +175,7 @@ async fn create_inner(
         rpm: req.rpm,
         valid_until: req.expires_in_days.map(|d| now + i64::from(d) * 86_400),
     };
-    let new = auth::mint(&spec, now).map_err(|m| {
+    let mut new = auth::mint(&spec, now).map_err(|m| {
         let param = if m.starts_with("tenant") {
             "tenant"
         } else if m.starts_with("key names") {
@@ -199,22 +185,37 @@ async fn create_inner(
         };
         ApiError::invalid(param, m)
     })?;
-    // A request naming no scope gets the default ones: the admin must hold
-    // those too, or it could mint a key stronger than itself.
-    if let Some(s) = new
-        .record
-        .scopes
-        .iter()
-        .find(|s| !p.has(s) && !p.has(SCOPE_SUPERADMIN))
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "insufficient_scope",
-            format!("cannot grant the default '{s}' scope, which this credential does not hold; name the scopes"),
-        )
-        .with_param("scopes"));
-    }
+    // An admin cannot hand out more than it holds, in any limit (a request
+    // naming no scope gets the default ones, which it must hold too).
+    let rec = &mut new.record;
+    let bounded = grant::bound(
+        &p,
+        grant::Requested {
+            scopes: std::mem::take(&mut rec.scopes),
+            models: std::mem::take(&mut rec.models),
+            rpm: rec.rpm,
+            valid_until: rec.valid_until,
+        },
+        state.config.limits.requests_per_minute,
+        |m| {
+            state
+                .providers
+                .route(m)
+                .map(|chain| chain.into_iter().map(|r| r.id).collect())
+        },
+    )
+    .map_err(|e| {
+        let code = match e.param {
+            "scopes" => "insufficient_scope",
+            _ => "exceeds_credential",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, "permission_error", code, e.message)
+            .with_param(e.param)
+    })?;
+    rec.scopes = bounded.scopes;
+    rec.models = bounded.models;
+    rec.rpm = bounded.rpm;
+    rec.valid_until = bounded.valid_until;
     state.store.put_key(&new.record).await?;
     tracing::info!(key_id = %new.record.key_id, key_tenant = %new.record.tenant, "api key created");
     let mut view = KeyView::from(new.record);
@@ -255,6 +256,15 @@ pub async fn revoke(
         // Another tenant's key looks exactly like a missing one.
         if key.tenant != p.tenant && !p.has(SCOPE_SUPERADMIN) {
             return Err(missing());
+        }
+        if !grant::may_manage(&p, &key.scopes) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "insufficient_scope",
+                "a superadmin key can only be revoked by a superadmin or the ctxgate CLI",
+            )
+            .with_param("id"));
         }
         state.store.revoke_key(&id).await?;
         state.auth.keys.forget(&key.hash);
