@@ -41,6 +41,14 @@ pub fn is_valid_id(id: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Whether `id` is a valid conversation id: a client-chosen id (see
+/// [`is_valid_id`]) that is not all dots, so `.` and `..` can never name a
+/// conversation (as path segments they would be resolved away by clients
+/// and proxies, reaching a different route than the one sent).
+pub fn is_valid_conversation_id(id: &str) -> bool {
+    is_valid_id(id, MAX_CONVERSATION_ID) && !id.bytes().all(|b| b == b'.')
+}
+
 /// Longest accepted conversation id.
 pub const MAX_CONVERSATION_ID: usize = 128;
 /// Longest accepted tenant id.
@@ -59,6 +67,17 @@ mod tests {
         assert!(!is_valid_id("a#b", 128));
         assert!(!is_valid_id("a b", 128));
         assert!(!is_valid_id("é", 128));
+    }
+
+    // Issue 12, point 14: `.` and `..` are not conversation ids.
+    #[test]
+    fn dot_segments_are_not_conversation_ids() {
+        for bad in [".", "..", "...", ""] {
+            assert!(!is_valid_conversation_id(bad), "{bad:?}");
+        }
+        for good in ["a.", ".a", "..a", "a..b", "conv-1"] {
+            assert!(is_valid_conversation_id(good), "{good:?}");
+        }
     }
 
     #[test]

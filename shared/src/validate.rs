@@ -326,12 +326,12 @@ fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ValidationE
 
 /// Checks a client-chosen conversation id; `param` names where it came from.
 pub fn conversation_id(id: &str, param: &str) -> Result<(), ValidationError> {
-    if ids::is_valid_id(id, ids::MAX_CONVERSATION_ID) {
+    if ids::is_valid_conversation_id(id) {
         Ok(())
     } else {
         Err(ValidationError::at(
             param,
-            "conversation ids are 1-128 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'",
+            "conversation ids are 1-128 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-', and not only dots",
         ))
     }
 }

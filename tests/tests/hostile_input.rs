@@ -263,6 +263,8 @@ fn path_id() -> impl Strategy<Value = String> {
         1 => Just("%".to_owned()),
         1 => Just("a%2Fb".to_owned()),
         1 => Just("..".to_owned()),
+        1 => Just(".".to_owned()),
+        1 => Just("%2E%2E".to_owned()),
         1 => Just("%00".to_owned()),
     ]
 }
@@ -612,4 +614,57 @@ async fn known_hostile_cases() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+
+    // Issue 12, point 2: a restricted admin asking for more than it holds,
+    // in any limit, is refused naming the field, and nothing is minted.
+    let spec = ctxgate::auth::KeySpec {
+        tenant: TENANT.into(),
+        name: "restricted".into(),
+        scopes: vec!["admin".into(), "chat".into()],
+        models: vec!["echo".into()],
+        rpm: Some(10),
+        valid_until: Some(ctxgate::now_secs() + 86_400),
+    };
+    let minted = ctxgate::auth::mint(&spec, ctxgate::now_secs()).unwrap();
+    gw.state.store.put_key(&minted.record).await.unwrap();
+    let before = gw.state.store.list_keys(Some(TENANT)).await.unwrap().len();
+    for (body, param) in [
+        (json!({"name": "x", "scopes": ["chat"]}), "models"),
+        (
+            json!({"name": "x", "scopes": ["chat"], "models": []}),
+            "models",
+        ),
+        (
+            json!({"name": "x", "scopes": ["chat"], "models": ["echo"], "rpm": 11}),
+            "rpm",
+        ),
+        (
+            json!({"name": "x", "scopes": ["chat"], "models": ["echo"], "rpm": 4294967295u32}),
+            "rpm",
+        ),
+        (
+            json!({"name": "x", "scopes": ["chat"], "models": ["echo"], "expires_in_days": 2}),
+            "expires_in_days",
+        ),
+        (
+            json!({"name": "x", "scopes": ["chat"], "models": ["echo"], "expires_in_days": 4294967295u32}),
+            "expires_in_days",
+        ),
+    ] {
+        let (status, _, resp) = gw
+            .call(
+                "POST",
+                "/v1/admin/keys",
+                Some(&minted.secret),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, resp["error"]["param"].as_str()),
+            (403, Some(param)),
+            "{body}: {resp}"
+        );
+    }
+    let after = gw.state.store.list_keys(Some(TENANT)).await.unwrap().len();
+    assert_eq!(before, after, "nothing was minted");
 }

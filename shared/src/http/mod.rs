@@ -166,9 +166,11 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 http::header::CONTENT_TYPE,
                 http::HeaderName::from_static("x-conversation-id"),
                 http::HeaderName::from_static("idempotency-key"),
+                http::HeaderName::from_static(REQUEST_ID_HEADER),
             ])
             .expose_headers([
-                http::HeaderName::from_static("x-request-id"),
+                http::HeaderName::from_static(REQUEST_ID_HEADER),
+                http::HeaderName::from_static(CLIENT_REQUEST_ID_HEADER),
                 http::HeaderName::from_static("x-conversation-id"),
                 http::HeaderName::from_static("x-ctxgate-redactions"),
                 http::HeaderName::from_static("x-ctxgate-model"),
@@ -269,21 +271,30 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Header carrying the id the server gave the request.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Header echoing the caller's own `x-request-id`, kept apart from ours.
+pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
+
 /// Request id, access log line, `x-request-id` header.
+///
+/// The id is always the server's (Lambda's, or a fresh one locally): a
+/// client-chosen id could collide with or impersonate another request in the
+/// logs. The caller's own `x-request-id`, when it is a plain id, comes back
+/// in `x-client-request-id` and is logged as such.
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let request_id = req
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .filter(|id| !id.is_empty())
-        .or_else(|| {
-            req.headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| ids::is_valid_id(v, 128))
-                .map(str::to_owned)
-        })
         .unwrap_or_else(ids::request_id);
+    let client_request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| ids::is_valid_id(v, 128))
+        .map(str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %request_id);
@@ -297,6 +308,7 @@ async fn observe(req: Request, next: Next) -> Response {
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     tracing::info!(
         request_id = %request_id,
+        client_request_id = client_request_id.as_deref(),
         method = %method,
         path = %path,
         status = resp.status().as_u16(),
@@ -309,7 +321,10 @@ async fn observe(req: Request, next: Next) -> Response {
         "request"
     );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    if let Some(v) = client_request_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(CLIENT_REQUEST_ID_HEADER, v);
     }
     resp
 }
