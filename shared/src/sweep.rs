@@ -58,10 +58,15 @@ pub async fn sweep(store: &dyn Store, event: &Value) -> Result<usize, StoreError
     let removed = removed_heads(event);
     for r in &removed {
         // A head removed by a client's DELETE numbered nothing left to purge.
-        if r.next_seq > r.first_seq {
-            store
+        if r.next_seq > r.first_seq
+            && let Err(e) = store
                 .purge_messages(&r.tenant, &r.id, r.first_seq, r.next_seq)
-                .await?;
+                .await
+        {
+            // Named so an operator can finish the purge once the batch lands
+            // in the failure queue (infra/README.md).
+            tracing::error!(tenant = %r.tenant, conversation = %r.id, error = %e, "purge failed");
+            return Err(e);
         }
     }
     Ok(removed.len())

@@ -444,3 +444,159 @@ fn table_matches_the_store() {
     let secret = &t.resources()["ProviderKeysSecret"]["Properties"];
     assert_eq!(secret["SecretString"].as_str(), Some("{}"));
 }
+
+/// Evaluates a rule condition or assertion (`!Not`, `!Equals`, `!And`, `!Or`,
+/// `!Ref` to a parameter) for given parameter values.
+fn eval_rule(v: &Value, params: &BTreeMap<&str, &str>) -> Value {
+    let Value::Tagged(t) = v else {
+        return v.clone();
+    };
+    let args = |n: usize| -> Vec<Value> {
+        let s = t.value.as_sequence().expect("a list of arguments");
+        assert_eq!(s.len(), n, "!{} takes {n}", t.tag);
+        s.iter().map(|a| eval_rule(a, params)).collect()
+    };
+    let name = t.tag.to_string();
+    let name = name.trim_start_matches('!');
+    match name {
+        "Ref" => Value::String(
+            params
+                .get(t.value.as_str().unwrap())
+                .unwrap_or_else(|| panic!("unknown parameter {:?}", t.value))
+                .to_string(),
+        ),
+        "Not" => Value::Bool(!args(1)[0].as_bool().unwrap()),
+        "Equals" => {
+            let a = args(2);
+            Value::Bool(a[0] == a[1])
+        }
+        "And" | "Or" => {
+            let s = t.value.as_sequence().unwrap();
+            let mut vals = s.iter().map(|a| eval_rule(a, params).as_bool().unwrap());
+            Value::Bool(if name == "And" {
+                vals.all(|v| v)
+            } else {
+                vals.any(|v| v)
+            })
+        }
+        other => panic!("rule function {other} is not evaluated here"),
+    }
+}
+
+/// Whether CloudFormation would accept these parameter values under the template's rules.
+fn rules_accept(t: &Template, params: &BTreeMap<&str, &str>) -> bool {
+    let Some(rules) = t.doc["Rules"].as_mapping() else {
+        return true;
+    };
+    rules.values().all(|rule| {
+        let applies = match rule.get("RuleCondition") {
+            Some(c) => eval_rule(c, params).as_bool().unwrap(),
+            None => true,
+        };
+        !applies
+            || rule["Assertions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .all(|a| eval_rule(&a["Assert"], params).as_bool().unwrap())
+    })
+}
+
+// Issue 12, point 15: `JwtIssuer` without `JwtAudience` is refused at deploy
+// time by a template rule, before any resource is created.
+#[test]
+fn a_jwt_issuer_without_an_audience_is_refused_at_deploy_time() {
+    let t = Template::load();
+    let with = |issuer: &'static str, audience: &'static str| {
+        BTreeMap::from([("JwtIssuer", issuer), ("JwtAudience", audience)])
+    };
+    assert!(rules_accept(&t, &with("", "")), "JWT off");
+    assert!(rules_accept(
+        &t,
+        &with("https://idp.example", "ctxgate-api")
+    ));
+    assert!(rules_accept(&t, &with("", "ctxgate-api")));
+    assert!(
+        !rules_accept(&t, &with("https://idp.example", "")),
+        "an issuer with no audience must be refused"
+    );
+    // The rule speaks of parameters the template declares, with the defaults
+    // that leave JWT off.
+    assert_eq!(t.parameter_default("JwtIssuer").as_deref(), Some(""));
+    assert_eq!(t.parameter_default("JwtAudience").as_deref(), Some(""));
+}
+
+// Issue 12, point 15: a purge that keeps failing is seen, not dropped: the
+// sweeper's stream source has an on-failure destination, its role may write
+// there, and an alarm watches it.
+#[test]
+fn sweeper_failures_land_in_a_queue_with_an_alarm() {
+    let t = Template::load();
+    let resources = t.resources();
+    let sweeper = t
+        .functions()
+        .into_iter()
+        .find(|f| f.binary == "ctxgate-sweeper")
+        .expect("the sweeper function");
+    let events = sweeper.resource["Properties"]["Events"]
+        .as_mapping()
+        .unwrap();
+    let stream = events
+        .values()
+        .find(|e| e["Type"].as_str() == Some("DynamoDB"))
+        .expect("a DynamoDB stream event");
+    let on_failure = &stream["Properties"]["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"].as_str(), Some("SQS"));
+    let queue = tag(&on_failure["Destination"], "GetAtt")
+        .and_then(Value::as_str)
+        .and_then(|a| a.strip_suffix(".Arn"))
+        .expect("Destination: !GetAtt <queue>.Arn");
+    assert_eq!(
+        resources[queue]["Type"].as_str(),
+        Some("AWS::SQS::Queue"),
+        "{queue}"
+    );
+    assert!(
+        stream["Properties"]["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "bounded retries before the destination"
+    );
+
+    // The role (written out, so SAM adds nothing) may send there.
+    let role = tag(&sweeper.resource["Properties"]["Role"], "GetAtt")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_suffix(".Arn"))
+        .unwrap();
+    let sends = resources[role]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+        .any(|st| {
+            let actions = match &st["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            actions.contains(&"sqs:SendMessage")
+                && tag(&st["Resource"], "GetAtt").and_then(Value::as_str)
+                    == Some(&format!("{queue}.Arn"))
+        });
+    assert!(sends, "{role} cannot send to {queue}");
+
+    // An alarm on the queue's depth, notifying the alarm topic.
+    let alarmed = resources.values().any(|r| {
+        let p = &r["Properties"];
+        r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+            && p["Namespace"].as_str() == Some("AWS/SQS")
+            && p["MetricName"].as_str() == Some("ApproximateNumberOfMessagesVisible")
+            && p["Dimensions"].as_sequence().unwrap().iter().any(|d| {
+                tag(&d["Value"], "GetAtt").and_then(Value::as_str)
+                    == Some(&format!("{queue}.QueueName"))
+            })
+            && p["Threshold"].as_f64() == Some(0.0)
+            && !p["AlarmActions"].is_null()
+    });
+    assert!(alarmed, "no alarm watches {queue}");
+}
