@@ -1369,6 +1369,37 @@ mod tests {
     }
 
     #[test]
+    fn max_outputs_come_from_config_table_and_provider() {
+        // Issue 12, point 3: what an uncapped request may cost.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[models]]\nid = \"openai/custom\"\nmax_output_tokens = 777\n[[models]]\nid = \"openai/gpt-4o\"\n",
+        )
+        .unwrap();
+        let c = cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).unwrap();
+        assert_eq!(c.max_output("openai/custom"), 777);
+        assert_eq!(c.max_output("openai/gpt-4o"), 16_384);
+        assert_eq!(c.max_output("openai/gpt-4o-2024-08-06"), 16_384);
+        // Anthropic models are sent the provider's default cap.
+        assert_eq!(c.max_output("anthropic/claude-sonnet-4-5"), 4096);
+        assert_eq!(c.max_output("openai/unknown"), c.limits.max_output_tokens);
+        for bad in [
+            "[limits]\nbudget_tolerance = 1.5\n",
+            "[limits]\nbudget_tolerance = -0.1\n",
+            "[[models]]\nid = \"openai/x\"\nmax_output_tokens = 0\n",
+            "[prices]\nversion = \"v\"\nmodels = {}\ndefault = { input = -1.0, output = 1.0 }\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_config() {
         assert!(cfg(&[("CTXGATE_STORE", "postgres")]).is_err());
         let dir = tempfile::tempdir().unwrap();

@@ -210,7 +210,7 @@ async fn uncapped_turns(store: Arc<dyn Store>) {
         store.clone(),
         &upstream,
         "[tenants.small]\ntokens_per_day = 3000\n[tenants.big]\ntokens_per_day = 10000000\n\
-         [tenants.crowd]\ntokens_per_day = 3000\n",
+         [tenants.crowd]\ntokens_per_day = 3000\n[tenants.thrifty]\ncost_per_day_usd = 0.001\n",
     );
     // Enough budget: the model's own maximum (16384 for gpt-4o-mini) is
     // reserved and nothing is imposed upstream.
@@ -258,6 +258,23 @@ async fn uncapped_turns(store: Arc<dyn Store>) {
         .collect();
     assert!(capped.iter().all(|c| *c < 3000), "{capped:?}");
 
+    // A cost budget caps the answer too: 1000 micro-USD at gpt-4o-mini's
+    // 0.15 / 0.60 USD per million tokens.
+    let thrifty = key(&store, "thrifty", &["chat"], None).await;
+    for _ in 0..3 {
+        gw.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&thrifty),
+            Some(chat("openai/gpt-4o-mini", None)),
+        )
+        .await;
+    }
+    let cost = spent(&store, "thrifty", "cost").await;
+    assert!(cost > 900 && cost <= 1000, "{cost}");
+    let last = upstream.received().pop().unwrap();
+    assert!(last.body["max_completion_tokens"].as_u64().unwrap() < 16_384);
+
     // Concurrent turns: the sum still stays within the budget.
     let crowd = key(&store, "crowd", &["chat"], None).await;
     let gw = Arc::new(gw);
@@ -298,12 +315,10 @@ async fn uncapped_turns_stay_within_the_budget_on_dynamodb() {
     uncapped_turns(dynamo_store().await).await;
 }
 
-#[tokio::test]
-async fn the_tolerance_bounds_how_far_past_the_budget_a_turn_goes() {
+async fn tolerance(store: Arc<dyn Store>) {
     // Issue 12, point 3: with `limits.budget_tolerance`, a tenant ends at most
     // one tolerance past its budget.
     let upstream = MockUpstream::start(greedy).await;
-    let (store, _data) = embedded_store();
     let (gw, _dir) = gateway(
         store.clone(),
         &upstream,
@@ -321,6 +336,17 @@ async fn the_tolerance_bounds_how_far_past_the_budget_a_turn_goes() {
     }
     let total = spent(&store, "t", "tokens").await;
     assert!(total > 2000 && total <= 3000, "{total}");
+}
+
+#[tokio::test]
+async fn the_tolerance_bounds_the_overrun_on_the_embedded_store() {
+    let (store, _dir) = embedded_store();
+    tolerance(store).await;
+}
+
+#[tokio::test]
+async fn the_tolerance_bounds_the_overrun_on_dynamodb() {
+    tolerance(dynamo_store().await).await;
 }
 
 // ---- point 3: every provider call that ran is metered -----------------------
@@ -475,6 +501,40 @@ async fn disconnects(store: Arc<dyn Store>) {
     })
     .await;
     let rows = usage_rows(&store, "t").await;
+    assert_eq!(
+        spent(&store, "t", "tokens").await,
+        rows[0].total_tokens as i64
+    );
+
+    // A streamed request whose client goes away before the stream opened.
+    let (before, estimated) = (
+        spent(&store, "t", "tokens").await,
+        rows[0].estimated_requests,
+    );
+    upstream.respond(move |_| Reply {
+        gate: Some(Arc::new(tokio::sync::Notify::new())),
+        ..Reply::json(openai_completion("never", 11, 7))
+    });
+    let request = {
+        let (gw, k) = (gw.clone(), k.clone());
+        let mut body = chat("openai/gpt-4o-mini", Some(500));
+        body["stream"] = true.into();
+        tokio::spawn(async move { gw.call_text("/v1/chat/completions", &k, &[], body).await })
+    };
+    eventually("the streamed call went out", || async move {
+        up.received().len() == 3
+    })
+    .await;
+    let reserved = spent(&store, "t", "tokens").await - before;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    eventually("the abandoned stream was recorded", || async move {
+        usage_rows(st, "t").await[0].requests == 3
+    })
+    .await;
+    let rows = usage_rows(&store, "t").await;
+    assert_eq!(rows[0].estimated_requests, estimated + 1);
+    assert_eq!(spent(&store, "t", "tokens").await, before + reserved);
     assert_eq!(
         spent(&store, "t", "tokens").await,
         rows[0].total_tokens as i64
