@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::limits::Reservation;
+use crate::provider::ProviderError;
 use crate::store::{Store, UsageRow};
 use crate::usage;
 use crate::wire::Usage;
@@ -72,8 +73,20 @@ impl Meter {
         }
     }
 
-    /// The call failed without generating anything: the reservation is refunded.
-    pub async fn failed(&mut self) {
+    /// The call failed. A refusal generated nothing and is refunded; a call
+    /// that may have run (timed out, or answered 2xx with an unreadable body)
+    /// is charged its worst case, as estimated.
+    pub async fn failed(&mut self, error: &ProviderError) {
+        if may_have_run(error) {
+            self.sent();
+            if let Stage::Sent = self.stage {
+                let worst = self.worst;
+                let model = self.model.clone();
+                self.answered(&model, &worst, true).await;
+                self.record().await;
+            }
+            return;
+        }
         if let Some(r) = self.reservation.as_mut() {
             r.settle(0, 0).await;
         }
@@ -110,6 +123,14 @@ impl Meter {
             add(&*self.store, &self.tenant, &row).await;
         }
     }
+}
+
+/// Whether a failed call may have had the provider generate (and bill) an answer.
+fn may_have_run(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Timeout { .. } | ProviderError::Deadline | ProviderError::BadResponse { .. }
+    )
 }
 
 async fn add(store: &dyn Store, tenant: &str, row: &UsageRow) {

@@ -195,7 +195,7 @@ pub async fn write(
     } = match state.providers.complete(&model, &prompt, &params).await {
         Ok(c) => c,
         Err(e) => {
-            meter.failed().await;
+            meter.failed(&e).await;
             return Err(e.into());
         }
     };

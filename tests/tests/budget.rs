@@ -581,6 +581,26 @@ async fn blocked_answers(store: Arc<dyn Store>) {
     let rows = usage_rows(&store, "t").await;
     assert_eq!((rows[0].requests, rows[0].total_tokens), (1, 18));
     assert_eq!(spent(&store, "t", "tokens").await, 18);
+
+    // Issue 12, point 3: a 2xx answer the gateway cannot read was still
+    // generated (and billed): its worst case is charged, as estimated.
+    upstream.respond(|_| Reply::status(200, "{\"choices\": \"not a list\""));
+    let (status, _, body) = gw
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&k),
+            Some(chat("openai/gpt-4o-mini", Some(50))),
+        )
+        .await;
+    assert_eq!(status, 502, "{body}");
+    let rows = usage_rows(&store, "t").await;
+    assert_eq!((rows[0].requests, rows[0].estimated_requests), (2, 1));
+    assert!(rows[0].completion_tokens >= 7 + 50);
+    assert_eq!(
+        spent(&store, "t", "tokens").await,
+        rows[0].total_tokens as i64
+    );
 }
 
 #[tokio::test]

@@ -299,7 +299,7 @@ async fn turn(
     let (mut completion, model) = match result {
         Ok(routed) => (routed.value, routed.model),
         Err(e) => {
-            meter.failed().await;
+            meter.failed(&e).await;
             if let Some(p) = pending_summary {
                 p.cancel();
             }

@@ -87,7 +87,7 @@ pub async fn respond(state: Arc<AppState>, mut call: StreamCall) -> Result<Respo
             routed.value
         }
         Err(e) => {
-            call.meter.failed().await;
+            call.meter.failed(&e).await;
             if let Some(p) = call.summary.take() {
                 p.cancel();
             }
