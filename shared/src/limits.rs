@@ -167,6 +167,21 @@ pub async fn reserve_call(
     if !budget.is_limited() {
         return Ok((None, max));
     }
+    // Usually the whole maximum fits: one conditional write, no reads.
+    let whole = u64::from(max);
+    match reserve_within(
+        store,
+        tenant,
+        budget,
+        prompt + whole,
+        worst_cost(price, prompt, whole),
+        now,
+    )
+    .await
+    {
+        Err(LimitError::BudgetExceeded { .. }) => {}
+        other => return other.map(|r| (r, max)),
+    }
     let day = usage::day(now);
     let mut attempt = 0;
     loop {
