@@ -353,3 +353,33 @@ impl Drop for Reservation {
         handle.spawn(async move { orphan.settle(0, 0).await });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tolerance_raises_each_budget_by_its_share() {
+        // Issue 12, point 3: one tolerance past the budget, no more.
+        let q = Quotas {
+            tokens_per_day: Some(1000),
+            cost_per_day_usd: Some(0.5),
+        };
+        assert_eq!(
+            Budget::new(&q, 0.1),
+            Budget {
+                tokens: Some(1100),
+                cost_micro: Some(550_000)
+            }
+        );
+        assert_eq!(Budget::new(&q, 0.0).tokens, Some(1000));
+        assert!(!Budget::new(&Quotas::default(), 0.5).is_limited());
+        let p = Price {
+            input: 1.0,
+            output: 2.0,
+            cached_input: None,
+        };
+        assert_eq!(worst_cost(Some(&p), 10, 5), 20);
+        assert_eq!(worst_cost(None, 10, 5), 0);
+    }
+}
