@@ -163,13 +163,14 @@ pub async fn write(
         return Ok(None);
     }
     let prompt_estimate = tokens::estimate_messages(&prompt);
+    let prompt_reserved = limits::prompt_reserve(prompt_estimate);
     let budget = Budget::new(&quotas, state.config.limits.budget_tolerance);
     let reserved = limits::reserve_call(
         &state.store,
         tenant,
         budget,
         price,
-        prompt_estimate,
+        prompt_reserved,
         Output::Capped(cfg.summary_max_tokens),
         now,
     )
@@ -186,7 +187,7 @@ pub async fn write(
         tenant,
         &model.id,
         now,
-        Usage::new(prompt_estimate, u64::from(out)),
+        Usage::new(prompt_reserved, u64::from(out)),
         reservation,
     );
     meter.sent();

@@ -231,12 +231,13 @@ async fn turn(
         &state.config.quotas(&principal.tenant),
         state.config.limits.budget_tolerance,
     );
+    let prompt_reserved = limits::prompt_reserve(prompt_estimate);
     let (reservation, reserved) = limits::reserve_call(
         &state.store,
         &principal.tenant,
         budget,
         worst_price.as_ref(),
-        prompt_estimate,
+        prompt_reserved,
         output,
         now,
     )
@@ -254,7 +255,7 @@ async fn turn(
         &principal.tenant,
         &model.id,
         now,
-        Usage::new(prompt_estimate, u64::from(reserved)),
+        Usage::new(prompt_reserved, u64::from(reserved)),
         reservation,
     );
 
