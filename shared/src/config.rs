@@ -136,6 +136,11 @@ pub struct ModelConfig {
     /// Retry settings for this model (over its provider's and `[retry]`).
     #[serde(default)]
     pub retry: Option<RetrySettings>,
+    /// Most output tokens the model can produce in one answer (default: the
+    /// built-in table, else `limits.max_output_tokens`); budgets reserve it
+    /// when a request sets no cap.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
 }
 
 /// Retry settings as written in the config; unset fields inherit.
@@ -299,6 +304,25 @@ const BUILTIN_WINDOWS: &[(&str, u64)] = &[
     ("echo", 128_000),
 ];
 
+/// Built-in output limits of current models (tokens): what a request without
+/// `max_tokens` may cost at most.
+const BUILTIN_MAX_OUTPUTS: &[(&str, u32)] = &[
+    ("openai/gpt-4.1", 32_768),
+    ("openai/gpt-4.1-mini", 32_768),
+    ("openai/gpt-4.1-nano", 32_768),
+    ("openai/gpt-4o", 16_384),
+    ("openai/gpt-4o-mini", 16_384),
+    ("openai/o3", 100_000),
+    ("openai/o4-mini", 100_000),
+    ("openai/gpt-5", 128_000),
+    ("openai/gpt-5-mini", 128_000),
+    ("anthropic/claude-sonnet-4-5", 64_000),
+    ("anthropic/claude-haiku-4-5", 64_000),
+    ("anthropic/claude-opus-4-1", 32_000),
+    ("anthropic/claude-sonnet-4", 64_000),
+    ("anthropic/claude-3-5-haiku-latest", 8_192),
+];
+
 /// The TOML file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -351,6 +375,9 @@ pub struct Limits {
     pub max_prompt_tokens: u64,
     /// Requests per minute for keys that set none (0: unlimited).
     pub requests_per_minute: u32,
+    /// How far past a daily token or cost budget one turn may take its
+    /// tenant, as a share of that budget (0: not at all).
+    pub budget_tolerance: f64,
 }
 
 impl Default for Limits {
@@ -361,6 +388,7 @@ impl Default for Limits {
             max_output_tokens: 128_000,
             max_prompt_tokens: 2_000_000,
             requests_per_minute: 0,
+            budget_tolerance: 0.0,
         }
     }
 }
@@ -491,6 +519,41 @@ pub struct PriceTable {
     pub version: String,
     /// `provider/model` -> price.
     pub models: BTreeMap<String, Price>,
+    /// Price of models the table does not match (see [`PriceTable::get`]);
+    /// unset, such models are refused to tenants with a cost budget.
+    #[serde(default)]
+    pub default: Option<Price>,
+}
+
+impl PriceTable {
+    /// The price of `model`: its own entry, else the entry of its undated
+    /// name (`openai/gpt-4o-2024-08-06` as `openai/gpt-4o`,
+    /// `anthropic/claude-sonnet-4-5-20250929` as `anthropic/claude-sonnet-4-5`),
+    /// else the configured default.
+    pub fn get(&self, model: &str) -> Option<&Price> {
+        self.models
+            .get(model)
+            .or_else(|| undated(model).and_then(|m| self.models.get(m)))
+            .or(self.default.as_ref())
+    }
+}
+
+/// `model` without a trailing date (`-YYYY-MM-DD` or `-YYYYMMDD`), if it has one.
+pub fn undated(model: &str) -> Option<&str> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let (head, tail) = model.rsplit_once('-')?;
+    if tail.len() == 8 && digits(tail) && tail.starts_with("20") {
+        return Some(head);
+    }
+    // `-YYYY-MM-DD`: the last three dash-separated parts.
+    let (head, month) = head.rsplit_once('-')?;
+    let (head, year) = head.rsplit_once('-')?;
+    let dated = year.len() == 4
+        && year.starts_with("20")
+        && month.len() == 2
+        && tail.len() == 2
+        && [year, month, tail].iter().all(|p| digits(p));
+    dated.then_some(head)
 }
 
 impl Default for PriceTable {
@@ -515,6 +578,7 @@ impl Default for PriceTable {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            default: None,
         }
     }
 }
@@ -560,6 +624,8 @@ pub struct Config {
     pub models: Vec<String>,
     /// Context sizes set in the config file, by model.
     pub context_windows: BTreeMap<String, u64>,
+    /// Output limits set in the config file, by model.
+    pub max_outputs: BTreeMap<String, u32>,
     /// Context manager settings.
     pub context: ContextConfig,
     /// Alias -> `provider/model`, or a fallback chain of them.
@@ -678,6 +744,7 @@ impl Config {
         }
 
         let mut context_windows = BTreeMap::new();
+        let mut max_outputs = BTreeMap::new();
         let mut model_retry = BTreeMap::new();
         let models: Vec<String> = match file.models {
             Some(m) => m
@@ -688,6 +755,9 @@ impl Config {
                     }
                     if let Some(r) = m.retry {
                         model_retry.insert(m.id.clone(), r);
+                    }
+                    if let Some(n) = m.max_output_tokens {
+                        max_outputs.insert(m.id.clone(), n);
                     }
                     m.id
                 })
@@ -721,6 +791,7 @@ impl Config {
             providers,
             models,
             context_windows,
+            max_outputs,
             context: file.context.unwrap_or_default(),
             aliases: file
                 .aliases
@@ -840,6 +911,16 @@ impl Config {
                 crate::validate::MAX_MESSAGES_PER_REQUEST
             )));
         }
+        if !(0.0..=1.0).contains(&l.budget_tolerance) {
+            return Err(ConfigError::Invalid(
+                "limits.budget_tolerance must be in [0, 1]".into(),
+            ));
+        }
+        if self.max_outputs.values().any(|n| *n == 0) {
+            return Err(ConfigError::Invalid(
+                "models: max_output_tokens must be at least 1".into(),
+            ));
+        }
         let tenant_quotas: Vec<(&str, Quotas)> = self
             .tenants
             .iter()
@@ -856,7 +937,14 @@ impl Config {
                 )));
             }
         }
-        for (model, p) in &self.prices.models {
+        let default_price = self.prices.default.iter().map(|p| ("default", p));
+        for (model, p) in self
+            .prices
+            .models
+            .iter()
+            .map(|(m, p)| (m.as_str(), p))
+            .chain(default_price)
+        {
             if [p.input, p.output, p.cached_input.unwrap_or(0.0)]
                 .iter()
                 .any(|v| !(v.is_finite() && *v >= 0.0))
@@ -931,6 +1019,34 @@ impl Config {
                     .map(|(_, w)| *w)
             })
             .unwrap_or(self.context.default_window)
+    }
+
+    /// Most output tokens one answer of `model` (resolved) can cost when the
+    /// request sets no cap: the configured or built-in limit, bounded by the
+    /// cap its provider sends by default, else `limits.max_output_tokens`.
+    pub fn max_output(&self, model: &str) -> u32 {
+        let own = self.max_outputs.get(model).copied().or_else(|| {
+            BUILTIN_MAX_OUTPUTS
+                .iter()
+                .find(|(m, _)| *m == model || undated(model) == Some(*m))
+                .map(|(_, n)| *n)
+        });
+        let provider_default = self.split_model(model).and_then(|(p, _)| {
+            let p = self.providers.get(p)?;
+            match p.kind {
+                ProviderKind::Anthropic => Some(
+                    p.default_max_tokens
+                        .unwrap_or(crate::provider::anthropic::DEFAULT_MAX_TOKENS),
+                ),
+                // Only the Anthropic provider sends a cap of its own.
+                _ => None,
+            }
+        });
+        [own, provider_default]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.limits.max_output_tokens)
     }
 
     /// Retention as seconds, `None` when messages are kept forever.
@@ -1250,6 +1366,37 @@ mod tests {
             ok.cors_origins,
             ["https://a.example", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn max_outputs_come_from_config_table_and_provider() {
+        // Issue 12, point 3: what an uncapped request may cost.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[models]]\nid = \"openai/custom\"\nmax_output_tokens = 777\n[[models]]\nid = \"openai/gpt-4o\"\n",
+        )
+        .unwrap();
+        let c = cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).unwrap();
+        assert_eq!(c.max_output("openai/custom"), 777);
+        assert_eq!(c.max_output("openai/gpt-4o"), 16_384);
+        assert_eq!(c.max_output("openai/gpt-4o-2024-08-06"), 16_384);
+        // Anthropic models are sent the provider's default cap.
+        assert_eq!(c.max_output("anthropic/claude-sonnet-4-5"), 4096);
+        assert_eq!(c.max_output("openai/unknown"), c.limits.max_output_tokens);
+        for bad in [
+            "[limits]\nbudget_tolerance = 1.5\n",
+            "[limits]\nbudget_tolerance = -0.1\n",
+            "[[models]]\nid = \"openai/x\"\nmax_output_tokens = 0\n",
+            "[prices]\nversion = \"v\"\nmodels = {}\ndefault = { input = -1.0, output = 1.0 }\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

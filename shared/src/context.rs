@@ -327,6 +327,7 @@ pub fn merge_usage(rows: Vec<UsageRow>) -> Vec<UsageRow> {
                 r.cached_tokens += row.cached_tokens;
                 r.reasoning_tokens += row.reasoning_tokens;
                 r.cost_micro_usd += row.cost_micro_usd;
+                r.estimated_requests += row.estimated_requests;
             }
             None => merged.push(row),
         }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod limits;
+pub mod meter;
 pub mod processor;
 pub mod provider;
 pub mod redact;

@@ -1,18 +1,21 @@
 //! Rate limits and budgets, enforced atomically in the store so they hold
 //! across concurrent Lambda instances.
 //!
-//! - Requests per minute per key: a fixed one-minute window counter,
-//!   incremented only while under the limit.
+//! - Requests per minute per tenant and key (or token subject): a fixed
+//!   one-minute window counter, incremented only while under the limit.
 //! - Tokens (and cost) per tenant per UTC day: before the provider call a
-//!   reservation of the request's estimate is added only if it fits; after
-//!   it, the reservation is settled to the real usage (refunded entirely on
-//!   failure). A reservation dropped unsettled (client gone, task cancelled)
-//!   is refunded in the background, so none ever leaks.
+//!   reservation of the call's worst case (its prompt plus the most output
+//!   it may produce) is added only if it fits; a request without its own
+//!   output cap gets one cut to what the budget has left. After the call,
+//!   the reservation is settled to the real usage (refunded entirely on a
+//!   failure that generated nothing). A reservation dropped before its call
+//!   was sent is refunded in the background, so none ever leaks; one whose
+//!   call was sent is kept (see [`crate::meter`]).
 
 use std::sync::Arc;
 
 use crate::auth::Principal;
-use crate::config::{Config, Quotas};
+use crate::config::{Config, Price, Quotas};
 use crate::store::{CounterKey, Store, StoreError};
 use crate::usage;
 
@@ -52,8 +55,10 @@ pub async fn check_rate(
         return Ok(());
     }
     let window = now.div_euclid(60);
+    // Keyed by tenant as well: a JWT subject (or a token without `sub`) is
+    // only unique within its issuer's tenant.
     let key = CounterKey {
-        pk: format!("R#{}", principal.key_id),
+        pk: format!("R#{}#{}", principal.tenant, principal.key_id),
         sk: window.to_string(),
     };
     if store
@@ -84,6 +89,156 @@ pub struct Reservation {
     settled: bool,
 }
 
+/// A tenant's daily budgets as counter limits: the quotas raised by the
+/// configured tolerance (a share of each budget).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    /// Tokens per day, if limited.
+    pub tokens: Option<i64>,
+    /// Micro-USD per day, if limited.
+    pub cost_micro: Option<i64>,
+}
+
+impl Budget {
+    /// The budget of `quotas` with `tolerance` (0 to 1) on top.
+    pub fn new(quotas: &Quotas, tolerance: f64) -> Self {
+        let raise = |limit: f64| (limit * (1.0 + tolerance)).floor().min(i64::MAX as f64) as i64;
+        Self {
+            tokens: quotas.tokens_per_day.map(|t| raise(t as f64)),
+            cost_micro: quotas
+                .cost_per_day_usd
+                .map(|usd| raise((usd * 1e6).round())),
+        }
+    }
+
+    /// Whether anything is limited.
+    pub fn is_limited(&self) -> bool {
+        self.tokens.is_some() || self.cost_micro.is_some()
+    }
+}
+
+/// How much output a call may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The client's own cap: reserved whole, or the request is refused.
+    Capped(u32),
+    /// No cap from the client: the model's maximum, cut to what the budget
+    /// has left (and that cut is then sent upstream as the cap).
+    UpTo(u32),
+}
+
+/// What a prompt estimated at `estimate` tokens reserves: the estimate plus
+/// 30%, above the estimator's worst measured error (26%, see the README), so
+/// that a provider counting more than the gateway estimated does not carry a
+/// tenant past its budget.
+pub fn prompt_reserve(estimate: u64) -> u64 {
+    estimate.saturating_add(estimate.div_ceil(10) * 3)
+}
+
+/// Cost in micro-USD of `prompt` uncached input and `output` tokens.
+pub fn worst_cost(price: Option<&Price>, prompt: u64, output: u64) -> u64 {
+    price.map_or(0, |p| {
+        (prompt as f64 * p.input + output as f64 * p.output)
+            .round()
+            .max(0.0) as u64
+    })
+}
+
+/// Reserves a call's worst case, `prompt` tokens plus its output, against
+/// the tenant's budget; returns the reservation (`None` when unlimited) and
+/// the output tokens reserved, which the call must not exceed.
+pub async fn reserve_call(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    budget: Budget,
+    price: Option<&Price>,
+    prompt: u64,
+    output: Output,
+    now: i64,
+) -> Result<(Option<Reservation>, u32), LimitError> {
+    let max = match output {
+        Output::Capped(n) => {
+            let out = u64::from(n);
+            let r = reserve_within(
+                store,
+                tenant,
+                budget,
+                prompt + out,
+                worst_cost(price, prompt, out),
+                now,
+            )
+            .await?;
+            return Ok((r, n));
+        }
+        Output::UpTo(n) => n,
+    };
+    if !budget.is_limited() {
+        return Ok((None, max));
+    }
+    // Usually the whole maximum fits: one conditional write, no reads.
+    let whole = u64::from(max);
+    match reserve_within(
+        store,
+        tenant,
+        budget,
+        prompt + whole,
+        worst_cost(price, prompt, whole),
+        now,
+    )
+    .await
+    {
+        Err(LimitError::BudgetExceeded { .. }) => {}
+        other => return other.map(|r| (r, max)),
+    }
+    let day = usage::day(now);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut out = u64::from(max);
+        let mut short = None;
+        if let Some(limit) = budget.tokens {
+            let spent = store
+                .counter_get(&budget_key(tenant, &day, "tokens"))
+                .await?;
+            let left = u64::try_from(limit.saturating_sub(spent)).unwrap_or(0);
+            out = out.min(left.saturating_sub(prompt));
+            short = short.or((out == 0).then_some("token"));
+        }
+        if let (Some(limit), Some(p)) = (budget.cost_micro, price) {
+            let spent = store.counter_get(&budget_key(tenant, &day, "cost")).await?;
+            let left = u64::try_from(limit.saturating_sub(spent)).unwrap_or(0);
+            let left = left.saturating_sub(worst_cost(Some(p), prompt, 0));
+            if p.output > 0.0 {
+                out = out.min((left as f64 / p.output).floor() as u64);
+            }
+            if left == 0 || out == 0 {
+                short = short.or(Some("cost"));
+            }
+        }
+        if let Some(what) = short {
+            return Err(LimitError::BudgetExceeded {
+                what,
+                retry_after: usage::seconds_to_midnight(now),
+            });
+        }
+        match reserve_within(
+            store,
+            tenant,
+            budget,
+            prompt + out,
+            worst_cost(price, prompt, out),
+            now,
+        )
+        .await
+        {
+            // Another request took part of what was left meanwhile: look again.
+            Err(LimitError::BudgetExceeded { .. }) if attempt < 3 => continue,
+            Err(e) => return Err(e),
+            Ok(r) => return Ok((r, u32::try_from(out).unwrap_or(max))),
+        }
+    }
+}
+
 /// Reserves `tokens` and `cost_micro` against the tenant's daily quotas;
 /// `None` when the tenant has no quota.
 pub async fn reserve(
@@ -94,7 +249,26 @@ pub async fn reserve(
     cost_micro: u64,
     now: i64,
 ) -> Result<Option<Reservation>, LimitError> {
-    if quotas.tokens_per_day.is_none() && quotas.cost_per_day_usd.is_none() {
+    reserve_within(
+        store,
+        tenant,
+        Budget::new(quotas, 0.0),
+        tokens,
+        cost_micro,
+        now,
+    )
+    .await
+}
+
+async fn reserve_within(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    budget: Budget,
+    tokens: u64,
+    cost_micro: u64,
+    now: i64,
+) -> Result<Option<Reservation>, LimitError> {
+    if !budget.is_limited() {
         return Ok(None);
     }
     let day = usage::day(now);
@@ -106,16 +280,11 @@ pub async fn reserve(
         cost: None,
         settled: false,
     };
-    if let Some(limit) = quotas.tokens_per_day {
+    if let Some(limit) = budget.tokens {
         let key = budget_key(tenant, &day, "tokens");
         let amount = i64::try_from(tokens).unwrap_or(i64::MAX);
         if !store
-            .counter_add(
-                &key,
-                amount,
-                Some(i64::try_from(limit).unwrap_or(i64::MAX)),
-                expires,
-            )
+            .counter_add(&key, amount, Some(limit), expires)
             .await?
         {
             r.settled = true;
@@ -126,10 +295,9 @@ pub async fn reserve(
         }
         r.tokens = Some((key, amount));
     }
-    if let Some(usd) = quotas.cost_per_day_usd {
+    if let Some(limit) = budget.cost_micro {
         let key = budget_key(tenant, &day, "cost");
         let amount = i64::try_from(cost_micro).unwrap_or(i64::MAX);
-        let limit = (usd * 1e6).round() as i64;
         if !store
             .counter_add(&key, amount, Some(limit), expires)
             .await?
@@ -147,6 +315,12 @@ pub async fn reserve(
 }
 
 impl Reservation {
+    /// Keeps the whole reservation as the charge: the call was sent and what
+    /// it generated cannot be known, so its worst case is what it cost.
+    pub fn keep(mut self) {
+        self.settled = true;
+    }
+
     /// Replaces the reservation with the real usage (0, 0 refunds it).
     pub async fn settle(&mut self, tokens: u64, cost_micro: u64) {
         if self.settled {
@@ -185,5 +359,39 @@ impl Drop for Reservation {
         };
         self.settled = true;
         handle.spawn(async move { orphan.settle(0, 0).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tolerance_raises_each_budget_by_its_share() {
+        // Issue 12, point 3: one tolerance past the budget, no more.
+        let q = Quotas {
+            tokens_per_day: Some(1000),
+            cost_per_day_usd: Some(0.5),
+        };
+        assert_eq!(
+            Budget::new(&q, 0.1),
+            Budget {
+                tokens: Some(1100),
+                cost_micro: Some(550_000)
+            }
+        );
+        assert_eq!(Budget::new(&q, 0.0).tokens, Some(1000));
+        assert!(!Budget::new(&Quotas::default(), 0.5).is_limited());
+        let p = Price {
+            input: 1.0,
+            output: 2.0,
+            cached_input: None,
+        };
+        assert_eq!(worst_cost(Some(&p), 10, 5), 20);
+        assert_eq!(worst_cost(None, 10, 5), 0);
+        assert_eq!(
+            (prompt_reserve(0), prompt_reserve(10), prompt_reserve(11)),
+            (0, 13, 17)
+        );
     }
 }

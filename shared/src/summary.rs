@@ -7,16 +7,23 @@
 //! [`MIN_WAIT`]); a summary not ready by then is dropped and tried again on a
 //! later turn. So summarising never doubles a turn's latency, and on Lambda
 //! nothing runs after the response (a frozen sandbox would lose it).
+//!
+//! A summary call is metered like a turn's: reserved against the tenant's
+//! budget first (skipped, to be tried later, when it does not fit or its
+//! model has no price under a cost budget), settled to its usage, and
+//! charged even when it is cut off or its summary is discarded.
 
 use std::time::Duration;
 
 use crate::context::SummaryJob;
+use crate::limits::{self, Budget, LimitError, Output};
+use crate::meter::Meter;
 use crate::processor;
 use crate::provider::Completion;
 use crate::redact::Place;
 use crate::store::{Order, StoredMessage, Summary};
 use crate::tokens;
-use crate::wire::{ChatMessage, ChatRequest, Role};
+use crate::wire::{ChatMessage, ChatRequest, Role, Usage};
 use crate::{AppState, now_secs, usage};
 
 /// Least time a turn waits for a summary running beside it.
@@ -76,6 +83,9 @@ pub struct Written {
     pub summary: Summary,
     /// Usage to account to the tenant.
     pub usage: crate::store::UsageRow,
+    /// The call's metering: mark it recorded once `usage` is stored; dropped
+    /// unrecorded, it records `usage` itself.
+    pub meter: Meter,
 }
 
 /// Reads the dropped messages, and if they make enough turns, has the summary
@@ -146,9 +156,53 @@ pub async fn write(
         temperature: Some(0.2),
         ..ChatRequest::default()
     };
+    let quotas = state.config.quotas(tenant);
+    let price = state.config.prices.get(&model.id);
+    if quotas.cost_per_day_usd.is_some() && price.is_none() {
+        tracing::warn!(model = %model.id, "summary model has no price; no summary under a cost budget");
+        return Ok(None);
+    }
+    let prompt_estimate = tokens::estimate_messages(&prompt);
+    let prompt_reserved = limits::prompt_reserve(prompt_estimate);
+    let budget = Budget::new(&quotas, state.config.limits.budget_tolerance);
+    let reserved = limits::reserve_call(
+        &state.store,
+        tenant,
+        budget,
+        price,
+        prompt_reserved,
+        Output::Capped(cfg.summary_max_tokens),
+        now,
+    )
+    .await;
+    let (reservation, out) = match reserved {
+        Ok(r) => r,
+        // Out of budget: the summary waits for a later turn.
+        Err(LimitError::BudgetExceeded { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut meter = Meter::new(
+        state.store.clone(),
+        state.config.clone(),
+        tenant,
+        &model.id,
+        now,
+        Usage::new(prompt_reserved, u64::from(out)),
+        reservation,
+    );
+    meter.sent();
     let Completion {
         mut message, usage, ..
-    } = state.providers.complete(&model, &prompt, &params).await?;
+    } = match state.providers.complete(&model, &prompt, &params).await {
+        Ok(c) => c,
+        Err(e) => {
+            meter.failed(&e).await;
+            return Err(e.into());
+        }
+    };
+    let (usage, estimated) = usage::or_estimate(usage, prompt_estimate, &message);
+    let row = meter.answered(&model.id, &usage, estimated).await;
+    // A summary thrown away was still paid for: its usage is recorded.
     if processor::apply(
         redactor,
         std::slice::from_mut(&mut message),
@@ -157,10 +211,12 @@ pub async fn write(
     )
     .is_err()
     {
+        meter.record().await;
         return Ok(None);
     }
     let text = message.text_content();
     if text.trim().is_empty() {
+        meter.record().await;
         return Ok(None);
     }
     let tokens = if usage.completion_tokens > 0 {
@@ -176,7 +232,8 @@ pub async fn write(
             model: model.id.clone(),
             created: now,
         },
-        usage: usage::row(&state.config.prices, usage::day(now), &model.id, &usage),
+        usage: row,
+        meter,
     }))
 }
 

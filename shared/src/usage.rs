@@ -6,7 +6,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::config::PriceTable;
 use crate::store::UsageRow;
-use crate::wire::Usage;
+use crate::tokens;
+use crate::wire::{ChatMessage, Usage};
 
 /// The UTC day of a Unix time, `YYYY-MM-DD`.
 pub fn day(unix: i64) -> String {
@@ -34,9 +35,10 @@ pub fn seconds_to_midnight(unix: i64) -> i64 {
 
 /// Estimated cost in millionths of a USD; cached prompt tokens at the cached
 /// price, reasoning tokens (part of the completion) at the output price.
-/// Models without a price cost 0.
+/// Models the table does not price (see [`PriceTable::get`]) cost 0; chat
+/// refuses them to tenants with a cost budget.
 pub fn cost_micro_usd(prices: &PriceTable, model: &str, usage: &Usage) -> u64 {
-    let Some(p) = prices.models.get(model) else {
+    let Some(p) = prices.get(model) else {
         return 0;
     };
     let cached = usage.cached_tokens().min(usage.prompt_tokens) as f64;
@@ -47,6 +49,25 @@ pub fn cost_micro_usd(prices: &PriceTable, model: &str, usage: &Usage) -> u64 {
         + cached * p.cached_input.unwrap_or(p.input)
         + usage.completion_tokens as f64 * p.output;
     micro.round().max(0.0) as u64
+}
+
+/// The usage of an answer: as the provider reported it, or, when it reported
+/// none, the gateway's estimate (the prompt's and the answer's); `true` when
+/// estimated.
+pub fn or_estimate(reported: Usage, prompt_estimate: u64, answer: &ChatMessage) -> (Usage, bool) {
+    if reported.total_tokens > 0 || reported.prompt_tokens > 0 || reported.completion_tokens > 0 {
+        return (reported, false);
+    }
+    let completion = tokens::estimate_message(answer);
+    (Usage::new(prompt_estimate, completion), true)
+}
+
+/// The usage row of a request whose tokens are estimated.
+pub fn estimated_row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> UsageRow {
+    UsageRow {
+        estimated_requests: 1,
+        ..row(prices, day, model, usage)
+    }
 }
 
 /// The usage row one completed request adds.
@@ -62,12 +83,65 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
         reasoning_tokens: usage.reasoning_tokens(),
         cost_micro_usd: cost_micro_usd(prices, model, usage),
         price_version: prices.version.clone(),
+        estimated_requests: 0,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Price, undated};
+    use crate::wire::Role;
+
+    #[test]
+    fn prices_match_dated_variants_and_the_default() {
+        // Issue 12, point 3: the documented matching rule, and nothing looser.
+        assert_eq!(undated("openai/gpt-4o-2024-08-06"), Some("openai/gpt-4o"));
+        assert_eq!(
+            undated("anthropic/claude-sonnet-4-5-20250929"),
+            Some("anthropic/claude-sonnet-4-5")
+        );
+        for not_dated in [
+            "openai/gpt-4o",
+            "openai/gpt-4o-mini",
+            "anthropic/claude-sonnet-4-5",
+            "x/model-12345678",
+            "x/m-2024-8-06",
+            "x/m-2024-08",
+            "2024-08-06",
+        ] {
+            assert_eq!(undated(not_dated), None, "{not_dated}");
+        }
+        let mut prices = PriceTable::default();
+        assert!(prices.get("openai/gpt-4o-2024-08-06").is_some());
+        assert!(prices.get("openai/gpt-4o-turbo").is_none());
+        prices.default = Some(Price {
+            input: 10.0,
+            output: 30.0,
+            cached_input: None,
+        });
+        let u = Usage::new(1_000_000, 0);
+        assert_eq!(
+            cost_micro_usd(&prices, "openai/gpt-4o-turbo", &u),
+            10_000_000
+        );
+        // A model's own entry wins over the default.
+        assert_eq!(cost_micro_usd(&prices, "openai/gpt-4o", &u), 2_500_000);
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_and_marked() {
+        // Issue 12, point 3: an answer without usage is metered by estimate.
+        let answer = ChatMessage::text(Role::Assistant, "a fairly short answer");
+        let (u, estimated) = or_estimate(Usage::default(), 40, &answer);
+        assert!(estimated);
+        assert_eq!(u.prompt_tokens, 40);
+        assert!(u.completion_tokens > 0);
+        let (u, estimated) = or_estimate(Usage::new(5, 2), 40, &answer);
+        assert_eq!((u, estimated), (Usage::new(5, 2), false));
+        let r = estimated_row(&PriceTable::default(), "2026-11-25".into(), "echo", &u);
+        assert_eq!((r.requests, r.estimated_requests), (1, 1));
+    }
 
     #[test]
     fn days_and_midnight() {
@@ -99,6 +173,15 @@ mod tests {
             600
         );
         assert_eq!(cost_micro_usd(&prices, "unknown/model", &u), 0);
+        // Issue 12, point 3: a dated variant is priced as its undated name.
+        assert_eq!(
+            cost_micro_usd(&prices, "openai/gpt-4o-mini-2024-07-18", &u),
+            750_000
+        );
+        assert_eq!(
+            cost_micro_usd(&prices, "anthropic/claude-haiku-4-5-20251001", &u),
+            6_000_000
+        );
         let r = row(
             &prices,
             "2026-11-25".into(),

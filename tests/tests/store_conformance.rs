@@ -331,6 +331,7 @@ async fn usage_rows(store: Arc<dyn Store>) {
         reasoning_tokens: 3,
         cost_micro_usd: 7,
         price_version: "v1".into(),
+        estimated_requests: 1,
     };
     for r in [
         row("2026-11-24", "echo", 10),
@@ -363,9 +364,11 @@ async fn usage_rows(store: Arc<dyn Store>) {
         (
             rows[0].cached_tokens,
             rows[0].reasoning_tokens,
-            rows[0].price_version.as_str()
+            rows[0].price_version.as_str(),
+            // Issue 12, point 3: estimated requests add up like the others.
+            rows[0].estimated_requests
         ),
-        (4, 6, "v1")
+        (4, 6, "v1", 2)
     );
     assert_eq!(rows[1].model, "openai/gpt-4o");
     assert_eq!(

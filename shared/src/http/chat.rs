@@ -9,9 +9,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::{RequestLog, authorization, chat_stream, read_json_body, with_log};
+use super::{RequestLog, caller, chat_stream, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CHAT};
-use crate::config::Strategy;
+use crate::config::{Price, ProviderKind, Strategy};
+use crate::meter::Meter;
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::{Blocked, Place};
@@ -21,9 +22,6 @@ use crate::{
     ApiError, AppState, context, idempotency, ids, limits, now_secs, summary, tokens, usage,
     validate,
 };
-
-/// Output tokens reserved against a budget when the client sets no cap.
-pub const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
 
 /// Header naming a stored conversation (alternative to the body field).
 pub const CONVERSATION_HEADER: &str = "x-conversation-id";
@@ -75,10 +73,7 @@ async fn complete(
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let now = now_secs();
-    let principal = state.auth.authenticate(authorization(headers), now).await?;
-    log.tenant = Some(principal.tenant.clone());
-    principal.require(SCOPE_CHAT)?;
-    limits::check_rate(&*state.store, &principal, &state.config, now).await?;
+    let principal = caller(state, headers, SCOPE_CHAT, log).await?;
     let bytes = read_json_body(headers, body, state.config.max_body_bytes).await?;
 
     let Some(key) = idempotency::key_from(headers)? else {
@@ -169,6 +164,7 @@ async fn turn(
     for m in &chain {
         principal.require_model(&req.model, &m.id)?;
     }
+    let worst_price = priced(state, &principal.tenant, &chain)?;
     let model = chain[0].clone();
     log.model = Some(model.id.clone());
     let conversation = conversation_id(req.conversation_id.take(), headers)?;
@@ -219,22 +215,49 @@ async fn turn(
         .with_param("messages"));
     }
 
-    // Reserve the worst case: the whole prompt plus the largest answer allowed.
-    let output_cap = req
-        .max_completion_tokens
-        .or(req.max_tokens)
-        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
-    let estimate = Usage::new(prompt_estimate, u64::from(output_cap));
-    let prices = &state.config.prices;
-    let mut reservation = limits::reserve(
+    // Reserve the worst case: the whole prompt plus the largest answer the
+    // request allows, or, without a cap of its own, the largest its models
+    // produce, cut to what the budget has left (and that cut sent upstream).
+    let most = chain
+        .iter()
+        .map(|m| state.config.max_output(&m.id))
+        .max()
+        .unwrap_or(state.config.limits.max_output_tokens);
+    let output = match req.max_completion_tokens.or(req.max_tokens) {
+        Some(n) => limits::Output::Capped(n),
+        None => limits::Output::UpTo(most),
+    };
+    let budget = limits::Budget::new(
+        &state.config.quotas(&principal.tenant),
+        state.config.limits.budget_tolerance,
+    );
+    let prompt_reserved = limits::prompt_reserve(prompt_estimate);
+    let (reservation, reserved) = limits::reserve_call(
         &state.store,
         &principal.tenant,
-        &state.config.quotas(&principal.tenant),
-        estimate.total_tokens,
-        usage::cost_micro_usd(prices, &model.id, &estimate),
+        budget,
+        worst_price.as_ref(),
+        prompt_reserved,
+        output,
         now,
     )
     .await?;
+    if output == limits::Output::UpTo(most) && reserved < most {
+        if state.providers.kind(&model) == ProviderKind::Openai {
+            req.max_completion_tokens = Some(reserved);
+        } else {
+            req.max_tokens = Some(reserved);
+        }
+    }
+    let mut meter = Meter::new(
+        state.store.clone(),
+        state.config.clone(),
+        &principal.tenant,
+        &model.id,
+        now,
+        Usage::new(prompt_reserved, u64::from(reserved)),
+        reservation,
+    );
 
     // A summary of dropped turns is written beside the provider call.
     let pending_summary = match (&prepared.summary_job, &prepared.turn) {
@@ -255,7 +278,7 @@ async fn turn(
             prompt: prepared.prompt,
             turn: prepared.turn,
             conversation,
-            reservation,
+            meter,
             prompt_estimate,
             counts,
             now,
@@ -266,49 +289,57 @@ async fn turn(
         return chat_stream::respond(state.clone(), call).await;
     }
     let started = Instant::now();
+    // From here on the provider may be working: a client that goes away is
+    // still charged (the meter's drop), whatever it had cost.
+    meter.sent();
     let result = state
         .providers
         .complete_routed(&chain, &prepared.prompt, &req, deadline)
         .await;
     let elapsed = started.elapsed();
-    let (completion, model) = match result {
+    let (mut completion, model) = match result {
         Ok(routed) => (routed.value, routed.model),
         Err(e) => {
-            if let Some(r) = reservation.as_mut() {
-                r.settle(0, 0).await;
-            }
+            meter.failed(&e).await;
             if let Some(p) = pending_summary {
                 p.cancel();
             }
             return Err(e.into());
         }
     };
+    let (spent, estimated) =
+        usage::or_estimate(completion.usage, prompt_estimate, &completion.message);
+    completion.usage = spent;
     log.usage = Some(completion.usage);
     log.model = Some(model.id.clone());
-    let row = usage::row(prices, usage::day(now), &model.id, &completion.usage);
-    if let Some(r) = reservation.as_mut() {
-        r.settle(row.total_tokens, row.cost_micro_usd).await;
-    }
+    let row = meter
+        .answered(&model.id, &completion.usage, estimated)
+        .await;
     let mut answer = completion.message.clone();
-    processor::apply(
+    // A blocked answer was paid for all the same: metered, then refused.
+    if let Err(b) = processor::apply(
         redactor,
         std::slice::from_mut(&mut answer),
         Place::Response,
         &mut counts,
-    )
-    .map_err(blocked("choices[0].message"))?;
+    ) {
+        meter.record().await;
+        return Err(blocked("choices[0].message")(b));
+    }
 
     let completion_id = ids::completion_id();
     let mut stored = None;
     if let Some(turn) = prepared.turn.as_ref() {
         let mut s = completion.clone();
-        processor::apply(
+        if let Err(b) = processor::apply(
             redactor,
             std::slice::from_mut(&mut s.message),
             Place::Stored,
             &mut counts,
-        )
-        .map_err(blocked("choices[0].message"))?;
+        ) {
+            meter.record().await;
+            return Err(blocked("choices[0].message")(b));
+        }
         stored = Some((turn.id.clone(), s));
     }
 
@@ -365,9 +396,13 @@ async fn turn(
             };
             let mut rows = vec![row.clone()];
             rows.extend(written.as_ref().map(|w| w.usage.clone()));
+            let (summary, mut summary_meter) = match written {
+                Some(w) => (Some(w.summary), Some(w.meter)),
+                None => (None, None),
+            };
             let extras = context::TurnExtras {
                 retention: state.config.retention_secs(),
-                summary: written.map(|w| w.summary),
+                summary,
                 usage: rows,
                 idempotency: done,
             };
@@ -387,14 +422,18 @@ async fn turn(
                 now,
             )
             .await;
-            if let Err(e) = committed {
+            if committed.is_err() {
                 // The provider was paid even though the turn is not stored.
                 record_usage(state, &principal.tenant, &extras.usage).await;
-                return Err(e.into());
             }
+            meter.recorded();
+            if let Some(m) = summary_meter.as_mut() {
+                m.recorded();
+            }
+            committed?;
         }
         _ => {
-            record_usage(state, &principal.tenant, std::slice::from_ref(&row)).await;
+            meter.record().await;
             if let Some(done) = done
                 && let Err(e) = state
                     .store
@@ -406,6 +445,42 @@ async fn turn(
         }
     }
     Ok(resp)
+}
+
+/// A model without a price is not free: for a tenant with a cost budget,
+/// every model the turn may use must be priced (see `PriceTable::get`).
+/// Returns the highest input and output prices among them, the worst case a
+/// reservation covers; `None` when the tenant has no cost budget.
+fn priced(
+    state: &AppState,
+    tenant: &str,
+    chain: &[ResolvedModel],
+) -> Result<Option<Price>, ApiError> {
+    if state.config.quotas(tenant).cost_per_day_usd.is_none() {
+        return Ok(None);
+    }
+    let mut worst = Price {
+        input: 0.0,
+        output: 0.0,
+        cached_input: None,
+    };
+    for m in chain {
+        let Some(p) = state.config.prices.get(&m.id) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "model_not_priced",
+                format!(
+                    "the model '{}' has no price in the gateway's price table, and this tenant has a cost budget",
+                    m.id
+                ),
+            )
+            .with_param("model"));
+        };
+        worst.input = worst.input.max(p.input);
+        worst.output = worst.output.max(p.output);
+    }
+    Ok(Some(worst))
 }
 
 /// Accounts usage outside a turn's transaction (stateless turns, failed commits).

@@ -16,7 +16,7 @@ use http::{HeaderValue, StatusCode, header};
 use super::chat::{CONVERSATION_HEADER, MODEL_HEADER, REDACTIONS_HEADER, record_usage};
 use crate::config::ProviderKind;
 use crate::context::{self, Turn};
-use crate::limits::Reservation;
+use crate::meter::Meter;
 use crate::processor::{self, Counts};
 use crate::provider::{ResolvedModel, resilience};
 use crate::redact::Place;
@@ -44,8 +44,8 @@ pub struct StreamCall {
     pub turn: Option<Turn>,
     /// The conversation id, echoed in a header.
     pub conversation: Option<String>,
-    /// The budget reservation, if the tenant has quotas.
-    pub reservation: Option<Reservation>,
+    /// The call's metering (budget reservation and usage row).
+    pub meter: Meter,
     /// The prompt's estimated tokens (for a cut stream without usage).
     pub prompt_estimate: u64,
     /// Replacements made on the request so far.
@@ -67,6 +67,7 @@ pub struct StreamCall {
 /// client: once the answer has started, a failure ends it with an error event.
 pub async fn respond(state: Arc<AppState>, mut call: StreamCall) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
+    call.meter.sent();
     let opened = {
         let (prompt, request) = (&call.prompt, &call.request);
         resilience::run(
@@ -86,9 +87,7 @@ pub async fn respond(state: Arc<AppState>, mut call: StreamCall) -> Result<Respo
             routed.value
         }
         Err(e) => {
-            if let Some(r) = call.reservation.as_mut() {
-                r.settle(0, 0).await;
-            }
+            call.meter.failed(&e).await;
             if let Some(p) = call.summary.take() {
                 p.cancel();
             }
@@ -231,7 +230,7 @@ impl Run {
         if let (Some(mut call), Some(session)) = (self.call.take(), self.session.take()) {
             give_back(&self.state, &mut call).await;
             let usage = spent(&call, &session);
-            account(&self.state, call, &usage).await;
+            account(call, usage).await;
         }
         tracing::warn!(code = e.code, "stream ended with an error");
         self.queue.push_back(error_event(&e));
@@ -251,7 +250,7 @@ impl Run {
             Err(b) => {
                 give_back(&self.state, &mut call).await;
                 let usage = spent(&call, &session);
-                account(&self.state, call, &usage).await;
+                account(call, usage).await;
                 self.queue
                     .push_back(error_event(&ApiError::blocked(&b, BLOCKED_PARAM)));
                 return;
@@ -259,15 +258,10 @@ impl Run {
         };
         let (tenant, model, now) = (call.tenant.clone(), call.model.clone(), call.now);
         let latency = self.started.elapsed();
-        let row = usage::row(
-            &self.state.config.prices,
-            usage::day(now),
-            &model.id,
-            &completion.usage,
-        );
-        if let Some(r) = call.reservation.as_mut() {
-            r.settle(row.total_tokens, row.cost_micro_usd).await;
-        }
+        // Without usage from the provider, the gateway's estimate is charged.
+        let (spent, estimated) =
+            usage::or_estimate(completion.usage, call.prompt_estimate, &completion.message);
+        let row = call.meter.answered(&model.id, &spent, estimated).await;
         // The replay of an idempotent request: the whole event stream as sent.
         let done = match (call.claim.take(), self.transcript.as_ref()) {
             (Some(c), Some(sent)) => {
@@ -307,7 +301,7 @@ impl Run {
                     Place::Stored,
                     &mut stored_counts,
                 ) {
-                    record_usage(&self.state, &tenant, std::slice::from_ref(&row)).await;
+                    call.meter.record().await;
                     release(&self.state, &tenant, done.as_ref()).await;
                     if let Some(p) = call.summary.take() {
                         p.cancel();
@@ -322,9 +316,13 @@ impl Run {
                 };
                 let mut rows = vec![row];
                 rows.extend(written.as_ref().map(|w| w.usage.clone()));
+                let (summary, mut summary_meter) = match written {
+                    Some(w) => (Some(w.summary), Some(w.meter)),
+                    None => (None, None),
+                };
                 let extras = context::TurnExtras {
                     retention: self.state.config.retention_secs(),
-                    summary: written.map(|w| w.summary),
+                    summary,
                     usage: rows,
                     idempotency: done.clone(),
                 };
@@ -337,6 +335,10 @@ impl Run {
                 };
                 let committed =
                     context::commit(&*self.state.store, &tenant, turn, &answer, &extras, now).await;
+                call.meter.recorded();
+                if let Some(m) = summary_meter.as_mut() {
+                    m.recorded();
+                }
                 if let Err(e) = committed {
                     // The provider was paid even though the turn is not stored.
                     record_usage(&self.state, &tenant, &extras.usage).await;
@@ -346,7 +348,7 @@ impl Run {
                 }
             }
             None => {
-                record_usage(&self.state, &tenant, std::slice::from_ref(&row)).await;
+                call.meter.record().await;
                 if let Some(done) = &done
                     && let Err(e) = self.state.store.idempotency_complete(&tenant, done).await
                 {
@@ -380,21 +382,25 @@ impl Drop for Run {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 give_back(&state, &mut call).await;
-                account(&state, call, &usage).await
+                account(call, usage).await
             });
         }
     }
 }
 
 /// Usage of an answer that did not complete: the provider's figures so far
-/// where it sent them, and at least an estimate of what was generated.
-fn spent(call: &StreamCall, session: &Session) -> Usage {
+/// where it sent them, and at least an estimate of what was generated
+/// (`true`: estimated).
+fn spent(call: &StreamCall, session: &Session) -> (Usage, bool) {
     let generated = tokens::estimate_text(&session.assembler().generated_chars());
     match session.assembler().usage() {
-        Some(u) if u.completion_tokens >= generated => u,
-        Some(u) => Usage::new(u.prompt_tokens, generated)
-            .with_details(u.cached_tokens(), u.reasoning_tokens()),
-        None => Usage::new(call.prompt_estimate, generated),
+        Some(u) if u.completion_tokens >= generated => (u, false),
+        Some(u) => (
+            Usage::new(u.prompt_tokens, generated)
+                .with_details(u.cached_tokens(), u.reasoning_tokens()),
+            true,
+        ),
+        None => (Usage::new(call.prompt_estimate, generated), true),
     }
 }
 
@@ -426,16 +432,9 @@ async fn release(state: &AppState, tenant: &str, done: Option<&IdempotencyDone>)
     }
 }
 
-/// Settles the budget reservation to `usage` and records it.
-async fn account(state: &AppState, mut call: StreamCall, usage: &Usage) {
-    let prices = &state.config.prices;
-    let row = usage::row(prices, usage::day(call.now), &call.model.id, usage);
-    if let Some(r) = call.reservation.as_mut() {
-        r.settle(row.total_tokens, row.cost_micro_usd).await;
-    }
-    if row.total_tokens > 0
-        && let Err(e) = state.store.add_usage(&call.tenant, &row).await
-    {
-        tracing::error!(error = %e, "usage accounting failed");
-    }
+/// Settles the budget to what a cut stream spent and records it.
+async fn account(mut call: StreamCall, (usage, estimated): (Usage, bool)) {
+    let model = call.model.id.clone();
+    call.meter.answered(&model, &usage, estimated).await;
+    call.meter.record().await;
 }

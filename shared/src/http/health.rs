@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use super::{RequestLog, authorization, with_log};
+use super::{RequestLog, caller, with_log};
 use crate::auth::SCOPE_ADMIN;
 use crate::config::ProviderKind;
-use crate::{ApiError, AppState, now_secs};
+use crate::{ApiError, AppState};
 
 /// How long one dependency check may take before it counts as failed: a
 /// readiness probe must answer even when a dependency hangs.
@@ -179,12 +179,7 @@ pub async fn readiness(state: &AppState) -> Readiness {
 pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let mut log = RequestLog::default();
     let resp = async {
-        let p = state
-            .auth
-            .authenticate(authorization(&headers), now_secs())
-            .await?;
-        log.tenant = Some(p.tenant.clone());
-        p.require(SCOPE_ADMIN)?;
+        caller(&state, &headers, SCOPE_ADMIN, &mut log).await?;
         let report = readiness(&state).await;
         let mut body = serde_json::to_value(&report).map_err(|_| ApiError::internal())?;
         if report.is_ready() {

@@ -389,19 +389,29 @@ pub async fn read_json_body(
     read_body(headers, body, limit).await
 }
 
-/// Authenticates the caller, notes its tenant for the access log, and
-/// requires `scope`.
+/// Authenticates the caller, notes its tenant for the access log, and counts
+/// the request against the caller's per-minute limit. Every authenticated
+/// route goes through here, so the limit holds on all of them, not only chat.
+pub async fn authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Result<crate::auth::Principal, ApiError> {
+    let now = crate::now_secs();
+    let p = state.auth.authenticate(authorization(headers), now).await?;
+    log.tenant = Some(p.tenant.clone());
+    crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
+    Ok(p)
+}
+
+/// [`authenticated`], then requires `scope`.
 pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     scope: &'static str,
     log: &mut RequestLog,
 ) -> Result<crate::auth::Principal, ApiError> {
-    let p = state
-        .auth
-        .authenticate(authorization(headers), crate::now_secs())
-        .await?;
-    log.tenant = Some(p.tenant.clone());
+    let p = authenticated(state, headers, log).await?;
     p.require(scope)?;
     Ok(p)
 }

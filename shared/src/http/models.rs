@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 
-use super::{RequestLog, authorization, with_log};
+use super::{RequestLog, authenticated, with_log};
 use crate::wire::{ModelEntry, ModelList};
-use crate::{ApiError, AppState, now_secs};
+use crate::{ApiError, AppState};
 
 /// Lists models; any valid key may call it.
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -26,11 +26,7 @@ async fn list_inner(
     headers: &HeaderMap,
     log: &mut RequestLog,
 ) -> Result<ModelList, ApiError> {
-    let principal = state
-        .auth
-        .authenticate(authorization(headers), now_secs())
-        .await?;
-    log.tenant = Some(principal.tenant);
+    authenticated(state, headers, log).await?;
     let cfg = &state.config;
     let entry = |id: &str, owner: &str| ModelEntry {
         id: id.to_owned(),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::json;
 
-use super::{QueryMap, RequestLog, authorization, with_log};
+use super::{QueryMap, RequestLog, authenticated, with_log};
 use crate::auth::{SCOPE_ADMIN, SCOPE_USAGE_READ};
 use crate::{ApiError, AppState, now_secs, usage};
 
@@ -25,11 +25,7 @@ pub async fn get(
     let mut log = RequestLog::default();
     let resp = async {
         let now = now_secs();
-        let p = state
-            .auth
-            .authenticate(authorization(&headers), now)
-            .await?;
-        log.tenant = Some(p.tenant.clone());
+        let p = authenticated(&state, &headers, &mut log).await?;
         if !p.has(SCOPE_ADMIN) {
             p.require(SCOPE_USAGE_READ)?;
         }

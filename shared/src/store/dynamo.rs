@@ -7,7 +7,7 @@
 //! | idempotency       | `T#{tenant}#I#{key}` | `IDEM`        |
 //! | api key (auth)    | `K#{sha256}`         | `KEY`         |
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
-//! | counter           | `R#{key_id}` / `T#{tenant}#B` | window |
+//! | counter           | `R#{tenant}#{key_id}` / `T#{tenant}#B` | window |
 //! | usage             | `T#{tenant}#U`       | `{day}#{model}` |
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
@@ -251,7 +251,7 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
-const USAGE_COUNTERS: [&str; 7] = [
+const USAGE_COUNTERS: [&str; 8] = [
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -259,9 +259,10 @@ const USAGE_COUNTERS: [&str; 7] = [
     "cached_tokens",
     "reasoning_tokens",
     "cost_micro_usd",
+    "estimated_requests",
 ];
 
-fn usage_values(row: &UsageRow) -> [u64; 7] {
+fn usage_values(row: &UsageRow) -> [u64; 8] {
     [
         row.requests,
         row.prompt_tokens,
@@ -270,6 +271,7 @@ fn usage_values(row: &UsageRow) -> [u64; 7] {
         row.cached_tokens,
         row.reasoning_tokens,
         row.cost_micro_usd,
+        row.estimated_requests,
     ]
 }
 
@@ -316,6 +318,7 @@ fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
         reasoning_tokens: c("reasoning_tokens"),
         cost_micro_usd: c("cost_micro_usd"),
         price_version: get_s(item, "price_version").unwrap_or_default(),
+        estimated_requests: c("estimated_requests"),
     })
 }
 

@@ -664,6 +664,7 @@ fn add_usage_row(
     total.cached_tokens += row.cached_tokens;
     total.reasoning_tokens += row.reasoning_tokens;
     total.cost_micro_usd += row.cost_micro_usd;
+    total.estimated_requests += row.estimated_requests;
     total.price_version = row.price_version.clone();
     let bytes = serde_json::to_vec(&total).map_err(backend)?;
     table

@@ -383,6 +383,10 @@ pub struct UsageRow {
     pub cost_micro_usd: u64,
     /// Version of the price table the latest request was costed with.
     pub price_version: String,
+    /// Requests whose tokens are the gateway's estimate: the provider reported
+    /// no usage, or the call was cut off before it could.
+    #[serde(default)]
+    pub estimated_requests: u64,
 }
 
 /// The persistence interface.
