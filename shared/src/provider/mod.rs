@@ -86,14 +86,22 @@ pub enum ProviderError {
         kind: String,
     },
     /// Upstream refused the request itself (4xx other than auth and 429).
-    #[error("provider rejected the request: {message}")]
+    /// Nothing of its body is kept: it may echo the prompt or the key.
+    #[error("provider {provider} rejected the request with HTTP {status}")]
     Rejected {
+        /// Provider name.
+        provider: String,
         /// Upstream status.
         status: u16,
-        /// Upstream message.
-        message: String,
-        /// Upstream param, if given.
-        param: Option<String>,
+    },
+    /// Upstream answered with a redirect, which is never followed: the
+    /// provider key and the prompt only go to the configured base URL.
+    #[error("provider {provider} answered with a redirect (HTTP {status})")]
+    Redirected {
+        /// Provider name.
+        provider: String,
+        /// Upstream status.
+        status: u16,
     },
     /// The request cannot be translated for this provider.
     #[error("{message}")]
@@ -168,6 +176,7 @@ pub struct Providers {
 impl Providers {
     /// Builds one adapter per configured provider, all sharing `client`.
     pub fn new(config: Arc<Config>, client: reqwest::Client, keys: Arc<dyn KeySource>) -> Self {
+        let caps = config.upstream_caps;
         let adapters = config
             .providers
             .iter()
@@ -175,10 +184,10 @@ impl Providers {
                 let adapter: Arc<dyn Provider> = match p.kind {
                     ProviderKind::Echo => Arc::new(echo::Echo),
                     ProviderKind::Anthropic => {
-                        Arc::new(anthropic::Anthropic::new(name, p, client.clone()))
+                        Arc::new(anthropic::Anthropic::new(name, p, client.clone(), caps))
                     }
                     ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-                        Arc::new(openai::OpenAi::new(name, p, client.clone()))
+                        Arc::new(openai::OpenAi::new(name, p, client.clone(), caps))
                     }
                 };
                 (name.clone(), adapter)
@@ -302,16 +311,62 @@ impl Providers {
 pub(crate) async fn send_json(
     provider: &str,
     req: reqwest::RequestBuilder,
+    cap: usize,
 ) -> Result<Value, ProviderError> {
     let resp = send(provider, req).await?;
-    let body = resp
-        .bytes()
+    let body = crate::capped::read(resp, cap)
         .await
-        .map_err(|e| classify_send_error(provider, &e))?;
+        .map_err(|e| body_error(provider, e))?;
     serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
         provider: provider.to_owned(),
-        detail: format!("invalid JSON: {e}"),
+        detail: format!("invalid JSON: {}", json_error(&e)),
     })
+}
+
+/// A capped body that could not be read, as a provider failure.
+fn body_error(provider: &str, e: crate::capped::BodyError) -> ProviderError {
+    match e {
+        crate::capped::BodyError::Read("timeout") => ProviderError::Timeout {
+            provider: provider.to_owned(),
+        },
+        e => ProviderError::BadResponse {
+            provider: provider.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A JSON error without the text it quotes (serde quotes offending values,
+/// and upstream values may be content): its category and position only.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// A short, harmless token from an upstream error body, for logs only: the
+/// provider's error `type` or `code` when it is 1 to 64 characters of
+/// `[A-Za-z0-9_.-]`, else nothing.
+pub(crate) fn safe_reason(v: &Value) -> Option<String> {
+    let err = v.get("error").unwrap_or(v);
+    [&err["type"], &err["code"]]
+        .into_iter()
+        .find_map(|f| match f {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .filter(|s| is_token(s))
+}
+
+/// Whether `s` is 1 to 64 characters of `[A-Za-z0-9_.-]`.
+pub(crate) fn is_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Sends an upstream request and returns the response once its status is a
@@ -336,10 +391,28 @@ pub(crate) async fn send(
         .filter(|v| v.len() <= 64)
         .map(str::to_owned);
     let wait = resilience::wait_hint(resp.headers());
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| classify_send_error(provider, &e))?;
+    if (300..=399).contains(&status) {
+        tracing::warn!(provider, status, "upstream redirect refused");
+        return Err(ProviderError::Redirected {
+            provider: p(),
+            status,
+        });
+    }
+    // The body may echo the prompt or the key: only a short error type or
+    // code from it reaches the log, and nothing reaches the client.
+    let reason = match crate::capped::read(resp, crate::capped::MAX_ERROR_BODY).await {
+        Ok(body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .as_ref()
+            .and_then(safe_reason),
+        Err(_) => None,
+    };
+    tracing::warn!(
+        provider,
+        status,
+        reason = reason.as_deref().unwrap_or("-"),
+        "upstream error"
+    );
     match status {
         401 | 403 => Err(ProviderError::Auth { provider: p() }),
         429 => Err(ProviderError::RateLimited {
@@ -347,19 +420,10 @@ pub(crate) async fn send(
             retry_after,
             wait,
         }),
-        400..=499 => {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let message = v["error"]["message"]
-                .as_str()
-                .map(|m| format!("{provider}: {m}"))
-                .unwrap_or_else(|| format!("{provider} rejected the request with HTTP {status}"));
-            let param = v["error"]["param"].as_str().map(str::to_owned);
-            Err(ProviderError::Rejected {
-                status,
-                message,
-                param,
-            })
-        }
+        400..=499 => Err(ProviderError::Rejected {
+            provider: p(),
+            status,
+        }),
         _ => Err(ProviderError::Unavailable {
             provider: p(),
             status,
@@ -368,8 +432,6 @@ pub(crate) async fn send(
     }
 }
 
-/// A successful upstream response's body as a stream of byte chunks, as
-/// they arrive; dropping it closes the connection.
 /// Sends a streaming request: like [`send`], and the answer must be an event
 /// stream, so a provider answering otherwise fails before the client gets a
 /// byte (and can be retried or fall back).
@@ -386,13 +448,32 @@ pub(crate) async fn send_stream(
     if !ctype.trim_start().starts_with("text/event-stream") {
         return Err(ProviderError::BadResponse {
             provider: provider.to_owned(),
-            detail: format!("expected an event stream, got '{ctype}'"),
+            detail: format!(
+                "expected an event stream, got '{}'",
+                ctype.chars().take(64).collect::<String>()
+            ),
         });
     }
     Ok(resp)
 }
 
+/// A successful upstream response's body as a stream of byte chunks, as
+/// they arrive, capped per event and in total; dropping it closes the connection.
 pub(crate) fn body_stream(
+    provider: &str,
+    resp: reqwest::Response,
+    caps: crate::capped::Caps,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
+    let name = provider.to_owned();
+    crate::capped::sse(raw_body_stream(provider, resp), caps, move |cap| {
+        ProviderError::BadResponse {
+            provider: name.clone(),
+            detail: format!("event stream passed the {cap}-byte cap"),
+        }
+    })
+}
+
+fn raw_body_stream(
     provider: &str,
     resp: reqwest::Response,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
