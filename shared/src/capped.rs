@@ -101,11 +101,12 @@ where
 }
 
 /// The size of the event being read: bytes since the last blank line
-/// (two line ends in a row, other than one CRLF).
+/// (lines end at CRLF, CR or LF, as in the SSE grammar).
 #[derive(Debug, Default)]
 struct EventSize {
     len: usize,
-    prev: u8,
+    line: usize,
+    prev_cr: bool,
 }
 
 impl EventSize {
@@ -113,15 +114,21 @@ impl EventSize {
     fn feed(&mut self, bytes: &[u8]) -> usize {
         let mut max = self.len;
         for &b in bytes {
-            let eol = b == b'\n' || b == b'\r';
-            let prev_eol = self.prev == b'\n' || self.prev == b'\r';
-            if eol && prev_eol && !(self.prev == b'\r' && b == b'\n') {
-                self.len = 0;
-            } else {
-                self.len += 1;
-                max = max.max(self.len);
+            let cr = std::mem::replace(&mut self.prev_cr, b == b'\r');
+            match b {
+                // The LF of a CRLF: already counted with its CR.
+                b'\n' if cr => {}
+                b'\r' | b'\n' if self.line == 0 => self.len = 0,
+                b'\r' | b'\n' => {
+                    self.line = 0;
+                    self.len += 1;
+                }
+                _ => {
+                    self.line += 1;
+                    self.len += 1;
+                }
             }
-            self.prev = b;
+            max = max.max(self.len);
         }
         max
     }
@@ -135,12 +142,13 @@ mod tests {
     fn events_end_at_blank_lines_in_every_line_ending() {
         for sep in ["\n\n", "\r\r", "\r\n\r\n", "\n\r\n"] {
             let mut e = EventSize::default();
-            let text = format!("data: 12345{sep}data: 1{sep}");
-            assert_eq!(e.feed(text.as_bytes()), "data: 12345".len() + 1, "{sep:?}");
+            let text = format!("data: 12345{sep}").repeat(100);
+            // One event plus its line end, never the sum of many.
+            assert_eq!(e.feed(text.as_bytes()), 12, "{sep:?}");
         }
         // A CRLF alone is one line end, not the end of the event.
         let mut e = EventSize::default();
-        assert_eq!(e.feed(b"data: a\r\ndata: b"), 16);
+        assert_eq!(e.feed(b"data: a\r\ndata: b"), 15);
     }
 
     // Issue 12, point 6: an endless event stream stops at the cap, per event

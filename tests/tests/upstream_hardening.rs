@@ -337,6 +337,15 @@ async fn failing_jwks_is_not_refetched_per_request() {
     for _ in 0..50 {
         assert!(verifier.verify(&unknown_kid).await.is_err());
     }
+    assert_eq!(
+        issuer.fetch_count(),
+        1,
+        "the keys were fetched less than 10 s ago"
+    );
+    clock.advance(Duration::from_secs(10));
+    for _ in 0..50 {
+        assert!(verifier.verify(&unknown_kid).await.is_err());
+    }
     assert_eq!(issuer.fetch_count(), 2);
 
     issuer.fail(true);
