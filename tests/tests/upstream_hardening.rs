@@ -163,6 +163,16 @@ async fn endless(
     (url, sent)
 }
 
+/// One endless-body row: what the server sends and what the client must see.
+struct Case {
+    name: &'static str,
+    stream: bool,
+    status: u16,
+    first: &'static [u8],
+    chunk: &'static [u8],
+    code: &'static str,
+}
+
 // Issue 12, point 6: a provider sending an endless body (a success, an error,
 // one endless event, an endless event stream) costs at most the cap: the
 // client gets a clean 502 and the gateway stops reading.
@@ -171,45 +181,62 @@ async fn endless_upstream_bodies_stop_at_the_cap() {
     let caps = "max_upstream_body_bytes = 65536\nmax_upstream_event_bytes = 4096\nmax_upstream_stream_bytes = 65536\n[retry]\nattempts = 1\n";
     let filler: &'static [u8] = &[b'a'; 1024];
     let event: &'static [u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n";
-    let cases: Vec<(&str, bool, u16, &str, &'static [u8], &'static [u8], &str)> = vec![
-        (
+    let case = |name, stream, status, first: &'static [u8], chunk: &'static [u8], code| Case {
+        name,
+        stream,
+        status,
+        first,
+        chunk,
+        code,
+    };
+    let cases = [
+        case(
             "success body",
             false,
             200,
-            "application/json",
             b"{\"choices\":\"",
             filler,
             "upstream_bad_response",
         ),
-        (
+        case(
             "error body",
             false,
             500,
-            "application/json",
             b"{\"error\":\"",
             filler,
             "upstream_unavailable",
         ),
-        (
+        case(
             "one endless event",
             true,
             200,
-            "text/event-stream",
             b"data: {\"",
             filler,
             "upstream_bad_response",
         ),
-        (
+        case(
             "endless stream",
             true,
             200,
-            "text/event-stream",
             b"",
             event,
             "upstream_bad_response",
         ),
     ];
-    for (name, stream, status, ctype, first, chunk, code) in cases {
+    for Case {
+        name,
+        stream,
+        status,
+        first,
+        chunk,
+        code,
+    } in cases
+    {
+        let ctype = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
         let (url, sent) = endless(status, ctype, first, chunk).await;
         let (gw, _cfg, _data) = gateway(&url, caps);
         let key = gw.key("acme", &[]).await;
