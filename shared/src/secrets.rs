@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::config::Config;
 use crate::refresh::{Cached, Clock, RefreshPolicy, SystemClock, Want};
@@ -113,7 +113,7 @@ impl SecretsManagerKeys {
             .await
             .map_err(|e| SecretsError::Fetch {
                 secret_id: self.secret_id.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: fetch_failure(&e),
             })?;
         let text = out
             .secret_string()
@@ -137,4 +137,20 @@ impl KeySource for SecretsManagerKeys {
             })?;
         Ok(map.get(field).filter(|k| !k.is_empty()).cloned())
     }
+}
+
+/// What failed, bounded: the service's error code when it is a short
+/// token, else the kind of failure (the service's message text is not kept).
+fn fetch_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
+    if let Some(code) = e.code().filter(|c| crate::provider::is_token(c)) {
+        return format!("service error {code}");
+    }
+    match e {
+        SdkError::TimeoutError(_) => "timed out",
+        SdkError::DispatchFailure(_) => "could not reach the service",
+        SdkError::ResponseError(_) => "unreadable response",
+        SdkError::ServiceError(_) => "service error",
+        _ => "request not sent",
+    }
+    .into()
 }

@@ -515,3 +515,59 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
         path.trim_start_matches('/')
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Issue 12, point 6: of an upstream error body, only a short token
+    // (`type` or `code`) may reach the log.
+    #[test]
+    fn only_short_tokens_of_an_error_body_are_kept() {
+        let reason = |v: Value| safe_reason(&v);
+        assert_eq!(
+            reason(json!({"error": {"type": "invalid_request_error", "message": "sk-x"}})),
+            Some("invalid_request_error".into())
+        );
+        assert_eq!(
+            reason(json!({"error": {"code": 1234}})),
+            Some("1234".into())
+        );
+        assert_eq!(
+            reason(json!({"type": "overloaded_error"})),
+            Some("overloaded_error".into())
+        );
+        for bad in [
+            json!({"error": {"type": "has space", "message": "x"}}),
+            json!({"error": {"type": "x".repeat(65)}}),
+            json!({"error": {"type": "new\nline"}}),
+            json!({"error": {"message": "only a message"}}),
+            json!("a string"),
+        ] {
+            assert_eq!(reason(bad.clone()), None, "{bad}");
+        }
+    }
+
+    // Issue 12, point 6: a JSON error names where, never the value it quotes.
+    #[test]
+    fn json_errors_do_not_quote_upstream_values() {
+        let e = serde_json::from_str::<u64>("\"sk-proj-SECRET\"").unwrap_err();
+        assert!(e.to_string().contains("SECRET"), "serde quotes it");
+        assert!(!json_error(&e).contains("SECRET"));
+    }
+
+    // Issue 12, point 6: bodies are read up to the cap and no further.
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_cap() {
+        let resp = |n: usize| reqwest::Response::from(http::Response::new(vec![b'a'; n]));
+        assert_eq!(
+            crate::capped::read(resp(100), 100).await.unwrap().len(),
+            100
+        );
+        assert!(matches!(
+            crate::capped::read(resp(101), 100).await,
+            Err(crate::capped::BodyError::TooLarge(100))
+        ));
+    }
+}
