@@ -348,18 +348,29 @@ pub(crate) fn json_error(e: &serde_json::Error) -> String {
 }
 
 /// A short, harmless token from an upstream error body, for logs only: the
-/// provider's error `type` or `code` when it is 1 to 64 characters of
-/// `[A-Za-z0-9_.-]`, else nothing.
+/// provider's error `type` or `code` when it is a [reason token](is_reason), else nothing.
 pub(crate) fn safe_reason(v: &Value) -> Option<String> {
     let err = v.get("error").unwrap_or(v);
-    [&err["type"], &err["code"]]
-        .into_iter()
-        .find_map(|f| match f {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
+    [&err["type"], &err["code"]].into_iter().find_map(|f| {
+        let s = match f {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        is_reason(&s).then_some(s)
+    })
+}
+
+/// Whether `s` reads like a provider's error type or code
+/// (`invalid_request_error`, `overloaded_error`, `429`) and not like a key
+/// echoed back: at most 48 characters of `[a-z0-9_.-]`, no run of letters
+/// and digits longer than 24.
+pub(crate) fn is_reason(s: &str) -> bool {
+    (1..=48).contains(&s.len())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
         })
-        .filter(|s| is_token(s))
+        && s.split(['_', '.', '-']).all(|run| run.len() <= 24)
 }
 
 /// Whether `s` is 1 to 64 characters of `[A-Za-z0-9_.-]`.
@@ -538,8 +549,14 @@ mod tests {
             reason(json!({"type": "overloaded_error"})),
             Some("overloaded_error".into())
         );
+        assert_eq!(
+            reason(json!({"error": {"type": "Not A Token", "code": "model_not_found"}})),
+            Some("model_not_found".into())
+        );
         for bad in [
             json!({"error": {"type": "has space", "message": "x"}}),
+            json!({"error": {"code": "sk-proj-Abc123"}}),
+            json!({"error": {"code": "sk-abcdefghijklmnopqrstuvwxyz0123456789"}}),
             json!({"error": {"type": "x".repeat(65)}}),
             json!({"error": {"type": "new\nline"}}),
             json!({"error": {"message": "only a message"}}),

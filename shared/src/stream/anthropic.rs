@@ -171,7 +171,7 @@ impl Translator for AnthropicStream {
                     .error
                     .as_ref()
                     .and_then(|e| e["type"].as_str())
-                    .filter(|k| crate::provider::is_token(k))
+                    .filter(|k| crate::provider::is_reason(k))
                     .unwrap_or("error")
                     .to_owned();
                 return Err(ProviderError::Stream {

@@ -126,7 +126,7 @@ impl Translator for OpenAiStream {
             let kind = err
                 .kind
                 .or_else(|| err.code.map(|c| c.to_string()))
-                .filter(|k| crate::provider::is_token(k))
+                .filter(|k| crate::provider::is_reason(k))
                 .unwrap_or_else(|| "error".into());
             return Err(ProviderError::Stream {
                 provider: self.provider.clone(),
