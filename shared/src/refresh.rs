@@ -174,14 +174,21 @@ impl<T: Send + Sync> Cached<T> {
         Fut: Future<Output = Result<T, E>>,
     {
         let p = self.policy;
-        let seen = {
+        let (seen, usable) = {
             let st = self.lock();
-            if let Some(v) = st.settled(self.clock.now(), want, &p) {
+            let now = self.clock.now();
+            if let Some(v) = st.settled(now, want, &p) {
                 return Ok(v);
             }
-            st.attempts
+            (st.attempts, st.usable(now, &p))
         };
-        let _flight = self.flight.lock().await;
+        // While a refresh runs, a caller content with a still usable value
+        // takes it rather than wait for a slow or hanging source.
+        let _flight = match (want, usable, self.flight.try_lock()) {
+            (_, _, Ok(guard)) => guard,
+            (Want::Fresh, Some(v), Err(_)) => return Ok(v),
+            (_, _, Err(_)) => self.flight.lock().await,
+        };
         {
             let mut st = self.lock();
             let now = self.clock.now();
@@ -339,5 +346,41 @@ mod tests {
             assert!(t.await.unwrap());
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    // Issue 12, point 12: while a refresh hangs, callers with a usable value
+    // are served at once instead of queueing behind it.
+    #[tokio::test]
+    async fn a_hanging_refresh_does_not_hold_up_callers() {
+        let clock = Arc::new(ManualClock::default());
+        let c = Arc::new(cache(&clock));
+        let calls = Arc::new(AtomicUsize::new(0));
+        get(&c, Want::Fresh, true, &calls).await;
+        clock.advance(Duration::from_secs(10));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (c2, calls2, gate2) = (c.clone(), calls.clone(), gate.clone());
+        let hanging = tokio::spawn(async move {
+            c2.get(Want::Fresh, || async move {
+                calls2.fetch_add(1, Ordering::SeqCst);
+                gate2.notified().await;
+                Ok::<u32, &str>(8)
+            })
+            .await
+            .map(|v| *v)
+        });
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..20 {
+            assert_eq!(get(&c, Want::Fresh, true, &calls).await, Some(7));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "no second fetch while one runs"
+        );
+        gate.notify_one();
+        assert_eq!(hanging.await.unwrap().ok(), Some(8));
+        assert_eq!(get(&c, Want::Fresh, true, &calls).await, Some(8));
     }
 }
