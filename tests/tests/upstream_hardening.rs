@@ -254,6 +254,22 @@ async fn endless_upstream_bodies_stop_at_the_cap() {
     }
 }
 
+// Issue 12, point 6: an endless JWKS document is read up to its cap, then
+// refused (the token gets a 503, not an exhausted process).
+#[tokio::test]
+async fn an_endless_jwks_stops_at_the_cap() {
+    let issuer = Issuer::start(false).await;
+    let (url, sent) = endless(200, "application/json", b"{\"keys\":[\"", &[b'k'; 1024]).await;
+    let verifier = JwtVerifier::new(jwt_config(&issuer, &url), client());
+    let token = issuer.rs256(&issuer.claims("acme", "api", "chat"));
+    let err = verifier.verify(&token).await.unwrap_err();
+    assert!(
+        matches!(err, ctxgate::auth::AuthError::JwksUnavailable),
+        "{err}"
+    );
+    assert!(sent.load(Ordering::Relaxed) < 64 << 20);
+}
+
 // Issue 12, point 6: the text of an upstream error (status errors, and
 // errors reported mid-stream) never reaches the client; only the status
 // class and a fixed message do.
