@@ -331,7 +331,11 @@ struct FileConfig {
     retention_days: Option<u32>,
     key_cache_seconds: Option<u64>,
     secrets_cache_seconds: Option<u64>,
+    secrets_max_stale_seconds: Option<u64>,
     upstream_timeout_seconds: Option<u64>,
+    max_upstream_body_bytes: Option<usize>,
+    max_upstream_event_bytes: Option<usize>,
+    max_upstream_stream_bytes: Option<usize>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -470,10 +474,17 @@ pub struct JwtConfig {
     /// (so forged kids cannot hammer the issuer).
     #[serde(default = "default_refetch")]
     pub jwks_refetch_seconds: u64,
+    /// How long past `jwks_cache_seconds` the last keys are still used while
+    /// the issuer fails, seconds (then tokens are refused with a 503).
+    #[serde(default = "default_max_stale")]
+    pub jwks_max_stale_seconds: u64,
 }
 
 fn default_refetch() -> u64 {
     10
+}
+fn default_max_stale() -> u64 {
+    3600
 }
 
 fn default_tenant_claim() -> String {
@@ -606,6 +617,11 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How long provider keys from Secrets Manager are cached.
     pub secrets_cache_ttl: Duration,
+    /// How long past their TTL cached provider keys are still used while
+    /// Secrets Manager fails.
+    pub secrets_max_stale: Duration,
+    /// Size caps of upstream answers (a whole answer, one streamed event, a whole stream).
+    pub upstream_caps: crate::capped::Caps,
     /// Longest single upstream attempt.
     pub upstream_timeout: Duration,
     /// Overall deadline of a non-streamed request: retries and fallbacks included.
@@ -735,9 +751,9 @@ impl Config {
         for (name, p) in &providers {
             if p.kind != ProviderKind::Echo {
                 let url = p.base_url.as_deref().unwrap_or("");
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if let Err(problem) = check_upstream_url(url) {
                     return Err(ConfigError::Invalid(format!(
-                        "provider '{name}' needs an http(s) base_url"
+                        "provider '{name}' base_url {problem}"
                     )));
                 }
             }
@@ -778,6 +794,18 @@ impl Config {
             retention_days: file.retention_days.unwrap_or(30),
             key_cache_ttl: Duration::from_secs(file.key_cache_seconds.unwrap_or(30)),
             secrets_cache_ttl: Duration::from_secs(file.secrets_cache_seconds.unwrap_or(300)),
+            secrets_max_stale: Duration::from_secs(
+                file.secrets_max_stale_seconds
+                    .unwrap_or(default_max_stale()),
+            ),
+            // 16 MiB holds the largest answer a provider produces (100k+
+            // output tokens) with room to spare; a stream carries ~100 bytes
+            // of framing per token, hence 64 MiB.
+            upstream_caps: crate::capped::Caps {
+                body: file.max_upstream_body_bytes.unwrap_or(16 << 20),
+                event: file.max_upstream_event_bytes.unwrap_or(1 << 20),
+                stream: file.max_upstream_stream_bytes.unwrap_or(64 << 20),
+            },
             upstream_timeout: Duration::from_secs(file.upstream_timeout_seconds.unwrap_or(60)),
             deadline: Duration::from_secs(file.deadline_seconds.unwrap_or(25)),
             connect_timeout: Duration::from_millis(file.connect_timeout_ms.unwrap_or(3000)),
@@ -823,6 +851,12 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        let caps = &self.upstream_caps;
+        if caps.body < 1024 || caps.event < 1024 || caps.stream < caps.event {
+            return Err(ConfigError::Invalid(
+                "max_upstream_body_bytes and max_upstream_event_bytes must be at least 1024, max_upstream_stream_bytes at least max_upstream_event_bytes".into(),
             ));
         }
         if self.upstream_timeout.is_zero() {
@@ -955,15 +989,10 @@ impl Config {
             }
         }
         if let Some(jwt) = &self.jwt {
-            let url = jwt.jwks_url();
-            let loopback = url.starts_with("http://127.0.0.1")
-                || url.starts_with("http://localhost")
-                || url.starts_with("http://[::1]");
-            if !(url.starts_with("https://") || loopback) {
-                return Err(ConfigError::Invalid(
-                    "jwt.jwks_url (or CTXGATE_JWT_JWKS_URL) must be https (http only on loopback)"
-                        .into(),
-                ));
+            if let Err(problem) = check_upstream_url(&jwt.jwks_url()) {
+                return Err(ConfigError::Invalid(format!(
+                    "jwt.jwks_url (or CTXGATE_JWT_JWKS_URL) {problem}"
+                )));
             }
             if jwt.audience.is_empty() {
                 return Err(ConfigError::Invalid(
@@ -1098,6 +1127,34 @@ fn secret_id(id: String) -> Result<String, ConfigError> {
     Ok(id)
 }
 
+/// An upstream URL (provider base URL, JWKS, MCP server): parsed, not
+/// prefix-matched. `https`, or `http` only when the host is a loopback IP
+/// or exactly `localhost`; no user info (`user@host` hides the real host
+/// from a reader), no fragment. The error completes "<field> ...".
+pub fn check_upstream_url(url: &str) -> Result<(), String> {
+    use url::{Host, Url};
+    // The URL itself is not echoed: it may carry credentials.
+    let parsed = Url::parse(url).map_err(|_| "is not a valid URL".to_owned())?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not contain user info (user@host)".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    let loopback = match parsed.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err("has no host".into()),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must be https (plain http only on a loopback host)".into()),
+        _ => Err("must be an http(s) URL".into()),
+    }
+}
+
 /// `CTXGATE_CORS_ORIGINS`: comma-separated `*` or `http(s)://host[:port]` origins.
 fn cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
     let origins: Vec<String> = list
@@ -1145,6 +1202,7 @@ fn jwt_config(
             leeway_seconds: default_leeway(),
             jwks_cache_seconds: default_jwks_ttl(),
             jwks_refetch_seconds: default_refetch(),
+            jwks_max_stale_seconds: default_max_stale(),
         },
         (None, None) => {
             if audience.is_some() {
@@ -1408,5 +1466,54 @@ mod tests {
         assert!(cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).is_err());
         std::fs::write(&path, "unknown_key = 1\n").unwrap();
         assert!(cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).is_err());
+    }
+
+    // Issue 12, point 11: "http only on loopback" parses the URL and checks
+    // the host; prefixes, user info and look-alike hosts are refused.
+    #[test]
+    fn upstream_urls_are_parsed_not_prefix_matched() {
+        for ok in [
+            "https://api.openai.com/v1",
+            "https://user-less.example:8443/x?y=1",
+            "http://127.0.0.1:9/v1",
+            "http://127.8.9.10",
+            "http://localhost:11434/v1",
+            "http://LOCALHOST/",
+            "http://[::1]:8080/jwks.json",
+        ] {
+            assert_eq!(check_upstream_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/v1",
+            "http://localhost@evil.example/v1",
+            "http://127.0.0.1@evil.example",
+            "http://127.0.0.1.nip.io/v1",
+            "http://[::1].evil.example",
+            "http://evil.example#@127.0.0.1",
+            "http://evil.example/?@localhost",
+            "https://user:pass@api.openai.com/v1",
+            "https://user@api.openai.com/v1",
+            "http://10.0.0.5/v1",
+            "ftp://127.0.0.1/x",
+            "file:///etc/passwd",
+            "localhost:8080",
+            "http://",
+            "",
+        ] {
+            assert!(check_upstream_url(bad).is_err(), "{bad}");
+        }
+        // The same rule at every place that takes a URL.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let path = path.to_str().unwrap();
+        for file in [
+            "[providers.x]\nkind = \"openai_compatible\"\nbase_url = \"http://localhost.evil.example/v1\"\n",
+            "[jwt]\nissuer = \"https://id.example\"\naudience = [\"a\"]\njwks_url = \"http://localhost@evil.example/jwks\"\n",
+        ] {
+            std::fs::write(path, file).unwrap();
+            assert!(cfg(&[("CTXGATE_CONFIG", path)]).is_err(), "{file}");
+        }
+        assert!(cfg(&[("OPENAI_BASE_URL", "http://127.0.0.1.nip.io/v1")]).is_err());
+        assert!(cfg(&[("OPENAI_BASE_URL", "http://[::1]:9/v1")]).is_ok());
     }
 }

@@ -327,9 +327,9 @@ impl From<ProviderError> for ApiError {
                 "upstream_unreachable",
                 format!("provider '{provider}' could not be reached"),
             ),
-            ProviderError::Stream { provider, kind } => gateway(
+            ProviderError::Stream { provider, .. } => gateway(
                 "upstream_stream_error",
-                format!("provider '{provider}' reported an error mid-stream ({kind})"),
+                format!("provider '{provider}' reported an error mid-stream"),
             ),
             ProviderError::BadResponse { provider, detail } => {
                 tracing::warn!(provider = %provider, detail = %detail, "unparseable upstream response");
@@ -338,21 +338,18 @@ impl From<ProviderError> for ApiError {
                     format!("provider '{provider}' sent a response that could not be read"),
                 )
             }
-            ProviderError::Rejected {
-                status,
-                message,
-                param,
-            } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-                let mut err = ApiError::new(
-                    status,
-                    "invalid_request_error",
-                    "upstream_rejected",
-                    message,
-                );
-                err.param = param;
-                err
-            }
+            // The status class and a fixed message: the upstream body may
+            // echo the prompt or the key.
+            ProviderError::Rejected { provider, status } => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid_request_error",
+                "upstream_rejected",
+                format!("provider '{provider}' rejected the request (HTTP {status})"),
+            ),
+            ProviderError::Redirected { provider, .. } => gateway(
+                "upstream_redirected",
+                format!("provider '{provider}' answered with a redirect, which is not followed"),
+            ),
             ProviderError::Invalid { param, message } => ApiError::invalid(param, message),
             ProviderError::Secrets(detail) => {
                 tracing::error!(error = %detail, "provider key lookup failed");

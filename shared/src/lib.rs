@@ -6,6 +6,7 @@
 //! local server only build an [`AppState`] once and serve [`http`] routes.
 
 pub mod auth;
+pub mod capped;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod meter;
 pub mod processor;
 pub mod provider;
 pub mod redact;
+pub mod refresh;
 pub mod retry;
 pub mod secrets;
 pub mod state;

@@ -1,19 +1,22 @@
 //! Provider keys: from Secrets Manager (a JSON object, cached in-process
 //! with a TTL) when `CTXGATE_SECRET_ID` is set, else from the environment.
-//! Key material never appears in errors or logs.
+//! Key material never appears in errors or logs. While Secrets Manager
+//! fails, refetches back off and the last keys are served for a bounded
+//! time ([`crate::refresh`]).
 //!
 //! The cache is ours rather than `aws_secretsmanager_caching`: that crate
 //! turns on the SDK's legacy TLS stack (hyper 0.14, rustls 0.21, ring), which
 //! added megabytes to every function for a few lines of caching.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use tokio::sync::Mutex;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::config::Config;
+use crate::refresh::{Cached, Clock, RefreshPolicy, SystemClock, Want};
 
 /// A failure to read provider keys (never contains key material).
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +73,11 @@ impl KeySource for EnvKeys {
 pub struct SecretsManagerKeys {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
-    ttl: Duration,
-    cache: Mutex<Option<(Instant, HashMap<String, String>)>>,
+    cache: Cached<HashMap<String, String>>,
 }
+
+/// How long past their TTL keys are served while Secrets Manager fails, by default.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
 
 impl SecretsManagerKeys {
     /// Wraps an SDK client (built once per cold start); nothing is fetched until first use.
@@ -81,11 +86,21 @@ impl SecretsManagerKeys {
         secret_id: String,
         ttl: Duration,
     ) -> Result<Self, SecretsError> {
+        let policy = RefreshPolicy::new(ttl, DEFAULT_MAX_STALE, Duration::ZERO);
+        Self::with_policy(client, secret_id, policy, Arc::new(SystemClock))
+    }
+
+    /// Like [`SecretsManagerKeys::new`] with an explicit refresh policy and clock.
+    pub fn with_policy(
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+        policy: RefreshPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SecretsError> {
         Ok(Self {
             client,
             secret_id,
-            ttl,
-            cache: Mutex::new(None),
+            cache: Cached::new(policy, clock),
         })
     }
 
@@ -98,7 +113,7 @@ impl SecretsManagerKeys {
             .await
             .map_err(|e| SecretsError::Fetch {
                 secret_id: self.secret_id.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: fetch_failure(&e),
             })?;
         let text = out
             .secret_string()
@@ -110,25 +125,32 @@ impl SecretsManagerKeys {
 #[async_trait]
 impl KeySource for SecretsManagerKeys {
     async fn key(&self, field: &str) -> Result<Option<String>, SecretsError> {
-        // Held across the fetch so concurrent first requests make one call.
-        let mut cache = self.cache.lock().await;
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < self.ttl);
-        if !fresh {
-            match self.fetch().await {
-                Ok(map) => *cache = Some((Instant::now(), map)),
-                // A transient failure keeps serving the last good value.
-                Err(e) if cache.is_some() => {
-                    tracing::warn!(error = %e, "secret refresh failed; using the cached value")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(cache
-            .as_ref()
-            .and_then(|(_, map)| map.get(field))
-            .filter(|k| !k.is_empty())
-            .cloned())
+        let map = self
+            .cache
+            .get(Want::Fresh, || self.fetch())
+            .await
+            .map_err(|e| {
+                e.unwrap_or_else(|| SecretsError::Fetch {
+                    secret_id: self.secret_id.clone(),
+                    detail: "backing off after failed fetches".into(),
+                })
+            })?;
+        Ok(map.get(field).filter(|k| !k.is_empty()).cloned())
     }
+}
+
+/// What failed, bounded: the service's error code when it is a short
+/// token, else the kind of failure (the service's message text is not kept).
+fn fetch_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
+    if let Some(code) = e.code().filter(|c| crate::provider::is_token(c)) {
+        return format!("service error {code}");
+    }
+    match e {
+        SdkError::TimeoutError(_) => "timed out",
+        SdkError::DispatchFailure(_) => "could not reach the service",
+        SdkError::ResponseError(_) => "unreadable response",
+        SdkError::ServiceError(_) => "service error",
+        _ => "request not sent",
+    }
+    .into()
 }

@@ -86,10 +86,15 @@ impl AppState {
             _ => embedded_store(&config)?,
         };
         let keys: Arc<dyn KeySource> = match (&config.secret_id, &aws) {
-            (Some(id), Some(aws)) => Arc::new(SecretsManagerKeys::new(
+            (Some(id), Some(aws)) => Arc::new(SecretsManagerKeys::with_policy(
                 aws_sdk_secretsmanager::Client::new(aws),
                 id.clone(),
-                config.secrets_cache_ttl,
+                crate::refresh::RefreshPolicy::new(
+                    config.secrets_cache_ttl,
+                    config.secrets_max_stale,
+                    Duration::ZERO,
+                ),
+                Arc::new(crate::refresh::SystemClock),
             )?),
             _ => Arc::new(EnvKeys::from_config(&config, env)),
         };
@@ -166,9 +171,12 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
     loader.load().await
 }
 
-/// The one upstream HTTP client: rustls, pooled connections, bounded connect time.
+/// The one upstream HTTP client (providers, JWKS): rustls, pooled
+/// connections, bounded connect time, and no redirects followed, so a
+/// provider key or a prompt never goes to a host other than the configured one.
 pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(config.upstream_timeout)
         .connect_timeout(config.connect_timeout)
         // Between reads: the first byte of an answer, then each chunk of it.

@@ -1,6 +1,7 @@
 //! Test identity provider: RSA and EC signing keys generated in the test, a
 //! JWKS endpoint on loopback, and hand-made JWTs (so broken ones can be made too).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -27,17 +28,23 @@ pub struct Issuer {
     jwks: Arc<Mutex<Value>>,
     /// How many times the JWKS was fetched.
     pub fetches: Arc<Mutex<u32>>,
+    failing: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
 struct JwksState {
     jwks: Arc<Mutex<Value>>,
     fetches: Arc<Mutex<u32>>,
+    failing: Arc<AtomicBool>,
 }
 
-async fn serve_jwks(State(s): State<JwksState>) -> axum::Json<Value> {
+async fn serve_jwks(State(s): State<JwksState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     *s.fetches.lock().unwrap() += 1;
-    axum::Json(s.jwks.lock().unwrap().clone())
+    if s.failing.load(Ordering::SeqCst) {
+        return http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    axum::Json(s.jwks.lock().unwrap().clone()).into_response()
 }
 
 impl Issuer {
@@ -48,11 +55,13 @@ impl Issuer {
         let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         let jwks = Arc::new(Mutex::new(json!({"keys": []})));
         let fetches = Arc::new(Mutex::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let app = Router::new()
             .route("/.well-known/jwks.json", get(serve_jwks))
             .with_state(JwksState {
                 jwks: jwks.clone(),
                 fetches: fetches.clone(),
+                failing: failing.clone(),
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -64,9 +73,27 @@ impl Issuer {
             ec,
             jwks,
             fetches,
+            failing,
         };
         me.publish(publish_ec);
         me
+    }
+
+    /// Makes the JWKS endpoint answer 503 (`true`) or serve the keys again.
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// How many times the JWKS was fetched so far.
+    pub fn fetch_count(&self) -> u32 {
+        *self.fetches.lock().unwrap()
+    }
+
+    /// Publishes the RSA key without an `alg` member.
+    pub fn publish_rsa_without_alg(&self) {
+        self.publish(false);
+        let mut jwks = self.jwks.lock().unwrap();
+        jwks["keys"][0].as_object_mut().unwrap().remove("alg");
     }
 
     /// Publishes the RSA key, and the EC key too when `with_ec`.
@@ -104,6 +131,24 @@ impl Issuer {
         self.rsa
             .sign(
                 &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!("{signing_input}.{}", b64(&sig))
+    }
+
+    /// A token signed with the RSA key (kid `rsa-1`) under PS256 (RSASSA-PSS).
+    pub fn ps256(&self, claims: &Value) -> String {
+        let signing_input = Self::input(
+            &json!({"alg": "PS256", "typ": "JWT", "kid": "rsa-1"}),
+            claims,
+        );
+        let mut sig = vec![0; self.rsa.public_modulus_len()];
+        self.rsa
+            .sign(
+                &signature::RSA_PSS_SHA256,
                 &SystemRandom::new(),
                 signing_input.as_bytes(),
                 &mut sig,

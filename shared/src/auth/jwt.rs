@@ -1,19 +1,26 @@
 //! OIDC bearer tokens: signatures checked against the issuer's JWKS
 //! (fetched over HTTPS, cached, refetched on an unknown `kid`), then `iss`,
 //! `aud`, `exp` and `nbf` with a small leeway. Only asymmetric algorithms
-//! are accepted, so neither `alg: none` nor an HMAC key confusion can pass.
+//! are accepted, so neither `alg: none` nor an HMAC key confusion can pass,
+//! and a key that declares its `alg` verifies only tokens of that `alg`.
+//! Refetches go through [`Cached`]: one at a time, with backoff while the
+//! issuer fails, the last keys served for a bounded time past their TTL.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
-use tokio::sync::{Mutex, RwLock};
 
 use super::{AuthError, Principal, SCOPE_SUPERADMIN};
 use crate::config::JwtConfig;
 use crate::ids;
+use crate::refresh::{Cached, Clock, RefreshPolicy, SystemClock, Want};
+
+/// Largest JWKS document read (real ones are a few KB).
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// Algorithms a token may be signed with.
 const ALLOWED: &[Algorithm] = &[
@@ -25,29 +32,40 @@ const ALLOWED: &[Algorithm] = &[
     Algorithm::ES384,
 ];
 
-struct Keys {
-    fetched: Instant,
-    by_kid: HashMap<String, DecodingKey>,
+/// A verification key and the one algorithm it is bound to, if it declares one.
+struct Key {
+    key: DecodingKey,
+    alg: Option<Algorithm>,
 }
+
+type Keys = HashMap<String, Arc<Key>>;
 
 /// Verifies JWTs from one issuer.
 pub struct JwtVerifier {
     config: JwtConfig,
     url: String,
     client: reqwest::Client,
-    keys: RwLock<Option<Keys>>,
-    fetching: Mutex<Option<Instant>>,
+    keys: Cached<Keys>,
 }
 
 impl JwtVerifier {
     /// A verifier; nothing is fetched until the first token.
     pub fn new(config: JwtConfig, client: reqwest::Client) -> Self {
+        Self::with_clock(config, client, Arc::new(SystemClock))
+    }
+
+    /// A verifier whose cache reads time from `clock` (tests move it by hand).
+    pub fn with_clock(config: JwtConfig, client: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+        let policy = RefreshPolicy::new(
+            Duration::from_secs(config.jwks_cache_seconds),
+            Duration::from_secs(config.jwks_max_stale_seconds),
+            Duration::from_secs(config.jwks_refetch_seconds),
+        );
         Self {
             url: config.jwks_url(),
             config,
             client,
-            keys: RwLock::new(None),
-            fetching: Mutex::new(None),
+            keys: Cached::new(policy, clock),
         }
     }
 
@@ -65,6 +83,13 @@ impl JwtVerifier {
             .kid
             .ok_or_else(|| AuthError::Token("token has no kid".into()))?;
         let key = self.key(&kid).await?;
+        // A key that names its algorithm verifies nothing else (RFC 7517 4.4).
+        if key.alg.is_some_and(|alg| alg != header.alg) {
+            return Err(AuthError::Token(
+                "token algorithm does not match its signing key".into(),
+            ));
+        }
+        let key = &key.key;
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.set_issuer(&[&self.config.issuer]);
@@ -72,7 +97,7 @@ impl JwtVerifier {
         validation.leeway = self.config.leeway_seconds;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
+        let data = decode::<Map<String, Value>>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::Token(
                 match e.kind() {
@@ -142,76 +167,64 @@ impl JwtVerifier {
         })
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        let ttl = Duration::from_secs(self.config.jwks_cache_seconds);
-        {
-            let keys = self.keys.read().await;
-            if let Some(k) = keys.as_ref()
-                && k.fetched.elapsed() < ttl
-                && let Some(key) = k.by_kid.get(kid)
-            {
+    /// The key for `kid`: from the cache, or refetched (an unknown `kid`
+    /// refetches at most once per `jwks_refetch_seconds`).
+    async fn key(&self, kid: &str) -> Result<Arc<Key>, AuthError> {
+        for want in [Want::Fresh, Want::Newer] {
+            let keys = self
+                .keys
+                .get(want, || self.fetch())
+                .await
+                .map_err(|_| AuthError::JwksUnavailable)?;
+            if let Some(key) = keys.get(kid) {
                 return Ok(key.clone());
             }
         }
-        // One fetch at a time; an unknown kid refetches at most once per interval.
-        let mut last = self.fetching.lock().await;
-        let stale = self
-            .keys
-            .read()
-            .await
-            .as_ref()
-            .is_none_or(|k| k.fetched.elapsed() >= ttl);
-        let interval = Duration::from_secs(self.config.jwks_refetch_seconds);
-        let may_refetch = last.is_none_or(|t| t.elapsed() >= interval);
-        if stale || may_refetch {
-            *last = Some(Instant::now());
-            match self.fetch().await {
-                Ok(by_kid) => {
-                    *self.keys.write().await = Some(Keys {
-                        fetched: Instant::now(),
-                        by_kid,
-                    })
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "JWKS fetch failed");
-                    // Keep serving the keys we have, even past their TTL.
-                    if self.keys.read().await.is_none() {
-                        return Err(AuthError::JwksUnavailable);
-                    }
-                }
-            }
-        }
-        drop(last);
-        let keys = self.keys.read().await;
-        keys.as_ref()
-            .and_then(|k| k.by_kid.get(kid).cloned())
-            .ok_or_else(|| AuthError::Token("unknown signing key".into()))
+        Err(AuthError::Token("unknown signing key".into()))
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {
+    async fn fetch(&self) -> Result<Keys, String> {
         let resp = self
             .client
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("JWKS request failed: {}", crate::capped::error_kind(&e)))?;
         if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
+            return Err(format!(
+                "JWKS fetch answered HTTP {}",
+                resp.status().as_u16()
+            ));
         }
-        let set: JwkSet = resp.json().await.map_err(|e| e.to_string())?;
+        let body = crate::capped::read(resp, MAX_JWKS_BYTES)
+            .await
+            .map_err(|e| format!("JWKS body: {e}"))?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|_| "JWKS is not a JSON key set".to_owned())?;
         Ok(set
             .keys
             .iter()
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
-                // Symmetric keys never verify tokens here.
+                // Symmetric keys never verify tokens here; nor do encryption keys.
                 if matches!(
                     jwk.algorithm,
                     jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-                ) {
+                ) || jwk.common.public_key_use == Some(PublicKeyUse::Encryption)
+                {
                     return None;
                 }
-                DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
+                let alg = match jwk.common.key_algorithm {
+                    None => None,
+                    // A declared algorithm we do not accept disables the key.
+                    Some(a) => Some(
+                        Algorithm::try_from(a)
+                            .ok()
+                            .filter(|a| ALLOWED.contains(a))?,
+                    ),
+                };
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((kid, Arc::new(Key { key, alg })))
             })
             .collect())
     }

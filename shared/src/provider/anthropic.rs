@@ -9,6 +9,7 @@ use super::{
     Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
     send_json, send_stream,
 };
+use crate::capped::Caps;
 use crate::config::ProviderConfig;
 use crate::stream::anthropic::AnthropicStream;
 use crate::stream::{DeltaStream, sse};
@@ -28,16 +29,18 @@ pub struct Anthropic {
     client: reqwest::Client,
     url: String,
     default_max_tokens: u32,
+    caps: Caps,
 }
 
 impl Anthropic {
     /// An adapter for provider `name`.
-    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client, caps: Caps) -> Self {
         Self {
             name: name.into(),
             client,
             url: join_url(cfg.base_url.as_deref().unwrap_or_default(), "v1/messages"),
             default_max_tokens: cfg.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            caps,
         }
     }
 }
@@ -312,7 +315,10 @@ impl Provider for Anthropic {
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
         let body = request_body(req.model, req.messages, req.params, self.default_max_tokens)?;
         let http = self.request(&req, &body)?;
-        parse_response(&self.name, send_json(&self.name, http).await?)
+        parse_response(
+            &self.name,
+            send_json(&self.name, http, self.caps.body).await?,
+        )
     }
 
     async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
@@ -322,7 +328,7 @@ impl Provider for Anthropic {
         let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
         Ok(sse::deltas(
             &self.name,
-            body_stream(&self.name, resp),
+            body_stream(&self.name, resp, self.caps),
             AnthropicStream::new(&self.name),
         ))
     }

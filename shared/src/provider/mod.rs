@@ -86,14 +86,22 @@ pub enum ProviderError {
         kind: String,
     },
     /// Upstream refused the request itself (4xx other than auth and 429).
-    #[error("provider rejected the request: {message}")]
+    /// Nothing of its body is kept: it may echo the prompt or the key.
+    #[error("provider {provider} rejected the request with HTTP {status}")]
     Rejected {
+        /// Provider name.
+        provider: String,
         /// Upstream status.
         status: u16,
-        /// Upstream message.
-        message: String,
-        /// Upstream param, if given.
-        param: Option<String>,
+    },
+    /// Upstream answered with a redirect, which is never followed: the
+    /// provider key and the prompt only go to the configured base URL.
+    #[error("provider {provider} answered with a redirect (HTTP {status})")]
+    Redirected {
+        /// Provider name.
+        provider: String,
+        /// Upstream status.
+        status: u16,
     },
     /// The request cannot be translated for this provider.
     #[error("{message}")]
@@ -168,6 +176,7 @@ pub struct Providers {
 impl Providers {
     /// Builds one adapter per configured provider, all sharing `client`.
     pub fn new(config: Arc<Config>, client: reqwest::Client, keys: Arc<dyn KeySource>) -> Self {
+        let caps = config.upstream_caps;
         let adapters = config
             .providers
             .iter()
@@ -175,10 +184,10 @@ impl Providers {
                 let adapter: Arc<dyn Provider> = match p.kind {
                     ProviderKind::Echo => Arc::new(echo::Echo),
                     ProviderKind::Anthropic => {
-                        Arc::new(anthropic::Anthropic::new(name, p, client.clone()))
+                        Arc::new(anthropic::Anthropic::new(name, p, client.clone(), caps))
                     }
                     ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-                        Arc::new(openai::OpenAi::new(name, p, client.clone()))
+                        Arc::new(openai::OpenAi::new(name, p, client.clone(), caps))
                     }
                 };
                 (name.clone(), adapter)
@@ -302,16 +311,73 @@ impl Providers {
 pub(crate) async fn send_json(
     provider: &str,
     req: reqwest::RequestBuilder,
+    cap: usize,
 ) -> Result<Value, ProviderError> {
     let resp = send(provider, req).await?;
-    let body = resp
-        .bytes()
+    let body = crate::capped::read(resp, cap)
         .await
-        .map_err(|e| classify_send_error(provider, &e))?;
+        .map_err(|e| body_error(provider, e))?;
     serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
         provider: provider.to_owned(),
-        detail: format!("invalid JSON: {e}"),
+        detail: format!("invalid JSON: {}", json_error(&e)),
     })
+}
+
+/// A capped body that could not be read, as a provider failure.
+fn body_error(provider: &str, e: crate::capped::BodyError) -> ProviderError {
+    match e {
+        crate::capped::BodyError::Read("timeout") => ProviderError::Timeout {
+            provider: provider.to_owned(),
+        },
+        e => ProviderError::BadResponse {
+            provider: provider.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A JSON error without the text it quotes (serde quotes offending values,
+/// and upstream values may be content): its category and position only.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// A short, harmless token from an upstream error body, for logs only: the
+/// provider's error `type` or `code` when it is a [reason token](is_reason), else nothing.
+pub(crate) fn safe_reason(v: &Value) -> Option<String> {
+    let err = v.get("error").unwrap_or(v);
+    [&err["type"], &err["code"]].into_iter().find_map(|f| {
+        let s = match f {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        is_reason(&s).then_some(s)
+    })
+}
+
+/// Whether `s` reads like a provider's error type or code
+/// (`invalid_request_error`, `overloaded_error`, `429`) and not like a key
+/// echoed back: at most 48 characters of `[a-z0-9_.-]`, no run of letters
+/// and digits longer than 24.
+pub(crate) fn is_reason(s: &str) -> bool {
+    (1..=48).contains(&s.len())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+        && s.split(['_', '.', '-']).all(|run| run.len() <= 24)
+}
+
+/// Whether `s` is 1 to 64 characters of `[A-Za-z0-9_.-]`.
+pub(crate) fn is_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Sends an upstream request and returns the response once its status is a
@@ -336,10 +402,28 @@ pub(crate) async fn send(
         .filter(|v| v.len() <= 64)
         .map(str::to_owned);
     let wait = resilience::wait_hint(resp.headers());
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| classify_send_error(provider, &e))?;
+    if (300..=399).contains(&status) {
+        tracing::warn!(provider, status, "upstream redirect refused");
+        return Err(ProviderError::Redirected {
+            provider: p(),
+            status,
+        });
+    }
+    // The body may echo the prompt or the key: only a short error type or
+    // code from it reaches the log, and nothing reaches the client.
+    let reason = match crate::capped::read(resp, crate::capped::MAX_ERROR_BODY).await {
+        Ok(body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .as_ref()
+            .and_then(safe_reason),
+        Err(_) => None,
+    };
+    tracing::warn!(
+        provider,
+        status,
+        reason = reason.as_deref().unwrap_or("-"),
+        "upstream error"
+    );
     match status {
         401 | 403 => Err(ProviderError::Auth { provider: p() }),
         429 => Err(ProviderError::RateLimited {
@@ -347,19 +431,10 @@ pub(crate) async fn send(
             retry_after,
             wait,
         }),
-        400..=499 => {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let message = v["error"]["message"]
-                .as_str()
-                .map(|m| format!("{provider}: {m}"))
-                .unwrap_or_else(|| format!("{provider} rejected the request with HTTP {status}"));
-            let param = v["error"]["param"].as_str().map(str::to_owned);
-            Err(ProviderError::Rejected {
-                status,
-                message,
-                param,
-            })
-        }
+        400..=499 => Err(ProviderError::Rejected {
+            provider: p(),
+            status,
+        }),
         _ => Err(ProviderError::Unavailable {
             provider: p(),
             status,
@@ -368,8 +443,6 @@ pub(crate) async fn send(
     }
 }
 
-/// A successful upstream response's body as a stream of byte chunks, as
-/// they arrive; dropping it closes the connection.
 /// Sends a streaming request: like [`send`], and the answer must be an event
 /// stream, so a provider answering otherwise fails before the client gets a
 /// byte (and can be retried or fall back).
@@ -386,13 +459,32 @@ pub(crate) async fn send_stream(
     if !ctype.trim_start().starts_with("text/event-stream") {
         return Err(ProviderError::BadResponse {
             provider: provider.to_owned(),
-            detail: format!("expected an event stream, got '{ctype}'"),
+            detail: format!(
+                "expected an event stream, got '{}'",
+                ctype.chars().take(64).collect::<String>()
+            ),
         });
     }
     Ok(resp)
 }
 
+/// A successful upstream response's body as a stream of byte chunks, as
+/// they arrive, capped per event and in total; dropping it closes the connection.
 pub(crate) fn body_stream(
+    provider: &str,
+    resp: reqwest::Response,
+    caps: crate::capped::Caps,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
+    let name = provider.to_owned();
+    crate::capped::sse(raw_body_stream(provider, resp), caps, move |cap| {
+        ProviderError::BadResponse {
+            provider: name.clone(),
+            detail: format!("event stream passed the {cap}-byte cap"),
+        }
+    })
+}
+
+fn raw_body_stream(
     provider: &str,
     resp: reqwest::Response,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
@@ -433,4 +525,66 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
         base.trim_end_matches('/'),
         path.trim_start_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Issue 12, point 6: of an upstream error body, only a short token
+    // (`type` or `code`) may reach the log.
+    #[test]
+    fn only_short_tokens_of_an_error_body_are_kept() {
+        let reason = |v: Value| safe_reason(&v);
+        assert_eq!(
+            reason(json!({"error": {"type": "invalid_request_error", "message": "sk-x"}})),
+            Some("invalid_request_error".into())
+        );
+        assert_eq!(
+            reason(json!({"error": {"code": 1234}})),
+            Some("1234".into())
+        );
+        assert_eq!(
+            reason(json!({"type": "overloaded_error"})),
+            Some("overloaded_error".into())
+        );
+        assert_eq!(
+            reason(json!({"error": {"type": "Not A Token", "code": "model_not_found"}})),
+            Some("model_not_found".into())
+        );
+        for bad in [
+            json!({"error": {"type": "has space", "message": "x"}}),
+            json!({"error": {"code": "sk-proj-Abc123"}}),
+            json!({"error": {"code": "sk-abcdefghijklmnopqrstuvwxyz0123456789"}}),
+            json!({"error": {"type": "x".repeat(65)}}),
+            json!({"error": {"type": "new\nline"}}),
+            json!({"error": {"message": "only a message"}}),
+            json!("a string"),
+        ] {
+            assert_eq!(reason(bad.clone()), None, "{bad}");
+        }
+    }
+
+    // Issue 12, point 6: a JSON error names where, never the value it quotes.
+    #[test]
+    fn json_errors_do_not_quote_upstream_values() {
+        let e = serde_json::from_str::<u64>("\"sk-proj-SECRET\"").unwrap_err();
+        assert!(e.to_string().contains("SECRET"), "serde quotes it");
+        assert!(!json_error(&e).contains("SECRET"));
+    }
+
+    // Issue 12, point 6: bodies are read up to the cap and no further.
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_cap() {
+        let resp = |n: usize| reqwest::Response::from(http::Response::new(vec![b'a'; n]));
+        assert_eq!(
+            crate::capped::read(resp(100), 100).await.unwrap().len(),
+            100
+        );
+        assert!(matches!(
+            crate::capped::read(resp(101), 100).await,
+            Err(crate::capped::BodyError::TooLarge(100))
+        ));
+    }
 }

@@ -10,6 +10,7 @@ use super::{
     Completion, Provider, ProviderError, ProviderRequest, STREAM_DEADLINE, body_stream, join_url,
     send_json, send_stream,
 };
+use crate::capped::Caps;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::stream::openai::OpenAiStream;
 use crate::stream::{DeltaStream, sse};
@@ -23,11 +24,12 @@ pub struct OpenAi {
     auth_header: Option<String>,
     query: Vec<(String, String)>,
     key_required: bool,
+    caps: Caps,
 }
 
 impl OpenAi {
     /// An adapter for provider `name`.
-    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client, caps: Caps) -> Self {
         Self {
             name: name.into(),
             client,
@@ -45,6 +47,7 @@ impl OpenAi {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             key_required: cfg.kind == ProviderKind::Openai,
+            caps,
         }
     }
 }
@@ -123,8 +126,8 @@ pub fn parse_response(provider: &str, v: Value) -> Result<Completion, ProviderEr
         provider: provider.into(),
         detail,
     };
-    let r: Response =
-        serde_json::from_value(v).map_err(|e| bad(format!("unexpected shape: {e}")))?;
+    let r: Response = serde_json::from_value(v)
+        .map_err(|e| bad(format!("unexpected shape: {}", super::json_error(&e))))?;
     let choice = r
         .choices
         .into_iter()
@@ -194,7 +197,10 @@ pub fn stream_body(model: &str, messages: &[ChatMessage], p: &ChatRequest) -> Va
 impl Provider for OpenAi {
     async fn complete(&self, req: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
         let http = self.request(&req, &request_body(req.model, req.messages, req.params))?;
-        parse_response(&self.name, send_json(&self.name, http).await?)
+        parse_response(
+            &self.name,
+            send_json(&self.name, http, self.caps.body).await?,
+        )
     }
 
     async fn stream(&self, req: ProviderRequest<'_>) -> Result<DeltaStream, ProviderError> {
@@ -202,7 +208,7 @@ impl Provider for OpenAi {
         let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
         Ok(sse::deltas(
             &self.name,
-            body_stream(&self.name, resp),
+            body_stream(&self.name, resp, self.caps),
             OpenAiStream::new(&self.name),
         ))
     }

@@ -211,9 +211,8 @@ mod tests {
     #[tokio::test]
     async fn the_requests_own_errors_neither_retry_nor_fall_back() {
         let rejected = ProviderError::Rejected {
+            provider: "a".into(),
             status: 400,
-            message: "bad".into(),
-            param: None,
         };
         let (out, seen) = drive(&["a/x", "b/y"], 3, vec![Err(rejected)]).await;
         assert!(matches!(

@@ -70,7 +70,7 @@ impl Translator for AnthropicStream {
     ) -> Result<Step, ProviderError> {
         let ev: Event = serde_json::from_str(data).map_err(|e| ProviderError::BadResponse {
             provider: self.provider.clone(),
-            detail: format!("invalid stream event: {e}"),
+            detail: format!("invalid stream event: {}", crate::provider::json_error(&e)),
         })?;
         match ev.kind.as_str() {
             "message_start" => {
@@ -171,6 +171,7 @@ impl Translator for AnthropicStream {
                     .error
                     .as_ref()
                     .and_then(|e| e["type"].as_str())
+                    .filter(|k| crate::provider::is_reason(k))
                     .unwrap_or("error")
                     .to_owned();
                 return Err(ProviderError::Stream {

@@ -116,12 +116,17 @@ impl Translator for OpenAiStream {
         if data.is_empty() {
             return Ok(Step::More);
         }
-        let chunk: Chunk = serde_json::from_str(data)
-            .map_err(|e| self.bad(format!("invalid stream chunk: {e}")))?;
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
+            self.bad(format!(
+                "invalid stream chunk: {}",
+                crate::provider::json_error(&e)
+            ))
+        })?;
         if let Some(err) = chunk.error {
             let kind = err
                 .kind
                 .or_else(|| err.code.map(|c| c.to_string()))
+                .filter(|k| crate::provider::is_reason(k))
                 .unwrap_or_else(|| "error".into());
             return Err(ProviderError::Stream {
                 provider: self.provider.clone(),
