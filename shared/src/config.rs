@@ -351,6 +351,15 @@ pub struct Limits {
     pub max_prompt_tokens: u64,
     /// Requests per minute for keys that set none (0: unlimited).
     pub requests_per_minute: u32,
+    /// Most conversations a tenant may store at once (0: unlimited).
+    pub max_conversations_per_tenant: u64,
+}
+
+impl Limits {
+    /// The per-tenant cap on stored conversations, if any.
+    pub fn conversation_cap(&self) -> Option<u64> {
+        (self.max_conversations_per_tenant > 0).then_some(self.max_conversations_per_tenant)
+    }
 }
 
 impl Default for Limits {
@@ -361,6 +370,7 @@ impl Default for Limits {
             max_output_tokens: 128_000,
             max_prompt_tokens: 2_000_000,
             requests_per_minute: 0,
+            max_conversations_per_tenant: 100_000,
         }
     }
 }

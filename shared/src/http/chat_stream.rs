@@ -290,6 +290,7 @@ impl Run {
                         status: 200,
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        conversation: None,
                     },
                     expires_at: now + idempotency::KEEP_SECS,
                 })
@@ -327,6 +328,7 @@ impl Run {
                     summary: written.map(|w| w.summary),
                     usage: rows,
                     idempotency: done.clone(),
+                    conversation_cap: self.state.config.limits.conversation_cap(),
                 };
                 let answer = context::Answer {
                     completion: &stored,

@@ -497,6 +497,7 @@ pub async fn create(
             &id,
             now,
             state.config.retention_secs(),
+            state.config.limits.conversation_cap(),
             |meta, live| {
                 if live {
                     let mut e = ApiError::new(
@@ -546,6 +547,7 @@ pub async fn update(
             &id,
             now_secs(),
             state.config.retention_secs(),
+            state.config.limits.conversation_cap(),
             |meta, live| {
                 if !live {
                     return Err(not_found(&id));
