@@ -674,3 +674,63 @@ async fn writes_sweep_the_embedded_store_on_their_own() {
         i64::try_from(SWEEP_EVERY).unwrap()
     );
 }
+
+/// Issue 12, point 5, through the gateway: a replay honours the caller's
+/// current model allow-list (another key of the tenant without the model
+/// gets 403, not the stored answer) and is refused once the conversation
+/// was deleted (409 `conversation_deleted`, nothing re-run).
+async fn replay_through_the_gateway(store: Arc<dyn Store>) {
+    let gw = ctxgate_tests::Gateway::new(store.clone(), &[]);
+    let all = gw.key("acme", &[]).await;
+    let mut limited = ctxgate::auth::mint_key("acme", "limited", &[], None, ctxgate::now_secs())
+        .unwrap();
+    limited.record.models = vec!["openai/gpt-4o".into()];
+    store.put_key(&limited.record).await.unwrap();
+    let body = serde_json::json!({"model": "echo", "conversation_id": "replayed",
+                                  "messages": [{"role": "user", "content": "hello"}]});
+    let send = |key: String| {
+        let gw = &gw;
+        let body = body.to_string().into_bytes();
+        async move {
+            gw.call_raw(
+                "POST",
+                "/v1/chat/completions",
+                Some(&key),
+                &[("idempotency-key", "order-7")],
+                body,
+            )
+            .await
+        }
+    };
+    let (status, _, first) = send(all.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, headers, again) = send(all.clone()).await;
+    assert_eq!((status, &again), (200, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let (status, _, err) = send(limited.secret.clone()).await;
+    assert_eq!(status, 403, "{err}");
+    assert_ne!(err, first);
+    let (status, _, _) = gw
+        .call("DELETE", "/v1/conversations/replayed", Some(&all), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, err) = send(all.clone()).await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "conversation_deleted");
+    let gone = store
+        .load_conversation("acme", "replayed", ctxgate::now_secs())
+        .await
+        .unwrap();
+    assert!(gone.messages.is_empty(), "the refused replay stored nothing");
+}
+
+#[tokio::test]
+async fn replay_through_the_gateway_embedded() {
+    let (s, _dir) = ctxgate_tests::embedded_store();
+    replay_through_the_gateway(s).await;
+}
+
+#[tokio::test]
+async fn replay_through_the_gateway_dynamodb() {
+    replay_through_the_gateway(ctxgate_tests::dynamo_store().await).await;
+}

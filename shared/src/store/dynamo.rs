@@ -983,11 +983,14 @@ impl Store for DynamoStore {
         //    removes it, well after any turn that could have read the old life.
         let mut to = None;
         for _ in 0..crate::context::MAX_WRITE_ATTEMPTS {
-            let old = self.conversation_meta(tenant, id).await?;
-            let Some(old) = old.filter(|m| m.version > 0 && !m.is_tombstone()) else {
+            let current = self.conversation_meta(tenant, id).await?;
+            let Some(old) = current
+                .clone()
+                .filter(|m| m.version > 0 && !m.is_tombstone())
+            else {
                 // Nothing live: only debris below the current numbering
                 // (a life that starts meanwhile writes above it).
-                to = Some(old.map_or(0, |m| m.first_seq));
+                to = Some(current.map_or(0, |m| m.first_seq));
                 break;
             };
             let dead = old.tombstone(now);
