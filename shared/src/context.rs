@@ -181,6 +181,19 @@ pub fn fit_window(messages: &[StoredMessage], budget: u64) -> usize {
     keep_from
 }
 
+/// What a turn brings to its conversation's header.
+#[derive(Clone, Copy)]
+struct HeaderCheck<'a> {
+    /// The request's system prompt, if it carries one.
+    new_system: Option<&'a [ChatMessage]>,
+    /// The field to name when the header would be too large.
+    param: &'a str,
+    /// Now, Unix seconds.
+    now: i64,
+    /// The tenant's cap on stored conversations.
+    cap: Option<u64>,
+}
+
 /// Refuses, before the provider is called, a turn whose header would not fit
 /// one item (the system prompt it stores) or that would create a conversation
 /// past the tenant's `cap` (the store checks the cap again atomically).
@@ -189,10 +202,14 @@ async fn check_header(
     tenant: &str,
     id: &str,
     meta: &ConversationMeta,
-    new_system: Option<&[ChatMessage]>,
-    now: i64,
-    cap: Option<u64>,
+    check: &HeaderCheck<'_>,
 ) -> Result<(), ContextError> {
+    let HeaderCheck {
+        new_system,
+        param,
+        now,
+        cap,
+    } = *check;
     let mut header = if meta.is_live(now) {
         meta.clone()
     } else {
@@ -204,7 +221,7 @@ async fn check_header(
     let bytes = store::meta_item_bytes(tenant, id, &header);
     if bytes > MAX_ITEM_BYTES {
         return Err(ContextError::TooLarge {
-            param: "messages".into(),
+            param: param.to_owned(),
             message: format!(
                 "the conversation's system prompt, summary and metadata take {bytes} bytes once stored; the limit is {MAX_ITEM_BYTES}"
             ),
@@ -246,6 +263,11 @@ pub async fn prepare(
             },
         });
     };
+    // A header too large is the system prompt's doing: name its first message.
+    let system_param = messages
+        .iter()
+        .position(|m| m.role.is_instruction())
+        .map_or_else(|| "messages".to_owned(), |i| format!("messages[{i}]"));
     let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) =
         messages.into_iter().partition(|m| m.role.is_instruction());
     let new_system = (!system.is_empty()).then_some(system);
@@ -270,7 +292,13 @@ pub async fn prepare(
             window_limit(meta, settings, new_system.as_deref(), new_tokens)
         })
         .await?;
-    check_header(store, tenant, id, &conv.meta, new_system.as_deref(), now, cap).await?;
+    let header = HeaderCheck {
+        new_system: new_system.as_deref(),
+        param: &system_param,
+        now,
+        cap,
+    };
+    check_header(store, tenant, id, &conv.meta, &header).await?;
     let live = conv.meta.is_live(now);
     let meta = &conv.meta;
     let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);

@@ -378,7 +378,7 @@ async fn oversized_header_is_refused_before_the_provider(store: Arc<dyn Store>) 
     )
     .await;
     match prepared {
-        Err(ContextError::TooLarge { param, .. }) => assert_eq!(param, "messages"),
+        Err(ContextError::TooLarge { param, .. }) => assert_eq!(param, "messages[0]"),
         other => panic!("expected a refusal, got {:?}", other.map(|p| p.window)),
     }
     // The same prompt as a message (split into parts) is fine.
