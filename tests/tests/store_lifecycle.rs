@@ -734,3 +734,81 @@ async fn replay_through_the_gateway_embedded() {
 async fn replay_through_the_gateway_dynamodb() {
     replay_through_the_gateway(ctxgate_tests::dynamo_store().await).await;
 }
+
+/// Issue 12, point 7, through the gateway: long answers (each over the
+/// 400 KB item limit) are stored turn after turn, never refused after the
+/// provider was paid; a response too large to keep for replay is replayed
+/// as a 409 naming the problem, never by calling the provider again.
+async fn long_answers_through_the_gateway(store: Arc<dyn Store>) {
+    let long = "lorem ipsum dolor sit amet ".repeat(18_000);
+    let upstream = ctxgate_tests::MockUpstream::start({
+        let long = long.clone();
+        move |_| {
+            ctxgate_tests::Reply::json(ctxgate_tests::openai_completion(&long, 10, 120_000))
+        }
+    })
+    .await;
+    let base = format!("{}/v1", upstream.url);
+    let gw = ctxgate_tests::Gateway::new(
+        store.clone(),
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-test")],
+    );
+    let key = gw.key("acme", &[]).await;
+    for turn in 0..4 {
+        let (status, _, resp) = gw
+            .chat(&key, "openai/gpt-4o", Some("long"), &format!("turn {turn}"))
+            .await;
+        assert_eq!(status, 200, "turn {turn}: {resp}");
+    }
+    // A fifth long turn, idempotent, then its replay.
+    let body = serde_json::json!({"model": "openai/gpt-4o", "conversation_id": "long",
+                                  "messages": [{"role": "user", "content": "last"}]});
+    let send = || {
+        gw.call_raw(
+            "POST",
+            "/v1/chat/completions",
+            Some(&key),
+            &[("idempotency-key", "long-last")],
+            body.to_string().into_bytes(),
+        )
+    };
+    let (status, _, resp) = send().await;
+    assert_eq!(status, 200);
+    let answer = format!("saw: {long}");
+    assert!(
+        resp["choices"][0]["message"]["content"] == answer.as_str(),
+        "the answer came back whole"
+    );
+    let calls = upstream.received().len();
+    let (status, headers, resp) = send().await;
+    assert_eq!(status, 409, "{resp}");
+    assert_eq!(resp["error"]["code"], "idempotent_response_too_large");
+    assert_eq!(headers["x-conversation-id"], "long");
+    assert_eq!(upstream.received().len(), calls, "the replay did not call the provider");
+    let conv = store
+        .load_conversation("acme", "long", ctxgate::now_secs())
+        .await
+        .unwrap();
+    let answers: Vec<String> = conv
+        .messages
+        .iter()
+        .filter(|m| m.message.role == Role::Assistant)
+        .map(|m| m.message.text_content())
+        .collect();
+    assert_eq!(answers.len(), 5);
+    assert!(
+        answers.iter().all(|a| *a == answer),
+        "every long answer is stored whole"
+    );
+}
+
+#[tokio::test]
+async fn long_answers_through_the_gateway_embedded() {
+    let (s, _dir) = ctxgate_tests::embedded_store();
+    long_answers_through_the_gateway(s).await;
+}
+
+#[tokio::test]
+async fn long_answers_through_the_gateway_dynamodb() {
+    long_answers_through_the_gateway(ctxgate_tests::dynamo_store().await).await;
+}
