@@ -104,7 +104,9 @@ fn violations(
     let meta = &conv.meta;
     if !meta.is_live(now) {
         if !conv.messages.is_empty() {
-            found.push(format!("round {round}: a deleted conversation shows messages"));
+            found.push(format!(
+                "round {round}: a deleted conversation shows messages"
+            ));
         }
         return found;
     }
@@ -145,7 +147,9 @@ fn violations(
         .iter()
         .any(|m| m.text_content() == format!("sys-{round}"))
     {
-        found.push(format!("round {round}: the deleted life's system prompt is back"));
+        found.push(format!(
+            "round {round}: the deleted life's system prompt is back"
+        ));
     }
     for t in &texts {
         let tag = t.get(2..).unwrap_or_default();
@@ -174,9 +178,17 @@ async fn delete_race(store: Arc<dyn Store>, rounds: u64) -> (u64, u64, Vec<Strin
         let now = 1_000 + round as i64;
         // A clean start for the round: the previous round's life goes.
         store.delete_conversation(tenant, id).await.unwrap();
-        create(&*store, tenant, id, &format!("life-{round}"), &format!("sys-{round}"), now, None)
-            .await
-            .unwrap();
+        create(
+            &*store,
+            tenant,
+            id,
+            &format!("life-{round}"),
+            &format!("sys-{round}"),
+            now,
+            None,
+        )
+        .await
+        .unwrap();
         let (_, first) = run_turn(
             &*store,
             tenant,
@@ -225,8 +237,16 @@ async fn delete_race(store: Arc<dyn Store>, rounds: u64) -> (u64, u64, Vec<Strin
             tokio::spawn(async move {
                 store.delete_conversation(tenant, id).await.unwrap();
                 // Another life may have begun already (a turn after the delete).
-                let _ = create(&*store, tenant, id, &format!("new-{round}"), "sys-new", now, None)
-                    .await;
+                let _ = create(
+                    &*store,
+                    tenant,
+                    id,
+                    &format!("new-{round}"),
+                    "sys-new",
+                    now,
+                    None,
+                )
+                .await;
             })
         };
         let mut stale = Vec::new();
@@ -247,7 +267,10 @@ async fn delete_race(store: Arc<dyn Store>, rounds: u64) -> (u64, u64, Vec<Strin
 async fn race_reports(store: Arc<dyn Store>, name: &str, rounds: u64) {
     let (ran, stored, found) = delete_race(store, rounds).await;
     // The figure for the closing note.
-    println!("delete/re-create race on {name}: {rounds} rounds, {ran} turns run, {stored} stored, {} violations", found.len());
+    println!(
+        "delete/re-create race on {name}: {rounds} rounds, {ran} turns run, {stored} stored, {} violations",
+        found.len()
+    );
     assert!(found.is_empty(), "{found:#?}");
     assert!(stored > 0, "some turns must have been stored");
 }
@@ -351,10 +374,22 @@ async fn large_answers_are_split_and_reassembled(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(!window.complete);
-    assert_eq!(window.messages.last().unwrap().message.text_content(), "small");
+    assert_eq!(
+        window.messages.last().unwrap().message.text_content(),
+        "small"
+    );
     // Deleting removes every part.
     store.delete_conversation("t1", "big").await.unwrap();
-    let (_, r) = run_turn(&*store, "t1", "big", "again".into(), "fresh".into(), now, None).await;
+    let (_, r) = run_turn(
+        &*store,
+        "t1",
+        "big",
+        "again".into(),
+        "fresh".into(),
+        now,
+        None,
+    )
+    .await;
     r.unwrap();
     let again = store.load_conversation("t1", "big", now).await.unwrap();
     assert_eq!(again.messages.len(), 2);
@@ -401,7 +436,9 @@ async fn oversized_header_is_refused_before_the_provider(store: Arc<dyn Store>) 
 async fn conversation_cap(store: Arc<dyn Store>) {
     let now = 100;
     let cap = Some(2);
-    create(&*store, "capped", "a", "a", "s", now, cap).await.unwrap();
+    create(&*store, "capped", "a", "a", "s", now, cap)
+        .await
+        .unwrap();
     let (_, r) = run_turn(&*store, "capped", "b", "q".into(), "a".into(), now, cap).await;
     r.unwrap();
     // More turns on a stored conversation are fine.
@@ -413,7 +450,9 @@ async fn conversation_cap(store: Arc<dyn Store>) {
     assert!(
         matches!(
             r,
-            Err(ContextError::Store(StoreError::TooManyConversations { limit: 2 }))
+            Err(ContextError::Store(StoreError::TooManyConversations {
+                limit: 2
+            }))
         ),
         "{r:?}"
     );
@@ -421,7 +460,14 @@ async fn conversation_cap(store: Arc<dyn Store>) {
         create(&*store, "capped", "c", "c", "s", now, cap).await,
         Err(StoreError::TooManyConversations { limit: 2 })
     ));
-    assert!(!store.load_conversation("capped", "c", now).await.unwrap().meta.is_live(now));
+    assert!(
+        !store
+            .load_conversation("capped", "c", now)
+            .await
+            .unwrap()
+            .meta
+            .is_live(now)
+    );
     // The atomic check holds even when the early one is passed (a race).
     let write = TurnWrite {
         expected_version: 0,
@@ -440,11 +486,15 @@ async fn conversation_cap(store: Arc<dyn Store>) {
         Err(StoreError::TooManyConversations { .. })
     ));
     // Another tenant has its own count.
-    create(&*store, "other", "c", "c", "s", now, cap).await.unwrap();
+    create(&*store, "other", "c", "c", "s", now, cap)
+        .await
+        .unwrap();
     // Deleting frees a place; deleting twice frees it once.
     store.delete_conversation("capped", "a").await.unwrap();
     store.delete_conversation("capped", "a").await.unwrap();
-    create(&*store, "capped", "c", "c", "s", now, cap).await.unwrap();
+    create(&*store, "capped", "c", "c", "s", now, cap)
+        .await
+        .unwrap();
     assert!(matches!(
         create(&*store, "capped", "a", "a", "s", now, cap).await,
         Err(StoreError::TooManyConversations { .. })
@@ -523,7 +573,9 @@ async fn replay_of_a_deleted_turn(store: Arc<dyn Store>) {
         .unwrap_err();
     assert_eq!((e.status.as_u16(), e.code), (409, "conversation_deleted"));
     // A new life under the same id does not bring the old answer back.
-    create(&*store, "t1", "idem", "new", "s", now, None).await.unwrap();
+    create(&*store, "t1", "idem", "new", "s", now, None)
+        .await
+        .unwrap();
     assert!(
         ctxgate::idempotency::check_replay(&*store, "t1", &stored, now)
             .await
@@ -605,7 +657,11 @@ async fn the_embedded_store_sweeps_what_expired() {
             expires_at,
             ..ConversationMeta::default()
         },
-        messages: vec![StoredMessage::new(0, ChatMessage::text(Role::User, "q"), now)],
+        messages: vec![StoredMessage::new(
+            0,
+            ChatMessage::text(Role::User, "q"),
+            now,
+        )],
         creates: true,
         ..TurnWrite::default()
     };
@@ -613,7 +669,10 @@ async fn the_embedded_store_sweeps_what_expired() {
         .append_turn("t1", "expired", &write(Some(now - TOMBSTONE_KEEP_SECS - 1)))
         .await
         .unwrap();
-    store.append_turn("t1", "deleted", &write(None)).await.unwrap();
+    store
+        .append_turn("t1", "deleted", &write(None))
+        .await
+        .unwrap();
     store.delete_conversation("t1", "deleted").await.unwrap();
     store.append_turn("t1", "live", &write(None)).await.unwrap();
     let count = ctxgate::store::conversation_count_key("t1");
@@ -621,10 +680,19 @@ async fn the_embedded_store_sweeps_what_expired() {
 
     // Nothing is due yet for the tombstone (it was just written at real time).
     let swept = store.sweep(now).await.unwrap();
-    assert_eq!((swept.counters, swept.idempotency, swept.conversations), (1, 1, 1));
+    assert_eq!(
+        (swept.counters, swept.idempotency, swept.conversations),
+        (1, 1, 1)
+    );
     assert_eq!(store.counter_get(&counter("old")).await.unwrap(), 0);
     assert_eq!(store.counter_get(&counter("new")).await.unwrap(), 3);
-    assert!(store.conversation_meta("t1", "expired").await.unwrap().is_none());
+    assert!(
+        store
+            .conversation_meta("t1", "expired")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.counter_get(&count).await.unwrap(), 1);
     let live = store.load_conversation("t1", "live", now).await.unwrap();
     assert_eq!(live.messages.len(), 1);
@@ -645,7 +713,13 @@ async fn the_embedded_store_sweeps_what_expired() {
     let later = ctxgate::now_secs() + TOMBSTONE_KEEP_SECS + 1;
     let swept = store.sweep(later).await.unwrap();
     assert!(swept.conversations >= 1);
-    assert!(store.conversation_meta("t1", "deleted").await.unwrap().is_none());
+    assert!(
+        store
+            .conversation_meta("t1", "deleted")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.sweep(later).await.unwrap().conversations, 0);
 }
 
@@ -682,8 +756,8 @@ async fn writes_sweep_the_embedded_store_on_their_own() {
 async fn replay_through_the_gateway(store: Arc<dyn Store>) {
     let gw = ctxgate_tests::Gateway::new(store.clone(), &[]);
     let all = gw.key("acme", &[]).await;
-    let mut limited = ctxgate::auth::mint_key("acme", "limited", &[], None, ctxgate::now_secs())
-        .unwrap();
+    let mut limited =
+        ctxgate::auth::mint_key("acme", "limited", &[], None, ctxgate::now_secs()).unwrap();
     limited.record.models = vec!["openai/gpt-4o".into()];
     store.put_key(&limited.record).await.unwrap();
     let body = serde_json::json!({"model": "echo", "conversation_id": "replayed",
@@ -721,7 +795,10 @@ async fn replay_through_the_gateway(store: Arc<dyn Store>) {
         .load_conversation("acme", "replayed", ctxgate::now_secs())
         .await
         .unwrap();
-    assert!(gone.messages.is_empty(), "the refused replay stored nothing");
+    assert!(
+        gone.messages.is_empty(),
+        "the refused replay stored nothing"
+    );
 }
 
 #[tokio::test]
@@ -743,9 +820,7 @@ async fn long_answers_through_the_gateway(store: Arc<dyn Store>) {
     let long = "lorem ipsum dolor sit amet ".repeat(18_000);
     let upstream = ctxgate_tests::MockUpstream::start({
         let long = long.clone();
-        move |_| {
-            ctxgate_tests::Reply::json(ctxgate_tests::openai_completion(&long, 10, 120_000))
-        }
+        move |_| ctxgate_tests::Reply::json(ctxgate_tests::openai_completion(&long, 10, 120_000))
     })
     .await;
     let base = format!("{}/v1", upstream.url);
@@ -784,7 +859,11 @@ async fn long_answers_through_the_gateway(store: Arc<dyn Store>) {
     assert_eq!(status, 409, "{resp}");
     assert_eq!(resp["error"]["code"], "idempotent_response_too_large");
     assert_eq!(headers["x-conversation-id"], "long");
-    assert_eq!(upstream.received().len(), calls, "the replay did not call the provider");
+    assert_eq!(
+        upstream.received().len(),
+        calls,
+        "the replay did not call the provider"
+    );
     let conv = store
         .load_conversation("acme", "long", ctxgate::now_secs())
         .await

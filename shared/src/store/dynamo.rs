@@ -398,7 +398,10 @@ fn is_conflict(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> b
 }
 
 /// Whether a failed transaction's item `index` failed its condition.
-fn failed_condition(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>, index: usize) -> bool {
+fn failed_condition(
+    e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+    index: usize,
+) -> bool {
     match e.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
             .cancellation_reasons()
@@ -936,7 +939,7 @@ impl Store for DynamoStore {
         }
         // The count of stored conversations rides last, so its cancellation
         // reason can be told from the others.
-        let counted = turn.creates.then(|| items.len());
+        let counted = turn.creates.then_some(items.len());
         if turn.creates {
             items.push(self.count_item(tenant, 1, turn.conversation_cap)?);
         }

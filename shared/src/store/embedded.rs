@@ -474,43 +474,44 @@ impl Store for EmbeddedStore {
         let key = req.key.to_owned();
         let claim = IdempotencyRecord::claim(req);
         let now = req.now;
-        let outcome = self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let outcome = {
-                let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
-                let current = read_record(&table, &tenant, &key)?;
-                let req = IdempotencyRequest {
-                    key: &key,
-                    fingerprint: &claim.fingerprint,
-                    token: &claim.token,
-                    now,
-                    lease_until: claim.lease_until,
-                    expires_at: claim.expires_at,
-                };
-                match current.as_ref().and_then(|r| r.claim_outcome(&req)) {
-                    Some(outcome) => outcome,
-                    None => {
-                        let bytes = serde_json::to_vec(&claim).map_err(backend)?;
-                        table
-                            .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
-                            .map_err(backend)?;
-                        reindex_record(
-                            &tx,
-                            &tenant,
-                            &key,
-                            current.map(|r| r.expires_at),
-                            Some(claim.expires_at),
-                        )?;
-                        IdempotencyClaim::Acquired
+        let outcome = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let outcome = {
+                    let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+                    let current = read_record(&table, &tenant, &key)?;
+                    let req = IdempotencyRequest {
+                        key: &key,
+                        fingerprint: &claim.fingerprint,
+                        token: &claim.token,
+                        now,
+                        lease_until: claim.lease_until,
+                        expires_at: claim.expires_at,
+                    };
+                    match current.as_ref().and_then(|r| r.claim_outcome(&req)) {
+                        Some(outcome) => outcome,
+                        None => {
+                            let bytes = serde_json::to_vec(&claim).map_err(backend)?;
+                            table
+                                .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
+                                .map_err(backend)?;
+                            reindex_record(
+                                &tx,
+                                &tenant,
+                                &key,
+                                current.map(|r| r.expires_at),
+                                Some(claim.expires_at),
+                            )?;
+                            IdempotencyClaim::Acquired
+                        }
                     }
+                };
+                if outcome == IdempotencyClaim::Acquired {
+                    tx.commit().map_err(backend)?;
                 }
-            };
-            if outcome == IdempotencyClaim::Acquired {
-                tx.commit().map_err(backend)?;
-            }
-            Ok(outcome)
-        })
-        .await?;
+                Ok(outcome)
+            })
+            .await?;
         self.wrote().await;
         Ok(outcome)
     }
@@ -687,34 +688,35 @@ impl Store for EmbeddedStore {
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
         let key = key.clone();
-        let allowed = self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let allowed = {
-                let mut table = tx.open_table(COUNTERS).map_err(backend)?;
-                let current = table
-                    .get((key.pk.as_str(), key.sk.as_str()))
-                    .map_err(backend)?
-                    .map_or(0, |v| v.value());
-                let next = current.saturating_add(delta);
-                // Only growth is limited: a settlement that gives back never fails.
-                if delta > 0 && limit.is_some_and(|l| next > l) {
-                    false
-                } else {
-                    table
-                        .insert((key.pk.as_str(), key.sk.as_str()), next)
-                        .map_err(backend)?;
-                    if let Some(e) = expires_at {
-                        expire_counter(&tx, &key, e)?;
+        let allowed = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let allowed = {
+                    let mut table = tx.open_table(COUNTERS).map_err(backend)?;
+                    let current = table
+                        .get((key.pk.as_str(), key.sk.as_str()))
+                        .map_err(backend)?
+                        .map_or(0, |v| v.value());
+                    let next = current.saturating_add(delta);
+                    // Only growth is limited: a settlement that gives back never fails.
+                    if delta > 0 && limit.is_some_and(|l| next > l) {
+                        false
+                    } else {
+                        table
+                            .insert((key.pk.as_str(), key.sk.as_str()), next)
+                            .map_err(backend)?;
+                        if let Some(e) = expires_at {
+                            expire_counter(&tx, &key, e)?;
+                        }
+                        true
                     }
-                    true
+                };
+                if allowed {
+                    tx.commit().map_err(backend)?;
                 }
-            };
-            if allowed {
-                tx.commit().map_err(backend)?;
-            }
-            Ok(allowed)
-        })
-        .await?;
+                Ok(allowed)
+            })
+            .await?;
         self.wrote().await;
         Ok(allowed)
     }
@@ -877,8 +879,12 @@ fn sweep_counters(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreE
     let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
     let mut ttl = tx.open_table(COUNTER_TTL).map_err(backend)?;
     for (at, pk, sk) in &gone {
-        index.remove((*at, pk.as_str(), sk.as_str())).map_err(backend)?;
-        counters.remove((pk.as_str(), sk.as_str())).map_err(backend)?;
+        index
+            .remove((*at, pk.as_str(), sk.as_str()))
+            .map_err(backend)?;
+        counters
+            .remove((pk.as_str(), sk.as_str()))
+            .map_err(backend)?;
         ttl.remove((pk.as_str(), sk.as_str())).map_err(backend)?;
     }
     Ok(gone.len())
