@@ -891,3 +891,71 @@ async fn long_answers_through_the_gateway_embedded() {
 async fn long_answers_through_the_gateway_dynamodb() {
     long_answers_through_the_gateway(ctxgate_tests::dynamo_store().await).await;
 }
+
+/// Issue 12, points 4 and 7, through the API: the conversation cap is a 429
+/// naming the conversation (before any provider call), deleting frees a
+/// place, and a system prompt too large for the header is a 413 naming it.
+async fn cap_and_header_through_the_api(store: Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctxgate.toml");
+    std::fs::write(&path, "[limits]\nmax_conversations_per_tenant = 1\n").unwrap();
+    let gw = ctxgate_tests::Gateway::new(store, &[("CTXGATE_CONFIG", path.to_str().unwrap())]);
+    let key = gw.key("acme", &[]).await;
+    let (status, _, _) = gw
+        .call(
+            "POST",
+            "/v1/conversations",
+            Some(&key),
+            Some(serde_json::json!({"id": "one"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, err) = gw.chat(&key, "echo", Some("two"), "hi").await;
+    assert_eq!(status, 429, "{err}");
+    assert_eq!(err["error"]["code"], "conversation_limit_reached");
+    assert_eq!(err["error"]["param"], "conversation_id");
+    let (status, _, err) = gw
+        .call(
+            "POST",
+            "/v1/conversations",
+            Some(&key),
+            Some(serde_json::json!({"id": "two"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (429, Some("conversation_limit_reached"))
+    );
+    // More turns on the stored one are fine; a stateless turn stores nothing.
+    assert_eq!(gw.chat(&key, "echo", Some("one"), "hi").await.0, 200);
+    assert_eq!(gw.chat(&key, "echo", None, "hi").await.0, 200);
+    let big = "é".repeat(250_000);
+    let (status, _, err) = gw
+        .call(
+            "PATCH",
+            "/v1/conversations/one",
+            Some(&key),
+            Some(serde_json::json!({"system_prompt": big})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["param"].as_str()),
+        (413, Some("system_prompt"))
+    );
+    let (status, _, _) = gw
+        .call("DELETE", "/v1/conversations/one", Some(&key), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(gw.chat(&key, "echo", Some("two"), "hi").await.0, 200);
+}
+
+#[tokio::test]
+async fn cap_and_header_through_the_api_embedded() {
+    let (s, _dir) = ctxgate_tests::embedded_store();
+    cap_and_header_through_the_api(s).await;
+}
+
+#[tokio::test]
+async fn cap_and_header_through_the_api_dynamodb() {
+    cap_and_header_through_the_api(ctxgate_tests::dynamo_store().await).await;
+}

@@ -52,6 +52,16 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(validate::conversation_id(id, "id")?)
 }
 
+/// A header too large to store is the system prompt's doing (title and
+/// metadata are small): name it.
+fn name_header_field(e: ApiError) -> ApiError {
+    if e.code == "item_too_large" {
+        e.with_param("system_prompt")
+    } else {
+        e
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     let mut e = ApiError::not_found("id", format!("no conversation '{id}'"));
     e.code = "conversation_not_found";
@@ -513,7 +523,8 @@ pub async fn create(
                 Ok(())
             },
         )
-        .await?;
+        .await
+        .map_err(name_header_field)?;
         Ok((
             StatusCode::CREATED,
             Json(Value::Object(conversation_view(&id, &meta, true))),
@@ -556,7 +567,8 @@ pub async fn update(
                 Ok(())
             },
         )
-        .await?;
+        .await
+        .map_err(name_header_field)?;
         Ok(Json(Value::Object(conversation_view(&id, &meta, true))).into_response())
     }
     .await;
