@@ -273,10 +273,7 @@ pub async fn prepare(
     let new_system = (!system.is_empty()).then_some(system);
     // Everything the turn will store must fit one transaction, answer
     // included: checked before anything is spent on the provider.
-    let items = rest
-        .iter()
-        .map(|m| store::message_items_count(&StoredMessage::new(0, m.clone(), now)))
-        .sum::<usize>();
+    let items = rest.iter().map(store::request_message_items).sum::<usize>();
     if items + ANSWER_ITEMS + store::TURN_OVERHEAD_ITEMS > store::MAX_TRANSACTION_ITEMS {
         return Err(ContextError::TooLarge {
             param: "messages".into(),

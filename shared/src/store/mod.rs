@@ -663,6 +663,30 @@ pub fn message_items_count(msg: &StoredMessage) -> usize {
     json.div_ceil(PART_BYTES).max(1)
 }
 
+/// Items a request message will take once stored: its JSON plus the stored
+/// message's own fields (seq, tokens, created), counted without copying it.
+pub fn request_message_items(msg: &ChatMessage) -> usize {
+    /// More than `{"seq":..,"message":,"tokens":..,"created":..,"model":null}` takes.
+    const STORED_FIELDS: usize = 128;
+    let mut counter = ByteCount(0);
+    let json = serde_json::to_writer(&mut counter, msg).map_or(usize::MAX / 2, |()| counter.0);
+    (json + STORED_FIELDS).div_ceil(PART_BYTES).max(1)
+}
+
+/// A writer that only counts bytes.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The response kept for replay: itself, or a fixed 409 naming the
 /// conversation when it is too large to keep (the turn is stored; the client
 /// reads the answer there instead of paying for it twice).
@@ -765,4 +789,57 @@ impl IdempotencyRecord {
 /// in byte order, so listings read it backwards.
 pub fn listing_key(updated: i64, id: &str) -> String {
     format!("{:012}#{id}", updated.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Role;
+
+    #[test]
+    fn parts_cut_on_character_boundaries_and_rejoin() {
+        let text = "aé€𝄞".repeat(1000);
+        for max in [4, 5, 7, 100, 4096] {
+            let parts = split_parts(&text, max);
+            assert!(parts.iter().all(|p| p.len() <= max && !p.is_empty()));
+            assert_eq!(parts.concat(), text);
+        }
+        assert_eq!(split_parts("", 10), [""]);
+    }
+
+    #[test]
+    fn a_request_message_is_counted_as_it_will_be_stored() {
+        for len in [0, 10, PART_BYTES - 200, PART_BYTES, 3 * PART_BYTES] {
+            let m = ChatMessage::text(Role::User, "x".repeat(len));
+            let stored = message_items_count(&StoredMessage {
+                tokens: Some(u64::MAX),
+                ..StoredMessage::new(u64::MAX, m.clone(), i64::MAX)
+            });
+            assert!(request_message_items(&m) >= stored, "{len}");
+        }
+    }
+
+    #[test]
+    fn oversized_replays_become_a_fixed_409() {
+        let small = StoredResponse {
+            status: 200,
+            headers: vec![("x-conversation-id".into(), "c".into())],
+            body: "{}".into(),
+            conversation: Some(("c".into(), 3)),
+        };
+        assert_eq!(unreplayable(&small), small);
+        let big = StoredResponse {
+            body: "x".repeat(MAX_REPLAY_BYTES + 1),
+            headers: vec![
+                ("x-conversation-id".into(), "c".into()),
+                ("content-type".into(), "text/event-stream".into()),
+            ],
+            ..small.clone()
+        };
+        let kept = unreplayable(&big);
+        assert_eq!(kept.status, 409);
+        assert!(kept.body.contains("idempotent_response_too_large"));
+        assert_eq!(kept.headers, small.headers);
+        assert_eq!(kept.conversation, small.conversation);
+    }
 }
