@@ -4,6 +4,8 @@
 //! |-------------------|----------------------|---------------|
 //! | conversation head | `T#{tenant}#C#{id}`  | `META`        |
 //! | message           | `T#{tenant}#C#{id}`  | `M#{seq:012}` |
+//! | message, part n>0 | `T#{tenant}#C#{id}`  | `M#{seq:012}#p{n:03}` |
+//! | conversation count | `T#{tenant}#N`      | `CONVERSATIONS` |
 //! | idempotency       | `T#{tenant}#I#{key}` | `IDEM`        |
 //! | api key (auth)    | `K#{sha256}`         | `KEY`         |
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
@@ -12,6 +14,12 @@
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
 //! first and then the messages newest first: a context window is one read.
+//! A message's parts sort together, right after its first item.
+//!
+//! A deleted conversation's head stays as a tombstone (no listing keys) that
+//! keeps the version, so a turn that read the deleted life fails its
+//! condition; TTL removes heads and tombstones `TOMBSTONE_KEEP_SECS` after
+//! they stopped being live.
 //!
 //! Live conversation heads also carry `GSI1PK = T#{tenant}#CONVS` and
 //! `GSI1SK = {updated:012}#{id}`: the `by_updated` index lists a tenant's

@@ -4,6 +4,10 @@
 //! while a local server holds the same file. redb runs one write transaction
 //! at a time, which gives the version check the same atomicity a DynamoDB
 //! conditional transaction has.
+//!
+//! There is no TTL here: expiry indexes record when counters, idempotency
+//! records and conversations (tombstones included) may go, and every
+//! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
 
 use std::path::Path;
 use std::sync::Arc;
