@@ -428,6 +428,22 @@ async fn oversized_header_is_refused_before_the_provider(store: Arc<dyn Store>) 
     )
     .await;
     assert!(ok.is_ok());
+    // More messages than one transaction holds beside the answer: refused
+    // before the provider; one fewer fits.
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| ChatMessage::text(Role::User, format!("m{i}")))
+            .collect::<Vec<_>>()
+    };
+    let refused =
+        context::prepare(&*store, "t1", Some("many"), many(93), 100, &SETTINGS, None).await;
+    assert!(
+        matches!(&refused, Err(ContextError::TooLarge { param, .. }) if param == "messages"),
+        "{:?}",
+        refused.map(|p| p.window)
+    );
+    let fits = context::prepare(&*store, "t1", Some("many"), many(92), 100, &SETTINGS, None).await;
+    assert!(fits.is_ok());
 }
 
 /// Issue 12, point 4: a tenant stores at most its cap of conversations;
