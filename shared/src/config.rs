@@ -382,6 +382,15 @@ pub struct Limits {
     /// How far past a daily token or cost budget one turn may take its
     /// tenant, as a share of that budget (0: not at all).
     pub budget_tolerance: f64,
+    /// Most conversations a tenant may store at once (0: unlimited).
+    pub max_conversations_per_tenant: u64,
+}
+
+impl Limits {
+    /// The per-tenant cap on stored conversations, if any.
+    pub fn conversation_cap(&self) -> Option<u64> {
+        (self.max_conversations_per_tenant > 0).then_some(self.max_conversations_per_tenant)
+    }
 }
 
 impl Default for Limits {
@@ -393,6 +402,7 @@ impl Default for Limits {
             max_prompt_tokens: 2_000_000,
             requests_per_minute: 0,
             budget_tolerance: 0.0,
+            max_conversations_per_tenant: 100_000,
         }
     }
 }

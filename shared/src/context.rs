@@ -37,17 +37,19 @@ pub enum ContextError {
     /// The store failed or the turn kept losing races.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A new message would not fit in one stored item.
-    #[error("{param} is too large to store")]
-    MessageTooLarge {
-        /// The message's field path.
+    /// The turn could not be stored once answered; refused before the provider.
+    #[error("{param}: {message}")]
+    TooLarge {
+        /// The offending field.
         param: String,
-        /// Its stored size.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
+        /// What does not fit, with the limit.
+        message: String,
     },
 }
+
+/// Items kept free in a turn's transaction for the answer: three parts
+/// (about 1 MB of answer document) cover the largest output a provider sends.
+pub const ANSWER_ITEMS: usize = 3;
 
 /// The token budget of one turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +181,67 @@ pub fn fit_window(messages: &[StoredMessage], budget: u64) -> usize {
     keep_from
 }
 
+/// What a turn brings to its conversation's header.
+#[derive(Clone, Copy)]
+struct HeaderCheck<'a> {
+    /// The request's system prompt, if it carries one.
+    new_system: Option<&'a [ChatMessage]>,
+    /// The field to name when the header would be too large.
+    param: &'a str,
+    /// Now, Unix seconds.
+    now: i64,
+    /// The tenant's cap on stored conversations.
+    cap: Option<u64>,
+}
+
+/// Refuses, before the provider is called, a turn whose header would not fit
+/// one item (the system prompt it stores) or that would create a conversation
+/// past the tenant's `cap` (the store checks the cap again atomically).
+async fn check_header(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    meta: &ConversationMeta,
+    check: &HeaderCheck<'_>,
+) -> Result<(), ContextError> {
+    let HeaderCheck {
+        new_system,
+        param,
+        now,
+        cap,
+    } = *check;
+    let mut header = if meta.is_live(now) {
+        meta.clone()
+    } else {
+        meta.reborn(now)
+    };
+    if let Some(system) = new_system {
+        header.system = system.to_vec();
+    }
+    let bytes = store::meta_item_bytes(tenant, id, &header);
+    if bytes > MAX_ITEM_BYTES {
+        return Err(ContextError::TooLarge {
+            param: param.to_owned(),
+            message: format!(
+                "the conversation's system prompt, summary and metadata take {bytes} bytes once stored; the limit is {MAX_ITEM_BYTES}"
+            ),
+        });
+    }
+    if let Some(cap) = cap.filter(|_| meta.counts_as_new()) {
+        let stored = store
+            .counter_get(&store::conversation_count_key(tenant))
+            .await?;
+        if stored >= i64::try_from(cap).unwrap_or(i64::MAX) {
+            return Err(StoreError::TooManyConversations { limit: cap }.into());
+        }
+    }
+    Ok(())
+}
+
 /// Builds the prompt; with `conversation`, loads the part of its history that
-/// fits the window first.
+/// fits the window first. Whatever would keep the turn from being stored
+/// (sizes, the tenant's conversation cap) is refused here, before the
+/// provider is paid.
 pub async fn prepare(
     store: &dyn Store,
     tenant: &str,
@@ -188,6 +249,7 @@ pub async fn prepare(
     messages: Vec<ChatMessage>,
     now: i64,
     settings: &WindowSettings,
+    cap: Option<u64>,
 ) -> Result<Prepared, ContextError> {
     let Some(id) = conversation else {
         let prompt_tokens = tokens::estimate_messages(&messages);
@@ -201,28 +263,39 @@ pub async fn prepare(
             },
         });
     };
-    // Check sizes before anything is spent on the provider.
-    for (i, m) in messages.iter().enumerate() {
-        let mut probe = StoredMessage::new(0, m.clone(), now);
-        probe.tokens = Some(0);
-        let bytes = store::message_item_bytes(tenant, id, &probe);
-        if bytes > MAX_ITEM_BYTES {
-            return Err(ContextError::MessageTooLarge {
-                param: format!("messages[{i}]"),
-                bytes,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
-    }
+    // A header too large is the system prompt's doing: name its first message.
+    let system_param = messages
+        .iter()
+        .position(|m| m.role.is_instruction())
+        .map_or_else(|| "messages".to_owned(), |i| format!("messages[{i}]"));
     let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) =
         messages.into_iter().partition(|m| m.role.is_instruction());
     let new_system = (!system.is_empty()).then_some(system);
+    // Everything the turn will store must fit one transaction, answer
+    // included: checked before anything is spent on the provider.
+    let items = rest.iter().map(store::request_message_items).sum::<usize>();
+    if items + ANSWER_ITEMS + store::TURN_OVERHEAD_ITEMS > store::MAX_TRANSACTION_ITEMS {
+        return Err(ContextError::TooLarge {
+            param: "messages".into(),
+            message: format!(
+                "the messages take {items} stored items; a turn stores at most {} besides its answer",
+                store::MAX_TRANSACTION_ITEMS - ANSWER_ITEMS - store::TURN_OVERHEAD_ITEMS
+            ),
+        });
+    }
     let new_tokens = tokens::estimate_messages(&rest);
     let conv = store
         .load_window(tenant, id, now, &|meta| {
             window_limit(meta, settings, new_system.as_deref(), new_tokens)
         })
         .await?;
+    let header = HeaderCheck {
+        new_system: new_system.as_deref(),
+        param: &system_param,
+        now,
+        cap,
+    };
+    check_header(store, tenant, id, &conv.meta, &header).await?;
     let live = conv.meta.is_live(now);
     let meta = &conv.meta;
     let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);
@@ -300,6 +373,8 @@ pub struct TurnExtras {
     pub usage: Vec<UsageRow>,
     /// The idempotency claim the turn completes.
     pub idempotency: Option<IdempotencyDone>,
+    /// The tenant's cap on stored conversations, if the turn creates one.
+    pub conversation_cap: Option<u64>,
 }
 
 /// The retention a conversation gets: its own override, else the default.
@@ -343,6 +418,7 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         old.reborn(now)
     };
     let expires_at = retention_of(&base, extras.retention).map(|r| now + r);
+    let life = base.life;
     let mut seq = base.next_seq;
     let mut messages = Vec::with_capacity(turn.new_messages.len() + 1);
     for m in &turn.new_messages {
@@ -387,14 +463,21 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         },
         messages,
         usage: merge_usage(extras.usage.clone()),
-        idempotency: extras.idempotency.clone(),
+        idempotency: extras.idempotency.clone().map(|mut done| {
+            done.response.conversation = Some((turn.id.clone(), life));
+            done
+        }),
+        conversation_cap: extras.conversation_cap,
+        creates: old.counts_as_new(),
     }
 }
 
 /// Stores the turn (new messages + answer, usage, idempotency record) with a
 /// version-conditioned write. A lost race re-reads the header and appends at
 /// the new end, so turns never interleave; after [`MAX_WRITE_ATTEMPTS`] the
-/// caller gets a conflict.
+/// caller gets a conflict. A turn belongs to the life of the conversation it
+/// was prepared on: if that life was deleted (or expired and started over)
+/// meanwhile, nothing is written and the caller gets [`StoreError::Gone`].
 pub async fn commit(
     store: &dyn Store,
     tenant: &str,
@@ -403,6 +486,7 @@ pub async fn commit(
     extras: &TurnExtras,
     now: i64,
 ) -> Result<(), ContextError> {
+    let life = turn.meta.life_at(now);
     for attempt in 0..MAX_WRITE_ATTEMPTS {
         let write = turn_write(&turn, answer, extras, now);
         match store.append_turn(tenant, &turn.id, &write).await {
@@ -411,10 +495,14 @@ pub async fn commit(
                 return Ok(());
             }
             Err(StoreError::Conflict) => {
-                turn.meta = store
+                let meta = store
                     .conversation_meta(tenant, &turn.id)
                     .await?
                     .unwrap_or_default();
+                if meta.life_at(now) != life {
+                    return Err(StoreError::Gone.into());
+                }
+                turn.meta = meta;
                 tokio::time::sleep(crate::retry::backoff(attempt, 10)).await;
             }
             Err(e) => return Err(e.into()),
@@ -442,13 +530,15 @@ async fn purge_past_life(
 
 /// Rewrites a conversation's header with `change` (create, update), retrying
 /// lost races; `change` sees the live header (or a fresh one) and may refuse.
-/// Every write refreshes the retention (`retention` is the config's default).
+/// Every write refreshes the retention (`retention` is the config's default);
+/// one that creates a conversation counts against `cap`.
 pub async fn update_meta<E: From<StoreError>>(
     store: &dyn Store,
     tenant: &str,
     id: &str,
     now: i64,
     retention: Option<i64>,
+    cap: Option<u64>,
     change: impl Fn(&mut ConversationMeta, bool) -> Result<(), E>,
 ) -> Result<ConversationMeta, E> {
     for attempt in 0..MAX_WRITE_ATTEMPTS {
@@ -465,6 +555,8 @@ pub async fn update_meta<E: From<StoreError>>(
         let write = TurnWrite {
             expected_version: old.version,
             meta: meta.clone(),
+            conversation_cap: cap,
+            creates: old.counts_as_new(),
             ..TurnWrite::default()
         };
         match store.append_turn(tenant, id, &write).await {

@@ -236,6 +236,22 @@ impl From<StoreError> for ApiError {
                 "item_too_large",
                 format!("{what} is {bytes} bytes once stored; the limit is {limit}"),
             ),
+            StoreError::TooManyConversations { limit } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                "conversation_limit_reached",
+                format!(
+                    "this tenant already stores {limit} conversations, its limit; delete some first"
+                ),
+            )
+            .with_param("conversation_id"),
+            StoreError::Gone => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "conversation_deleted",
+                "the conversation was deleted while this request ran; nothing was stored",
+            )
+            .with_param("conversation_id"),
             StoreError::Unavailable(ref detail) => {
                 tracing::warn!(error = %detail, "store unavailable");
                 let mut e = ApiError::new(
@@ -259,17 +275,11 @@ impl From<ContextError> for ApiError {
     fn from(e: ContextError) -> Self {
         match e {
             ContextError::Store(s) => s.into(),
-            ContextError::MessageTooLarge {
-                param,
-                bytes,
-                limit,
-            } => ApiError::new(
+            ContextError::TooLarge { param, message } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "message_too_large",
-                format!(
-                    "{param} is {bytes} bytes once stored; a stored message is limited to {limit}"
-                ),
+                message,
             )
             .with_param(param),
         }

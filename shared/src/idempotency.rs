@@ -34,8 +34,8 @@ pub struct Claim {
 pub enum Begin {
     /// Run it, then complete or release the claim.
     Run(Claim),
-    /// Send this stored response.
-    Replay(Response),
+    /// Send this stored response (after [`check_replay`]).
+    Replay(StoredResponse),
 }
 
 /// The key from the headers: 1-255 visible ASCII characters, or none.
@@ -94,7 +94,7 @@ pub async fn begin(
     };
     match store.idempotency_claim(tenant, &req).await? {
         IdempotencyClaim::Acquired => Ok(Begin::Run(Claim { key, token })),
-        IdempotencyClaim::Replay(stored) => Ok(Begin::Replay(replay(stored))),
+        IdempotencyClaim::Replay(stored) => Ok(Begin::Replay(stored)),
         IdempotencyClaim::InProgress => {
             let mut e = ApiError::new(
                 StatusCode::CONFLICT,
@@ -133,7 +133,33 @@ pub fn keep(
             })
             .collect(),
         body: String::from_utf8_lossy(body).into_owned(),
+        conversation: None,
     }
+}
+
+/// Refuses the replay of a turn whose conversation life is gone (deleted,
+/// or expired and started over): a 409, so the client knows the answer it
+/// asks for no longer exists rather than getting it back from deleted data.
+pub async fn check_replay(
+    store: &dyn Store,
+    tenant: &str,
+    stored: &StoredResponse,
+    now: i64,
+) -> Result<(), ApiError> {
+    let Some((id, life)) = &stored.conversation else {
+        return Ok(());
+    };
+    let meta = store.conversation_meta(tenant, id).await?;
+    if meta.is_some_and(|m| m.is_live(now) && m.life == *life) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "invalid_request_error",
+        "conversation_deleted",
+        "the conversation this request was stored in has been deleted since; its answer is not replayed",
+    )
+    .with_param("Idempotency-Key"))
 }
 
 /// A stored response, marked as replayed.

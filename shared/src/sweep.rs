@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::store::{ConversationMeta, Store, StoreError};
+use crate::store::{ConversationMeta, Store, StoreError, conversation_count_key};
 
 /// A conversation header the stream reports removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Removed {
     pub first_seq: u64,
     /// End of its message slots (exclusive).
     pub next_seq: u64,
+    /// Whether it counted as a stored conversation (not a delete's tombstone).
+    pub counted: bool,
 }
 
 /// The removed conversation headers in a DynamoDB stream event; other
@@ -48,6 +50,7 @@ pub fn removed_heads(event: &Value) -> Vec<Removed> {
                 id: id.to_owned(),
                 first_seq: meta.first_seq,
                 next_seq: meta.next_seq,
+                counted: !meta.is_tombstone(),
             })
         })
         .collect()
@@ -67,6 +70,14 @@ pub async fn sweep(store: &dyn Store, event: &Value) -> Result<usize, StoreError
             // in the failure queue (infra/README.md).
             tracing::error!(tenant = %r.tenant, conversation = %r.id, error = %e, "purge failed");
             return Err(e);
+        }
+        // An expired conversation leaves the tenant's count (a tombstone left it
+        // when it was deleted). A retried batch may give back twice: the count
+        // errs low, never locking a tenant out.
+        if r.counted {
+            store
+                .counter_add(&conversation_count_key(&r.tenant), -1, None, None)
+                .await?;
         }
     }
     Ok(removed.len())
@@ -110,7 +121,8 @@ mod tests {
                 tenant: "acme".into(),
                 id: "trip-1".into(),
                 first_seq: 6,
-                next_seq: 14
+                next_seq: 14,
+                counted: true,
             }]
         );
         assert!(removed_heads(&json!({})).is_empty());

@@ -474,6 +474,7 @@ summarize_after_turns = 2
             messages.clone(),
             ctxgate::now_secs(),
             &settings,
+            None,
         )
         .await
         .unwrap();

@@ -98,7 +98,17 @@ async fn complete(
     )
     .await?
     {
-        idempotency::Begin::Replay(resp) => return Ok(resp),
+        idempotency::Begin::Replay(stored) => {
+            // A replay answers only for a model the caller may still use, from
+            // a conversation life that still exists.
+            model_chain(
+                state,
+                &principal,
+                &validate::chat_request(&bytes, &state.config.limits)?,
+            )?;
+            idempotency::check_replay(&*state.store, &principal.tenant, &stored, now).await?;
+            return Ok(idempotency::replay(stored));
+        }
         idempotency::Begin::Run(claim) => claim,
     };
     let result = turn(state, &principal, headers, &bytes, Some(&claim), log).await;
@@ -112,6 +122,29 @@ async fn complete(
         }
     }
     result
+}
+
+/// The request's model chain, refused when the caller may not use its model
+/// (or any model of its chain).
+fn model_chain(
+    state: &AppState,
+    principal: &Principal,
+    req: &ChatRequest,
+) -> Result<Vec<ResolvedModel>, ApiError> {
+    let chain = state.providers.route(&req.model).ok_or_else(|| {
+        let mut e = ApiError::not_found(
+            "model",
+            format!("the model '{}' does not exist on this gateway", req.model),
+        );
+        e.code = "model_not_found";
+        e
+    })?;
+    // A key limited to some models may use an alias it names, or a chain
+    // whose every model it may use.
+    for m in &chain {
+        principal.require_model(&req.model, &m.id)?;
+    }
+    Ok(chain)
 }
 
 /// The token budget of a turn on `chain` (the smallest window of its models,
@@ -151,19 +184,7 @@ async fn turn(
     let now = now_secs();
     let deadline = Instant::now() + state.config.deadline;
     let mut req = validate::chat_request(bytes, &state.config.limits)?;
-    let chain = state.providers.route(&req.model).ok_or_else(|| {
-        let mut e = ApiError::not_found(
-            "model",
-            format!("the model '{}' does not exist on this gateway", req.model),
-        );
-        e.code = "model_not_found";
-        e
-    })?;
-    // A key limited to some models may use an alias it names, or a chain
-    // whose every model it may use.
-    for m in &chain {
-        principal.require_model(&req.model, &m.id)?;
-    }
+    let chain = model_chain(state, principal, &req)?;
     let worst_price = priced(state, &principal.tenant, &chain)?;
     let model = chain[0].clone();
     log.model = Some(model.id.clone());
@@ -178,6 +199,7 @@ async fn turn(
         messages,
         now,
         &settings,
+        state.config.limits.conversation_cap(),
     )
     .await?;
 
@@ -405,6 +427,7 @@ async fn turn(
                 summary,
                 usage: rows,
                 idempotency: done,
+                conversation_cap: state.config.limits.conversation_cap(),
             };
             let answer = context::Answer {
                 completion: &stored,

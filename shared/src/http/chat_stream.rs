@@ -284,6 +284,7 @@ impl Run {
                         status: 200,
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        conversation: None,
                     },
                     expires_at: now + idempotency::KEEP_SECS,
                 })
@@ -325,6 +326,7 @@ impl Run {
                     summary,
                     usage: rows,
                     idempotency: done.clone(),
+                    conversation_cap: self.state.config.limits.conversation_cap(),
                 };
                 let answer = context::Answer {
                     completion: &stored,

@@ -52,6 +52,16 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(validate::conversation_id(id, "id")?)
 }
 
+/// A header too large to store is the system prompt's doing (title and
+/// metadata are small): name it.
+fn name_header_field(e: ApiError) -> ApiError {
+    if e.code == "item_too_large" {
+        e.with_param("system_prompt")
+    } else {
+        e
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     let mut e = ApiError::not_found("id", format!("no conversation '{id}'"));
     e.code = "conversation_not_found";
@@ -497,6 +507,7 @@ pub async fn create(
             &id,
             now,
             state.config.retention_secs(),
+            state.config.limits.conversation_cap(),
             |meta, live| {
                 if live {
                     let mut e = ApiError::new(
@@ -512,7 +523,8 @@ pub async fn create(
                 Ok(())
             },
         )
-        .await?;
+        .await
+        .map_err(name_header_field)?;
         Ok((
             StatusCode::CREATED,
             Json(Value::Object(conversation_view(&id, &meta, true))),
@@ -546,6 +558,7 @@ pub async fn update(
             &id,
             now_secs(),
             state.config.retention_secs(),
+            state.config.limits.conversation_cap(),
             |meta, live| {
                 if !live {
                     return Err(not_found(&id));
@@ -554,7 +567,8 @@ pub async fn update(
                 Ok(())
             },
         )
-        .await?;
+        .await
+        .map_err(name_header_field)?;
         Ok(Json(Value::Object(conversation_view(&id, &meta, true))).into_response())
     }
     .await;

@@ -4,6 +4,8 @@
 //! |-------------------|----------------------|---------------|
 //! | conversation head | `T#{tenant}#C#{id}`  | `META`        |
 //! | message           | `T#{tenant}#C#{id}`  | `M#{seq:012}` |
+//! | message, part n>0 | `T#{tenant}#C#{id}`  | `M#{seq:012}#p{n:03}` |
+//! | conversation count | `T#{tenant}#N`      | `CONVERSATIONS` |
 //! | idempotency       | `T#{tenant}#I#{key}` | `IDEM`        |
 //! | api key (auth)    | `K#{sha256}`         | `KEY`         |
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
@@ -12,6 +14,12 @@
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
 //! first and then the messages newest first: a context window is one read.
+//! A message's parts sort together, right after its first item.
+//!
+//! A deleted conversation's head stays as a tombstone (no listing keys) that
+//! keeps the version, so a turn that read the deleted life fails its
+//! condition; TTL removes heads and tombstones `TOMBSTONE_KEEP_SECS` after
+//! they stopped being live.
 //!
 //! Live conversation heads also carry `GSI1PK = T#{tenant}#CONVS` and
 //! `GSI1SK = {updated:012}#{id}`: the `by_updated` index lists a tenant's
@@ -33,7 +41,7 @@ use super::{
     ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
     IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MAX_ITEM_BYTES,
     MessagePage, Order, Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn,
-    check_turn_size, listing_key,
+    check_turn_size, conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -157,19 +165,23 @@ fn meta_item(tenant: &str, id: &str, meta: &ConversationMeta) -> Result<Item, St
     if let Some(summary) = summary {
         item.insert("summary".into(), s(json(&summary)?));
     }
-    if let Some(e) = meta.expires_at {
+    // TTL removes the header only a while after it stopped being live: until
+    // then its version fences off turns that read an earlier life.
+    if let Some(e) = meta.forget_at() {
         item.insert(TTL_ATTRIBUTE.into(), n(e));
     }
-    item.insert("GSI1PK".into(), s(format!("T#{tenant}#CONVS")));
-    item.insert("GSI1SK".into(), s(listing_key(meta.updated, id)));
+    if !meta.is_tombstone() {
+        item.insert("GSI1PK".into(), s(format!("T#{tenant}#CONVS")));
+        item.insert("GSI1SK".into(), s(listing_key(meta.updated, id)));
+    }
     Ok(item)
 }
 
 fn parse_meta(item: &Item) -> Result<ConversationMeta, StoreError> {
     let mut meta: ConversationMeta =
         serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("doc"))?;
+    // `expires_at` comes from `doc`: the TTL attribute is later (see `meta_item`).
     meta.version = get_n(item, "version")?;
-    meta.expires_at = opt_n(item, TTL_ATTRIBUTE);
     if let Some(system) = item.get("system").and_then(|v| v.as_s().ok()) {
         meta.system = serde_json::from_str(system).map_err(|_| bad("system"))?;
     }
@@ -179,17 +191,76 @@ fn parse_meta(item: &Item) -> Result<ConversationMeta, StoreError> {
     Ok(meta)
 }
 
-fn message_item(pk: &str, m: &StoredMessage) -> Result<Item, StoreError> {
-    let mut item = Item::new();
-    item.insert("PK".into(), s(pk));
-    item.insert("SK".into(), s(msg_sk(m.seq)));
-    item.insert("seq".into(), n(m.seq));
-    item.insert("doc".into(), s(json(m)?));
-    Ok(item)
+/// Sort key of every item of slots up to `seq` (its continuation parts included).
+fn msg_sk_end(seq: u64) -> String {
+    format!("{}#~", msg_sk(seq))
 }
 
-fn parse_message(item: &Item) -> Result<StoredMessage, StoreError> {
-    serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("message doc"))
+/// A message's items: the document split into parts that each fit an item.
+/// The first (`M#{seq}`) says how many parts there are; the others
+/// (`M#{seq}#p{n}`) sort right after it. A message that fits one item is
+/// stored as before, so items of either shape read the same.
+fn message_items(pk: &str, m: &StoredMessage) -> Result<Vec<Item>, StoreError> {
+    let doc = json(m)?;
+    let parts = super::split_parts(&doc, super::PART_BYTES);
+    let count = parts.len();
+    Ok(parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut item = Item::new();
+            item.insert("PK".into(), s(pk));
+            item.insert("seq".into(), n(m.seq));
+            item.insert("doc".into(), s(part));
+            if i == 0 {
+                item.insert("SK".into(), s(msg_sk(m.seq)));
+                if count > 1 {
+                    item.insert("parts".into(), n(count));
+                }
+            } else {
+                item.insert("SK".into(), s(format!("{}#p{i:03}", msg_sk(m.seq))));
+                item.insert("part".into(), n(i));
+            }
+            item
+        })
+        .collect())
+}
+
+/// Reassembles messages from their items, read in either order; parts of an
+/// unfinished message (debris of a lost write) are dropped.
+#[derive(Default)]
+struct Assembler {
+    seq: Option<u64>,
+    parts: std::collections::BTreeMap<usize, String>,
+    count: Option<usize>,
+}
+
+impl Assembler {
+    /// Takes the next item; returns a message once all its parts are in.
+    fn push(&mut self, item: &Item) -> Result<Option<StoredMessage>, StoreError> {
+        let seq: u64 = get_n(item, "seq")?;
+        if self.seq != Some(seq) {
+            *self = Assembler {
+                seq: Some(seq),
+                ..Assembler::default()
+            };
+        }
+        let index = opt_n::<usize>(item, "part").unwrap_or(0);
+        if index == 0 {
+            self.count = Some(opt_n::<usize>(item, "parts").unwrap_or(1));
+        }
+        self.parts.insert(index, get_s(item, "doc")?);
+        match self.count {
+            Some(count) if self.parts.len() >= count => {
+                let doc: String = std::mem::take(&mut self.parts).into_values().collect();
+                self.seq = None;
+                serde_json::from_str(&doc)
+                    .map(Some)
+                    .map_err(|_| bad("message doc"))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 fn idem_pk(tenant: &str, key: &str) -> String {
@@ -333,6 +404,20 @@ fn is_conflict(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> b
                 )
             })
         }
+        _ => false,
+    }
+}
+
+/// Whether a failed transaction's item `index` failed its condition.
+fn failed_condition(
+    e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+    index: usize,
+) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .get(index)
+            .is_some_and(|r| r.code() == Some("ConditionalCheckFailed")),
         _ => false,
     }
 }
@@ -485,9 +570,35 @@ impl DynamoStore {
             .expression_attribute_names("#resp", "response")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":r", s(json(&done.response)?))
+            .expression_attribute_values(":r", s(json(&super::unreplayable(&done.response))?))
             .expression_attribute_values(":e", n(done.expires_at))
             .expression_attribute_values(":t", s(&done.token))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The change of a tenant's conversation count by `delta`, refused when
+    /// growth would pass `cap`.
+    fn count_item(
+        &self,
+        tenant: &str,
+        delta: i64,
+        cap: Option<u64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let key = conversation_count_key(tenant);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(&key.pk))
+            .key("SK", s(&key.sk))
+            .update_expression("ADD n :d")
+            .expression_attribute_values(":d", n(delta));
+        if let (Some(cap), true) = (cap, delta > 0) {
+            update = update
+                .condition_expression("attribute_not_exists(n) OR n < :cap")
+                .expression_attribute_values(":cap", n(cap));
+        }
+        let update = update
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -553,7 +664,7 @@ impl DynamoStore {
             .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":lo", s(msg_sk(from)))
-            .expression_attribute_values(":hi", s(msg_sk(to - 1)))
+            .expression_attribute_values(":hi", s(msg_sk_end(to - 1)))
             .projection_expression("PK, SK")
             .consistent_read(true)
             .into_paginator()
@@ -648,6 +759,7 @@ impl Store for DynamoStore {
         let mut newest_first = Vec::new();
         let mut used = 0u64;
         let mut complete = true;
+        let mut parts = Assembler::default();
         while let Some(item) = items.next().await {
             let item = item.map_err(sdk_err)?;
             let seq: u64 = get_n(&item, "seq")?;
@@ -657,7 +769,9 @@ impl Store for DynamoStore {
             if seq < from {
                 break;
             }
-            let m = parse_message(&item)?;
+            let Some(m) = parts.push(&item)? else {
+                continue;
+            };
             used = used.saturating_add(m.window_tokens());
             newest_first.push(m);
             if used > window.tokens {
@@ -700,19 +814,21 @@ impl Store for DynamoStore {
                 .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
                 .expression_attribute_values(":pk", s(conv_pk(tenant, id)))
                 .expression_attribute_values(":lo", s(msg_sk(lo)))
-                .expression_attribute_values(":hi", s(msg_sk(hi - 1)))
+                .expression_attribute_values(":hi", s(msg_sk_end(hi - 1)))
                 .scan_index_forward(order == Order::Asc)
                 .consistent_read(true)
                 .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
                 .into_paginator()
                 .items()
                 .send();
+            let mut parts = Assembler::default();
             while let Some(item) = items.next().await {
+                let item = item.map_err(sdk_err)?;
                 if messages.len() == limit {
                     has_more = true;
                     break;
                 }
-                messages.push(parse_message(&item.map_err(sdk_err)?)?);
+                messages.extend(parts.push(&item)?);
             }
         }
         Ok(MessagePage {
@@ -822,13 +938,21 @@ impl Store for DynamoStore {
         let mut items = vec![head];
         for m in &turn.messages {
             // A message slot is written once; an existing one means a lost race.
-            items.push(self.put(message_item(&pk, m)?, "attribute_not_exists(PK)", None)?);
+            for item in message_items(&pk, m)? {
+                items.push(self.put(item, "attribute_not_exists(PK)", None)?);
+            }
         }
         for row in &turn.usage {
             items.push(self.usage_item(tenant, row)?);
         }
         if let Some(done) = &turn.idempotency {
             items.push(self.idempotency_item(tenant, done)?);
+        }
+        // The count of stored conversations rides last, so its cancellation
+        // reason can be told from the others.
+        let counted = turn.creates.then_some(items.len());
+        if turn.creates {
+            items.push(self.count_item(tenant, 1, turn.conversation_cap)?);
         }
         match self
             .client
@@ -838,6 +962,14 @@ impl Store for DynamoStore {
             .await
         {
             Ok(_) => Ok(()),
+            Err(e)
+                if counted.is_some_and(|i| failed_condition(&e, i))
+                    && !(0..counted.unwrap_or(0)).any(|i| failed_condition(&e, i)) =>
+            {
+                Err(StoreError::TooManyConversations {
+                    limit: turn.conversation_cap.unwrap_or_default(),
+                })
+            }
             Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
             // Our estimate is conservative, but DynamoDB has the last word.
             Err(e)
@@ -858,73 +990,48 @@ impl Store for DynamoStore {
     async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let pk = conv_pk(tenant, id);
         let now = crate::now_secs();
-        // 1. A tombstone hides the conversation at once and moves `first_seq`
-        //    past every slot, so a turn racing the delete starts a new life
-        //    above the slots being removed instead of colliding with them.
-        let mut tombstone = None;
+        // 1. A tombstone hides the conversation at once, keeps its version
+        //    (so a turn that read it fails its version check) and moves
+        //    `first_seq` past every slot, so a turn racing the delete starts
+        //    a new life above the slots being removed. It stays until TTL
+        //    removes it, well after any turn that could have read the old life.
+        let mut to = None;
         for _ in 0..crate::context::MAX_WRITE_ATTEMPTS {
-            let Some(old) = self
-                .conversation_meta(tenant, id)
-                .await?
-                .filter(|m| m.version > 0)
+            let current = self.conversation_meta(tenant, id).await?;
+            let Some(old) = current
+                .clone()
+                .filter(|m| m.version > 0 && !m.is_tombstone())
             else {
+                // Nothing live: only debris below the current numbering
+                // (a life that starts meanwhile writes above it).
+                to = Some(current.map_or(0, |m| m.first_seq));
                 break;
             };
-            let mut dead = old.reborn(now);
-            dead.version = old.version + 1;
-            dead.expires_at = Some(now);
-            let mut item = meta_item(tenant, id, &dead)?;
-            item.remove("GSI1PK");
-            item.remove("GSI1SK");
+            let dead = old.tombstone(now);
             let values = HashMap::from([(":v".to_string(), n(old.version))]);
-            let put = self
+            let items = vec![
+                self.put(meta_item(tenant, id, &dead)?, "version = :v", Some(values))?,
+                self.count_item(tenant, -1, None)?,
+            ];
+            match self
                 .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("version = :v")
-                .set_expression_attribute_values(Some(values))
+                .transact_write_items()
+                .set_transact_items(Some(items))
                 .send()
-                .await;
-            match put {
+                .await
+            {
                 Ok(_) => {
-                    tombstone = Some(dead);
+                    to = Some(dead.next_seq);
                     break;
                 }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    continue;
-                }
+                Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(sdk_err(e)),
             }
         }
         // 2. Every slot below the tombstone's numbering (debris included).
-        let to = tombstone.as_ref().map_or(u64::MAX, |t| t.next_seq);
+        let to = to.ok_or(StoreError::Conflict)?;
         let keys = self.message_keys(&pk, 0, to).await?;
-        self.delete_keys(keys).await?;
-        // 3. The tombstone itself, unless a new life has begun on it meanwhile.
-        if let Some(dead) = tombstone {
-            let gone = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key("PK", s(&pk))
-                .key("SK", s("META"))
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(dead.version))
-                .send()
-                .await;
-            if let Err(e) = gone
-                && !e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception())
-            {
-                return Err(sdk_err(e));
-            }
-        }
-        Ok(())
+        self.delete_keys(keys).await
     }
 
     async fn purge_messages(

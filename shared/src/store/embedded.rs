@@ -4,9 +4,14 @@
 //! while a local server holds the same file. redb runs one write transaction
 //! at a time, which gives the version check the same atomicity a DynamoDB
 //! conditional transaction has.
+//!
+//! There is no TTL here: expiry indexes record when counters, idempotency
+//! records and conversations (tombstones included) may go, and every
+//! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -14,7 +19,8 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 use super::{
     ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
     IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MessagePage, Order,
-    Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn, check_turn_size, listing_key,
+    Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn, check_turn_size,
+    conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -26,11 +32,40 @@ const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage"
 /// Tenant, listing key (`{updated}#{id}`) -> conversation id.
 const CONV_INDEX: TableDefinition<(&str, &str), &str> = TableDefinition::new("conversation_index");
 const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+// Expiry indexes, so a sweep reads only what is due (the role DynamoDB's TTL plays).
+/// When a header may be forgotten (see `ConversationMeta::forget_at`), conversation key.
+const CONV_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("conversation_expiry");
+/// When an idempotency record expires, tenant, key.
+const IDEM_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+/// When a counter expires, its pk and sk.
+const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("counter_expiry");
+/// A counter's expiry, to move its index entry when it changes.
+const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
+
+/// Writes between two opportunistic sweeps.
+pub const SWEEP_EVERY: u64 = 256;
+/// Most entries of each kind one sweep removes (bounded work per write).
+pub const SWEEP_BATCH: usize = 512;
+
+/// What one sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired counters (rate windows, daily budgets).
+    pub counters: usize,
+    /// Expired idempotency records.
+    pub idempotency: usize,
+    /// Expired conversations and tombstones past their keep time.
+    pub conversations: usize,
+}
 
 /// A file-backed store.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Writes so far, to sweep every [`SWEEP_EVERY`] of them.
+    writes: Arc<AtomicU64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -61,8 +96,43 @@ impl EmbeddedStore {
         tx.open_table(USAGE).map_err(backend)?;
         tx.open_table(CONV_INDEX).map_err(backend)?;
         tx.open_table(IDEMPOTENCY).map_err(backend)?;
+        tx.open_table(CONV_EXPIRY).map_err(backend)?;
+        tx.open_table(IDEM_EXPIRY).map_err(backend)?;
+        tx.open_table(COUNTER_EXPIRY).map_err(backend)?;
+        tx.open_table(COUNTER_TTL).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            writes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Removes what expired by `now`: counters, idempotency records, and
+    /// conversations (tombstones included) past their keep time, at most
+    /// [`SWEEP_BATCH`] of each. Writes run it every [`SWEEP_EVERY`] times,
+    /// so the file does not grow with what nobody can read any more.
+    pub async fn sweep(&self, now: i64) -> Result<Swept, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let swept = Swept {
+                counters: sweep_counters(&tx, now)?,
+                idempotency: sweep_idempotency(&tx, now)?,
+                conversations: sweep_conversations(&tx, now)?,
+            };
+            tx.commit().map_err(backend)?;
+            Ok(swept)
+        })
+        .await
+    }
+
+    /// Counts a write; every [`SWEEP_EVERY`]th one sweeps (a failure only
+    /// costs space, so it is logged, not returned).
+    async fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
+            && let Err(e) = self.sweep(crate::now_secs()).await
+        {
+            tracing::warn!(error = %e, "embedded store sweep failed");
+        }
     }
 
     /// Runs blocking redb work off the async threads.
@@ -275,14 +345,32 @@ impl Store for EmbeddedStore {
                 if current.as_ref().map_or(0, |m| m.version) != turn.expected_version {
                     return Err(StoreError::Conflict);
                 }
+                if turn.creates {
+                    let count = conversation_count_key(&tenant);
+                    let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                    let n = counter_value(&counters, &count)?;
+                    if turn
+                        .conversation_cap
+                        .is_some_and(|cap| n >= i64::try_from(cap).unwrap_or(i64::MAX))
+                    {
+                        return Err(StoreError::TooManyConversations {
+                            limit: turn.conversation_cap.unwrap_or_default(),
+                        });
+                    }
+                    counters
+                        .insert((count.pk.as_str(), count.sk.as_str()), n + 1)
+                        .map_err(backend)?;
+                }
                 if let Some(done) = &turn.idempotency {
                     let mut idem = tx.open_table(IDEMPOTENCY).map_err(backend)?;
-                    complete_claim(&mut idem, &tenant, done)?;
+                    let was = complete_claim(&mut idem, &tenant, done)?;
+                    reindex_record(&tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
                 }
                 let bytes = serde_json::to_vec(&turn.meta).map_err(backend)?;
                 meta_table
                     .insert(key.as_str(), bytes.as_slice())
                     .map_err(backend)?;
+                reindex_conversation(&tx, &key, current.as_ref(), &turn.meta)?;
                 let mut index = tx.open_table(CONV_INDEX).map_err(backend)?;
                 if let Some(old) = &current {
                     index
@@ -312,33 +400,52 @@ impl Store for EmbeddedStore {
             // Dropping an uncommitted transaction (the error paths above) aborts it.
             tx.commit().map_err(backend)
         })
-        .await
+        .await?;
+        self.wrote().await;
+        Ok(())
     }
 
     async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let key = conv_key(&tenant, &id);
+        let now = crate::now_secs();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
             {
                 let mut meta_table = tx.open_table(META).map_err(backend)?;
-                if let Some(old) = read_meta(&meta_table, &key)? {
-                    tx.open_table(CONV_INDEX)
-                        .map_err(backend)?
-                        .remove((tenant.as_str(), listing_key(old.updated, &id).as_str()))
-                        .map_err(backend)?;
-                }
-                meta_table.remove(key.as_str()).map_err(backend)?;
+                let Some(old) = read_meta(&meta_table, &key)?.filter(|m| !m.is_tombstone()) else {
+                    return Ok(());
+                };
+                tx.open_table(CONV_INDEX)
+                    .map_err(backend)?
+                    .remove((tenant.as_str(), listing_key(old.updated, &id).as_str()))
+                    .map_err(backend)?;
+                // The tombstone keeps the version and numbering: a turn that
+                // read the deleted life fails its version check.
+                let dead = old.tombstone(now);
+                let bytes = serde_json::to_vec(&dead).map_err(backend)?;
+                meta_table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+                reindex_conversation(&tx, &key, Some(&old), &dead)?;
                 remove_messages(
                     &mut tx.open_table(MESSAGES).map_err(backend)?,
                     &key,
                     0,
                     u64::MAX,
                 )?;
+                let count = conversation_count_key(&tenant);
+                let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                let n = counter_value(&counters, &count)?;
+                counters
+                    .insert((count.pk.as_str(), count.sk.as_str()), (n - 1).max(0))
+                    .map_err(backend)?;
             }
             tx.commit().map_err(backend)
         })
-        .await
+        .await?;
+        self.wrote().await;
+        Ok(())
     }
 
     async fn purge_messages(
@@ -371,36 +478,46 @@ impl Store for EmbeddedStore {
         let key = req.key.to_owned();
         let claim = IdempotencyRecord::claim(req);
         let now = req.now;
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let outcome = {
-                let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
-                let current = read_record(&table, &tenant, &key)?;
-                let req = IdempotencyRequest {
-                    key: &key,
-                    fingerprint: &claim.fingerprint,
-                    token: &claim.token,
-                    now,
-                    lease_until: claim.lease_until,
-                    expires_at: claim.expires_at,
-                };
-                match current.and_then(|r| r.claim_outcome(&req)) {
-                    Some(outcome) => outcome,
-                    None => {
-                        let bytes = serde_json::to_vec(&claim).map_err(backend)?;
-                        table
-                            .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
-                            .map_err(backend)?;
-                        IdempotencyClaim::Acquired
+        let outcome = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let outcome = {
+                    let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+                    let current = read_record(&table, &tenant, &key)?;
+                    let req = IdempotencyRequest {
+                        key: &key,
+                        fingerprint: &claim.fingerprint,
+                        token: &claim.token,
+                        now,
+                        lease_until: claim.lease_until,
+                        expires_at: claim.expires_at,
+                    };
+                    match current.as_ref().and_then(|r| r.claim_outcome(&req)) {
+                        Some(outcome) => outcome,
+                        None => {
+                            let bytes = serde_json::to_vec(&claim).map_err(backend)?;
+                            table
+                                .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
+                                .map_err(backend)?;
+                            reindex_record(
+                                &tx,
+                                &tenant,
+                                &key,
+                                current.map(|r| r.expires_at),
+                                Some(claim.expires_at),
+                            )?;
+                            IdempotencyClaim::Acquired
+                        }
                     }
+                };
+                if outcome == IdempotencyClaim::Acquired {
+                    tx.commit().map_err(backend)?;
                 }
-            };
-            if outcome == IdempotencyClaim::Acquired {
-                tx.commit().map_err(backend)?;
-            }
-            Ok(outcome)
-        })
-        .await
+                Ok(outcome)
+            })
+            .await?;
+        self.wrote().await;
+        Ok(outcome)
     }
 
     async fn idempotency_complete(
@@ -412,11 +529,12 @@ impl Store for EmbeddedStore {
         let done = done.clone();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
-            complete_claim(
+            let was = complete_claim(
                 &mut tx.open_table(IDEMPOTENCY).map_err(backend)?,
                 &tenant,
                 &done,
             )?;
+            reindex_record(&tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
             tx.commit().map_err(backend)
         })
         .await
@@ -434,11 +552,12 @@ impl Store for EmbeddedStore {
             {
                 let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
                 let ours = read_record(&table, &tenant, &key)?
-                    .is_some_and(|r| r.token == token && r.response.is_none());
-                if ours {
+                    .filter(|r| r.token == token && r.response.is_none());
+                if let Some(r) = ours {
                     table
                         .remove((tenant.as_str(), key.as_str()))
                         .map_err(backend)?;
+                    reindex_record(&tx, &tenant, &key, Some(r.expires_at), None)?;
                 }
             }
             tx.commit().map_err(backend)
@@ -570,34 +689,40 @@ impl Store for EmbeddedStore {
         key: &CounterKey,
         delta: i64,
         limit: Option<i64>,
-        _expires_at: Option<i64>,
+        expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
         let key = key.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let allowed = {
-                let mut table = tx.open_table(COUNTERS).map_err(backend)?;
-                let current = table
-                    .get((key.pk.as_str(), key.sk.as_str()))
-                    .map_err(backend)?
-                    .map_or(0, |v| v.value());
-                let next = current.saturating_add(delta);
-                // Only growth is limited: a settlement that gives back never fails.
-                if delta > 0 && limit.is_some_and(|l| next > l) {
-                    false
-                } else {
-                    table
-                        .insert((key.pk.as_str(), key.sk.as_str()), next)
-                        .map_err(backend)?;
-                    true
+        let allowed = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let allowed = {
+                    let mut table = tx.open_table(COUNTERS).map_err(backend)?;
+                    let current = table
+                        .get((key.pk.as_str(), key.sk.as_str()))
+                        .map_err(backend)?
+                        .map_or(0, |v| v.value());
+                    let next = current.saturating_add(delta);
+                    // Only growth is limited: a settlement that gives back never fails.
+                    if delta > 0 && limit.is_some_and(|l| next > l) {
+                        false
+                    } else {
+                        table
+                            .insert((key.pk.as_str(), key.sk.as_str()), next)
+                            .map_err(backend)?;
+                        if let Some(e) = expires_at {
+                            expire_counter(&tx, &key, e)?;
+                        }
+                        true
+                    }
+                };
+                if allowed {
+                    tx.commit().map_err(backend)?;
                 }
-            };
-            if allowed {
-                tx.commit().map_err(backend)?;
-            }
-            Ok(allowed)
-        })
-        .await
+                Ok(allowed)
+            })
+            .await?;
+        self.wrote().await;
+        Ok(allowed)
     }
 
     async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
@@ -689,6 +814,170 @@ fn remove_messages(
     Ok(())
 }
 
+/// Moves a conversation's expiry index entry from `old` to `new`.
+fn reindex_conversation(
+    tx: &redb::WriteTransaction,
+    key: &str,
+    old: Option<&ConversationMeta>,
+    new: &ConversationMeta,
+) -> Result<(), StoreError> {
+    let mut index = tx.open_table(CONV_EXPIRY).map_err(backend)?;
+    if let Some(at) = old.and_then(ConversationMeta::forget_at) {
+        index.remove((at, key)).map_err(backend)?;
+    }
+    if let Some(at) = new.forget_at() {
+        index.insert((at, key), ()).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Moves an idempotency record's expiry index entry from `old` to `new`.
+fn reindex_record(
+    tx: &redb::WriteTransaction,
+    tenant: &str,
+    key: &str,
+    old: Option<i64>,
+    new: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut index = tx.open_table(IDEM_EXPIRY).map_err(backend)?;
+    if let Some(at) = old {
+        index.remove((at, tenant, key)).map_err(backend)?;
+    }
+    if let Some(at) = new {
+        index.insert((at, tenant, key), ()).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Records when a counter expires (moving its index entry if that changed).
+fn expire_counter(
+    tx: &redb::WriteTransaction,
+    key: &CounterKey,
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut ttl = tx.open_table(COUNTER_TTL).map_err(backend)?;
+    let k = (key.pk.as_str(), key.sk.as_str());
+    let old = ttl.get(k).map_err(backend)?.map(|v| v.value());
+    if old == Some(at) {
+        return Ok(());
+    }
+    let mut index = tx.open_table(COUNTER_EXPIRY).map_err(backend)?;
+    if let Some(old) = old {
+        index.remove((old, k.0, k.1)).map_err(backend)?;
+    }
+    index.insert((at, k.0, k.1), ()).map_err(backend)?;
+    ttl.insert(k, at).map_err(backend)?;
+    Ok(())
+}
+
+fn sweep_counters(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreError> {
+    let mut index = tx.open_table(COUNTER_EXPIRY).map_err(backend)?;
+    let mut gone = Vec::new();
+    for row in index.range(..(now + 1, "", "")).map_err(backend)? {
+        if gone.len() == SWEEP_BATCH {
+            break;
+        }
+        let (k, _) = row.map_err(backend)?;
+        let (at, pk, sk) = k.value();
+        gone.push((at, pk.to_owned(), sk.to_owned()));
+    }
+    let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+    let mut ttl = tx.open_table(COUNTER_TTL).map_err(backend)?;
+    for (at, pk, sk) in &gone {
+        index
+            .remove((*at, pk.as_str(), sk.as_str()))
+            .map_err(backend)?;
+        counters
+            .remove((pk.as_str(), sk.as_str()))
+            .map_err(backend)?;
+        ttl.remove((pk.as_str(), sk.as_str())).map_err(backend)?;
+    }
+    Ok(gone.len())
+}
+
+fn sweep_idempotency(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreError> {
+    let mut index = tx.open_table(IDEM_EXPIRY).map_err(backend)?;
+    let mut gone = Vec::new();
+    for row in index.range(..(now + 1, "", "")).map_err(backend)? {
+        if gone.len() == SWEEP_BATCH {
+            break;
+        }
+        let (k, _) = row.map_err(backend)?;
+        let (at, tenant, key) = k.value();
+        gone.push((at, tenant.to_owned(), key.to_owned()));
+    }
+    let mut records = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+    let mut removed = 0;
+    for (at, tenant, key) in &gone {
+        index
+            .remove((*at, tenant.as_str(), key.as_str()))
+            .map_err(backend)?;
+        // The index entry is exact, but check: never drop a live record.
+        if read_record(&records, tenant, key)?.is_some_and(|r| r.expires_at <= now) {
+            records
+                .remove((tenant.as_str(), key.as_str()))
+                .map_err(backend)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn sweep_conversations(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreError> {
+    let mut index = tx.open_table(CONV_EXPIRY).map_err(backend)?;
+    let mut gone = Vec::new();
+    for row in index.range(..(now + 1, "")).map_err(backend)? {
+        if gone.len() == SWEEP_BATCH {
+            break;
+        }
+        let (k, _) = row.map_err(backend)?;
+        let (at, key) = k.value();
+        gone.push((at, key.to_owned()));
+    }
+    let mut metas = tx.open_table(META).map_err(backend)?;
+    let mut listing = tx.open_table(CONV_INDEX).map_err(backend)?;
+    let mut messages = tx.open_table(MESSAGES).map_err(backend)?;
+    let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+    let mut removed = 0;
+    for (at, key) in &gone {
+        index.remove((*at, key.as_str())).map_err(backend)?;
+        let Some(meta) = read_meta(&metas, key)? else {
+            continue;
+        };
+        if meta.forget_at().is_none_or(|f| f > now) {
+            continue;
+        }
+        let Some((tenant, id)) = key.split_once('\u{1f}') else {
+            continue;
+        };
+        metas.remove(key.as_str()).map_err(backend)?;
+        listing
+            .remove((tenant, listing_key(meta.updated, id).as_str()))
+            .map_err(backend)?;
+        remove_messages(&mut messages, key, 0, u64::MAX)?;
+        // An expired conversation leaves the tenant's count; a tombstone left it already.
+        if !meta.is_tombstone() {
+            let count = conversation_count_key(tenant);
+            let n = counter_value(&counters, &count)?;
+            counters
+                .insert((count.pk.as_str(), count.sk.as_str()), (n - 1).max(0))
+                .map_err(backend)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+fn counter_value(
+    table: &impl ReadableTable<(&'static str, &'static str), i64>,
+    key: &CounterKey,
+) -> Result<i64, StoreError> {
+    Ok(table
+        .get((key.pk.as_str(), key.sk.as_str()))
+        .map_err(backend)?
+        .map_or(0, |v| v.value()))
+}
+
 fn read_record(
     table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     tenant: &str,
@@ -701,20 +990,22 @@ fn read_record(
 }
 
 /// Stores the response on a claim this attempt still holds; a claim taken
-/// over by another attempt makes the write a conflict.
+/// over by another attempt makes the write a conflict. Returns the claim's
+/// expiry, which the record's index entry moves from.
 fn complete_claim(
     table: &mut redb::Table<(&str, &str), &[u8]>,
     tenant: &str,
     done: &IdempotencyDone,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let mut record = read_record(table, tenant, &done.key)?
         .filter(|r| r.token == done.token)
         .ok_or(StoreError::Conflict)?;
-    record.response = Some(done.response.clone());
+    let was = record.expires_at;
+    record.response = Some(super::unreplayable(&done.response));
     record.expires_at = done.expires_at;
     let bytes = serde_json::to_vec(&record).map_err(backend)?;
     table
         .insert((tenant, done.key.as_str()), bytes.as_slice())
         .map_err(backend)?;
-    Ok(())
+    Ok(was)
 }

@@ -18,6 +18,16 @@ use crate::wire::{ChatMessage, FinishReason, Usage};
 /// 400 KB, read as 400,000 bytes to stay clear of the real (slightly larger) cap.
 pub const MAX_ITEM_BYTES: usize = 400_000;
 
+/// How long a deleted conversation's tombstone (and an expired header) is
+/// kept after it stopped being live. It carries the version and numbering on,
+/// so a turn that read an earlier life fails its version check instead of
+/// writing into a later one; a turn (bounded by the request deadline) and an
+/// idempotent replay (kept 24 hours) cannot outlive it.
+pub const TOMBSTONE_KEEP_SECS: i64 = 2 * 24 * 3600;
+
+/// `expires_at` of a tombstone: never live, whatever the clock says.
+pub const DELETED: i64 = 0;
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,6 +48,16 @@ pub enum StoreError {
     /// SDK's own retries: the client should retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Creating the conversation would pass the tenant's cap on stored conversations.
+    #[error("the tenant already stores {limit} conversations")]
+    TooManyConversations {
+        /// The cap.
+        limit: u64,
+    },
+    /// The conversation a turn was prepared on was deleted (or expired and
+    /// started over) while the turn ran.
+    #[error("the conversation was deleted while the turn ran")]
+    Gone,
     /// The backend failed otherwise (corrupt data, a bug, a misconfiguration).
     #[error("store backend error: {0}")]
     Backend(String),
@@ -49,6 +69,11 @@ pub enum StoreError {
 pub struct ConversationMeta {
     /// Incremented by every write; 0 means no header exists yet.
     pub version: u64,
+    /// Which life of the id this is: the version its first write started
+    /// from. Monotonic across deletes (the tombstone keeps the version), so
+    /// a turn or a replay can tell its life from a later one.
+    #[serde(default)]
+    pub life: u64,
     /// First message of the conversation's current life: slots below belong
     /// to an expired or deleted earlier life and are never shown.
     #[serde(default)]
@@ -89,11 +114,53 @@ impl ConversationMeta {
         self.version > 0 && self.expires_at.is_none_or(|e| e > now)
     }
 
+    /// Whether this header is a deleted conversation's tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.version > 0 && self.expires_at == Some(DELETED)
+    }
+
+    /// Whether a header write over this one (as read) creates a stored
+    /// conversation, for the per-tenant count: none stored, or a tombstone.
+    pub fn counts_as_new(&self) -> bool {
+        self.version == 0 || self.is_tombstone()
+    }
+
+    /// The life a turn prepared on this header (as read at `now`) belongs to:
+    /// the live one, or the one its write will start.
+    pub fn life_at(&self, now: i64) -> u64 {
+        if self.is_live(now) {
+            self.life
+        } else {
+            self.version
+        }
+    }
+
+    /// When a store may forget this header (and its numbering): a while
+    /// after it stopped being live; `None` while it lives forever.
+    pub fn forget_at(&self) -> Option<i64> {
+        match self.expires_at {
+            Some(DELETED) => Some(self.updated.saturating_add(TOMBSTONE_KEEP_SECS)),
+            Some(e) => Some(e.saturating_add(TOMBSTONE_KEEP_SECS)),
+            None => None,
+        }
+    }
+
+    /// The tombstone a delete leaves at `now`: no content, not live, the
+    /// version moved on and numbering continued above every slot.
+    pub fn tombstone(&self, now: i64) -> ConversationMeta {
+        let mut dead = self.reborn(now);
+        dead.version = self.version + 1;
+        dead.life = self.life;
+        dead.expires_at = Some(DELETED);
+        dead
+    }
+
     /// The header a new life of this conversation starts from: numbering goes
     /// on after the old life's slots so that nothing of it can reappear.
     pub fn reborn(&self, now: i64) -> ConversationMeta {
         ConversationMeta {
             version: self.version,
+            life: self.version,
             first_seq: self.next_seq,
             next_seq: self.next_seq,
             created: now,
@@ -266,6 +333,12 @@ pub struct TurnWrite {
     pub usage: Vec<UsageRow>,
     /// An idempotency claim this turn completes.
     pub idempotency: Option<IdempotencyDone>,
+    /// The tenant's cap on stored conversations, checked (and the count
+    /// raised) when the write creates one (see [`ConversationMeta::counts_as_new`]).
+    pub conversation_cap: Option<u64>,
+    /// Whether the write creates a stored conversation (the header it
+    /// replaces, at `expected_version`, was none or a tombstone).
+    pub creates: bool,
 }
 
 /// A completed idempotent request, stored with its response.
@@ -291,6 +364,10 @@ pub struct StoredResponse {
     pub headers: Vec<(String, String)>,
     /// The JSON body.
     pub body: String,
+    /// The conversation (id, life) the response's turn was stored in: a
+    /// replay is refused once that life is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<(String, u64)>,
 }
 
 /// What claiming an idempotency key found.
@@ -387,6 +464,14 @@ pub struct UsageRow {
     /// no usage, or the call was cut off before it could.
     #[serde(default)]
     pub estimated_requests: u64,
+}
+
+/// The counter of a tenant's stored conversations (headers that are not tombstones).
+pub fn conversation_count_key(tenant: &str) -> CounterKey {
+    CounterKey {
+        pk: format!("T#{tenant}#N"),
+        sk: "CONVERSATIONS".into(),
+    }
 }
 
 /// The persistence interface.
@@ -543,7 +628,98 @@ pub fn meta_item_bytes(tenant: &str, id: &str, meta: &ConversationMeta) -> usize
     2 * (tenant.len() + id.len()) + 160 + json
 }
 
-/// Refuses a turn whose items would not fit.
+/// Bytes of a message document one DynamoDB item carries; a larger message
+/// is split across items (see [`split_parts`]), so no answer a provider can
+/// produce is refused for its size after it was paid for.
+pub const PART_BYTES: usize = 350_000;
+
+/// Largest response body kept for an idempotent replay (one item); a larger
+/// one is replaced by [`unreplayable`].
+pub const MAX_REPLAY_BYTES: usize = 300_000;
+
+/// Items one DynamoDB transaction may hold.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// Items of a turn besides its messages: header, conversation count, two
+/// usage rows (answer and summary), idempotency record.
+pub const TURN_OVERHEAD_ITEMS: usize = 5;
+
+/// `text` cut into pieces of at most `max` bytes, on character boundaries.
+pub fn split_parts(text: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        parts.push(head);
+        rest = tail;
+    }
+    parts.push(rest);
+    parts
+}
+
+/// Items a message takes on DynamoDB (one per [`PART_BYTES`] of its document).
+pub fn message_items_count(msg: &StoredMessage) -> usize {
+    let json = serde_json::to_vec(msg).map(|v| v.len()).unwrap_or(0);
+    json.div_ceil(PART_BYTES).max(1)
+}
+
+/// Items a request message will take once stored: its JSON plus the stored
+/// message's own fields (seq, tokens, created), counted without copying it.
+pub fn request_message_items(msg: &ChatMessage) -> usize {
+    /// More than `{"seq":..,"message":,"tokens":..,"created":..,"model":null}` takes.
+    const STORED_FIELDS: usize = 128;
+    let mut counter = ByteCount(0);
+    let json = serde_json::to_writer(&mut counter, msg).map_or(usize::MAX / 2, |()| counter.0);
+    (json + STORED_FIELDS).div_ceil(PART_BYTES).max(1)
+}
+
+/// A writer that only counts bytes.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The response kept for replay: itself, or a fixed 409 naming the
+/// conversation when it is too large to keep (the turn is stored; the client
+/// reads the answer there instead of paying for it twice).
+pub fn unreplayable(r: &StoredResponse) -> StoredResponse {
+    if r.body.len() <= MAX_REPLAY_BYTES {
+        return r.clone();
+    }
+    let body = serde_json::json!({"error": {
+        "message": "this request completed, but its response was too large to keep for replay; read the conversation instead",
+        "type": "invalid_request_error",
+        "param": "Idempotency-Key",
+        "code": "idempotent_response_too_large",
+    }});
+    StoredResponse {
+        status: 409,
+        headers: r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-conversation-id"))
+            .cloned()
+            .collect(),
+        body: body.to_string(),
+        conversation: r.conversation.clone(),
+    }
+}
+
+/// Refuses a turn that cannot be stored: a header over the item limit (the
+/// header is never split), or more items than one transaction holds. Callers
+/// check both before the provider is called (see `context::prepare`).
 pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), StoreError> {
     let meta = meta_item_bytes(tenant, id, &turn.meta);
     if meta > MAX_ITEM_BYTES {
@@ -553,25 +729,17 @@ pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), S
             limit: MAX_ITEM_BYTES,
         });
     }
-    for m in &turn.messages {
-        let bytes = message_item_bytes(tenant, id, m);
-        if bytes > MAX_ITEM_BYTES {
-            return Err(StoreError::TooLarge {
-                what: "a message",
-                bytes,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
-    }
-    if let Some(done) = &turn.idempotency {
-        let bytes = done.response.body.len() + done.key.len() + tenant.len() + 256;
-        if bytes > MAX_ITEM_BYTES {
-            return Err(StoreError::TooLarge {
-                what: "the response kept for idempotent replay",
-                bytes,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
+    let items = 1
+        + turn.messages.iter().map(message_items_count).sum::<usize>()
+        + turn.usage.len()
+        + usize::from(turn.idempotency.is_some())
+        + usize::from(turn.creates);
+    if items > MAX_TRANSACTION_ITEMS {
+        return Err(StoreError::TooLarge {
+            what: "the turn (items of one transaction)",
+            bytes: items,
+            limit: MAX_TRANSACTION_ITEMS,
+        });
     }
     Ok(())
 }
@@ -625,4 +793,57 @@ impl IdempotencyRecord {
 /// in byte order, so listings read it backwards.
 pub fn listing_key(updated: i64, id: &str) -> String {
     format!("{:012}#{id}", updated.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Role;
+
+    #[test]
+    fn parts_cut_on_character_boundaries_and_rejoin() {
+        let text = "aé€𝄞".repeat(1000);
+        for max in [4, 5, 7, 100, 4096] {
+            let parts = split_parts(&text, max);
+            assert!(parts.iter().all(|p| p.len() <= max && !p.is_empty()));
+            assert_eq!(parts.concat(), text);
+        }
+        assert_eq!(split_parts("", 10), [""]);
+    }
+
+    #[test]
+    fn a_request_message_is_counted_as_it_will_be_stored() {
+        for len in [0, 10, PART_BYTES - 200, PART_BYTES, 3 * PART_BYTES] {
+            let m = ChatMessage::text(Role::User, "x".repeat(len));
+            let stored = message_items_count(&StoredMessage {
+                tokens: Some(u64::MAX),
+                ..StoredMessage::new(u64::MAX, m.clone(), i64::MAX)
+            });
+            assert!(request_message_items(&m) >= stored, "{len}");
+        }
+    }
+
+    #[test]
+    fn oversized_replays_become_a_fixed_409() {
+        let small = StoredResponse {
+            status: 200,
+            headers: vec![("x-conversation-id".into(), "c".into())],
+            body: "{}".into(),
+            conversation: Some(("c".into(), 3)),
+        };
+        assert_eq!(unreplayable(&small), small);
+        let big = StoredResponse {
+            body: "x".repeat(MAX_REPLAY_BYTES + 1),
+            headers: vec![
+                ("x-conversation-id".into(), "c".into()),
+                ("content-type".into(), "text/event-stream".into()),
+            ],
+            ..small.clone()
+        };
+        let kept = unreplayable(&big);
+        assert_eq!(kept.status, 409);
+        assert!(kept.body.contains("idempotent_response_too_large"));
+        assert_eq!(kept.headers, small.headers);
+        assert_eq!(kept.conversation, small.conversation);
+    }
 }
