@@ -21,10 +21,21 @@ pub enum Fault {
     ServerError,
 }
 
+/// Answers of one operation held back after the emulator has carried it out.
+#[derive(Clone, Default)]
+pub struct Hold {
+    /// Notified (one permit per call) once a held call has been carried out.
+    pub reached: Arc<tokio::sync::Notify>,
+    /// Lets the held answers go.
+    pub release: Arc<tokio::sync::Notify>,
+}
+
 #[derive(Default)]
 struct Rules {
     /// Operation -> (fault, failures left; `None`: forever).
     failing: HashMap<String, (Fault, Option<usize>)>,
+    /// Operation -> hold on its answers.
+    held: HashMap<String, Hold>,
     /// Operation -> calls seen.
     calls: HashMap<String, usize>,
 }
@@ -68,9 +79,23 @@ impl FaultProxy {
             .insert(operation.to_owned(), (fault, times));
     }
 
-    /// Stops injecting faults.
+    /// Holds the answers of `operation` after the emulator carried it out,
+    /// until `release` is notified: the write is done, its caller not told.
+    pub fn hold(&self, operation: &str) -> Hold {
+        let hold = Hold::default();
+        self.rules
+            .lock()
+            .unwrap()
+            .held
+            .insert(operation.to_owned(), hold.clone());
+        hold
+    }
+
+    /// Stops injecting faults and holding answers.
     pub fn heal(&self) {
-        self.rules.lock().unwrap().failing.clear();
+        let mut rules = self.rules.lock().unwrap();
+        rules.failing.clear();
+        rules.held.clear();
     }
 
     /// Calls of `operation` seen so far (failed ones included).
@@ -153,6 +178,11 @@ async fn forward(
                 }
             }
             let bytes = resp.bytes().await.unwrap_or_default();
+            let hold = state.rules.lock().unwrap().held.get(&op).cloned();
+            if let Some(h) = hold {
+                h.reached.notify_one();
+                h.release.notified().await;
+            }
             out.body(Body::from(bytes)).unwrap()
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),

@@ -136,3 +136,37 @@ async fn a_store_that_cannot_be_read_stops_the_turn_before_the_provider() {
         .await;
     assert_eq!(status, 503, "{body}");
 }
+
+// Issue 12, point 3: a client that goes away while its turn's transaction is
+// in flight is metered once. The commit runs to its end on its own task: the
+// turn is stored with its usage row, and nothing records that row again.
+#[tokio::test]
+async fn a_client_gone_during_the_commit_is_metered_once() {
+    let upstream = MockUpstream::openai().await;
+    let (gw, proxy, direct) = setup(&upstream).await;
+    let gw = Arc::new(gw);
+    let key = gw.key("acme", &[]).await;
+    let hold = proxy.hold("TransactWriteItems");
+    let request = {
+        let (gw, key) = (gw.clone(), key.clone());
+        tokio::spawn(async move { gw.chat(&key, "openai/gpt-4o", Some("gone"), "hello").await })
+    };
+    // The emulator has applied the turn's transaction; the gateway is not told yet.
+    hold.reached.notified().await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    proxy.heal();
+    hold.release.notify_one();
+
+    // A second turn, start to end: by its end the first one's commit (and
+    // anything it left in the background) has long finished.
+    let (status, _, body) = gw.chat(&key, "openai/gpt-4o", Some("next"), "hello").await;
+    assert_eq!(status, 200, "{body}");
+    let now = ctxgate::now_secs();
+    let stored = direct.load_conversation("acme", "gone", now).await.unwrap();
+    assert_eq!(stored.messages.len(), 2, "the first turn was stored");
+    let day = ctxgate::usage::day(now);
+    let rows = direct.usage("acme", &day, &day).await.unwrap();
+    let requests: u64 = rows.iter().map(|r| r.requests).sum();
+    assert_eq!(requests, 2, "one usage row per turn: {rows:?}");
+}

@@ -1,8 +1,9 @@
 //! `POST /v1/chat/completions`: authenticate, validate, load context, call
 //! the provider, store the turn, answer in the OpenAI format.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use crate::auth::{Principal, SCOPE_CHAT};
 use crate::config::{Price, ProviderKind, Strategy};
 use crate::meter::Meter;
 use crate::processor::{self, Counts};
-use crate::provider::ResolvedModel;
+use crate::provider::{Completion, ResolvedModel};
 use crate::redact::{Blocked, Place};
 use crate::store::{IdempotencyDone, UsageRow};
 use crate::wire::{ChatCompletion, ChatRequest, Choice, Usage};
@@ -412,48 +413,20 @@ async fn turn(
 
     match (prepared.turn, stored) {
         (Some(turn), Some((_, stored))) => {
-            let written = match pending_summary {
-                Some(p) => p.finish(summary::wait_budget(elapsed)).await,
-                None => None,
-            };
-            let mut rows = vec![row.clone()];
-            rows.extend(written.as_ref().map(|w| w.usage.clone()));
-            let (summary, mut summary_meter) = match written {
-                Some(w) => (Some(w.summary), Some(w.meter)),
-                None => (None, None),
-            };
-            let extras = context::TurnExtras {
-                retention: state.config.retention_secs(),
-                summary,
-                usage: rows,
-                idempotency: done,
-                conversation_cap: state.config.limits.conversation_cap(),
-            };
-            let answer = context::Answer {
-                completion: &stored,
-                model: &model.id,
-                provider: &model.provider,
-                latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                redactions: counts.0.clone(),
-            };
-            let committed = context::commit(
-                &*state.store,
-                &principal.tenant,
+            let finished = Finished {
+                tenant: principal.tenant.clone(),
                 turn,
-                &answer,
-                &extras,
+                stored,
+                model: model.clone(),
+                latency: elapsed,
+                redactions: counts.0.clone(),
+                row,
+                idempotency: done,
                 now,
-            )
-            .await;
-            if committed.is_err() {
-                // The provider was paid even though the turn is not stored.
-                record_usage(state, &principal.tenant, &extras.usage).await;
-            }
-            meter.recorded();
-            if let Some(m) = summary_meter.as_mut() {
-                m.recorded();
-            }
-            committed?;
+                meter,
+                summary: pending_summary,
+            };
+            store_turn(state, finished).await?;
         }
         _ => {
             meter.record().await;
@@ -504,6 +477,91 @@ fn priced(
         worst.output = worst.output.max(p.output);
     }
     Ok(Some(worst))
+}
+
+/// A turn whose answer is in, ready to store (streamed or not).
+pub(super) struct Finished {
+    /// The caller's tenant.
+    pub tenant: String,
+    /// The conversation turn being completed.
+    pub turn: context::Turn,
+    /// The answer as stored (redacted per the stored policy).
+    pub stored: Completion,
+    /// The model that answered.
+    pub model: ResolvedModel,
+    /// Provider call time.
+    pub latency: Duration,
+    /// Redaction counts of the turn.
+    pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
+    /// The answer's usage row, settled.
+    pub row: UsageRow,
+    /// The idempotency claim the turn completes.
+    pub idempotency: Option<IdempotencyDone>,
+    /// Request time, Unix seconds.
+    pub now: i64,
+    /// The answer's metering.
+    pub meter: Meter,
+    /// A summary being written beside the call.
+    pub summary: Option<summary::Pending>,
+}
+
+/// Stores a finished turn with its usage rows (and summary), in a task of
+/// its own that runs to the end even if the client goes away meanwhile: a
+/// commit cut half-way would leave its usage neither surely stored nor surely
+/// not, so it would be counted twice or never. A commit that fails records
+/// the usage on its own (the provider was paid) and returns the error.
+pub(super) async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> {
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let Finished {
+            tenant,
+            turn,
+            stored,
+            model,
+            latency,
+            redactions,
+            row,
+            idempotency,
+            now,
+            mut meter,
+            summary,
+        } = f;
+        let written = match summary {
+            Some(p) => p.finish(summary::wait_budget(latency)).await,
+            None => None,
+        };
+        let mut rows = vec![row];
+        rows.extend(written.as_ref().map(|w| w.usage.clone()));
+        let (summary, mut summary_meter) = match written {
+            Some(w) => (Some(w.summary), Some(w.meter)),
+            None => (None, None),
+        };
+        let extras = context::TurnExtras {
+            retention: state.config.retention_secs(),
+            summary,
+            usage: rows,
+            idempotency,
+            conversation_cap: state.config.limits.conversation_cap(),
+        };
+        let answer = context::Answer {
+            completion: &stored,
+            model: &model.id,
+            provider: &model.provider,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            redactions,
+        };
+        let committed = context::commit(&*state.store, &tenant, turn, &answer, &extras, now).await;
+        if committed.is_err() {
+            // The provider was paid even though the turn is not stored.
+            record_usage(&state, &tenant, &extras.usage).await;
+        }
+        meter.recorded();
+        if let Some(m) = summary_meter.as_mut() {
+            m.recorded();
+        }
+        committed.map_err(ApiError::from)
+    });
+    task.await.unwrap_or_else(|_| Err(ApiError::internal()))
 }
 
 /// Accounts usage outside a turn's transaction (stateless turns, failed commits).

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use http::{HeaderValue, StatusCode, header};
 
-use super::chat::{CONVERSATION_HEADER, MODEL_HEADER, REDACTIONS_HEADER, record_usage};
+use super::chat::{CONVERSATION_HEADER, Finished, MODEL_HEADER, REDACTIONS_HEADER, store_turn};
 use crate::config::ProviderKind;
-use crate::context::{self, Turn};
+use crate::context::Turn;
 use crate::meter::Meter;
 use crate::processor::{self, Counts};
 use crate::provider::{ResolvedModel, resilience};
@@ -311,41 +311,22 @@ impl Run {
                         .push_back(error_event(&ApiError::blocked(&b, "choices[0].message")));
                     return;
                 }
-                let written = match call.summary.take() {
-                    Some(p) => p.finish(summary::wait_budget(latency)).await,
-                    None => None,
-                };
-                let mut rows = vec![row];
-                rows.extend(written.as_ref().map(|w| w.usage.clone()));
-                let (summary, mut summary_meter) = match written {
-                    Some(w) => (Some(w.summary), Some(w.meter)),
-                    None => (None, None),
-                };
-                let extras = context::TurnExtras {
-                    retention: self.state.config.retention_secs(),
-                    summary,
-                    usage: rows,
+                let finished = Finished {
+                    tenant: tenant.clone(),
+                    turn,
+                    stored,
+                    model: model.clone(),
+                    latency,
+                    redactions: stored_counts.0,
+                    row,
                     idempotency: done.clone(),
-                    conversation_cap: self.state.config.limits.conversation_cap(),
+                    now,
+                    meter: call.meter,
+                    summary: call.summary.take(),
                 };
-                let answer = context::Answer {
-                    completion: &stored,
-                    model: &model.id,
-                    provider: &model.provider,
-                    latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-                    redactions: stored_counts.0.clone(),
-                };
-                let committed =
-                    context::commit(&*self.state.store, &tenant, turn, &answer, &extras, now).await;
-                call.meter.recorded();
-                if let Some(m) = summary_meter.as_mut() {
-                    m.recorded();
-                }
-                if let Err(e) = committed {
-                    // The provider was paid even though the turn is not stored.
-                    record_usage(&self.state, &tenant, &extras.usage).await;
+                if let Err(e) = store_turn(&self.state, finished).await {
                     release(&self.state, &tenant, done.as_ref()).await;
-                    self.queue.push_back(error_event(&e.into()));
+                    self.queue.push_back(error_event(&e));
                     return;
                 }
             }
