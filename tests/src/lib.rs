@@ -400,3 +400,20 @@ impl Gateway {
             .await
     }
 }
+
+/// Waits until `check` holds, yielding between tries so background tasks
+/// run; fails the test naming `what` if it never does (30 s: a hang, not a
+/// timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !check().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "never happened: {what}");
+}

@@ -2,7 +2,6 @@
 //! models, uncapped answers, unmetered calls) and rate limits per tenant on
 //! every authenticated route. Counters are checked on both stores.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use ctxgate::auth::{KeySpec, mint};
 use ctxgate::store::{CounterKey, Store, UsageRow};
 use ctxgate_tests::jwt::Issuer;
 use ctxgate_tests::{
-    Gateway, MockUpstream, Received, Reply, dynamo_store, embedded_store, openai_completion,
-    reported_users,
+    Gateway, MockUpstream, Received, Reply, dynamo_store, embedded_store, eventually,
+    openai_completion, reported_users,
 };
 use serde_json::{Value, json};
 
@@ -70,22 +69,6 @@ async fn spent(store: &Arc<dyn Store>, tenant: &str, what: &str) -> i64 {
 async fn usage_rows(store: &Arc<dyn Store>, tenant: &str) -> Vec<UsageRow> {
     let day = today();
     store.usage(tenant, &day, &day).await.unwrap()
-}
-
-/// Awaits `check` becoming true: background settlement runs on the runtime,
-/// so yield to it; the timeout only bounds a failure.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        while !check().await {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "never happened: {what}");
 }
 
 fn chat(model: &str, max_tokens: Option<u32>) -> Value {
