@@ -505,4 +505,29 @@ mod tests {
         out.push_str(&s.flush().unwrap());
         assert_eq!(out, want.0);
     }
+
+    #[test]
+    fn text_after_a_closed_key_block_flows_again() {
+        // Issue 12, point 8: an open PEM block is held to its END line (its extent
+        // depends on whether one follows), and no longer than that.
+        let r = redactor();
+        let mut s = StreamRedactor::new(&r, Place::Response).unwrap();
+        let mut out = s
+            .push("key -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n")
+            .unwrap();
+        assert!("key ".starts_with(&out), "{out}");
+        out.push_str(
+            &s.push("-----END RSA PRIVATE KEY----- and then a long tail of ordinary prose")
+                .unwrap(),
+        );
+        assert!(
+            out.starts_with("key [PRIVATE_KEY] and then a long tail"),
+            "{out}"
+        );
+        out.push_str(&s.flush().unwrap());
+        assert_eq!(
+            out,
+            "key [PRIVATE_KEY] and then a long tail of ordinary prose"
+        );
+    }
 }
