@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::hybrid::dfa::{Cache, DFA};
@@ -28,6 +28,18 @@ use super::fold::fold_char;
 const CACHE_BYTES: usize = 2 << 20;
 /// Clean positions are remembered at most this often (bytes), to bound memory.
 const CLEAN_EVERY: usize = 16;
+/// Warm caches kept per automaton for the next streams.
+const POOLED: usize = 16;
+
+/// One compiled automaton, with the caches of finished streams: a warm cache
+/// already holds the states text usually needs, so a new stream does not
+/// determinise them again.
+struct Automaton {
+    dfa: DFA,
+    /// Per byte: whether a thread started on it survives the byte.
+    starts_on: [bool; 256],
+    caches: Mutex<Vec<Cache>>,
+}
 
 /// The compiled extents of one policy's detectors.
 #[derive(Clone)]
@@ -35,10 +47,10 @@ pub(super) struct Extents {
     /// Everything but private keys, as one union where every thread is kept
     /// (`MatchKind::All`): a superset of what leftmost-first would keep, so never
     /// too short a hold.
-    all: Option<Arc<DFA>>,
+    all: Option<Arc<Automaton>>,
     /// A PEM block ends at its first END line (leftmost-first, lazy), which `All`
     /// would not see.
-    private_key: Option<Arc<DFA>>,
+    private_key: Option<Arc<Automaton>>,
 }
 
 impl fmt::Debug for Extents {
@@ -65,7 +77,7 @@ fn without_looks(hir: Hir) -> Hir {
     }
 }
 
-fn build(patterns: &[String], kind: MatchKind) -> Option<Arc<DFA>> {
+fn build(patterns: &[String], kind: MatchKind) -> Option<Arc<Automaton>> {
     let mut hirs = Vec::with_capacity(patterns.len());
     for p in patterns {
         hirs.push(without_looks(regex_syntax::parse(p).ok()?));
@@ -83,7 +95,20 @@ fn build(patterns: &[String], kind: MatchKind) -> Option<Arc<DFA>> {
         )
         .build_from_nfa(nfa)
         .ok()?;
-    Some(Arc::new(dfa))
+    let mut cache = dfa.create_cache();
+    let start = dfa
+        .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))
+        .ok()?;
+    let mut starts_on = [false; 256];
+    for (b, on) in starts_on.iter_mut().enumerate() {
+        let n = dfa.next_state(&mut cache, start, b as u8).ok()?;
+        *on = !n.is_dead();
+    }
+    Some(Arc::new(Automaton {
+        dfa,
+        starts_on,
+        caches: Mutex::new(vec![cache]),
+    }))
 }
 
 impl Extents {
@@ -105,21 +130,34 @@ impl Extents {
 
 /// One automaton's live threads: (state, absolute start of the earliest thread in it).
 struct Lane {
-    dfa: Arc<DFA>,
+    automaton: Arc<Automaton>,
     cache: Cache,
     start: LazyStateID,
     threads: Vec<(LazyStateID, usize)>,
     next: Vec<(LazyStateID, usize)>,
 }
 
+impl Drop for Lane {
+    fn drop(&mut self) {
+        let cache = std::mem::replace(&mut self.cache, self.automaton.dfa.create_cache());
+        if let Ok(mut pool) = self.automaton.caches.lock()
+            && pool.len() < POOLED
+        {
+            pool.push(cache);
+        }
+    }
+}
+
 impl Lane {
-    fn new(dfa: &Arc<DFA>) -> Option<Lane> {
-        let mut cache = dfa.create_cache();
-        let start = dfa
+    fn new(automaton: &Arc<Automaton>) -> Option<Lane> {
+        let pooled = automaton.caches.lock().ok().and_then(|mut p| p.pop());
+        let mut cache = pooled.unwrap_or_else(|| automaton.dfa.create_cache());
+        let start = automaton
+            .dfa
             .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))
             .ok()?;
         Some(Lane {
-            dfa: dfa.clone(),
+            automaton: automaton.clone(),
             cache,
             start,
             threads: Vec::new(),
@@ -130,11 +168,16 @@ impl Lane {
     /// Steps every thread over `byte`, first starting one at `pos` if `char_start`.
     /// `Err` if the DFA gave up (its cache was cleared, invalidating the states held).
     fn step(&mut self, byte: u8, char_start: bool, pos: usize) -> Result<(), ()> {
+        let start = char_start && self.automaton.starts_on[usize::from(byte)];
+        if self.threads.is_empty() && !start {
+            return Ok(());
+        }
         let clears = self.cache.clear_count();
         self.next.clear();
-        let started = char_start.then_some((self.start, pos));
+        let started = start.then_some((self.start, pos));
         for (sid, from) in self.threads.iter().copied().chain(started) {
             let n = self
+                .automaton
                 .dfa
                 .next_state(&mut self.cache, sid, byte)
                 .map_err(|_| ())?;
@@ -209,7 +252,8 @@ impl Tracker {
             if self.scratch.is_empty() {
                 continue;
             }
-            if self.stuck.is_none() && self.lanes.iter().all(|l| l.threads.is_empty()) {
+            let clean = self.lanes.iter().all(|l| l.threads.is_empty());
+            if self.stuck.is_none() && clean {
                 let due = self
                     .clean
                     .back()
@@ -225,7 +269,8 @@ impl Tracker {
             }
             for lane in &mut self.lanes {
                 for (j, &b) in self.scratch.as_bytes().iter().enumerate() {
-                    let char_start = self.scratch.is_char_boundary(j);
+                    // UTF-8 continuation bytes are 10xxxxxx.
+                    let char_start = b & 0xC0 != 0x80 || j == 0;
                     if lane.step(b, char_start, pos).is_err() {
                         let earliest = lane.earliest().unwrap_or(pos).min(pos);
                         self.stuck = Some(earliest);

@@ -14,17 +14,18 @@
 //! sees; it is cut only where no match can straddle the cut.
 //!
 //! Cost is linear in the answer for any chunking: the tracker steps each byte
-//! once, and the text is rescanned only when what it would release is a fair
-//! share of what it rescans (or the buffer has grown by an eighth since a scan
-//! that released little).
+//! once, and the text is rescanned only when what it would release is a
+//! quarter of what it rescans (or the buffer has grown by an eighth since a
+//! scan that released little).
 
 use crate::processor::Counts;
 use crate::redact::{Blocked, Finding, Place, Redactor, Tracker, replace};
 
 /// Folded bytes of left context kept before the sent point: more than any
-/// detector looks back (an AWS secret starts at most ~70 bytes after its
-/// "secret" keyword).
-const LEFT_CONTEXT: usize = 128;
+/// detector looks back (an AWS secret starts less than 70 bytes after the
+/// start of its "secret" keyword; "version" before an IPv4 is 7 letters and
+/// at most 8 separators).
+const LEFT_CONTEXT: usize = 96;
 /// Past this much held-back text, text goes out even though a match might
 /// still be in progress (a multi-megabyte base64 blob), so memory stays bounded;
 /// only there can the stream differ from the whole answer.
@@ -78,7 +79,7 @@ impl StreamRedactor {
             return Ok(String::new());
         }
         // Rescanning costs the whole buffer: only when it releases a fair share.
-        let worth = (ready - self.sent) * 8 >= self.buf.len() && self.buf.len() >= self.rescan_at;
+        let worth = (ready - self.sent) * 4 >= self.buf.len() && self.buf.len() >= self.rescan_at;
         if !worth && !forced {
             return Ok(String::new());
         }
