@@ -304,7 +304,8 @@ mod tests {
             ],
             denylist: vec![
                 "project bluebird".into(),
-                "the quick brown fox jumps over the lazy dog near the riverbank at dawn".into(),
+                "the quick brown fox jumps over the lazy dog near the riverbank at dawn on tuesday"
+                    .into(),
                 "zeta".into(),
             ],
             ..Policy::default()
@@ -360,7 +361,7 @@ mod tests {
             "pem -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\nAAAA\nThat is all.".to_string(),
             "staff EMP-123456 and EMP-12 on Project\nBluebird, zeta and zetas".to_string(),
             "ref CASE-1234 ALPHA BRAVO CHARLIE DELTA ECHO FOXTROT GOLF HOTEL INDIA JULIET KILO LIMA end".to_string(),
-            "note: The quick brown fox jumps over the lazy dog near the riverbank at dawn, again".to_string(),
+            "note: The quick brown fox jumps over the lazy dog near the riverbank at dawn on\n  Tuesday, again".to_string(),
             "TICKET 42 opened\nsee TICKET 43 and\nTICKET 44x".to_string(),
             // Point 10 disguises: fullwidth digits, zero-width and bidi characters inside values.
             "card ４１１１ １１１１ １１１１ １１１１ ok".to_string(),
@@ -456,6 +457,32 @@ mod tests {
     fn streamed_equals_whole_when_redacting() {
         // Issue 12, point 8: every detector, tenant pattern and denylist term, every split.
         assert!(streamed_equals_whole(&tenant_policy(Action::Redact), 0x9E37_79B9_7F4A_7C15) > 0);
+        // The samples do hold what they are meant to: the comparison is not vacuous.
+        let r = Redactor::new(&tenant_policy(Action::Redact)).unwrap();
+        let all: String = samples().iter().map(|t| whole(&r, t).unwrap().0).collect();
+        for placeholder in [
+            "[EMAIL]",
+            "[PHONE]",
+            "[CARD]",
+            "[IBAN]",
+            "[SSN]",
+            "[IPV4]",
+            "[AWS_ACCESS_KEY]",
+            "[AWS_SECRET_KEY]",
+            "[PRIVATE_KEY]",
+            "[TOKEN]",
+            "[JWT]",
+            "[DENYLIST]",
+            "[EMPLOYEE_ID]",
+            "[CASE_REF]",
+            "[TICKET]",
+        ] {
+            assert!(all.contains(placeholder), "no sample yields {placeholder}");
+        }
+        assert!(
+            !all.contains("riverbank") && !all.contains("FOXTROT"),
+            "{all}"
+        );
     }
 
     #[test]
