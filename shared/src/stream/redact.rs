@@ -494,11 +494,14 @@ mod tests {
 
     #[test]
     fn keyword_detectors_keep_their_keyword_across_chunks() {
-        // Issue 12, point 8: "Bearer" and "secret" went out before the value arrived.
+        // Issue 12, point 8: "secret" and "Bearer" went out before the value arrived,
+        // so an AWS secret key and a long opaque bearer token were sent in clear.
         let r = redactor();
         let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let token = format!("sk-proj-{}", "AbCdEf0123456789".repeat(20));
         let text = format!(
-            "aws_secret_access_key={secret} and Authorization: Bearer {}",
+            "the secret, as the console printed it earlier today, is {secret}. \
+             Authorization: Bearer {token} and Bearer {}",
             long_jwt()
         );
         let mut s = StreamRedactor::new(&r, Place::Response).unwrap();
@@ -509,9 +512,13 @@ mod tests {
         out.push_str(&s.flush().unwrap());
         assert_eq!(
             out,
-            "aws_secret_access_key=[AWS_SECRET_KEY] and Authorization: Bearer [JWT]"
+            "the secret, as the console printed it earlier today, is [AWS_SECRET_KEY]. \
+             Authorization: Bearer [TOKEN] and Bearer [JWT]"
         );
-        assert_eq!(s.counts().header(), "response:aws_secret_key=1,jwt=1");
+        assert_eq!(
+            s.counts().header(),
+            "response:aws_secret_key=1,bearer=1,jwt=1"
+        );
     }
 
     #[test]
