@@ -284,12 +284,14 @@ fn stream_redaction() {
     use ctxgate::redact::{Action, Place, Policy, Redactor};
     use ctxgate::stream::redact::StreamRedactor;
 
+    let compiled = Instant::now();
     let redactor = Redactor::new(&Policy {
         response: Action::Redact,
         stored: Action::Redact,
         ..Policy::default()
     })
     .unwrap();
+    let compiled = compiled.elapsed();
     let prose = "Write to bob@example.com or call 415-555-2671 about card 4111 1111 1111 1111; \
                  the quick brown fox jumps over the lazy dog. ";
     let dense = "abcdefghij0123456789.-_ABCDEFGHIJklmnop/+";
@@ -327,6 +329,10 @@ fn stream_redaction() {
             println!("| {name} | {chunk_name} | {} |", cells.join(" | "));
         }
     }
+    println!(
+        "\nCompiling the policy (detectors and their stream extents, once per tenant at start-up): {:.2} ms",
+        compiled.as_secs_f64() * 1e3
+    );
 }
 
 const STREAMS: usize = 300;

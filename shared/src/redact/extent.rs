@@ -29,7 +29,7 @@ const CACHE_BYTES: usize = 2 << 20;
 /// Clean positions are remembered at most this often (bytes), to bound memory.
 const CLEAN_EVERY: usize = 16;
 /// Warm caches kept per automaton for the next streams.
-const POOLED: usize = 16;
+const POOLED: usize = 4;
 
 /// One compiled automaton, with the caches of finished streams: a warm cache
 /// already holds the states text usually needs, so a new stream does not
@@ -82,10 +82,7 @@ fn build(patterns: &[String], kind: MatchKind) -> Option<Arc<Automaton>> {
     for p in patterns {
         hirs.push(without_looks(regex_syntax::parse(p).ok()?));
     }
-    let nfa = thompson::Compiler::new()
-        .configure(thompson::Config::new().shrink(true))
-        .build_many_from_hir(&hirs)
-        .ok()?;
+    let nfa = thompson::Compiler::new().build_many_from_hir(&hirs).ok()?;
     let dfa = DFA::builder()
         .configure(
             DFA::config()
