@@ -56,23 +56,26 @@ pub(super) struct Folded {
     map: Vec<(usize, usize, usize)>,
 }
 
+/// True if folding changes `c`.
+fn folds(c: char) -> bool {
+    !c.is_ascii() && (is_format_char(c) || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes)
+}
+
 /// The folded view of `text`, or `None` when folding changes nothing (all ASCII, say).
 pub(super) fn fold(text: &str) -> Option<Folded> {
-    if text.is_ascii() {
+    if text.is_ascii() || !text.chars().any(folds) {
         return None;
     }
     let mut view = String::with_capacity(text.len());
     let mut map = Vec::new();
-    let mut changed = false;
     for (i, c) in text.char_indices() {
         let before = view.len();
         fold_char(c, &mut view);
         if view.len() > before {
             map.push((before, i, i + c.len_utf8()));
         }
-        changed = changed || view[before..] != *c.encode_utf8(&mut [0; 4]);
     }
-    changed.then_some(Folded { view, map })
+    Some(Folded { view, map })
 }
 
 impl Folded {
