@@ -52,6 +52,16 @@ impl Counts {
         }
     }
 
+    /// Adds every replacement counted in `other`.
+    pub fn merge(&mut self, other: &Counts) {
+        for (place, cats) in &other.0 {
+            let entry = self.0.entry(place.clone()).or_default();
+            for (category, n) in cats {
+                *entry.entry(category.clone()).or_default() += n;
+            }
+        }
+    }
+
     /// Whether nothing was replaced.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -78,7 +88,8 @@ fn place_name(place: Place) -> &'static str {
     }
 }
 
-/// Applies `place`'s policy to the text of `messages` in place.
+/// Applies `place`'s policy to the text of `messages` in place: their content
+/// and the participant `name`, which is text the caller chose as well.
 pub fn apply(
     redactor: &Redactor,
     messages: &mut [ChatMessage],
@@ -86,6 +97,9 @@ pub fn apply(
     counts: &mut Counts,
 ) -> Result<(), Blocked> {
     for m in messages {
+        if let Some(name) = m.name.as_mut() {
+            redact_string(redactor, name, place, counts)?;
+        }
         match &mut m.content {
             Some(Content::Text(text)) => redact_string(redactor, text, place, counts)?,
             Some(Content::Parts(parts)) => {

@@ -8,7 +8,10 @@
 //! through the local server (`echo` model, embedded store) over 10,000
 //! sequential requests on one keep-alive connection; and streaming latency
 //! through the local server against a mock OpenAI upstream (its first byte
-//! to the client's first content byte, and the delay added to each chunk).
+//! to the client's first content byte, and the delay added to each chunk);
+//! and stream redaction in process (time per KB at 4, 16 and 64 KB, by
+//! chunking). `cargo bench -p ctxgate-tests --bench gateway -- stream-redaction`
+//! runs the last table alone (no release binaries needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -254,7 +257,11 @@ async fn local_server(dir: &Path) {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes --bench; there is nothing to filter.
+    // `cargo bench` passes --bench; the only filter is the in-process table.
+    if std::env::args().any(|a| a == "stream-redaction") {
+        stream_redaction();
+        return;
+    }
     let dir = PathBuf::from(
         std::env::var("CTXGATE_RELEASE_DIR")
             .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
@@ -267,6 +274,65 @@ async fn main() {
     cold_starts(&dir).await;
     local_server(&dir).await;
     streaming(&dir).await;
+    stream_redaction();
+}
+
+/// Issue 12, point 9: stream redaction costs time proportional to the text,
+/// whatever the chunking. Time per KB for one text at 4, 16 and 64 KB: the
+/// same figure in each column means linear.
+fn stream_redaction() {
+    use ctxgate::redact::{Action, Place, Policy, Redactor};
+    use ctxgate::stream::redact::StreamRedactor;
+
+    let compiled = Instant::now();
+    let redactor = Redactor::new(&Policy {
+        response: Action::Redact,
+        stored: Action::Redact,
+        ..Policy::default()
+    })
+    .unwrap();
+    let compiled = compiled.elapsed();
+    let prose = "Write to bob@example.com or call 415-555-2671 about card 4111 1111 1111 1111; \
+                 the quick brown fox jumps over the lazy dog. ";
+    let dense = "abcdefghij0123456789.-_ABCDEFGHIJklmnop/+";
+    println!("\n### Stream redaction (default policy, in process): time per KB of answer\n");
+    println!("| text | chunks | 4 KB | 16 KB | 64 KB |\n|---|---|---|---|---|");
+    for (name, unit) in [("no whitespace", dense), ("prose with values", prose)] {
+        for (chunk_name, chunk) in [("1 character", 1), ("16 bytes (typical)", 16)] {
+            let mut cells = Vec::new();
+            for kb in [4usize, 16, 64] {
+                let text: String = unit.chars().cycle().take(kb * 1024).collect();
+                let pieces: Vec<&str> = text
+                    .as_bytes()
+                    .chunks(chunk)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect();
+                let mut runs = Vec::new();
+                let started = Instant::now();
+                while runs.len() < 5
+                    && (runs.is_empty() || started.elapsed() < Duration::from_secs(2))
+                {
+                    let t = Instant::now();
+                    let mut s = StreamRedactor::new(&redactor, Place::Response).unwrap();
+                    let mut out = 0;
+                    for p in &pieces {
+                        out += s.push(p).unwrap().len();
+                    }
+                    out += s.flush().unwrap().len();
+                    runs.push(t.elapsed());
+                    assert!(out > 0);
+                }
+                runs.sort();
+                let per_kb = runs[runs.len() / 2] / kb as u32;
+                cells.push(format!("{:.1} µs", per_kb.as_secs_f64() * 1e6));
+            }
+            println!("| {name} | {chunk_name} | {} |", cells.join(" | "));
+        }
+    }
+    println!(
+        "\nCompiling the policy (detectors and their stream extents, once per tenant at start-up): {:.2} ms",
+        compiled.as_secs_f64() * 1e3
+    );
 }
 
 const STREAMS: usize = 300;

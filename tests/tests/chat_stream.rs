@@ -434,3 +434,89 @@ async fn client_disconnect_cancels_the_upstream_and_stores_nothing() {
     assert_eq!(*calls.lock().unwrap(), 1);
     assert!(stored(&store, "gone").await.is_empty());
 }
+
+/// Issue 12, point 8: a streamed answer is redacted exactly as the same answer
+/// sent whole, even split right after the keyword a detector needs ("secret",
+/// "Bearer"), and the stored turn carries the same `redactions` counts as the
+/// non-streamed one (the request's included), on both stores.
+#[tokio::test]
+async fn streamed_redaction_and_stored_counts_match_the_non_streamed_turn() {
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let token = format!("sk-proj-{}", "AbCdEf0123456789".repeat(8));
+    let answer = format!(
+        "Set aws_secret_access_key={secret} and send Authorization: Bearer {token} to ops@example.com."
+    );
+    // Cut where the keyword has gone out before its value arrives.
+    let cuts = [
+        answer.find("secret").unwrap() + 6,
+        answer.find("key=").unwrap() + 4,
+        answer.find("Bearer").unwrap() + 6,
+        answer.find("sk-proj").unwrap() + 9,
+        answer.find("ops@").unwrap() + 3,
+    ];
+    let mut body = String::new();
+    let mut from = 0;
+    for to in cuts.into_iter().chain([answer.len()]) {
+        body.push_str(&format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": &answer[from..to]}, "finish_reason": null}]})
+        ));
+        from = to;
+    }
+    body.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":40,\"total_tokens\":49}}\n\ndata: [DONE]\n\n");
+    let plain = json!({"choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": &answer}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 49}});
+    let openai = MockUpstream::start(both(body, plain)).await;
+    let anthropic = MockUpstream::start(|_| Reply::status(500, "{}")).await;
+    let (embedded, _dir) = embedded_store();
+    for store in [embedded, ctxgate_tests::dynamo_store().await] {
+        let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+        let key = gw.key(TENANT, &[]).await;
+        let ask = |conversation: &str, stream: bool| {
+            let mut r = request("openai/gpt-4o-mini", conversation, stream);
+            r["messages"][0]["content"] = json!("mail me at bob@example.com");
+            r
+        };
+        let (status, _, whole) = gw
+            .call(
+                "POST",
+                "/v1/chat/completions",
+                Some(&key),
+                Some(ask("whole", false)),
+            )
+            .await;
+        assert_eq!(status, 200, "{whole}");
+        let (status, _, streamed) = call(&gw, &key, ask("streamed", true)).await;
+        assert_eq!(status, 200, "{streamed}");
+        let sent = text_of(&events(&streamed));
+        assert_eq!(sent, whole["choices"][0]["message"]["content"]);
+        assert_eq!(
+            sent,
+            "Set aws_secret_access_key=[AWS_SECRET_KEY] and send Authorization: Bearer [TOKEN] to [EMAIL]."
+        );
+        assert!(!streamed.contains(secret) && !streamed.contains(&token));
+        let turn = |conversation: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .load_conversation(TENANT, conversation, ctxgate::now_secs())
+                    .await
+                    .unwrap()
+                    .messages
+                    .into_iter()
+                    .find_map(|m| m.turn)
+                    .unwrap()
+                    .redactions
+            }
+        };
+        let counts = turn("streamed").await;
+        assert_eq!(counts, turn("whole").await);
+        assert_eq!(counts["stored"]["email"], 2, "{counts:?}");
+        assert_eq!(counts["response"]["aws_secret_key"], 1, "{counts:?}");
+        assert_eq!(
+            stored(&store, "streamed").await,
+            stored(&store, "whole").await
+        );
+    }
+}

@@ -975,3 +975,104 @@ async fn the_sweeper_purges_what_ttl_left_and_new_lives_start_above_it() {
     );
     assert!(sks.contains(&format!("M#{:012}", old.next_seq)));
 }
+
+/// Issue 12, point 10: conversation titles, metadata values and the message
+/// `name` field follow the tenant's `stored` policy, as message content does:
+/// redacted when it redacts, refused with a 400 naming the field when it
+/// blocks, on both stores.
+#[tokio::test]
+async fn titles_metadata_and_names_follow_the_stored_policy() {
+    let upstream = MockUpstream::openai().await;
+    for (toml, block) in [
+        (
+            "[redaction]\nresponse = \"redact\"\nstored = \"redact\"\n",
+            false,
+        ),
+        (
+            "[redaction]\nresponse = \"redact\"\nstored = \"block\"\n",
+            true,
+        ),
+    ] {
+        let dynamo = gateway(&upstream, toml).await;
+        let (embedded_store, _dir) = ctxgate_tests::embedded_store();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctxgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        let base = format!("{}/v1", upstream.url);
+        let embedded = Gateway::new(
+            embedded_store,
+            &[
+                ("OPENAI_BASE_URL", &base),
+                ("OPENAI_API_KEY", OPENAI_KEY),
+                ("CTXGATE_CONFIG", path.to_str().unwrap()),
+            ],
+        );
+        for gw in [dynamo, embedded] {
+            let key = gw.key("acme", &[]).await;
+            let create = json!({"id": "pii", "title": "call ｂｏｂ@example.com",
+                "metadata": {"owner": "bob@exa\u{200b}mple.com", "plain": "ok"}});
+            let (status, _, body) = gw
+                .call("POST", "/v1/conversations", Some(&key), Some(create))
+                .await;
+            if block {
+                assert_eq!(
+                    (status, body["error"]["param"].as_str()),
+                    (400, Some("title")),
+                    "{body}"
+                );
+                let (status, _, body) = gw
+                    .call(
+                        "POST",
+                        "/v1/conversations",
+                        Some(&key),
+                        Some(json!({"id": "pii", "metadata": {"owner": "4111 1111 1111 1111"}})),
+                    )
+                    .await;
+                assert_eq!(
+                    (status, body["error"]["param"].as_str()),
+                    (400, Some("metadata.owner")),
+                    "{body}"
+                );
+                let (status, _, _) = gw
+                    .call("GET", "/v1/conversations/pii", Some(&key), None)
+                    .await;
+                assert_eq!(status, 404, "nothing was stored");
+                continue;
+            }
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["title"], "call [EMAIL]");
+            assert_eq!(body["metadata"], json!({"owner": "[EMAIL]", "plain": "ok"}));
+            let (status, _, body) = gw
+                .call(
+                    "PATCH",
+                    "/v1/conversations/pii",
+                    Some(&key),
+                    Some(json!({"title": "card 4111-1111-1111-1111"})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let (_, _, body) = gw
+                .call("GET", "/v1/conversations/pii", Some(&key), None)
+                .await;
+            assert_eq!(body["title"], "card [CARD]");
+            assert_eq!(body["metadata"]["owner"], "[EMAIL]");
+            // A participant name is stored text too.
+            let (status, _, body) = gw
+                .call(
+                    "POST",
+                    "/v1/chat/completions",
+                    Some(&key),
+                    Some(json!({"model": "openai/gpt-4o-mini", "conversation_id": "pii",
+                        "messages": [{"role": "user", "name": "alice@example.com", "content": "hi"}]})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let (_, _, conv) = gw
+                .call("GET", "/v1/conversations/pii?limit=10", Some(&key), None)
+                .await;
+            let user = &conv["messages"]["data"][0];
+            assert_eq!(user["role"], "user");
+            assert_eq!(user["name"], "[EMAIL]", "{conv}");
+        }
+    }
+}

@@ -667,4 +667,32 @@ async fn known_hostile_cases() {
     }
     let after = gw.state.store.list_keys(Some(TENANT)).await.unwrap().len();
     assert_eq!(before, after, "nothing was minted");
+
+    // Issue 12, point 10: key names refuse control, bidi and zero-width
+    // characters (a name must not read as another one in a listing).
+    let before_names = gw.state.store.list_keys(Some(TENANT)).await.unwrap().len();
+    for name in [
+        "ops\u{202e}nimda",
+        "ad\u{200b}min",
+        "\u{2066}key\u{2069}",
+        "soft\u{00ad}hyphen",
+        "bom\u{feff}",
+        "tab\there",
+    ] {
+        let (status, _, body) = gw
+            .call(
+                "POST",
+                "/v1/admin/keys",
+                Some(&full),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["param"].as_str()),
+            (400, Some("name")),
+            "{name:?}: {body}"
+        );
+    }
+    let after = gw.state.store.list_keys(Some(TENANT)).await.unwrap().len();
+    assert_eq!(before_names, after, "nothing was minted");
 }

@@ -76,11 +76,19 @@ pub fn mint(spec: &KeySpec, now: i64) -> Result<NewKey, String> {
             "tenant ids are 1-64 characters from A-Z, a-z, 0-9, '.', '_', ':' and '-'".into(),
         );
     }
+    // Format characters (zero-width, bidi controls) would let a name read as
+    // another one in a listing or a log.
     if spec.name.is_empty()
         || spec.name.chars().count() > 128
-        || spec.name.chars().any(char::is_control)
+        || spec
+            .name
+            .chars()
+            .any(|c| c.is_control() || crate::redact::is_format_char(c))
     {
-        return Err("key names are 1-128 printable characters".into());
+        return Err(
+            "key names are 1-128 printable characters, without control, bidi or zero-width characters"
+                .into(),
+        );
     }
     if let Some(bad) = spec
         .scopes

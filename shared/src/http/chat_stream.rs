@@ -294,7 +294,10 @@ impl Run {
         match call.turn.take() {
             Some(turn) => {
                 let mut stored = completion.clone();
-                let mut stored_counts = counts;
+                // As a non-streamed turn stores them: the request's replacements
+                // (stored, upstream), the answer's as sent, then as stored.
+                let mut stored_counts = call.counts.clone();
+                stored_counts.merge(&counts);
                 let redactor = self.state.redactors.for_tenant(&tenant);
                 if let Err(b) = processor::apply(
                     redactor,

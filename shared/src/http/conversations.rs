@@ -446,19 +446,32 @@ fn system_messages(
         Place::Stored,
         &mut Counts::default(),
     )
-    .map_err(|b| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "content_blocked",
-            format!(
-                "blocked by the redaction policy: the content contains {}",
-                b.category.as_str()
-            ),
-        )
-        .with_param("system_prompt")
-    })?;
+    .map_err(|b| ApiError::blocked(&b, "system_prompt"))?;
     Ok(msgs)
+}
+
+/// Title and metadata values are stored text too: the tenant's stored-data
+/// policy redacts or blocks them as it does message content.
+fn redact_fields(state: &AppState, tenant: &str, f: &mut Fields) -> Result<(), ApiError> {
+    let redactor = state.redactors.for_tenant(tenant);
+    let stored = |text: &mut String, param: &str| -> Result<(), ApiError> {
+        let out = redactor
+            .apply(text, Place::Stored)
+            .map_err(|b| ApiError::blocked(&b, param))?;
+        if !out.counts.is_empty() {
+            *text = out.text.into_owned();
+        }
+        Ok(())
+    };
+    if let Some(Some(title)) = f.title.as_mut() {
+        stored(title, "title")?;
+    }
+    if let Some(metadata) = f.metadata.as_mut() {
+        for (k, v) in metadata.iter_mut() {
+            stored(v, &format!("metadata.{k}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn apply_fields(meta: &mut ConversationMeta, f: &Fields, system: &Option<Vec<ChatMessage>>) {
@@ -486,7 +499,8 @@ pub async fn create(
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         let obj = body_object(&headers, body).await?;
-        let fields = parse_fields(&obj, &["id"], state.config.limits.max_message_chars)?;
+        let mut fields = parse_fields(&obj, &["id"], state.config.limits.max_message_chars)?;
+        redact_fields(&state, &p.tenant, &mut fields)?;
         let id = match obj.get("id") {
             None | Some(Value::Null) => ids::random_token::<12>("conv_"),
             Some(Value::String(id)) => {
@@ -547,7 +561,8 @@ pub async fn update(
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         check_id(&id)?;
         let obj = body_object(&headers, body).await?;
-        let fields = parse_fields(&obj, &[], state.config.limits.max_message_chars)?;
+        let mut fields = parse_fields(&obj, &[], state.config.limits.max_message_chars)?;
+        redact_fields(&state, &p.tenant, &mut fields)?;
         let system = match &fields.system_prompt {
             None => None,
             Some(prompt) => Some(system_messages(&state, &p.tenant, prompt.clone())?),

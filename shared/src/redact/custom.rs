@@ -7,6 +7,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::Finding;
 use super::category::Category;
+use super::fold::fold_char;
 use super::policy::{ConfigError, Policy};
 
 /// Compiled-size cap for one tenant regex, so a config cannot take unbounded memory.
@@ -20,6 +21,18 @@ pub(super) struct CustomDetectors {
     patterns: Vec<(Category, Regex)>,
     denylist: Option<Regex>,
     denylist_terms: usize,
+}
+
+impl CustomDetectors {
+    /// The regexes whose matches the stream redactor must see whole: every pattern and
+    /// the denylist.
+    pub(super) fn extent_patterns(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .map(|(_, re)| re.as_str().to_owned())
+            .chain(self.denylist.as_ref().map(|re| re.as_str().to_owned()))
+            .collect()
+    }
 }
 
 // Hand-written so that printing a redactor never reveals the tenant's terms or patterns.
@@ -141,7 +154,10 @@ fn build_denylist(terms: &[String]) -> Result<Option<Regex>, ConfigError> {
     }
     let mut alts = Vec::with_capacity(terms.len());
     for term in terms {
-        let words: Vec<String> = term.split_whitespace().map(regex::escape).collect();
+        // Terms are compared with folded text, so they are folded the same way.
+        let mut folded = String::with_capacity(term.len());
+        term.chars().for_each(|c| fold_char(c, &mut folded));
+        let words: Vec<String> = folded.split_whitespace().map(regex::escape).collect();
         if words.is_empty() {
             return Err(ConfigError::EmptyDenylistTerm);
         }

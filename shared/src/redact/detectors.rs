@@ -33,10 +33,38 @@ fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).expect("built-in redaction pattern compiles")
 }
 
+const EMAIL: &str = r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,24}";
+const IBAN: &str = r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?";
+const AWS_ACCESS: &str = r"(?:AKIA|ASIA)[A-Z0-9]{16}";
+const SECRET_WORD: &str = r"(?i)secret";
+const PK_BEGIN: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+const PK_END: &str = r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+const BEARER: &str = r"(?i)bearer[ \t]+[A-Za-z0-9\-._~+/]+=*";
+const JWT: &str = r"eyJ[A-Za-z0-9_\-]{7,}(?:\.[A-Za-z0-9_\-]*){2,4}";
+
+/// What each detector's matches can span, for the stream redactor (see `extent`): the
+/// regexes run over the whole text, a digit cluster (see `candidates`), and runs of
+/// word or token characters (a denylist hit is judged by the word around it, an AWS
+/// secret is a 40-character token run after a keyword that `SECRET_WORD` covers).
+pub(super) const EXTENTS: [&str; 8] = [
+    EMAIL,
+    r"[+(]?[0-9]+(?:[ .\-()/]{1,2}[0-9]+)*",
+    IBAN,
+    AWS_ACCESS,
+    SECRET_WORD,
+    BEARER,
+    JWT,
+    r"[\w/+]+",
+];
+
+/// A private-key block: BEGIN line to the first END line; one never closed is held
+/// until the text ends (its extent depends on there being no END after it).
+pub(super) const PRIVATE_KEY_EXTENT: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.)*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+
 // Digits are written [0-9]: Unicode \d would also match other scripts' digits.
 static BUILTINS: LazyLock<Builtins> = LazyLock::new(|| Builtins {
     // Unicode \w in the local part so "josé@example.com" is found whole; ASCII TLD.
-    email: compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,24}"),
+    email: compile(EMAIL),
     // "+" then country code and groups; separators are optional so "+4930901820" matches.
     phone_intl: compile(r"\+[0-9]{1,3}(?:[ .\-]?\([0-9]{1,4}\))?(?:[ .\-]?[0-9]{1,8}){1,6}"),
     // North American 3-3-4, optionally "1-" prefixed, area code optionally in parentheses.
@@ -51,15 +79,15 @@ static BUILTINS: LazyLock<Builtins> = LazyLock::new(|| Builtins {
     card: compile(r"[0-9]{13,19}|[0-9]{4}[ \-][0-9]{4,6}[ \-][0-9]{4,5}(?:[ \-][0-9]{1,4}){0,2}"),
     // Anchored: run only at candidate starts. Country, check digits, then BBAN in optional
     // groups of four; the exact length is fixed later from the country.
-    iban: compile(r"^[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"),
+    iban: compile(&format!("^{IBAN}")),
     ssn: compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}"),
     ipv4: compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"),
-    aws_access: compile(r"(?:AKIA|ASIA)[A-Z0-9]{16}"),
-    secret_word: compile(r"(?i)secret"),
-    pk_begin: compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    pk_end: compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    bearer: compile(r"(?i)bearer[ \t]+[A-Za-z0-9\-._~+/]+=*"),
-    jwt: compile(r"eyJ[A-Za-z0-9_\-]{7,}(?:\.[A-Za-z0-9_\-]*){2,4}"),
+    aws_access: compile(AWS_ACCESS),
+    secret_word: compile(SECRET_WORD),
+    pk_begin: compile(PK_BEGIN),
+    pk_end: compile(PK_END),
+    bearer: compile(BEARER),
+    jwt: compile(JWT),
 });
 
 /// Forces compilation of the built-in patterns (otherwise done on first use).
@@ -461,7 +489,15 @@ fn ipv4s(b: &Builtins, text: &str, c: &Cluster, push: &mut Push<'_>) {
 
 /// True if the word just before `start` says a version number follows ("version 1.2.3.4").
 fn after_version_word(text: &str, start: usize) -> bool {
-    let before = text[..start].trim_end_matches([' ', ':', '=']);
+    // At most a few separators: a bounded look-back keeps the answer the same for a
+    // stream redactor, which keeps only a bounded left context.
+    let mut before = &text[..start];
+    for _ in 0..8 {
+        match before.strip_suffix([' ', ':', '=']) {
+            Some(rest) => before = rest,
+            None => break,
+        }
+    }
     let word_start = before
         .char_indices()
         .rev()

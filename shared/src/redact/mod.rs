@@ -26,6 +26,8 @@ mod category;
 mod checksums;
 mod custom;
 mod detectors;
+mod extent;
+mod fold;
 mod overlap;
 mod policy;
 #[cfg(test)]
@@ -35,9 +37,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub use self::category::Category;
+pub use self::extent::Tracker;
+pub use self::fold::{folded_len, is_format_char};
 pub use self::policy::{Action, ConfigError, PatternConfig, Place, Policy};
 
 use self::custom::CustomDetectors;
+use self::extent::Extents;
 
 /// One detected span of sensitive data; byte offsets into the scanned text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +80,8 @@ pub struct Redactor {
     custom: CustomDetectors,
     /// Per place: whether any category is not `Off`, so `apply` can skip scanning.
     active: [bool; 3],
+    /// What each detector can span, for stream redaction.
+    extents: Extents,
 }
 
 fn place_index(place: Place) -> usize {
@@ -102,11 +109,13 @@ impl Redactor {
         let any_override = overrides.values().any(|a| *a != Action::Off);
         let active = places.map(|a| a != Action::Off || any_override);
         detectors::warm_up();
+        let extents = Extents::new(custom.extent_patterns());
         Ok(Redactor {
             places,
             overrides,
             custom,
             active,
+            extents,
         })
     }
 
@@ -139,11 +148,30 @@ impl Redactor {
     /// The findings `apply` would replace for `place`, non-overlapping and sorted by start;
     /// `Blocked` if any finding's action there is `Block`.
     pub fn findings(&self, text: &str, place: Place) -> Result<Vec<Finding>, Blocked> {
-        if !self.active[place_index(place)] || text.is_empty() {
-            return Ok(Vec::new());
+        let raw = self.raw_findings(text, 0, place);
+        self.settle(text, raw, place)
+    }
+
+    /// Every finding (overlaps unresolved) of the categories not `Off` in `place` that
+    /// starts at or after byte `from` of `text`; the text before `from` is context.
+    pub fn raw_findings(&self, text: &str, from: usize, place: Place) -> Vec<Finding> {
+        if !self.active[place_index(place)] || text.len() <= from {
+            return Vec::new();
         }
         // Off categories are not even detected, so they cannot shadow a redacted one.
-        let raw = self.detect(text, &|c| self.action(c, place) != Action::Off);
+        let mut raw = self.detect(text, &|c| self.action(c, place) != Action::Off);
+        raw.retain(|f| f.start >= from);
+        raw
+    }
+
+    /// Resolves raw findings of `text` for `place`: `Blocked` if any of them is blocked
+    /// there (the first by position), else the non-overlapping ones to replace.
+    pub fn settle(
+        &self,
+        text: &str,
+        raw: Vec<Finding>,
+        place: Place,
+    ) -> Result<Vec<Finding>, Blocked> {
         // Any blocked value blocks, even one overlapped by a longer redacted span.
         if let Some(f) = raw
             .iter()
@@ -157,7 +185,27 @@ impl Redactor {
         Ok(overlap::resolve(text, raw))
     }
 
+    /// Follows a stream's text from absolute offset `at`: where a match may still be
+    /// in progress (see [`Tracker`]).
+    pub fn tracker(&self, at: usize) -> Tracker {
+        Tracker::new(&self.extents, at)
+    }
+
+    /// Detects in what a reader sees: format characters dropped, compatibility forms
+    /// folded; spans are mapped back to the original text.
     fn detect(&self, text: &str, enabled: &dyn Fn(&Category) -> bool) -> Vec<Finding> {
+        let Some(folded) = fold::fold(text) else {
+            return self.detect_plain(text, enabled);
+        };
+        let mut raw = self.detect_plain(&folded.view, enabled);
+        for f in &mut raw {
+            f.start = folded.start(f.start);
+            f.end = folded.end(f.end);
+        }
+        raw
+    }
+
+    fn detect_plain(&self, text: &str, enabled: &dyn Fn(&Category) -> bool) -> Vec<Finding> {
         let mut raw = Vec::new();
         detectors::detect(text, enabled, &mut raw);
         self.custom.detect(text, enabled, &mut raw);

@@ -543,3 +543,43 @@ fn bench_adversarial() {
         );
     }
 }
+
+#[test]
+fn disguised_values_are_found_and_replaced_whole() {
+    // Issue 12, point 10: detectors match after format characters are dropped and
+    // compatibility forms folded (NFKC); the placeholder replaces the original span,
+    // hidden characters included.
+    let mut policy = all(Action::Redact);
+    policy.denylist = vec!["project bluebird".into()];
+    policy.patterns = vec![PatternConfig {
+        name: "employee_id".into(),
+        regex: "EMP-[0-9]{6}".into(),
+    }];
+    let r = redactor(policy);
+    for (text, want) in [
+        (
+            "card ４１１１ １１１１ １１１１ １１１１ ok",
+            "card [CARD] ok",
+        ),
+        (
+            "key AKIA\u{200B}IOSFODNN7\u{00AD}EXAMPLE ok",
+            "key [AWS_ACCESS_KEY] ok",
+        ),
+        ("mail bob\u{202E}@exa\u{2060}mple.com ok", "mail [EMAIL] ok"),
+        ("ssn １２３-４５-６７８９.", "ssn [SSN]."),
+        (
+            "on Project\u{200B} Blue\u{FEFF}bird now",
+            "on [DENYLIST] now",
+        ),
+        ("ｐｒｏｊｅｃｔ ｂｌｕｅｂｉｒｄ", "[DENYLIST]"),
+        ("id ＥＭＰ－１２３４５６ ok", "id [EMPLOYEE_ID] ok"),
+        (
+            "\u{2066}aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\u{2069}",
+            "\u{2066}aws_secret_access_key=[AWS_SECRET_KEY]\u{2069}",
+        ),
+        ("plain café, naïve 日本 text", "plain café, naïve 日本 text"),
+    ] {
+        let out = r.apply(text, Place::Response).expect("not blocked");
+        assert_eq!(out.text, want, "{text:?}");
+    }
+}
