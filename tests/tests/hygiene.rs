@@ -3,32 +3,16 @@
 //! most verbose level the gateway allows, none of those strings in it.
 //! (One test per binary: the log subscriber is process-global.)
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use ctxgate_tests::jwt::Issuer;
 use ctxgate_tests::{Gateway, MockUpstream, Reply, dynamo_store, reported_users};
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const PROVIDER_KEY: &str = "sk-proj-PROVIDERSECRET0123456789";
 const MESSAGE: &str = "my card is 4111 1111 1111 1111 and my secret is swordfish-42";
 
 #[tokio::test]
 async fn no_secret_or_content_reaches_the_logs() {
-    let capture = Capture::default();
+    let capture = ctxgate_tests::LogCapture::default();
     let sink = capture.clone();
     ctxgate::telemetry::init_with("trace", move || sink.clone());
 
@@ -138,7 +122,7 @@ async fn no_secret_or_content_reaches_the_logs() {
             .await,
     );
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.lines().count() > 10,
         "the capture saw the session:\n{logs}"

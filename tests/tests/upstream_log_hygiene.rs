@@ -5,31 +5,15 @@
 //! in the log, which still names the status.
 //! (One test per binary: the log subscriber is process-global.)
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use ctxgate_tests::{Gateway, MockUpstream, Reply, embedded_store};
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const MARKER: &str = "MARKER-9e107d9d";
 const LOOKS_LIKE_KEY: &str = "sk-proj-LEAKEDKEY0123456789abcdef";
 
 #[tokio::test]
 async fn upstream_bodies_never_reach_the_logs() {
-    let capture = Capture::default();
+    let capture = ctxgate_tests::LogCapture::default();
     let sink = capture.clone();
     ctxgate::telemetry::init_with("trace", move || sink.clone());
 
@@ -100,7 +84,7 @@ async fn upstream_bodies_never_reach_the_logs() {
     }
     assert!(failures >= 40, "the error paths ran: {failures}");
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("upstream error"), "errors are logged: {logs}");
     assert!(logs.contains("422"), "with their status");
     assert!(
