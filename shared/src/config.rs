@@ -1,5 +1,5 @@
-//! Typed configuration: environment variables (the public contract in the
-//! README) plus an optional TOML file named by `CTXGATE_CONFIG`. Validated
+//! Typed configuration: environment variables (the public contract in
+//! docs/configuration.md) plus an optional TOML file named by `CTXGATE_CONFIG`. Validated
 //! once per cold start; a bad config stops the process with a clear message.
 
 use std::collections::BTreeMap;

@@ -128,7 +128,7 @@ pub enum Output {
 }
 
 /// What a prompt estimated at `estimate` tokens reserves: the estimate plus
-/// 30%, above the estimator's worst measured error (26%, see the README), so
+/// 30%, above the estimator's worst measured error (26%, see docs/api.md), so
 /// that a provider counting more than the gateway estimated does not carry a
 /// tenant past its budget.
 pub fn prompt_reserve(estimate: u64) -> u64 {

@@ -1,7 +1,7 @@
 //! The gateway's token estimate against a real tokenizer (o200k_base, which
 //! GPT-4o and later use) on a mixed sample: prose, chat, code, JSON, logs,
 //! tables, and German, French, Russian, Japanese and Chinese text. Prints the
-//! table the README quotes, and holds the estimate to the stated error.
+//! table docs/api.md quotes, and holds the estimate to the stated error.
 
 use ctxgate::tokens::estimate_text;
 
