@@ -684,6 +684,13 @@ const DEFAULT_MODELS: &[&str] = &[
     "echo",
 ];
 
+fn parse_file(text: &str, path: String) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+        path,
+        message: e.to_string(),
+    })
+}
+
 impl Config {
     /// Reads the environment (and the file `CTXGATE_CONFIG` names).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -698,13 +705,25 @@ impl Config {
                     var: "CTXGATE_CONFIG",
                     problem: format!("names {path}, which cannot be read: {e}"),
                 })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path,
-                    message: e.to_string(),
-                })?
+                parse_file(&text, path)?
             }
             None => FileConfig::default(),
         };
+        Self::build(file, env)
+    }
+
+    /// A config from TOML text (what a `CTXGATE_CONFIG` file would hold) and
+    /// a variable source, with no file on disk; `CTXGATE_CONFIG` itself is
+    /// not consulted.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = parse_file(text, "<inline TOML>".into())?;
+        Self::build(file, |k| if k == "CTXGATE_CONFIG" { None } else { env(k) })
+    }
+
+    fn build(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let in_lambda = env("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let store = match env("CTXGATE_STORE").as_deref() {
             Some("embedded") => StoreKind::Embedded,
@@ -1298,6 +1317,22 @@ mod tests {
         );
         assert_eq!(c.providers["groq"].kind, ProviderKind::OpenaiCompatible);
         assert_eq!(c.aliases["fast"], ["groq/llama"]);
+    }
+
+    // Issue 13, point 7: a config from TOML text is the config the same
+    // text gives as a file, with no file written.
+    #[test]
+    fn inline_toml_is_the_same_config_as_a_file() {
+        let text =
+            "deadline_seconds = 20\n[aliases]\nfast = [\"echo\"]\n[limits]\nmax_messages = 10\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let from_file = cfg(&[("CTXGATE_CONFIG", path.to_str().unwrap())]).unwrap();
+        let env = |k: &str| (k == "CTXGATE_CONFIG").then(|| "/nonexistent.toml".to_owned());
+        let inline = Config::from_toml(text, env).unwrap();
+        assert_eq!(format!("{inline:?}"), format!("{from_file:?}"));
+        assert!(Config::from_toml("deadline_seconds = \"soon\"", |_| None).is_err());
     }
 
     #[test]

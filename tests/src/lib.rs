@@ -276,6 +276,19 @@ impl Gateway {
         Self::with_keys(store, config, keys)
     }
 
+    /// Builds a gateway from TOML config text (what a `CTXGATE_CONFIG` file
+    /// would hold) and variables, with no file written.
+    pub fn with_toml(store: Arc<dyn Store>, toml: &str, vars: &[(&str, &str)]) -> Self {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::from_toml(toml, |k| map.get(k).cloned()).expect("valid test config");
+        let keys: Arc<dyn KeySource> =
+            Arc::new(EnvKeys::from_config(&config, |k| map.get(k).cloned()));
+        Self::with_keys(store, config, keys)
+    }
+
     /// Builds a gateway with an explicit key source.
     pub fn with_keys(store: Arc<dyn Store>, config: Config, keys: Arc<dyn KeySource>) -> Self {
         let client = ctxgate::state::http_client(&config).unwrap();

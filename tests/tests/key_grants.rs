@@ -43,21 +43,16 @@ async fn create(gw: &Gateway, creator: &str, body: Value) -> (u16, String, Strin
 
 const ALIASES: &str = "[aliases]\nboth = [\"echo\", \"openai/gpt-4o\"]\nechoed = [\"echo\"]\n";
 
-fn gateway(store: Arc<dyn Store>, dir: &tempfile::TempDir, extra: &str) -> Gateway {
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, format!("{ALIASES}{extra}")).unwrap();
-    Gateway::new(
+fn gateway(store: Arc<dyn Store>, extra: &str) -> Gateway {
+    Gateway::with_toml(
         store,
-        &[
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
+        &format!("{ALIASES}{extra}"),
+        &[("OPENAI_API_KEY", "sk-test")],
     )
 }
 
 async fn keys_are_bounded_by_their_creator(store: Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(store.clone(), &dir, "[limits]\nrequests_per_minute = 100\n");
+    let gw = gateway(store.clone(), "[limits]\nrequests_per_minute = 100\n");
     let now = ctxgate::now_secs();
     let in_ten_days = now + 10 * 86_400;
     let creator = key(
@@ -224,11 +219,9 @@ async fn keys_are_bounded_by_their_creator_dynamodb() {
 #[tokio::test]
 async fn jwt_models_claim_and_exp_bound_chat_and_minting() {
     let issuer = Issuer::start(false).await;
-    let dir = tempfile::tempdir().unwrap();
     let (store, _data) = embedded_store();
     let gw = gateway(
         store,
-        &dir,
         &format!(
             "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\nmodels_claim = \"allowed_models\"\n",
             issuer.issuer, issuer.jwks_url

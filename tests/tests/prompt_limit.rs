@@ -7,17 +7,11 @@ async fn the_prompt_limit_counts_the_stored_history(
     store: std::sync::Arc<dyn ctxgate::store::Store>,
 ) {
     let upstream = MockUpstream::openai().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[limits]\nmax_prompt_tokens = 300\n").unwrap();
     let base = format!("{}/v1", upstream.url);
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store.clone(),
-        &[
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-test"),
-        ],
+        "[limits]\nmax_prompt_tokens = 300\n",
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-test")],
     );
     let key = gw.key("acme", &[]).await;
     // About 100 tokens each: one fits, three do not.
