@@ -14,30 +14,14 @@ use ctxgate_tests::{
 };
 use serde_json::{Value, json};
 
-fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
 /// A gateway on `store` whose OpenAI provider is `upstream`, with `config`.
-fn gateway(
-    store: Arc<dyn Store>,
-    upstream: &MockUpstream,
-    config: &str,
-) -> (Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, config);
+fn gateway(store: Arc<dyn Store>, upstream: &MockUpstream, config: &str) -> Gateway {
     let base = format!("{}/v1", upstream.url);
-    let gw = Gateway::new(
+    Gateway::with_toml(
         store,
-        &[
-            ("CTXGATE_CONFIG", &cfg),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-x"),
-        ],
-    );
-    (gw, dir)
+        config,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-x")],
+    )
 }
 
 async fn key(store: &Arc<dyn Store>, tenant: &str, scopes: &[&str], rpm: Option<u32>) -> String {
@@ -85,7 +69,7 @@ async fn unpriced_models(store: Arc<dyn Store>) {
     // Issue 12, point 3: an unpriced model is refused under a cost budget,
     // unless the price table matches it by the documented rule.
     let upstream = MockUpstream::openai().await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[quotas]\ncost_per_day_usd = 10.0\n[tenants.free]\ntokens_per_day = 1000000\n",
@@ -135,7 +119,7 @@ async fn unpriced_models(store: Arc<dyn Store>) {
     assert_eq!(status, 200);
 
     // With a configured default price, unpriced models are charged at it.
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         r#"[quotas]
@@ -189,7 +173,7 @@ async fn uncapped_turns(store: Arc<dyn Store>) {
     // Issue 12, point 3: without max_tokens, a turn reserves the model's real
     // maximum output, or is capped upstream to what the budget has left.
     let upstream = MockUpstream::start(greedy).await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[tenants.small]\ntokens_per_day = 3000\n[tenants.big]\ntokens_per_day = 10000000\n\
@@ -302,7 +286,7 @@ async fn tolerance(store: Arc<dyn Store>) {
     // Issue 12, point 3: with `limits.budget_tolerance`, a tenant ends at most
     // one tolerance past its budget.
     let upstream = MockUpstream::start(greedy).await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[limits]\nbudget_tolerance = 0.5\n[tenants.t]\ntokens_per_day = 2000\n",
@@ -354,7 +338,7 @@ async fn answers_without_usage(store: Arc<dyn Store>) {
         }
     })
     .await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[tenants.t]\ntokens_per_day = 1000000\n",
@@ -415,7 +399,7 @@ async fn disconnects(store: Arc<dyn Store>) {
         ..Reply::json(openai_completion("late", 11, 7))
     })
     .await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[tenants.t]\ntokens_per_day = 1000000\n",
@@ -545,7 +529,7 @@ async fn blocked_answers(store: Arc<dyn Store>) {
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}))
     })
     .await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         "[tenants.t]\ntokens_per_day = 1000000\n[tenants.t.redaction]\nresponse = \"block\"\n",
@@ -607,7 +591,7 @@ async fn summary_calls(store: Arc<dyn Store>) {
         ..Reply::json(openai_completion("SUMMARY", 50, 6))
     })
     .await;
-    let (gw, _dir) = gateway(
+    let gw = gateway(
         store.clone(),
         &upstream,
         r#"[context]
@@ -698,15 +682,11 @@ async fn jwt_buckets(store: Arc<dyn Store>) {
     // Issue 12, point 4: JWT rate buckets are keyed by tenant and subject; a
     // token without `sub` gets a bucket per tenant, not one global bucket.
     let issuer = Issuer::start(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "[limits]\nrequests_per_minute = 2\n[jwt]\nissuer = \"{}\"\naudience = [\"api\"]\njwks_url = \"{}\"\n",
-            issuer.issuer, issuer.jwks_url
-        ),
+    let config = format!(
+        "[limits]\nrequests_per_minute = 2\n[jwt]\nissuer = \"{}\"\naudience = [\"api\"]\njwks_url = \"{}\"\n",
+        issuer.issuer, issuer.jwks_url
     );
-    let gw = Gateway::new(store, &[("CTXGATE_CONFIG", &cfg)]);
+    let gw = Gateway::with_toml(store, &config, &[]);
     let token = |tenant: &str, sub: Option<&str>| {
         let mut claims = issuer.claims(tenant, "api", "chat");
         match sub {

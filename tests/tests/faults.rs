@@ -20,22 +20,19 @@ max_delay_ms = 20
 ";
 
 async fn gateway(upstream: &FaultUpstream, format: Format, config: &str) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, config).unwrap();
     let openai = format!("{}/v1", upstream.url);
     let (openai, anthropic) = match format {
         Format::OpenAi => (openai.as_str(), "http://127.0.0.1:9"),
         Format::Anthropic => ("http://127.0.0.1:9/v1", upstream.url.as_str()),
     };
-    Gateway::new(
+    Gateway::with_toml(
         dynamo_store().await,
+        config,
         &[
             ("OPENAI_BASE_URL", openai),
             ("ANTHROPIC_BASE_URL", anthropic),
             ("OPENAI_API_KEY", "sk-test"),
             ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
         ],
     )
 }
@@ -124,24 +121,18 @@ async fn every_fault_row_anthropic() {
 async fn chain_gateway() -> (Gateway, FaultUpstream, FaultUpstream) {
     let openai = FaultUpstream::start(Format::OpenAi).await;
     let anthropic = FaultUpstream::start(Format::Anthropic).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{CONFIG}\n[aliases]\nsmart = [\"openai/gpt-4.1\", \"anthropic/claude-sonnet-4-5\"]\n"
-        ),
-    )
-    .unwrap();
+    let config = format!(
+        "{CONFIG}\n[aliases]\nsmart = [\"openai/gpt-4.1\", \"anthropic/claude-sonnet-4-5\"]\n"
+    );
     let openai_url = format!("{}/v1", openai.url);
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         dynamo_store().await,
+        &config,
         &[
             ("OPENAI_BASE_URL", openai_url.as_str()),
             ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
             ("OPENAI_API_KEY", "sk-test"),
             ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
         ],
     );
     (gw, openai, anthropic)
