@@ -9,23 +9,13 @@ use ctxgate_tests::jwt::Issuer;
 use ctxgate_tests::{Gateway, MockUpstream, Reply, dynamo_store, embedded_store};
 use serde_json::{Value, json};
 
-fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
-async fn jwt_gateway(issuer: &Issuer) -> (Gateway, tempfile::TempDir, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\njwks_refetch_seconds = 0\nleeway_seconds = 30\n",
-            issuer.issuer, issuer.jwks_url
-        ),
+async fn jwt_gateway(issuer: &Issuer) -> (Gateway, tempfile::TempDir) {
+    let config = format!(
+        "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\njwks_refetch_seconds = 0\nleeway_seconds = 30\n",
+        issuer.issuer, issuer.jwks_url
     );
     let (store, data) = embedded_store();
-    (Gateway::new(store, &[("CTXGATE_CONFIG", &cfg)]), dir, data)
+    (Gateway::with_toml(store, &config, &[]), data)
 }
 
 fn echo_body(conv: &str) -> Value {
@@ -35,7 +25,7 @@ fn echo_body(conv: &str) -> Value {
 #[tokio::test]
 async fn jwts_from_the_issuer_are_verified() {
     let issuer = Issuer::start(false).await;
-    let (gw, _cfg, _data) = jwt_gateway(&issuer).await;
+    let (gw, _data) = jwt_gateway(&issuer).await;
     let call = |token: String| {
         let gw = &gw;
         async move {
@@ -432,16 +422,12 @@ async fn budget_holds(store: Arc<dyn Store>) {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 40, "total_tokens": 45}})))
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, "[tenants.frugal]\ntokens_per_day = 1000\n");
+    let config = "[tenants.frugal]\ntokens_per_day = 1000\n";
     let base = format!("{}/v1", upstream.url);
-    let gw = Arc::new(Gateway::new(
+    let gw = Arc::new(Gateway::with_toml(
         store.clone(),
-        &[
-            ("CTXGATE_CONFIG", &cfg),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-x"),
-        ],
+        config,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-x")],
     ));
     let secret = key(&store, "frugal", &["chat", "usage:read"], &[], None).await;
     let body = json!({"model": "openai/gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
@@ -510,18 +496,14 @@ async fn cost_budgets_refuse_once_spent() {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}})))
     .await;
-    let dir = tempfile::tempdir().unwrap();
     // gpt-4o: 1000 in + 1000 out = 0.0125 USD a request; the estimate (max_tokens 1000) about the same.
-    let cfg = write_config(&dir, "[quotas]\ncost_per_day_usd = 0.03\n");
+    let config = "[quotas]\ncost_per_day_usd = 0.03\n";
     let base = format!("{}/v1", upstream.url);
     let store = dynamo_store().await;
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store.clone(),
-        &[
-            ("CTXGATE_CONFIG", &cfg),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-x"),
-        ],
+        config,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-x")],
     );
     let secret = key(&store, "spender", &["chat"], &[], None).await;
     let body = json!({"model": "openai/gpt-4o", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]});
@@ -725,10 +707,7 @@ async fn the_response_processor_redacts_and_blocks_per_tenant_policy() {
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}))
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        r#"
+    let config = r#"
 [tenants.strict.redaction]
 upstream = "redact"
 stored = "redact"
@@ -743,17 +722,13 @@ regex = "EMP-[0-9]{6}"
 [tenants.open.redaction]
 response = "off"
 stored = "off"
-"#,
-    );
+"#;
     let base = format!("{}/v1", upstream.url);
     let store = dynamo_store().await;
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store.clone(),
-        &[
-            ("CTXGATE_CONFIG", &cfg),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-x"),
-        ],
+        config,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-x")],
     );
     let now = ctxgate::now_secs;
     let model = "openai/gpt-4o-mini";
