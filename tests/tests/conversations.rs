@@ -15,17 +15,11 @@ const OPENAI_KEY: &str = "sk-test-secret-openai-key";
 
 /// A gateway on a fresh table, with the mock as OpenAI and `toml` as config.
 async fn gateway(upstream: &MockUpstream, toml: &str) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, toml).unwrap();
     let base = format!("{}/v1", upstream.url);
-    Gateway::new(
+    Gateway::with_toml(
         dynamo_store().await,
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", OPENAI_KEY),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
-        ],
+        toml,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", OPENAI_KEY)],
     )
 }
 
@@ -38,17 +32,11 @@ async fn gateway_on_known_table(
     let table = ctxgate_tests::unique("ctxgate");
     let store = DynamoStore::new(client.clone(), table.clone());
     store.create_table().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, toml).unwrap();
     let base = format!("{}/v1", upstream.url);
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         Arc::new(store),
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", OPENAI_KEY),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
-        ],
+        toml,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", OPENAI_KEY)],
     );
     (gw, client, table)
 }
@@ -995,17 +983,11 @@ async fn titles_metadata_and_names_follow_the_stored_policy() {
     ] {
         let dynamo = gateway(&upstream, toml).await;
         let (embedded_store, _dir) = ctxgate_tests::embedded_store();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ctxgate.toml");
-        std::fs::write(&path, toml).unwrap();
         let base = format!("{}/v1", upstream.url);
-        let embedded = Gateway::new(
+        let embedded = Gateway::with_toml(
             embedded_store,
-            &[
-                ("OPENAI_BASE_URL", &base),
-                ("OPENAI_API_KEY", OPENAI_KEY),
-                ("CTXGATE_CONFIG", path.to_str().unwrap()),
-            ],
+            toml,
+            &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", OPENAI_KEY)],
         );
         for gw in [dynamo, embedded] {
             let key = gw.key("acme", &[]).await;
