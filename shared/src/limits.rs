@@ -156,18 +156,21 @@ pub async fn reserve_call(
     output: Output,
     now: i64,
 ) -> Result<(Option<Reservation>, u32), LimitError> {
+    // The prompt plus `out` output tokens, at the worst price of the chain.
+    let hold = |out: u64| {
+        reserve_within(
+            store,
+            tenant,
+            budget,
+            prompt + out,
+            worst_cost(price, prompt, out),
+            now,
+        )
+    };
     let max = match output {
         Output::Capped(n) => {
             let out = u64::from(n);
-            let r = reserve_within(
-                store,
-                tenant,
-                budget,
-                prompt + out,
-                worst_cost(price, prompt, out),
-                now,
-            )
-            .await?;
+            let r = hold(out).await?;
             return Ok((r, n));
         }
         Output::UpTo(n) => n,
@@ -177,16 +180,7 @@ pub async fn reserve_call(
     }
     // Usually the whole maximum fits: one conditional write, no reads.
     let whole = u64::from(max);
-    match reserve_within(
-        store,
-        tenant,
-        budget,
-        prompt + whole,
-        worst_cost(price, prompt, whole),
-        now,
-    )
-    .await
-    {
+    match hold(whole).await {
         Err(LimitError::BudgetExceeded { .. }) => {}
         other => return other.map(|r| (r, max)),
     }
@@ -221,16 +215,7 @@ pub async fn reserve_call(
                 retry_after: usage::seconds_to_midnight(now),
             });
         }
-        match reserve_within(
-            store,
-            tenant,
-            budget,
-            prompt + out,
-            worst_cost(price, prompt, out),
-            now,
-        )
-        .await
-        {
+        match hold(out).await {
             // Another request took part of what was left meanwhile: look again.
             Err(LimitError::BudgetExceeded { .. }) if attempt < 3 => continue,
             Err(e) => return Err(e),
