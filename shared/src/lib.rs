@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod limits;
 pub mod meter;
+pub mod model;
 pub mod processor;
 pub mod provider;
 pub mod redact;

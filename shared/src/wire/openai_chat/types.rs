@@ -1,4 +1,4 @@
-//! The OpenAI Chat Completions wire format: what clients send and receive.
+//! The OpenAI Chat Completions wire types: what clients send and receive.
 //! It is also the gateway's canonical message shape; providers translate
 //! from and to it.
 

@@ -1,0 +1,2 @@
+//! Anthropic Messages: the codec between its requests, answers and stream
+//! events and the model.

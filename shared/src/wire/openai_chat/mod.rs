@@ -1,0 +1,4 @@
+//! OpenAI Chat Completions: the client-facing types ([`types`]) and, in
+//! time, the codec between them and the model.
+
+pub mod types;
