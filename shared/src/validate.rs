@@ -30,11 +30,9 @@ impl ValidationError {
     }
 }
 
-/// Most messages accepted in one request: a turn is written in one
-/// DynamoDB transaction (100 items): the messages, the conversation header,
-/// the answer, up to two usage rows (answer and summary) and the idempotency
-/// record.
-pub const MAX_MESSAGES_PER_REQUEST: usize = 95;
+/// Most messages accepted in one request (owned by `config`, which bounds
+/// `limits.max_messages` with it).
+pub use crate::config::MAX_MESSAGES_PER_REQUEST;
 
 /// Deepest JSON nesting accepted in a body (a chat request needs about 8).
 pub const MAX_DEPTH: usize = 32;

@@ -14,9 +14,12 @@ use serde_json::{Value, json};
 const OPENAI_KEY: &str = "sk-test-secret-openai-key";
 const ANTHROPIC_KEY: &str = "sk-ant-test-secret-key";
 
+/// A gateway on DynamoDB calling the mock upstreams, configured by `toml`
+/// (config file text) and `extra` variables.
 async fn gateway_with(
     openai: &MockUpstream,
     anthropic: Option<&MockUpstream>,
+    toml: &str,
     extra: &[(&str, &str)],
 ) -> Gateway {
     let base = format!("{}/v1", openai.url);
@@ -30,7 +33,7 @@ async fn gateway_with(
         ("ANTHROPIC_API_KEY", ANTHROPIC_KEY),
     ];
     vars.extend_from_slice(extra);
-    Gateway::new(dynamo_store().await, &vars)
+    Gateway::with_toml(dynamo_store().await, toml, &vars)
 }
 
 fn roles_and_texts(body: &Value) -> Vec<(String, String)> {
@@ -50,7 +53,7 @@ fn roles_and_texts(body: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn openai_conversation_carries_context_and_the_system_prompt_rule() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway_with(&upstream, None, &[]).await;
+    let gw = gateway_with(&upstream, None, "", &[]).await;
     let key = gw.key("acme", &[]).await;
 
     let first = json!({"model": "openai/gpt-4o-mini", "conversation_id": "trip-1", "messages": [
@@ -143,7 +146,7 @@ async fn openai_conversation_carries_context_and_the_system_prompt_rule() {
 #[tokio::test]
 async fn without_a_conversation_nothing_is_stored_or_loaded() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway_with(&upstream, None, &[]).await;
+    let gw = gateway_with(&upstream, None, "", &[]).await;
     let key = gw.key("acme", &[]).await;
     let (status, headers, body) = gw.chat(&key, "openai/gpt-4o", None, "hello").await;
     assert_eq!(status, 200);
@@ -161,7 +164,7 @@ async fn without_a_conversation_nothing_is_stored_or_loaded() {
 async fn anthropic_requests_and_answers_are_translated() {
     let openai = MockUpstream::openai().await;
     let anthropic = MockUpstream::anthropic().await;
-    let gw = gateway_with(&openai, Some(&anthropic), &[]).await;
+    let gw = gateway_with(&openai, Some(&anthropic), "", &[]).await;
     let key = gw.key("acme", &[]).await;
     let req = json!({"model": "anthropic/claude-sonnet-4-5", "conversation_id": "a-1", "temperature": 0.3,
         "messages": [{"role": "system", "content": "be terse"}, {"role": "user", "content": "hi"}, {"role": "user", "content": "there"}]});
@@ -208,7 +211,7 @@ async fn anthropic_tool_use_round_trip() {
             "stop_reason": "tool_use", "usage": {"input_tokens": 20, "output_tokens": 9}}))
     })
     .await;
-    let gw = gateway_with(&openai, Some(&anthropic), &[]).await;
+    let gw = gateway_with(&openai, Some(&anthropic), "", &[]).await;
     let key = gw.key("acme", &[]).await;
     let tools = json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
     let (status, _, body) = gw
@@ -257,18 +260,12 @@ async fn anthropic_tool_use_round_trip() {
 #[tokio::test]
 async fn upstream_failures_map_to_openai_errors_and_store_nothing() {
     let upstream = MockUpstream::openai().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
     // One attempt: this is about how each failure maps (retries: tests/tests/faults.rs).
-    std::fs::write(
-        &cfg,
-        "upstream_timeout_seconds = 1\n[retry]\nattempts = 1\n",
-    )
-    .unwrap();
     let gw = gateway_with(
         &upstream,
         None,
-        &[("CTXGATE_CONFIG", cfg.to_str().unwrap())],
+        "upstream_timeout_seconds = 1\n[retry]\nattempts = 1\n",
+        &[],
     )
     .await;
     let key = gw.key("acme", &[]).await;
@@ -392,7 +389,7 @@ async fn upstream_failures_map_to_openai_errors_and_store_nothing() {
 #[tokio::test]
 async fn bad_input_gets_a_4xx_naming_the_field_and_changes_nothing() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway_with(&upstream, None, &[]).await;
+    let gw = gateway_with(&upstream, None, "", &[]).await;
     let key = gw.key("acme", &[]).await;
     assert_eq!(
         gw.chat(&key, "openai/gpt-4o", Some("keep-1"), "original")
@@ -514,7 +511,7 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_changes_nothing() {
 #[tokio::test]
 async fn keys_are_required_checked_and_revocable() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway_with(&upstream, None, &[]).await;
+    let gw = gateway_with(&upstream, None, "", &[]).await;
     let key = gw.key("acme", &[]).await;
     let chat = json!({"model": "echo", "messages": [{"role": "user", "content": "x"}]});
 
@@ -622,7 +619,7 @@ async fn keys_are_required_checked_and_revocable() {
 #[tokio::test]
 async fn tenants_never_see_each_others_conversations() {
     let upstream = MockUpstream::openai().await;
-    let gw = gateway_with(&upstream, None, &[]).await;
+    let gw = gateway_with(&upstream, None, "", &[]).await;
     let a = gw.key("tenant-a", &[]).await;
     let b = gw.key("tenant-b", &[]).await;
     assert_eq!(
@@ -658,7 +655,7 @@ async fn tenants_never_see_each_others_conversations() {
 #[tokio::test]
 async fn concurrent_turns_on_one_conversation_never_interleave() {
     let upstream = MockUpstream::openai().await;
-    let gw = Arc::new(gateway_with(&upstream, None, &[]).await);
+    let gw = Arc::new(gateway_with(&upstream, None, "", &[]).await);
     let key = gw.key("acme", &[]).await;
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -754,17 +751,11 @@ async fn provider_keys_come_from_secrets_manager() {
 #[tokio::test]
 async fn models_lists_configured_models_and_aliases() {
     let upstream = MockUpstream::openai().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        "[[models]]\nid = \"openai/gpt-4o-mini\"\n[[models]]\nid = \"echo\"\n[aliases]\nfast = \"openai/gpt-4o-mini\"\n",
-    )
-    .unwrap();
     let gw = gateway_with(
         &upstream,
         None,
-        &[("CTXGATE_CONFIG", cfg.to_str().unwrap())],
+        "[[models]]\nid = \"openai/gpt-4o-mini\"\n[[models]]\nid = \"echo\"\n[aliases]\nfast = \"openai/gpt-4o-mini\"\n",
+        &[],
     )
     .await;
     let key = gw.key("acme", &[]).await;
@@ -792,25 +783,11 @@ async fn models_lists_configured_models_and_aliases() {
 #[tokio::test]
 async fn openai_compatible_providers_take_any_base_url_header_and_query() {
     let upstream = MockUpstream::openai().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[providers.azure]\nkind = \"openai_compatible\"\nbase_url = \"{}/openai/deployments/prod\"\napi_key_env = \"AZURE_KEY\"\nauth_header = \"api-key\"\nquery = {{ \"api-version\" = \"2024-10-21\" }}\n\n[providers.ollama]\nkind = \"openai_compatible\"\nbase_url = \"{}/v1\"\n",
-            upstream.url, upstream.url
-        ),
-    )
-    .unwrap();
-    let gw = gateway_with(
-        &upstream,
-        None,
-        &[
-            ("CTXGATE_CONFIG", cfg.to_str().unwrap()),
-            ("AZURE_KEY", "az-secret"),
-        ],
-    )
-    .await;
+    let toml = format!(
+        "[providers.azure]\nkind = \"openai_compatible\"\nbase_url = \"{}/openai/deployments/prod\"\napi_key_env = \"AZURE_KEY\"\nauth_header = \"api-key\"\nquery = {{ \"api-version\" = \"2024-10-21\" }}\n\n[providers.ollama]\nkind = \"openai_compatible\"\nbase_url = \"{}/v1\"\n",
+        upstream.url, upstream.url
+    );
+    let gw = gateway_with(&upstream, None, &toml, &[("AZURE_KEY", "az-secret")]).await;
     let key = gw.key("acme", &[]).await;
     assert_eq!(gw.chat(&key, "azure/gpt-4o", None, "hi").await.0, 200);
     assert_eq!(gw.chat(&key, "ollama/llama3.2", None, "hi").await.0, 200);

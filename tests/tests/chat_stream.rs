@@ -46,17 +46,16 @@ fn gateway(
     store: Arc<dyn Store>,
     openai: &MockUpstream,
     anthropic: &MockUpstream,
-    extra: &[(&str, &str)],
+    toml: &str,
 ) -> Gateway {
     let base = format!("{}/v1", openai.url);
-    let mut vars = vec![
+    let vars = [
         ("OPENAI_BASE_URL", base.as_str()),
         ("OPENAI_API_KEY", "sk-openai"),
         ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
         ("ANTHROPIC_API_KEY", "sk-ant"),
     ];
-    vars.extend_from_slice(extra);
-    Gateway::new(store, &vars)
+    Gateway::with_toml(store, toml, &vars)
 }
 
 /// Sends a chat request and reads the whole (streamed) answer as text.
@@ -131,7 +130,7 @@ async fn streamed_turns_are_stored_exactly_as_non_streamed_ones() {
     ))
     .await;
     let (store, _dir) = embedded_store();
-    let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+    let gw = gateway(store.clone(), &openai, &anthropic, "");
     let key = gw.key(TENANT, &[]).await;
 
     for model in ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"] {
@@ -178,7 +177,7 @@ async fn usage_chunk_only_when_asked_and_text_arrives_whole() {
     let openai = MockUpstream::start(|_| sse(fixture("openai_text"))).await;
     let anthropic = MockUpstream::start(|_| sse(fixture("anthropic_text"))).await;
     let (store, _dir) = embedded_store();
-    let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+    let gw = gateway(store.clone(), &openai, &anthropic, "");
     let key = gw.key(TENANT, &[]).await;
     for model in ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"] {
         let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
@@ -209,7 +208,7 @@ async fn failed_streams_store_nothing_and_end_with_an_error_event() {
     let openai = MockUpstream::start(|_| sse(fixture("openai_cut"))).await;
     let anthropic = MockUpstream::start(|_| sse(fixture("anthropic_error"))).await;
     let (store, _dir) = embedded_store();
-    let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+    let gw = gateway(store.clone(), &openai, &anthropic, "");
     let key = gw.key(TENANT, &[]).await;
     for (model, code) in [
         ("openai/gpt-4o-mini", "upstream_bad_response"),
@@ -254,7 +253,7 @@ async fn redaction_finds_values_split_across_chunks() {
     let openai = MockUpstream::start(move |_| sse(body.clone())).await;
     let anthropic = MockUpstream::start(|_| Reply::status(500, "{}")).await;
     let (store, _dir) = embedded_store();
-    let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+    let gw = gateway(store.clone(), &openai, &anthropic, "");
     let key = gw.key(TENANT, &[]).await;
     let (status, _, out) = call(&gw, &key, request("openai/gpt-4o-mini", "pii", true)).await;
     assert_eq!(status, 200);
@@ -269,19 +268,12 @@ async fn redaction_finds_values_split_across_chunks() {
 async fn budget_is_settled_to_the_streamed_usage() {
     let openai = MockUpstream::start(|_| sse(fixture("openai_text"))).await;
     let anthropic = MockUpstream::start(|_| sse(fixture("anthropic_error"))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[tenants.{TENANT}]\ntokens_per_day = 100000\n"),
-    )
-    .unwrap();
     let (store, _data) = embedded_store();
     let gw = gateway(
         store.clone(),
         &openai,
         &anthropic,
-        &[("CTXGATE_CONFIG", cfg.to_str().unwrap())],
+        &format!("[tenants.{TENANT}]\ntokens_per_day = 100000\n"),
     );
     let key = gw.key(TENANT, &[]).await;
     let counter = ctxgate::store::CounterKey {
@@ -312,7 +304,7 @@ async fn stream_options_are_validated() {
     let openai = MockUpstream::openai().await;
     let anthropic = MockUpstream::anthropic().await;
     let (store, _dir) = embedded_store();
-    let gw = gateway(store, &openai, &anthropic, &[]);
+    let gw = gateway(store, &openai, &anthropic, "");
     let key = gw.key(TENANT, &[]).await;
     let msgs = json!([{"role": "user", "content": "x"}]);
     for (body, param) in [
@@ -471,7 +463,7 @@ async fn streamed_redaction_and_stored_counts_match_the_non_streamed_turn() {
     let anthropic = MockUpstream::start(|_| Reply::status(500, "{}")).await;
     let (embedded, _dir) = embedded_store();
     for store in [embedded, ctxgate_tests::dynamo_store().await] {
-        let gw = gateway(store.clone(), &openai, &anthropic, &[]);
+        let gw = gateway(store.clone(), &openai, &anthropic, "");
         let key = gw.key(TENANT, &[]).await;
         let ask = |conversation: &str, stream: bool| {
             let mut r = request("openai/gpt-4o-mini", conversation, stream);

@@ -54,25 +54,16 @@ async fn no_secret_or_content_reaches_the_logs() {
     })
     .await;
     let issuer = Issuer::start(true).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[jwt]\nissuer = \"{}\"\naudience = [\"api\"]\njwks_url = \"{}\"\n",
-            issuer.issuer, issuer.jwks_url
-        ),
-    )
-    .unwrap();
+    let toml = format!(
+        "[jwt]\nissuer = \"{}\"\naudience = [\"api\"]\njwks_url = \"{}\"\n",
+        issuer.issuer, issuer.jwks_url
+    );
     let base = format!("{}/v1", upstream.url);
     let store = dynamo_store().await;
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store.clone(),
-        &[
-            ("CTXGATE_CONFIG", cfg.to_str().unwrap()),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", PROVIDER_KEY),
-        ],
+        &toml,
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", PROVIDER_KEY)],
     );
     let api_key = gw.key("acme", &["chat", "admin", "usage:read"]).await;
     let jwt = issuer.rs256(&issuer.claims("acme", "api", "chat"));

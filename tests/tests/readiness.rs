@@ -140,18 +140,11 @@ async fn an_unreachable_store_is_not_ready() {
     // A table that does not exist: every store call fails. The admin signs
     // in with a JWT, which needs no store, so the report itself can answer.
     let issuer = Issuer::start(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\n",
-            issuer.issuer, issuer.jwks_url
-        ),
-    )
-    .unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    let config = Config::from_lookup(|k| (k == "CTXGATE_CONFIG").then(|| path.clone())).unwrap();
+    let toml = format!(
+        "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\n",
+        issuer.issuer, issuer.jwks_url
+    );
+    let config = Config::from_toml(&toml, |_| None).unwrap();
     let table = unique("ctxgate-no-such-table");
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws_config().await),

@@ -912,10 +912,11 @@ async fn long_answers_through_the_gateway_dynamodb() {
 /// naming the conversation (before any provider call), deleting frees a
 /// place, and a system prompt too large for the header is a 413 naming it.
 async fn cap_and_header_through_the_api(store: Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ctxgate.toml");
-    std::fs::write(&path, "[limits]\nmax_conversations_per_tenant = 1\n").unwrap();
-    let gw = ctxgate_tests::Gateway::new(store, &[("CTXGATE_CONFIG", path.to_str().unwrap())]);
+    let gw = ctxgate_tests::Gateway::with_toml(
+        store,
+        "[limits]\nmax_conversations_per_tenant = 1\n",
+        &[],
+    );
     let key = gw.key("acme", &[]).await;
     let (status, _, _) = gw
         .call(

@@ -25,24 +25,19 @@ const MARKER: &str = "MARKER-d41d8cd9";
 const PROVIDER_KEY: &str = "sk-proj-NEVERELSEWHERE0123456789";
 
 /// A gateway whose four providers (Bearer, `x-api-key`, `api-key`, a custom
-/// header) all point at `base`; `extra` is appended to the config file.
-fn gateway(base: &str, extra: &str) -> (Gateway, tempfile::TempDir, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "upstream_timeout_seconds = 5\n{extra}\n\
-             [providers.azure]\nkind = \"openai_compatible\"\nbase_url = \"{base}/v1\"\n\
-             api_key_env = \"AZURE_KEY\"\nauth_header = \"api-key\"\n\
-             [providers.custom]\nkind = \"openai_compatible\"\nbase_url = \"{base}/v1\"\n\
-             api_key_env = \"CUSTOM_KEY\"\nauth_header = \"x-custom-auth\"\n"
-        ),
-    )
-    .unwrap();
+/// header) all point at `base`; `extra` is appended to the config text.
+fn gateway(base: &str, extra: &str) -> (Gateway, tempfile::TempDir) {
+    let toml = format!(
+        "upstream_timeout_seconds = 5\n{extra}\n\
+         [providers.azure]\nkind = \"openai_compatible\"\nbase_url = \"{base}/v1\"\n\
+         api_key_env = \"AZURE_KEY\"\nauth_header = \"api-key\"\n\
+         [providers.custom]\nkind = \"openai_compatible\"\nbase_url = \"{base}/v1\"\n\
+         api_key_env = \"CUSTOM_KEY\"\nauth_header = \"x-custom-auth\"\n"
+    );
     let (store, data) = embedded_store();
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store,
+        &toml,
         &[
             ("OPENAI_BASE_URL", &format!("{base}/v1")),
             ("ANTHROPIC_BASE_URL", base),
@@ -50,10 +45,9 @@ fn gateway(base: &str, extra: &str) -> (Gateway, tempfile::TempDir, tempfile::Te
             ("ANTHROPIC_API_KEY", PROVIDER_KEY),
             ("AZURE_KEY", PROVIDER_KEY),
             ("CUSTOM_KEY", PROVIDER_KEY),
-            ("CTXGATE_CONFIG", path.to_str().unwrap()),
         ],
     );
-    (gw, dir, data)
+    (gw, data)
 }
 
 const MODELS: &[&str] = &[
@@ -79,7 +73,7 @@ async fn provider_redirects_are_never_followed() {
     let elsewhere = MockUpstream::openai().await;
     let target = elsewhere.url.clone();
     let upstream = MockUpstream::start(|_| Reply::status(500, "{}")).await;
-    let (gw, _cfg, _data) = gateway(
+    let (gw, _data) = gateway(
         &upstream.url,
         "[retry]\nattempts = 3\nbase_delay_ms = 1\nmax_delay_ms = 2\non_status = [301, 302, 303, 307, 308, 500]\n",
     );
@@ -238,7 +232,7 @@ async fn endless_upstream_bodies_stop_at_the_cap() {
             "application/json"
         };
         let (url, sent) = endless(status, ctype, first, chunk).await;
-        let (gw, _cfg, _data) = gateway(&url, caps);
+        let (gw, _data) = gateway(&url, caps);
         let key = gw.key("acme", &[]).await;
         let (got, body) = turn(&gw, &key, "openai/gpt-4o", stream).await;
         if stream && status == 200 {
@@ -279,7 +273,7 @@ async fn upstream_error_text_never_reaches_the_client() {
         r#"{{"error":{{"message":"{MARKER} Incorrect API key provided: {PROVIDER_KEY}","type":"{MARKER}","param":"{MARKER}","code":"{MARKER}"}}}}"#
     );
     let upstream = MockUpstream::start(|_| Reply::status(500, "{}")).await;
-    let (gw, _cfg, _data) = gateway(&upstream.url, "[retry]\nattempts = 1\n");
+    let (gw, _data) = gateway(&upstream.url, "[retry]\nattempts = 1\n");
     let key = gw.key("acme", &[]).await;
     for status in [400, 401, 403, 404, 409, 413, 422, 429, 500, 503] {
         let b = body.clone();

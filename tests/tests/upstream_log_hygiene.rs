@@ -18,18 +18,15 @@ async fn upstream_bodies_never_reach_the_logs() {
     ctxgate::telemetry::init_with("trace", move || sink.clone());
 
     let upstream = MockUpstream::start(|_| Reply::status(500, "{}")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[retry]\nattempts = 1\n").unwrap();
     let (store, _data) = embedded_store();
-    let gw = Gateway::new(
+    let gw = Gateway::with_toml(
         store,
+        "[retry]\nattempts = 1\n",
         &[
             ("OPENAI_BASE_URL", &format!("{}/v1", upstream.url)),
             ("ANTHROPIC_BASE_URL", &upstream.url),
             ("OPENAI_API_KEY", "sk-test"),
             ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("CTXGATE_CONFIG", cfg.to_str().unwrap()),
         ],
     );
     let key = gw.key("acme", &[]).await;

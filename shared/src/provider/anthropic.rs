@@ -20,8 +20,9 @@ use crate::wire::{
 
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
-/// Output cap when the client sets none (the Messages API requires one).
-pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// Output cap when the client sets none (the Messages API requires one);
+/// owned by `config`, which bounds budget reservations with it.
+pub use crate::config::ANTHROPIC_DEFAULT_MAX_TOKENS as DEFAULT_MAX_TOKENS;
 
 /// The Anthropic adapter.
 pub struct Anthropic {

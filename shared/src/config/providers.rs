@@ -1,0 +1,386 @@
+//! Providers, the models they serve, aliases (fallback chains) and retry
+//! policies; splitting `provider/model`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Config, ConfigError, check_upstream_url};
+
+/// Output cap the Anthropic provider sends when the client sets none (the
+/// Messages API requires one) and its config sets no `default_max_tokens`.
+pub const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI's Chat Completions API.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Any server speaking Chat Completions (Azure OpenAI, Ollama, vLLM, Groq...).
+    OpenaiCompatible,
+    /// The built-in deterministic test model.
+    Echo,
+}
+
+/// One provider's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// Base URL (OpenAI style includes `/v1`; Anthropic style does not).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the key for local runs.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Field of the Secrets Manager JSON holding the key (default: the provider's name).
+    #[serde(default)]
+    pub secret_field: Option<String>,
+    /// Header carrying the key: `authorization` (Bearer, default) or e.g. `api-key` for Azure.
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// Query parameters added to every call (e.g. Azure's `api-version`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Output cap sent when the client gives none (Anthropic requires one).
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    /// Retry settings for this provider's models (over `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetrySettings>,
+}
+
+impl ProviderConfig {
+    fn builtin(kind: ProviderKind, base_url: &str, key_env: &str) -> Self {
+        Self {
+            kind,
+            base_url: Some(base_url.into()),
+            api_key_env: (!key_env.is_empty()).then(|| key_env.into()),
+            secret_field: None,
+            auth_header: None,
+            query: BTreeMap::new(),
+            default_max_tokens: None,
+            retry: None,
+        }
+    }
+}
+
+/// A model listed by `GET /v1/models`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `provider/model`.
+    pub id: String,
+    /// Context size in tokens (default: the built-in table, else `context.default_window`).
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    /// Retry settings for this model (over its provider's and `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetrySettings>,
+    /// Most output tokens the model can produce in one answer (default: the
+    /// built-in table, else `limits.max_output_tokens`); budgets reserve it
+    /// when a request sets no cap.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+}
+
+/// Retry settings as written in the config; unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per model, the first included.
+    pub attempts: Option<u32>,
+    /// Backoff ceiling of the first retry (doubles each time; full jitter).
+    pub base_delay_ms: Option<u64>,
+    /// Largest backoff.
+    pub max_delay_ms: Option<u64>,
+    /// Upstream statuses that are retried.
+    pub on_status: Option<Vec<u16>>,
+    /// Whether failed connections are retried.
+    pub on_connect: Option<bool>,
+    /// Whether timeouts are retried.
+    pub on_timeout: Option<bool>,
+}
+
+/// How one model's failures are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts, the first included.
+    pub attempts: u32,
+    /// Backoff ceiling of the first retry.
+    pub base_delay: Duration,
+    /// Largest backoff.
+    pub max_delay: Duration,
+    /// Upstream statuses that are retried.
+    pub on_status: Vec<u16>,
+    /// Whether failed connections are retried.
+    pub on_connect: bool,
+    /// Whether timeouts are retried.
+    pub on_timeout: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+            on_status: vec![429, 500, 502, 503, 504, 529],
+            on_connect: true,
+            on_timeout: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// This policy with `s`'s fields set over it.
+    pub fn merged(&self, s: &RetrySettings) -> RetryPolicy {
+        RetryPolicy {
+            attempts: s.attempts.unwrap_or(self.attempts),
+            base_delay: s
+                .base_delay_ms
+                .map_or(self.base_delay, Duration::from_millis),
+            max_delay: s.max_delay_ms.map_or(self.max_delay, Duration::from_millis),
+            on_status: s
+                .on_status
+                .clone()
+                .unwrap_or_else(|| self.on_status.clone()),
+            on_connect: s.on_connect.unwrap_or(self.on_connect),
+            on_timeout: s.on_timeout.unwrap_or(self.on_timeout),
+        }
+    }
+}
+
+/// Statuses that mean the request itself is wrong: retrying cannot help.
+const NEVER_RETRIED: [u16; 5] = [400, 401, 403, 404, 422];
+
+/// Refuses retry settings that could only do harm.
+pub(super) fn check_retry(name: &str, s: &RetrySettings) -> Result<(), ConfigError> {
+    if s.attempts.is_some_and(|a| !(1..=10).contains(&a)) {
+        return Err(ConfigError::Invalid(format!(
+            "{name}: retry.attempts must be 1..=10"
+        )));
+    }
+    if let Some(bad) = s
+        .on_status
+        .iter()
+        .flatten()
+        .find(|c| NEVER_RETRIED.contains(c) || !(100..=599).contains(*c))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{name}: retry.on_status cannot include {bad} (400, 401, 403, 404 and 422 are never retried)"
+        )));
+    }
+    Ok(())
+}
+
+/// Models listed when the config file names none.
+pub(super) const DEFAULT_MODELS: &[&str] = &[
+    "openai/gpt-4.1",
+    "openai/gpt-4.1-mini",
+    "openai/gpt-4o",
+    "openai/gpt-4o-mini",
+    "anthropic/claude-sonnet-4-5",
+    "anthropic/claude-haiku-4-5",
+    "anthropic/claude-opus-4-1",
+    "echo",
+];
+
+/// The built-in providers (`openai`, `anthropic`, `echo`) with the file's
+/// added or replacing them; `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` win
+/// over both. Every base URL passes [`check_upstream_url`].
+pub(super) fn providers(
+    file: BTreeMap<String, ProviderConfig>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, ProviderConfig>, ConfigError> {
+    let mut providers = BTreeMap::new();
+    providers.insert(
+        "openai".into(),
+        ProviderConfig::builtin(
+            ProviderKind::Openai,
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+        ),
+    );
+    providers.insert(
+        "anthropic".into(),
+        ProviderConfig::builtin(
+            ProviderKind::Anthropic,
+            "https://api.anthropic.com",
+            "ANTHROPIC_API_KEY",
+        ),
+    );
+    providers.insert(
+        "echo".into(),
+        ProviderConfig::builtin(ProviderKind::Echo, "", ""),
+    );
+    for (name, p) in file {
+        if !crate::ids::is_valid_id(&name, 64) || name.contains(['/', ':']) {
+            return Err(ConfigError::Invalid(format!(
+                "provider name '{name}' must be letters, digits, '.', '_' or '-'"
+            )));
+        }
+        providers.insert(name, p);
+    }
+    // The SDKs' own variables win over the file, so a deployment (or a
+    // test) can point at another endpoint without editing the config.
+    for (name, var) in [
+        ("openai", "OPENAI_BASE_URL"),
+        ("anthropic", "ANTHROPIC_BASE_URL"),
+    ] {
+        if let (Some(url), Some(p)) = (env(var), providers.get_mut(name)) {
+            p.base_url = Some(url);
+        }
+    }
+    for (name, p) in &providers {
+        if p.kind != ProviderKind::Echo {
+            let url = p.base_url.as_deref().unwrap_or("");
+            if let Err(problem) = check_upstream_url(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "provider '{name}' base_url {problem}"
+                )));
+            }
+        }
+    }
+    Ok(providers)
+}
+
+impl Config {
+    /// Splits `provider/model` into its provider name and upstream model,
+    /// if the provider is configured. `echo` alone is the echo model.
+    pub fn split_model<'a>(&self, id: &'a str) -> Option<(&'a str, &'a str)> {
+        if id == "echo" {
+            return Some(("echo", "echo"));
+        }
+        let (provider, model) = id.split_once('/')?;
+        (!model.is_empty() && self.providers.contains_key(provider)).then_some((provider, model))
+    }
+
+    /// The retry policy of `provider/model`: defaults, then the provider's
+    /// settings, then the model's.
+    pub fn retry_policy(&self, provider: &str, model: &str) -> RetryPolicy {
+        let mut policy = self.retry.clone();
+        if let Some(r) = self.providers.get(provider).and_then(|p| p.retry.as_ref()) {
+            policy = policy.merged(r);
+        }
+        if let Some(r) = self.model_retry.get(model) {
+            policy = policy.merged(r);
+        }
+        policy
+    }
+
+    /// Aliases, retry settings and listed models name configured providers.
+    pub(super) fn check_providers(&self) -> Result<(), ConfigError> {
+        for (alias, chain) in &self.aliases {
+            if alias.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' must not contain '/'"
+                )));
+            }
+            if chain.is_empty() || chain.len() > 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' must name 1 to 8 models"
+                )));
+            }
+            if let Some(target) = chain.iter().find(|t| self.split_model(t).is_none()) {
+                return Err(ConfigError::Invalid(format!(
+                    "alias '{alias}' points to '{target}', which names no configured provider"
+                )));
+            }
+        }
+        for (name, p) in &self.providers {
+            if let Some(r) = &p.retry {
+                check_retry(&format!("providers.{name}"), r)?;
+            }
+        }
+        for (model, r) in &self.model_retry {
+            check_retry(&format!("models.{model}"), r)?;
+        }
+        for m in &self.models {
+            if self.split_model(m).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "model '{m}' names no configured provider"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::testing::toml;
+
+    #[test]
+    fn env_base_urls_win_and_file_adds_providers() {
+        let c = toml(
+            r#"
+            [providers.openai]
+            kind = "openai"
+            base_url = "https://file.example/v1"
+            [providers.groq]
+            kind = "openai_compatible"
+            base_url = "https://api.groq.com/openai/v1"
+            api_key_env = "GROQ_API_KEY"
+            [aliases]
+            fast = "groq/llama"
+            "#,
+            &[("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["openai"].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
+        assert_eq!(c.providers["groq"].kind, ProviderKind::OpenaiCompatible);
+        assert_eq!(c.aliases["fast"], ["groq/llama"]);
+    }
+
+    #[test]
+    fn fallback_chains_and_retry_policies() {
+        let c = toml(
+            r#"
+            deadline_seconds = 20
+            [retry]
+            attempts = 4
+            [providers.anthropic]
+            kind = "anthropic"
+            base_url = "https://api.anthropic.com"
+            retry = { attempts = 2, on_status = [529] }
+            [[models]]
+            id = "anthropic/claude-haiku-4-5"
+            retry = { base_delay_ms = 5 }
+            [aliases]
+            smart = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
+            fast = "openai/gpt-4o-mini"
+            "#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.aliases["smart"].len(), 2);
+        assert_eq!(c.aliases["fast"], ["openai/gpt-4o-mini"]);
+        assert_eq!(c.deadline, Duration::from_secs(20));
+        assert_eq!(c.retry_policy("openai", "openai/gpt-4o").attempts, 4);
+        let haiku = c.retry_policy("anthropic", "anthropic/claude-haiku-4-5");
+        assert_eq!(haiku.attempts, 2);
+        assert_eq!(haiku.on_status, [529]);
+        assert_eq!(haiku.base_delay, Duration::from_millis(5));
+        for bad in [
+            "[retry]\non_status = [500, 401]\n",
+            "[retry]\nattempts = 0\n",
+            "[aliases]\nx = []\n",
+            "[aliases]\nx = [\"openai/a\", \"nowhere/b\"]\n",
+            "deadline_seconds = 0\n",
+        ] {
+            assert!(toml(bad, &[]).is_err(), "{bad}");
+        }
+    }
+}
