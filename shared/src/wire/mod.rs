@@ -30,6 +30,17 @@ impl CodecError {
     }
 }
 
+/// A JSON error without the text it quotes (serde quotes offending values,
+/// and upstream values may be content): its category and position only.
+pub fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
 /// What a stream decoder wants after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

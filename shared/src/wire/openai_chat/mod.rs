@@ -1,4 +1,16 @@
-//! OpenAI Chat Completions: the client-facing types ([`types`]) and, in
-//! time, the codec between them and the model.
+//! OpenAI Chat Completions: the client-facing types ([`types`]) and the
+//! codec between them and the model: requests and messages ([`request`]),
+//! answers ([`response`]).
 
+pub mod request;
+pub mod response;
 pub mod types;
+
+pub use request::{
+    MaxTokensField, UpstreamOptions, decode_message, decode_request, encode_messages,
+    encode_request,
+};
+pub use response::{
+    ResponseMeta, decode_finish, decode_response, decode_usage, encode_answer, encode_finish,
+    encode_response, encode_usage,
+};

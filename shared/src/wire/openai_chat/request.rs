@@ -1,0 +1,556 @@
+//! OpenAI Chat requests and messages to and from the model: client requests
+//! decoded at the front door, model requests encoded for OpenAI-protocol
+//! providers, stored messages shown back in OpenAI's shape.
+//!
+//! Canonical spellings (what the encoder writes where OpenAI has two for the
+//! same thing): content that is one text block is a string, otherwise parts;
+//! one stop sequence is a string; a refusal is the message's `refusal` field.
+
+use serde_json::{Map, Value, json};
+
+use super::types::{
+    ChatMessage, ChatRequest, Content, ContentPart, FunctionCall, FunctionDef, ImageUrl, Role,
+    Stop, Tool as WireTool, ToolCall as WireToolCall,
+};
+use crate::model::{
+    self, Block, Document, Extensions, Image, MediaSource, Message, Opaque, ResponseFormat, Tool,
+    ToolCall, ToolChoice, ToolResult, ToolResultPart, WireFormat,
+};
+use crate::wire::CodecError;
+
+const FORMAT: WireFormat = WireFormat::OpenaiChat;
+
+/// Which name an OpenAI-protocol upstream takes the output cap under when
+/// the client named none (ctxgate set it from the budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensField {
+    /// `max_completion_tokens` (OpenAI itself; required by reasoning models).
+    MaxCompletionTokens,
+    /// `max_tokens` (what OpenAI-compatible servers understand).
+    MaxTokens,
+}
+
+/// How to write an upstream request.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamOptions {
+    /// Streamed: adds `stream` and asks for the usage chunk, which budgets
+    /// and storage need whether or not the client wants it.
+    pub stream: bool,
+    /// The output cap's name when the client named none.
+    pub max_tokens_field: MaxTokensField,
+}
+
+/// A client's request as a model request (the turn's new messages; ctxgate's
+/// own fields, `conversation_id`, `stream` and `stream_options`, stay with
+/// the front door).
+pub fn decode_request(req: &ChatRequest) -> model::Request {
+    let mut fields = Map::new();
+    // Which cap names the client used, so they go upstream under the same names.
+    if let Some(n) = req.max_tokens {
+        fields.insert("max_tokens".into(), json!(n));
+    }
+    if let Some(n) = req.max_completion_tokens {
+        fields.insert("max_completion_tokens".into(), json!(n));
+    }
+    let response_format = req.response_format.as_ref().and_then(|v| {
+        let format = match v["type"].as_str()? {
+            "text" => ResponseFormat::Text,
+            "json_object" => ResponseFormat::JsonObject,
+            "json_schema" => ResponseFormat::JsonSchema {
+                json_schema: v.get("json_schema").cloned().unwrap_or(Value::Null),
+            },
+            _ => return None,
+        };
+        // Anything the typed form would not write back stays as sent.
+        (encode_response_format(&format) == *v).then_some(format)
+    });
+    if let (None, Some(v)) = (&response_format, &req.response_format) {
+        fields.insert("response_format".into(), v.clone());
+    }
+    model::Request {
+        messages: req.messages.iter().map(decode_message).collect(),
+        tools: req.tools.iter().flatten().map(decode_tool).collect(),
+        tool_choice: req.tool_choice.as_ref().map(decode_tool_choice),
+        parallel_tool_calls: req.parallel_tool_calls,
+        max_output_tokens: req.max_completion_tokens.or(req.max_tokens),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: None,
+        stop: req.stop.as_ref().map(Stop::to_vec).unwrap_or_default(),
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        user: req.user.clone(),
+        response_format,
+        reasoning: None,
+        extensions: Extensions {
+            format: (!fields.is_empty()).then_some(FORMAT),
+            fields,
+        },
+    }
+}
+
+fn decode_tool(t: &WireTool) -> Tool {
+    if t.kind != "function" {
+        return Tool::Opaque(Opaque {
+            format: FORMAT,
+            value: serde_json::to_value(t).unwrap_or(Value::Null),
+        });
+    }
+    Tool::Function {
+        name: t.function.name.clone(),
+        description: t.function.description.clone(),
+        parameters: t.function.parameters.clone(),
+        strict: t.function.strict,
+        cache: None,
+    }
+}
+
+fn decode_tool_choice(v: &Value) -> ToolChoice {
+    match (
+        v.as_str(),
+        v["type"].as_str(),
+        v["function"]["name"].as_str(),
+    ) {
+        (Some("auto"), ..) => ToolChoice::Auto,
+        (Some("none"), ..) => ToolChoice::None,
+        (Some("required"), ..) => ToolChoice::Required,
+        (None, Some("function"), Some(name))
+            if v.as_object().is_some_and(|o| o.len() == 2)
+                && v["function"].as_object().is_some_and(|o| o.len() == 1) =>
+        {
+            ToolChoice::Tool { name: name.into() }
+        }
+        _ => ToolChoice::Opaque(Opaque {
+            format: FORMAT,
+            value: v.clone(),
+        }),
+    }
+}
+
+/// One OpenAI message as a model message.
+pub fn decode_message(m: &ChatMessage) -> Message {
+    let role = match m.role {
+        Role::System => model::Role::System,
+        Role::Developer => model::Role::Developer,
+        Role::User => model::Role::User,
+        Role::Assistant => model::Role::Assistant,
+        Role::Tool => model::Role::Tool,
+    };
+    let mut content = Vec::new();
+    if role == model::Role::Tool {
+        content.push(Block::ToolResult(ToolResult {
+            call_id: m.tool_call_id.clone().unwrap_or_default(),
+            content: m.content.as_ref().map(decode_result).unwrap_or_default(),
+            is_error: false,
+            cache: None,
+        }));
+    } else {
+        match &m.content {
+            None => {}
+            Some(Content::Text(t)) => content.push(Block::text(t.clone())),
+            Some(Content::Parts(parts)) => content.extend(parts.iter().map(decode_part)),
+        }
+    }
+    for c in m.tool_calls.iter().flatten() {
+        content.push(Block::ToolCall(ToolCall {
+            id: c.id.clone(),
+            name: c.function.name.clone(),
+            arguments: c.function.arguments.clone(),
+            cache: None,
+        }));
+    }
+    if let Some(r) = &m.refusal {
+        content.push(Block::Refusal { text: r.clone() });
+    }
+    Message {
+        role,
+        content,
+        name: m.name.clone(),
+    }
+}
+
+fn decode_result(c: &Content) -> Vec<ToolResultPart> {
+    match c {
+        Content::Text(t) => vec![ToolResultPart::Text {
+            text: t.clone(),
+            cache: None,
+        }],
+        Content::Parts(parts) => parts
+            .iter()
+            .map(|p| match decode_part(p) {
+                Block::Text { text, .. } => ToolResultPart::Text { text, cache: None },
+                Block::Image(i) => ToolResultPart::Image(i),
+                Block::Document(d) => ToolResultPart::Document(d),
+                _ => ToolResultPart::Opaque(opaque_part(p)),
+            })
+            .collect(),
+    }
+}
+
+fn opaque_part(p: &ContentPart) -> Opaque {
+    Opaque {
+        format: FORMAT,
+        value: serde_json::to_value(p).unwrap_or(Value::Null),
+    }
+}
+
+fn decode_part(p: &ContentPart) -> Block {
+    match p {
+        ContentPart::Text { text } => Block::text(text.clone()),
+        ContentPart::Refusal { refusal } => Block::Refusal {
+            text: refusal.clone(),
+        },
+        ContentPart::ImageUrl { image_url } => Block::Image(Image {
+            source: media_from_url(&image_url.url),
+            detail: image_url.detail.clone(),
+            cache: None,
+        }),
+        ContentPart::InputAudio { input_audio } => {
+            match (input_audio["data"].as_str(), input_audio["format"].as_str()) {
+                (Some(data), Some(format)) if input_audio.as_object().map(Map::len) == Some(2) => {
+                    Block::Audio {
+                        data: data.into(),
+                        format: format.into(),
+                    }
+                }
+                _ => Block::Opaque(opaque_part(p)),
+            }
+        }
+        ContentPart::File { file } => match decode_file(file) {
+            Some(d) => Block::Document(d),
+            None => Block::Opaque(opaque_part(p)),
+        },
+    }
+}
+
+/// An OpenAI `file` object as a document, when it is one of the two shapes
+/// the model holds (a file id, or inline data with an optional file name).
+fn decode_file(file: &Value) -> Option<Document> {
+    let o = file.as_object()?;
+    let filename = o.get("filename").map(|v| v.as_str().map(str::to_owned));
+    let source = match (o.get("file_id"), o.get("file_data")) {
+        (Some(Value::String(id)), None) => MediaSource::File {
+            file_id: id.clone(),
+        },
+        (None, Some(Value::String(data))) => match parse_data_url(data) {
+            Some((media_type, data)) => MediaSource::Base64 {
+                media_type: media_type.into(),
+                data: data.into(),
+            },
+            None => MediaSource::Base64 {
+                media_type: String::new(),
+                data: data.clone(),
+            },
+        },
+        _ => return None,
+    };
+    let known = 1 + usize::from(filename.is_some());
+    if o.len() != known || filename == Some(None) {
+        return None;
+    }
+    Some(Document {
+        source,
+        filename: filename.flatten(),
+        title: None,
+        context: None,
+        citations: None,
+        cache: None,
+    })
+}
+
+/// `data:<type>;base64,<data>` split in two.
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
+}
+
+fn media_from_url(url: &str) -> MediaSource {
+    match parse_data_url(url) {
+        Some((media_type, data)) => MediaSource::Base64 {
+            media_type: media_type.into(),
+            data: data.into(),
+        },
+        None => MediaSource::Url { url: url.into() },
+    }
+}
+
+fn media_to_url(source: &MediaSource) -> Option<String> {
+    match source {
+        MediaSource::Url { url } => Some(url.clone()),
+        MediaSource::Base64 { media_type, data } => {
+            Some(format!("data:{media_type};base64,{data}"))
+        }
+        MediaSource::Text { .. } | MediaSource::File { .. } => None,
+    }
+}
+
+/// Model messages as OpenAI messages. Tool results become `tool` messages
+/// (one per result, before the rest of the message they came in); reasoning
+/// has no place in OpenAI Chat and is left out, as are blocks kept opaque
+/// for another format.
+pub fn encode_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, CodecError> {
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        encode_message_into(m, i, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn encode_message_into(
+    m: &Message,
+    i: usize,
+    out: &mut Vec<ChatMessage>,
+) -> Result<(), CodecError> {
+    let role = match m.role {
+        model::Role::System => Role::System,
+        model::Role::Developer => Role::Developer,
+        model::Role::User => Role::User,
+        model::Role::Assistant => Role::Assistant,
+        model::Role::Tool => Role::Tool,
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    let mut refusal: Option<String> = None;
+    let mut rest = false;
+    for (j, b) in m.content.iter().enumerate() {
+        let param = || format!("messages[{i}].content[{j}]");
+        match b {
+            Block::ToolResult(r) => {
+                out.push(ChatMessage {
+                    role: Role::Tool,
+                    content: Some(encode_result(r, &param())?),
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: Some(r.call_id.clone()),
+                    refusal: None,
+                });
+            }
+            Block::ToolCall(c) => calls.push(WireToolCall {
+                id: c.id.clone(),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                },
+            }),
+            Block::Refusal { text } => refusal.get_or_insert_with(String::new).push_str(text),
+            Block::Reasoning { .. } => {}
+            Block::Opaque(o) if o.format != FORMAT => {}
+            b => {
+                rest = true;
+                parts.push(encode_part(b, &param())?);
+            }
+        }
+    }
+    let tool_only = m.role == model::Role::Tool || (!rest && calls.is_empty() && refusal.is_none());
+    if tool_only && m.content.iter().any(|b| matches!(b, Block::ToolResult(_))) {
+        return Ok(());
+    }
+    let content = match parts.len() {
+        0 if m.content.is_empty() && m.role != model::Role::Assistant => {
+            Some(Content::Text(String::new()))
+        }
+        0 => None,
+        1 if matches!(&parts[0], ContentPart::Text { .. }) => match parts.pop() {
+            Some(ContentPart::Text { text }) => Some(Content::Text(text)),
+            _ => None,
+        },
+        _ => Some(Content::Parts(parts)),
+    };
+    out.push(ChatMessage {
+        role,
+        content,
+        name: m.name.clone(),
+        tool_calls: (!calls.is_empty()).then_some(calls),
+        tool_call_id: None,
+        refusal,
+    });
+    Ok(())
+}
+
+fn unsupported(param: &str) -> CodecError {
+    CodecError::new(param, "this content is not supported by OpenAI models")
+}
+
+fn encode_part(b: &Block, param: &str) -> Result<ContentPart, CodecError> {
+    Ok(match b {
+        Block::Text { text, .. } => ContentPart::Text { text: text.clone() },
+        Block::Image(i) => ContentPart::ImageUrl {
+            image_url: ImageUrl {
+                url: media_to_url(&i.source).ok_or_else(|| unsupported(param))?,
+                detail: i.detail.clone(),
+            },
+        },
+        Block::Audio { data, format } => ContentPart::InputAudio {
+            input_audio: json!({"data": data, "format": format}),
+        },
+        Block::Document(d) => ContentPart::File {
+            file: encode_file(d).ok_or_else(|| unsupported(param))?,
+        },
+        Block::Opaque(o) => {
+            serde_json::from_value(o.value.clone()).map_err(|_| unsupported(param))?
+        }
+        _ => return Err(unsupported(param)),
+    })
+}
+
+fn encode_file(d: &Document) -> Option<Value> {
+    let mut file = Map::new();
+    match &d.source {
+        MediaSource::File { file_id } => {
+            file.insert("file_id".into(), json!(file_id));
+        }
+        MediaSource::Base64 { media_type, data } if media_type.is_empty() => {
+            file.insert("file_data".into(), json!(data));
+        }
+        MediaSource::Base64 { media_type, data } => {
+            file.insert(
+                "file_data".into(),
+                json!(format!("data:{media_type};base64,{data}")),
+            );
+        }
+        MediaSource::Url { .. } | MediaSource::Text { .. } => return None,
+    }
+    if let Some(name) = &d.filename {
+        file.insert("filename".into(), json!(name));
+    }
+    Some(Value::Object(file))
+}
+
+fn encode_result(r: &ToolResult, param: &str) -> Result<Content, CodecError> {
+    if let [ToolResultPart::Text { text, .. }] = r.content.as_slice() {
+        return Ok(Content::Text(text.clone()));
+    }
+    let parts = r
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            ToolResultPart::Text { text, .. } => Some(Ok(ContentPart::Text { text: text.clone() })),
+            ToolResultPart::Image(i) => Some(encode_part(&Block::Image(i.clone()), param)),
+            ToolResultPart::Document(d) => Some(encode_part(&Block::Document(d.clone()), param)),
+            ToolResultPart::Opaque(o) if o.format == FORMAT => {
+                Some(encode_part(&Block::Opaque(o.clone()), param))
+            }
+            ToolResultPart::Opaque(_) => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match parts.is_empty() {
+        true => Content::Text(String::new()),
+        false => Content::Parts(parts),
+    })
+}
+
+fn encode_response_format(f: &ResponseFormat) -> Value {
+    match f {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema { json_schema } => {
+            json!({"type": "json_schema", "json_schema": json_schema})
+        }
+    }
+}
+
+fn encode_tool(t: &Tool) -> Option<Value> {
+    match t {
+        Tool::Function {
+            name,
+            description,
+            parameters,
+            strict,
+            ..
+        } => serde_json::to_value(WireTool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: name.clone(),
+                description: description.clone(),
+                parameters: parameters.clone(),
+                strict: *strict,
+            },
+        })
+        .ok(),
+        Tool::Opaque(o) => (o.format == FORMAT).then(|| o.value.clone()),
+    }
+}
+
+fn encode_tool_choice(c: &ToolChoice) -> Option<Value> {
+    Some(match c {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+        ToolChoice::Opaque(o) => return (o.format == FORMAT).then(|| o.value.clone()),
+    })
+}
+
+/// The body for an OpenAI-protocol upstream.
+pub fn encode_request(
+    req: &model::Request,
+    model: &str,
+    opts: &UpstreamOptions,
+) -> Result<Value, CodecError> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    let messages = encode_messages(&req.messages)?;
+    body.insert(
+        "messages".into(),
+        serde_json::to_value(messages).map_err(|_| CodecError::new("messages", "unencodable"))?,
+    );
+    let ext = req.extensions.for_format(FORMAT);
+    let mut opt = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            body.insert(k.into(), v);
+        }
+    };
+    opt("temperature", req.temperature.map(Value::from));
+    opt("top_p", req.top_p.map(Value::from));
+    if let Some(n) = req.max_output_tokens {
+        let named = |k: &str| ext.is_some_and(|f| f.contains_key(k));
+        let (legacy, current) = match (named("max_tokens"), named("max_completion_tokens")) {
+            (false, false) => match opts.max_tokens_field {
+                MaxTokensField::MaxTokens => (true, false),
+                MaxTokensField::MaxCompletionTokens => (false, true),
+            },
+            named => named,
+        };
+        if legacy {
+            opt("max_tokens", Some(json!(n)));
+        }
+        if current {
+            opt("max_completion_tokens", Some(json!(n)));
+        }
+    }
+    opt(
+        "stop",
+        match req.stop.as_slice() {
+            [] => None,
+            [one] => Some(json!(one)),
+            many => Some(json!(many)),
+        },
+    );
+    opt("user", req.user.clone().map(Value::from));
+    opt(
+        "response_format",
+        req.response_format
+            .as_ref()
+            .map(encode_response_format)
+            .or_else(|| ext.and_then(|f| f.get("response_format").cloned())),
+    );
+    let tools: Vec<Value> = req.tools.iter().filter_map(encode_tool).collect();
+    opt("tools", (!tools.is_empty()).then_some(Value::Array(tools)));
+    opt(
+        "tool_choice",
+        req.tool_choice.as_ref().and_then(encode_tool_choice),
+    );
+    opt(
+        "parallel_tool_calls",
+        req.parallel_tool_calls.map(Value::from),
+    );
+    opt("seed", req.seed.map(Value::from));
+    opt("presence_penalty", req.presence_penalty.map(Value::from));
+    opt("frequency_penalty", req.frequency_penalty.map(Value::from));
+    if opts.stream {
+        opt("stream", Some(json!(true)));
+        opt("stream_options", Some(json!({"include_usage": true})));
+    }
+    Ok(Value::Object(body))
+}
