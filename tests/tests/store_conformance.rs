@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use ctxgate::auth::{hash_key, mint_key};
 use ctxgate::store::{
-    ConversationMeta, IdempotencyClaim, IdempotencyDone, IdempotencyRequest, ListPosition,
-    MAX_ITEM_BYTES, Order, Store, StoreError, StoredMessage, StoredResponse, TurnWrite, UsageRow,
-    WindowLimit,
+    ConversationMeta, ConversationStore, IdempotencyClaim, IdempotencyDone, IdempotencyRequest,
+    ListPosition, MAX_ITEM_BYTES, Order, Store, StoreError, StoredMessage, StoredResponse,
+    TurnWrite, UsageRow, WindowLimit,
 };
 use ctxgate::wire::{ChatMessage, Role};
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::window::{NewestFirst, WindowFn, WindowLimit};
-use super::{DELETED, StoreError, TOMBSTONE_KEEP_SECS, UsageRow, IdempotencyDone};
+use super::{DELETED, IdempotencyDone, StoreError, TOMBSTONE_KEEP_SECS, UsageRow};
 use crate::wire::{ChatMessage, FinishReason, Usage};
 
 /// A conversation's header item: version, counters, system prompt, title,

@@ -22,8 +22,8 @@ mod size;
 pub mod window;
 
 pub use conversations::{
-    Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition,
-    MessagePage, Order, StoredMessage, Summary, TurnInfo, TurnWrite, listing_key,
+    Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessagePage,
+    Order, StoredMessage, Summary, TurnInfo, TurnWrite, listing_key,
 };
 pub use counters::{CounterKey, CounterStore, UsageRow, conversation_count_key};
 pub use idempotency::{
