@@ -294,7 +294,8 @@ pub trait ConversationStore: Send + Sync {
     /// exceeds the token budget; returns them oldest first. One round trip on
     /// DynamoDB for any conversation that fits a page. A missing or expired
     /// conversation comes back with no messages (and its stored header, so a
-    /// new turn can take its place).
+    /// new turn can take its place). Backends provide [`Self::newest_first`]
+    /// and leave this to the one walk, [`window::walk`](super::window::walk).
     async fn load_window(
         &self,
         tenant: &str,
