@@ -25,8 +25,7 @@ use crate::store::{
 use crate::tokens;
 use crate::wire::{ChatMessage, Role};
 
-/// How many times a write is re-read and re-tried after losing a race.
-pub const MAX_WRITE_ATTEMPTS: u32 = 8;
+pub use crate::store::MAX_WRITE_ATTEMPTS;
 
 /// The text put before a summary in the prompt.
 pub const SUMMARY_PREFIX: &str = "Summary of the earlier part of this conversation:\n";

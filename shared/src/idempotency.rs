@@ -10,7 +10,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::ApiError;
-use crate::store::{IdempotencyClaim, IdempotencyRequest, Store, StoredResponse};
+use crate::store::{
+    ConversationStore, IdempotencyClaim, IdempotencyRequest, IdempotencyStore, StoredResponse,
+};
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -76,7 +78,7 @@ pub fn fingerprint(route: &str, headers: &HeaderMap, meaningful: &[&str], body: 
 /// Claims `key` for a request, or answers from what an earlier one left.
 /// `lease_secs` bounds how long a claim blocks repeats if its holder dies.
 pub async fn begin(
-    store: &dyn Store,
+    store: &dyn IdempotencyStore,
     tenant: &str,
     key: String,
     fingerprint: &str,
@@ -141,7 +143,7 @@ pub fn keep(
 /// or expired and started over): a 409, so the client knows the answer it
 /// asks for no longer exists rather than getting it back from deleted data.
 pub async fn check_replay(
-    store: &dyn Store,
+    store: &dyn ConversationStore,
     tenant: &str,
     stored: &StoredResponse,
     now: i64,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::auth::Principal;
 use crate::config::{Config, Price, Quotas};
-use crate::store::{CounterKey, Store, StoreError};
+use crate::store::{CounterKey, CounterStore, Store, StoreError};
 use crate::usage;
 
 /// A refused request.
@@ -45,7 +45,7 @@ pub enum LimitError {
 
 /// Counts one request against the principal's per-minute limit.
 pub async fn check_rate(
-    store: &dyn Store,
+    store: &dyn CounterStore,
     principal: &Principal,
     config: &Config,
     now: i64,
@@ -83,7 +83,7 @@ fn budget_key(tenant: &str, day: &str, what: &str) -> CounterKey {
 
 /// A budget reservation awaiting settlement.
 pub struct Reservation {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CounterStore>,
     tokens: Option<(CounterKey, i64)>,
     cost: Option<(CounterKey, i64)>,
     settled: bool,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::limits::Reservation;
 use crate::provider::ProviderError;
-use crate::store::{Store, UsageRow};
+use crate::store::{CounterStore, UsageRow};
 use crate::usage;
 use crate::wire::Usage;
 
@@ -32,7 +32,7 @@ enum Stage {
 
 /// One provider call's metering; see the module docs.
 pub struct Meter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CounterStore>,
     config: Arc<Config>,
     tenant: String,
     model: String,
@@ -46,7 +46,7 @@ impl Meter {
     /// A meter for a call of `model` whose worst case is `worst` (prompt
     /// estimate plus the output reserved), holding its budget `reservation`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn CounterStore>,
         config: Arc<Config>,
         tenant: &str,
         model: &str,
@@ -133,7 +133,7 @@ fn may_have_run(error: &ProviderError) -> bool {
     )
 }
 
-async fn add(store: &dyn Store, tenant: &str, row: &UsageRow) {
+async fn add(store: &dyn CounterStore, tenant: &str, row: &UsageRow) {
     if row.total_tokens > 0
         && let Err(e) = store.add_usage(tenant, row).await
     {

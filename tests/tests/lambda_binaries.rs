@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use ctxgate::store::Store;
 use ctxgate::store::dynamo::DynamoStore;
+use ctxgate::store::{ConversationStore, KeyStore};
 use ctxgate_tests::runtime_api::{RuntimeApi, RuntimeEvent};
 use ctxgate_tests::template::Template;
 use ctxgate_tests::{MockUpstream, aws_config, aws_endpoint, unique};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use ctxgate::auth::{hash_key, mint_key};
 use ctxgate::store::{
-    ConversationMeta, IdempotencyClaim, IdempotencyDone, IdempotencyRequest, ListPosition,
-    MAX_ITEM_BYTES, Order, Store, StoreError, StoredMessage, StoredResponse, TurnWrite, UsageRow,
-    WindowLimit,
+    ConversationMeta, ConversationStore, IdempotencyClaim, IdempotencyDone, IdempotencyRequest,
+    ListPosition, MAX_ITEM_BYTES, Order, PART_BYTES, Store, StoreError, StoredMessage,
+    StoredResponse, TurnWrite, UsageRow, WindowLimit,
 };
 use ctxgate::wire::{ChatMessage, Role};
 
@@ -448,6 +448,70 @@ async fn windowed_reads(store: Arc<dyn Store>) {
     assert!(c.complete);
 }
 
+/// Issue 13, point 6: the window walk over more messages than one page of
+/// either backend (DynamoDB: 100 items a Query; embedded: 32 rows a read).
+async fn windows_across_pages(store: Arc<dyn Store>) {
+    fill(&*store, "t1", "long", 130, 100).await;
+    let seqs =
+        |c: &ctxgate::store::Conversation| c.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let all = store.load_conversation("t1", "long", 200).await.unwrap();
+    assert_eq!(seqs(&all), (0..260).collect::<Vec<_>>());
+    assert!(all.complete);
+    // 14 tokens a message: a budget one token short of 150 messages stops
+    // at the 150th, pages into the read.
+    let c = store
+        .load_window("t1", "long", 200, &|m| WindowLimit {
+            from_seq: m.first_seq,
+            tokens: 150 * 14 - 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&c), (110..260).collect::<Vec<_>>());
+    assert!(!c.complete);
+    let c = store
+        .load_window("t1", "long", 200, &|_| WindowLimit {
+            from_seq: 5,
+            tokens: u64::MAX,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&c), (5..260).collect::<Vec<_>>());
+    assert!(c.complete);
+}
+
+/// Issue 13, point 6: a message split into parts reads whole in a window,
+/// also when its parts straddle two pages of the descending read.
+async fn split_messages_in_windows(store: Arc<dyn Store>) {
+    let big = "y".repeat(2 * PART_BYTES + 10);
+    let t = turn(
+        &ConversationMeta::default(),
+        &[big.as_str(), "a"],
+        100,
+        None,
+    );
+    store.append_turn("t1", "split", &t).await.unwrap();
+    // On DynamoDB the first page (100 items) then holds the head, the 96
+    // newer messages, "a" and two of the big message's three parts.
+    let meta = fill(&*store, "t1", "split", 48, 100).await;
+    assert_eq!(meta.next_seq, 98);
+    let c = store.load_conversation("t1", "split", 200).await.unwrap();
+    assert_eq!(c.messages.len(), 98);
+    assert_eq!(texts(&c)[..2], [big.clone(), "a".to_owned()]);
+    assert!(c.complete);
+    // A budget used up by the big message (96 x 14 + 5 + 5 tokens) still
+    // returns it whole, and says the read stopped there.
+    let c = store
+        .load_window("t1", "split", 200, &|m| WindowLimit {
+            from_seq: m.first_seq,
+            tokens: 96 * 14 + 5 + 4,
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.messages.len(), 98);
+    assert_eq!(texts(&c)[0], big);
+    assert!(!c.complete);
+}
+
 async fn message_pages(store: Arc<dyn Store>) {
     fill(&*store, "t1", "p", 5, 100).await;
     let page = |order, after, limit| {
@@ -723,6 +787,8 @@ conformance!(
     usage_rows,
     key_by_id,
     windowed_reads,
+    windows_across_pages,
+    split_messages_in_windows,
     message_pages,
     listing,
     deletion,

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ctxgate::context::{self, Answer, ContextError, TurnExtras, WindowSettings};
 use ctxgate::provider::Completion;
 use ctxgate::store::{
-    ConversationMeta, CounterKey, IdempotencyClaim, IdempotencyDone, IdempotencyRequest, Order,
-    Store, StoreError, StoredMessage, StoredResponse, TurnWrite,
+    ConversationMeta, ConversationStore, CounterKey, CounterStore, IdempotencyClaim,
+    IdempotencyDone, IdempotencyRequest, IdempotencyStore, Order, Store, StoreError, StoredMessage,
+    StoredResponse, TurnWrite,
 };
 use ctxgate::wire::{ChatMessage, FinishReason, Role, Usage};
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{AuthError, DEFAULT_SCOPES, KNOWN_SCOPES, Principal};
 use crate::ids;
-use crate::store::{ApiKeyRecord, Store, StoreError};
+use crate::store::{ApiKeyRecord, KeyStore, StoreError};
 
 /// Prefix of every secret key (lets secret scanners recognise them).
 pub const KEY_PREFIX: &str = "cgk_";
@@ -129,14 +129,14 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Resolves API keys against the store, with a short in-process cache.
 pub struct KeyAuth {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
 }
 
 impl KeyAuth {
     /// A resolver caching lookups for `ttl`.
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, ttl: Duration) -> Self {
         Self {
             store,
             ttl,

@@ -9,7 +9,7 @@ pub mod keys;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{KeyStore, StoreError};
 
 pub use keys::{KEY_PREFIX, KeyAuth, KeySpec, NewKey, hash_key, mint, mint_key};
 
@@ -126,7 +126,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Builds the authenticator for a config; `client` fetches JWKS.
-    pub fn new(store: Arc<dyn Store>, config: &Config, client: reqwest::Client) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, config: &Config, client: reqwest::Client) -> Self {
         Self {
             keys: KeyAuth::new(store, config.key_cache_ttl),
             jwt: config.jwt.clone().map(|c| jwt::JwtVerifier::new(c, client)),

@@ -25,7 +25,8 @@
 //! `GSI1SK = {updated:012}#{id}`: the `by_updated` index lists a tenant's
 //! conversations newest-updated first without touching their messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -37,11 +38,12 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 
+use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
-    IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MAX_ITEM_BYTES,
-    MessagePage, Order, Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn,
-    check_turn_size, conversation_count_key, listing_key,
+    ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
+    IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
+    KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, MessagePage, Order, StoreError,
+    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -698,92 +700,103 @@ impl DynamoStore {
     }
 }
 
+/// The descending read of one conversation: one Query over `META` then
+/// `M#...`, [`WINDOW_PAGE`] items a page, the next page fetched only when
+/// the walk asks past the last one.
+struct Descending<'a> {
+    store: &'a DynamoStore,
+    pk: String,
+    /// Items of the current page not handed out yet.
+    items: VecDeque<Item>,
+    /// Where the next page starts (the last page's `LastEvaluatedKey`).
+    start: Option<Item>,
+    /// Whether no page follows.
+    done: bool,
+    parts: Assembler,
+}
+
+impl Descending<'_> {
+    /// The next item, reading the next page when this one is used up.
+    async fn next_item(&mut self) -> Result<Option<Item>, StoreError> {
+        while self.items.is_empty() {
+            if self.done {
+                return Ok(None);
+            }
+            let page = self
+                .store
+                .client
+                .query()
+                .table_name(&self.store.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(&self.pk))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(WINDOW_PAGE)
+                .set_exclusive_start_key(self.start.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            self.start = page.last_evaluated_key;
+            self.done = self.start.is_none();
+            self.items = page.items.unwrap_or_default().into();
+        }
+        Ok(self.items.pop_front())
+    }
+}
+
 #[async_trait]
-impl Store for DynamoStore {
-    async fn load_window(
-        &self,
-        tenant: &str,
-        id: &str,
-        now: i64,
-        limit: &WindowFn<'_>,
-    ) -> Result<Conversation, StoreError> {
-        let pk = conv_pk(tenant, id);
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", s(&pk))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(WINDOW_PAGE)
-            .into_paginator()
-            .items()
-            .send();
+impl NewestFirst for Descending<'_> {
+    async fn header(&mut self) -> Result<Option<ConversationMeta>, StoreError> {
         // The head sorts last, so it comes first. No head but messages: TTL
         // removed the head and the sweeper has not purged its messages yet;
         // a new life starts above them so that nothing of the old one shows.
-        let meta = match items.next().await {
-            Some(item) => {
-                let item = item.map_err(sdk_err)?;
-                if get_s(&item, "SK")? != "META" {
-                    let above: u64 = get_n::<u64>(&item, "seq")? + 1;
-                    return Ok(Conversation {
-                        meta: ConversationMeta {
-                            first_seq: above,
-                            next_seq: above,
-                            ..ConversationMeta::default()
-                        },
-                        messages: Vec::new(),
-                        complete: true,
-                    });
-                }
-                parse_meta(&item)?
-            }
-            None => {
-                return Ok(Conversation {
-                    complete: true,
-                    ..Conversation::default()
-                });
-            }
+        let Some(item) = self.next_item().await? else {
+            return Ok(None);
         };
-        if !meta.is_live(now) {
-            return Ok(Conversation {
-                meta,
-                messages: Vec::new(),
-                complete: true,
-            });
+        if get_s(&item, "SK")? != "META" {
+            let above: u64 = get_n::<u64>(&item, "seq")? + 1;
+            return Ok(Some(ConversationMeta {
+                first_seq: above,
+                next_seq: above,
+                ..ConversationMeta::default()
+            }));
         }
-        let window = limit(&meta);
-        let from = window.from_seq.max(meta.first_seq);
-        let mut newest_first = Vec::new();
-        let mut used = 0u64;
-        let mut complete = true;
-        let mut parts = Assembler::default();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(sdk_err)?;
+        parse_meta(&item).map(Some)
+    }
+
+    async fn next_message(
+        &mut self,
+        slots: Range<u64>,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        while let Some(item) = self.next_item().await? {
             let seq: u64 = get_n(&item, "seq")?;
-            if seq >= meta.next_seq {
+            if seq >= slots.end {
                 continue;
             }
-            if seq < from {
-                break;
+            if seq < slots.start {
+                // Older slots only from here on: read no further.
+                self.items.clear();
+                self.done = true;
+                return Ok(None);
             }
-            let Some(m) = parts.push(&item)? else {
-                continue;
-            };
-            used = used.saturating_add(m.window_tokens());
-            newest_first.push(m);
-            if used > window.tokens {
-                complete = false;
-                break;
+            if let Some(m) = self.parts.push(&item)? {
+                return Ok(Some(m));
             }
         }
-        newest_first.reverse();
-        Ok(Conversation {
-            meta,
-            messages: newest_first,
-            complete,
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl ConversationStore for DynamoStore {
+    fn newest_first<'a>(&'a self, tenant: &'a str, id: &'a str) -> Box<dyn NewestFirst + 'a> {
+        Box::new(Descending {
+            store: self,
+            pk: conv_pk(tenant, id),
+            items: VecDeque::new(),
+            start: None,
+            done: false,
+            parts: Assembler::default(),
         })
     }
 
@@ -996,7 +1009,7 @@ impl Store for DynamoStore {
         //    a new life above the slots being removed. It stays until TTL
         //    removes it, well after any turn that could have read the old life.
         let mut to = None;
-        for _ in 0..crate::context::MAX_WRITE_ATTEMPTS {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.conversation_meta(tenant, id).await?;
             let Some(old) = current
                 .clone()
@@ -1044,7 +1057,10 @@ impl Store for DynamoStore {
         let keys = self.message_keys(&conv_pk(tenant, id), from, to).await?;
         self.delete_keys(keys).await
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
     async fn idempotency_claim(
         &self,
         tenant: &str,
@@ -1141,7 +1157,10 @@ impl Store for DynamoStore {
             _ => Ok(()),
         }
     }
+}
 
+#[async_trait]
+impl KeyStore for DynamoStore {
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let items = vec![
             self.put(
@@ -1214,7 +1233,10 @@ impl Store for DynamoStore {
         let item = self.get("KEYS", key_id).await?;
         item.as_ref().map(parse_key).transpose()
     }
+}
 
+#[async_trait]
+impl CounterStore for DynamoStore {
     async fn counter_add(
         &self,
         key: &CounterKey,

@@ -9,6 +9,8 @@
 //! records and conversations (tombstones included) may go, and every
 //! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, Conversation, ConversationMeta, ConversationPage, CounterKey, IdempotencyClaim,
-    IdempotencyDone, IdempotencyRecord, IdempotencyRequest, ListPosition, MessagePage, Order,
-    Store, StoreError, StoredMessage, TurnWrite, UsageRow, WindowFn, check_turn_size,
-    conversation_count_key, listing_key,
+    ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
+    IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
+    KeyStore, ListPosition, MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow,
+    check_turn_size, conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -43,6 +46,9 @@ const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("counter_expiry");
 /// A counter's expiry, to move its index entry when it changes.
 const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
+
+/// Messages one range read of a windowed read takes.
+const WINDOW_PAGE: usize = 32;
 
 /// Writes between two opportunistic sweeps.
 pub const SWEEP_EVERY: u64 = 256;
@@ -157,67 +163,79 @@ fn read_meta(
     }
 }
 
+/// The descending read of one conversation: the header, then messages in
+/// range reads of [`WINDOW_PAGE`] rows, the next read only when the walk asks
+/// past the last one.
+struct Descending<'a> {
+    store: &'a EmbeddedStore,
+    key: String,
+    /// Documents of the current page, newest first, not handed out yet.
+    rows: VecDeque<Vec<u8>>,
+    /// The slot the last page ended at (the next one reads below it).
+    below: Option<u64>,
+    /// Whether no page follows.
+    done: bool,
+}
+
 #[async_trait]
-impl Store for EmbeddedStore {
-    async fn load_window(
-        &self,
-        tenant: &str,
-        id: &str,
-        now: i64,
-        limit: &WindowFn<'_>,
-    ) -> Result<Conversation, StoreError> {
-        let key = conv_key(tenant, id);
-        let meta = self
-            .blocking({
-                let key = key.clone();
-                move |db| {
-                    let tx = db.begin_read().map_err(backend)?;
-                    read_meta(&tx.open_table(META).map_err(backend)?, &key)
-                }
-            })
-            .await?
-            .unwrap_or_default();
-        if !meta.is_live(now) {
-            return Ok(Conversation {
-                meta,
-                messages: Vec::new(),
-                complete: true,
-            });
-        }
-        let window = limit(&meta);
-        let (from, to) = (window.from_seq.max(meta.first_seq), meta.next_seq);
-        let (messages, complete) = self
+impl NewestFirst for Descending<'_> {
+    async fn header(&mut self) -> Result<Option<ConversationMeta>, StoreError> {
+        let key = self.key.clone();
+        self.store
             .blocking(move |db| {
                 let tx = db.begin_read().map_err(backend)?;
-                let table = tx.open_table(MESSAGES).map_err(backend)?;
-                let mut newest_first = Vec::new();
-                let mut used = 0u64;
-                let mut complete = true;
-                if from < to {
-                    for row in table
-                        .range((key.as_str(), from)..(key.as_str(), to))
+                read_meta(&tx.open_table(META).map_err(backend)?, &key)
+            })
+            .await
+    }
+
+    async fn next_message(
+        &mut self,
+        slots: Range<u64>,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        while self.rows.is_empty() {
+            let hi = self.below.map_or(slots.end, |b| b.min(slots.end));
+            if self.done || slots.start >= hi {
+                return Ok(None);
+            }
+            let (key, lo) = (self.key.clone(), slots.start);
+            let page: Vec<(u64, Vec<u8>)> = self
+                .store
+                .blocking(move |db| {
+                    let tx = db.begin_read().map_err(backend)?;
+                    let table = tx.open_table(MESSAGES).map_err(backend)?;
+                    table
+                        .range((key.as_str(), lo)..(key.as_str(), hi))
                         .map_err(backend)?
                         .rev()
-                    {
-                        let (_, v) = row.map_err(backend)?;
-                        let m: StoredMessage =
-                            serde_json::from_slice(v.value()).map_err(backend)?;
-                        used = used.saturating_add(m.window_tokens());
-                        newest_first.push(m);
-                        if used > window.tokens {
-                            complete = false;
-                            break;
-                        }
-                    }
-                }
-                newest_first.reverse();
-                Ok((newest_first, complete))
-            })
-            .await?;
-        Ok(Conversation {
-            meta,
-            messages,
-            complete,
+                        .take(WINDOW_PAGE)
+                        .map(|row| {
+                            let (k, v) = row.map_err(backend)?;
+                            Ok((k.value().1, v.value().to_vec()))
+                        })
+                        .collect()
+                })
+                .await?;
+            self.done = page.len() < WINDOW_PAGE;
+            self.below = page.last().map(|(seq, _)| *seq);
+            self.rows = page.into_iter().map(|(_, doc)| doc).collect();
+        }
+        match self.rows.pop_front() {
+            Some(doc) => serde_json::from_slice(&doc).map(Some).map_err(backend),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationStore for EmbeddedStore {
+    fn newest_first<'a>(&'a self, tenant: &'a str, id: &'a str) -> Box<dyn NewestFirst + 'a> {
+        Box::new(Descending {
+            store: self,
+            key: conv_key(tenant, id),
+            rows: VecDeque::new(),
+            below: None,
+            done: false,
         })
     }
 
@@ -468,7 +486,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for EmbeddedStore {
     async fn idempotency_claim(
         &self,
         tenant: &str,
@@ -564,7 +585,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl KeyStore for EmbeddedStore {
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
         self.blocking(move |db| {
@@ -683,7 +707,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl CounterStore for EmbeddedStore {
     async fn counter_add(
         &self,
         key: &CounterKey,

@@ -1,0 +1,75 @@
+//! Atomic counters and usage rows.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// The address of an atomic counter (rate windows, daily budgets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// Partition, always prefixed by tenant or key id.
+    pub pk: String,
+    /// Window within the partition.
+    pub sk: String,
+}
+
+/// A tenant's usage for one day and model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// `provider/model`.
+    pub model: String,
+    /// Completed requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Prompt + completion.
+    pub total_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_tokens: u64,
+    /// Completion tokens spent reasoning.
+    pub reasoning_tokens: u64,
+    /// Estimated cost in millionths of a USD.
+    pub cost_micro_usd: u64,
+    /// Version of the price table the latest request was costed with.
+    pub price_version: String,
+    /// Requests whose tokens are the gateway's estimate: the provider reported
+    /// no usage, or the call was cut off before it could.
+    #[serde(default)]
+    pub estimated_requests: u64,
+}
+
+/// The counter of a tenant's stored conversations (headers that are not tombstones).
+pub fn conversation_count_key(tenant: &str) -> CounterKey {
+    CounterKey {
+        pk: format!("T#{tenant}#N"),
+        sk: "CONVERSATIONS".into(),
+    }
+}
+
+/// Atomic counters (rate windows, budgets, conversation counts) and usage rows.
+#[async_trait]
+pub trait CounterStore: Send + Sync {
+    /// Adds `delta` to a counter, atomically, only if the result stays at or
+    /// under `limit`; returns `false` (changing nothing) when it would not.
+    async fn counter_add(
+        &self,
+        key: &CounterKey,
+        delta: i64,
+        limit: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Reads a counter (0 when absent).
+    async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError>;
+
+    /// Adds a request's usage to its tenant/day/model row.
+    async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError>;
+
+    /// A tenant's usage rows for days `from..=to` (`YYYY-MM-DD`), by day then model.
+    async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError>;
+}
