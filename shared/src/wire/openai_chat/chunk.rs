@@ -335,3 +335,177 @@ struct FunctionOut<'a> {
     name: Option<&'a str>,
     arguments: &'a str,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn encoder(include_usage: bool) -> ChunkEncoder {
+        ChunkEncoder::new(ChunkMeta {
+            id: "chatcmpl-1".into(),
+            created: 1,
+            model: "p/m".into(),
+            include_usage,
+        })
+    }
+
+    fn json_of(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .map(|b| {
+                let s = std::str::from_utf8(b).unwrap();
+                let s = s
+                    .strip_prefix("data: ")
+                    .unwrap()
+                    .strip_suffix("\n\n")
+                    .unwrap();
+                serde_json::from_str(s).unwrap()
+            })
+            .collect()
+    }
+
+    fn start(index: u32, block: BlockStart) -> Event {
+        Event::BlockStart { index, block }
+    }
+
+    fn delta(index: u32, delta: BlockDelta) -> Event {
+        Event::BlockDelta { index, delta }
+    }
+
+    // Issue 13, point 2: tool calls carry their position among tool calls,
+    // not their block index, as OpenAI's `index`.
+    #[test]
+    fn tool_calls_are_numbered_among_tool_calls() {
+        let mut e = encoder(false);
+        let mut out = Vec::new();
+        for ev in [
+            start(0, BlockStart::Text),
+            delta(0, BlockDelta::Text("hi".into())),
+            start(
+                1,
+                BlockStart::ToolCall {
+                    id: "a".into(),
+                    name: "f".into(),
+                },
+            ),
+            delta(1, BlockDelta::Arguments("{}".into())),
+            start(
+                2,
+                BlockStart::ToolCall {
+                    id: "b".into(),
+                    name: "g".into(),
+                },
+            ),
+            delta(1, BlockDelta::Arguments(String::new())),
+        ] {
+            e.push(&ev, &mut out);
+        }
+        let calls: Vec<Value> = json_of(&out)
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("tool_calls").cloned())
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                json!([{"index": 0, "id": "a", "type": "function",
+                    "function": {"name": "f", "arguments": ""}}]),
+                json!([{"index": 0, "function": {"arguments": "{}"}}]),
+                json!([{"index": 1, "id": "b", "type": "function",
+                    "function": {"name": "g", "arguments": ""}}]),
+            ]
+        );
+    }
+
+    // Issue 13, point 2: model finish reasons map to OpenAI's, and the
+    // finish chunk goes out once.
+    #[test]
+    fn finish_reasons_map_and_go_out_once() {
+        use model::FinishReason as M;
+        for (reason, name) in [
+            (M::Stop, "stop"),
+            (M::StopSequence, "stop"),
+            (M::Pause, "stop"),
+            (M::Length, "length"),
+            (M::ContextWindow, "length"),
+            (M::ToolCalls, "tool_calls"),
+            (M::ContentFilter, "content_filter"),
+        ] {
+            let mut e = encoder(false);
+            let mut out = Vec::new();
+            let finish = Event::Finish {
+                reason,
+                stop_sequence: None,
+            };
+            e.push(&finish, &mut out);
+            e.push(&finish, &mut out);
+            e.end(&mut out);
+            let chunks = json_of(&out);
+            assert_eq!(chunks.len(), 1, "{name}");
+            assert_eq!(chunks[0]["choices"][0]["finish_reason"], name);
+        }
+    }
+
+    // Issue 13, point 2: reasoning has no OpenAI Chat field and is dropped
+    // unless a field is configured; signatures and encrypted reasoning never go out.
+    #[test]
+    fn reasoning_goes_out_only_under_a_configured_field() {
+        let events = [
+            start(0, BlockStart::Reasoning),
+            delta(0, BlockDelta::Reasoning("hmm".into())),
+            delta(0, BlockDelta::Signature("sig".into())),
+            start(1, BlockStart::EncryptedReasoning { data: "x".into() }),
+        ];
+        let mut e = encoder(false);
+        let mut out = Vec::new();
+        events.iter().for_each(|ev| e.push(ev, &mut out));
+        assert!(out.is_empty());
+        let mut e = encoder(false).with_reasoning_field(Some("reasoning_content"));
+        events.iter().for_each(|ev| e.push(ev, &mut out));
+        assert_eq!(
+            json_of(&out)[0]["choices"][0]["delta"],
+            json!({"reasoning_content": "hmm"})
+        );
+    }
+
+    // Issue 13, point 2: the end writes a stop chunk when no finish came and
+    // the usage chunk, with details only where counted, when asked for.
+    #[test]
+    fn the_end_closes_the_answer_and_reports_usage() {
+        let mut e = encoder(true);
+        let mut out = Vec::new();
+        e.push(
+            &Event::Usage(model::Usage {
+                input: 10,
+                output: 5,
+                cache_read: 3,
+                cache_write: 2,
+                reasoning: 0,
+            }),
+            &mut out,
+        );
+        e.end(&mut out);
+        let chunks = json_of(&out);
+        assert_eq!(chunks[0]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(chunks[0]["usage"], Value::Null);
+        assert_eq!(chunks[1]["choices"], json!([]));
+        assert_eq!(
+            chunks[1]["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": 3}})
+        );
+        let mut out = Vec::new();
+        encoder(false).end(&mut out);
+        assert_eq!(out.len(), 1);
+        assert!(json_of(&out)[0].get("usage").is_none());
+    }
+
+    // Issue 13, point 2: an error event is the rendered body after `data: `.
+    #[test]
+    fn error_events_wrap_the_body() {
+        assert_eq!(
+            &error_event(b"{\"error\":{}}")[..],
+            b"data: {\"error\":{}}\n\n"
+        );
+    }
+}
