@@ -1,9 +1,12 @@
 //! OpenAI Chat Completions: the client-facing types ([`types`]) and the
 //! codec between them and the model: requests and messages ([`request`]),
-//! answers ([`response`]).
+//! answers ([`response`]), upstream chunk streams ([`stream`]) and the
+//! client's chunk stream ([`chunk`]).
 
+pub mod chunk;
 pub mod request;
 pub mod response;
+pub mod stream;
 pub mod types;
 
 pub use request::{
