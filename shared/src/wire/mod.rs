@@ -64,3 +64,26 @@ pub trait StreamDecoder: Send + 'static {
     /// The body ended before [`Step::Done`]: whether that is a complete answer.
     fn end(&mut self, out: &mut Vec<crate::model::Event>) -> Result<(), DecodeError>;
 }
+
+/// Where a JSON document failed to parse, without quoting it: serde's
+/// message can echo upstream values (a key, a prompt).
+pub fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Whether `s` reads like a provider's error type or code
+/// (`invalid_request_error`, `overloaded_error`, `429`) and not like a key
+/// echoed back: at most 48 characters of `[a-z0-9_.-]`, no run of letters
+/// and digits longer than 24.
+pub fn is_reason(s: &str) -> bool {
+    (1..=48).contains(&s.len())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+        && s.split(['_', '.', '-']).all(|run| run.len() <= 24)
+}
