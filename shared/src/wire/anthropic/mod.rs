@@ -17,3 +17,6 @@ pub use request::{UpstreamOptions, decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{EventDecoder, EventEncoder};
 pub use types::{MessageContent, MessageParam, MessageRole, MessagesRequest, SystemPrompt};
+
+#[cfg(test)]
+mod tests;
