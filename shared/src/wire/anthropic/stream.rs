@@ -85,39 +85,50 @@ impl StreamDecoder for EventDecoder {
             }
             "content_block_start" => {
                 let b = ev.content_block.unwrap_or_default();
-                let (start, delta) = match b["type"].as_str() {
-                    Some("text") => (BlockStart::Text, text_of(&b, "text").map(BlockDelta::Text)),
+                let (start, deltas) = match b["type"].as_str() {
+                    Some("text") => (
+                        BlockStart::Text,
+                        vec![text_of(&b, "text").map(BlockDelta::Text)],
+                    ),
                     Some("tool_use") => {
                         self.tools.push((index, false));
                         let start = BlockStart::ToolCall {
                             id: b["id"].as_str().unwrap_or_default().to_owned(),
                             name: b["name"].as_str().unwrap_or_default().to_owned(),
                         };
-                        (start, None)
+                        (start, Vec::new())
                     }
                     Some("thinking") => (
                         BlockStart::Reasoning,
-                        text_of(&b, "thinking").map(BlockDelta::Reasoning),
+                        vec![
+                            text_of(&b, "thinking").map(BlockDelta::Reasoning),
+                            text_of(&b, "signature").map(BlockDelta::Signature),
+                        ],
                     ),
                     Some("redacted_thinking") => (
                         BlockStart::EncryptedReasoning {
                             data: b["data"].as_str().unwrap_or_default().to_owned(),
                         },
-                        None,
+                        Vec::new(),
                     ),
                     _ => (
                         BlockStart::Opaque(Opaque {
                             format: WireFormat::Anthropic,
                             value: b,
                         }),
-                        None,
+                        Vec::new(),
                     ),
                 };
                 out.push(Event::BlockStart {
                     index,
                     block: start,
                 });
-                out.extend(delta.map(|delta| Event::BlockDelta { index, delta }));
+                out.extend(
+                    deltas
+                        .into_iter()
+                        .flatten()
+                        .map(|delta| Event::BlockDelta { index, delta }),
+                );
             }
             "content_block_delta" => {
                 let d = ev.delta.unwrap_or_default();

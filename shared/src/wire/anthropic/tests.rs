@@ -731,3 +731,55 @@ fn encoder_events() {
         json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})
     );
 }
+
+// Issue 13, point 1: stream shapes the recordings lack: redacted thinking,
+// citations, a server tool block, and input counts repeated in message_delta.
+#[test]
+fn stream_decodes_newer_shapes() {
+    let body = [
+        r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"enc"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"s","name":"web_search","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"q\":1}"}}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+        r#"{"type":"content_block_start","index":2,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"x"}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"x"}}}"#,
+        r#"{"type":"content_block_stop","index":2}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"Z"},"usage":{"input_tokens":3,"cache_creation_input_tokens":8,"cache_read_input_tokens":2,"output_tokens":6}}"#,
+        r#"{"type":"message_stop"}"#,
+    ]
+    .map(|d| format!("event: e\ndata: {d}\n\n"))
+    .concat();
+    let (events, end) = decode_stream(&body);
+    assert_eq!(end, Ok(Step::Done));
+    let mut a = Assembler::new(true);
+    for e in &events {
+        a.push(e);
+    }
+    let r = a.finish();
+    assert_eq!(r.finish, FinishReason::StopSequence);
+    assert_eq!(r.stop_sequence.as_deref(), Some("Z"));
+    assert_eq!(
+        r.usage,
+        Usage {
+            input: 13,
+            output: 6,
+            cache_read: 2,
+            cache_write: 8,
+            reasoning: 0
+        }
+    );
+    assert!(
+        matches!(&r.message.content[0], Block::Reasoning { encrypted: Some(d), .. } if d == "enc")
+    );
+    assert!(matches!(&r.message.content[1], Block::Opaque(_)));
+    assert!(matches!(
+        &r.message.content[2],
+        Block::Text {
+            citations: Some(_),
+            ..
+        }
+    ));
+}
