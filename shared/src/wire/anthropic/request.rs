@@ -116,7 +116,8 @@ pub fn decode_request(req: &MessagesRequest) -> Result<model::Request, CodecErro
 /// A request from another front door is translated as the Anthropic provider
 /// always has: instructions lifted into one `system` string joined with blank
 /// lines, neighbouring same-role messages merged, tool messages as user
-/// `tool_result` blocks, empty text dropped. A request decoded by
+/// `tool_result` blocks, empty messages dropped. Empty text blocks are
+/// dropped from any request. A request decoded by
 /// [`decode_request`] comes back as it was sent.
 pub fn encode_request(
     req: &model::Request,
@@ -302,8 +303,8 @@ fn put_cache(v: &mut Value, cache: Option<&CacheHint>) {
     }
 }
 
-/// One block as Anthropic JSON; `Ok(None)` drops it (empty text and
-/// unsigned reasoning, which the API refuses, unless `native`). An error's
+/// One block as Anthropic JSON; `Ok(None)` drops it: empty text, and
+/// unsigned reasoning unless `native` (the API refuses both). An error's
 /// `param` is the suffix below the block (`.image_url.url`).
 pub(super) fn encode_block(b: &Block, native: bool) -> Result<Option<Value>, CodecError> {
     let unsupported = || CodecError::new("", UNSUPPORTED);
@@ -313,7 +314,9 @@ pub(super) fn encode_block(b: &Block, native: bool) -> Result<Option<Value>, Cod
             citations,
             cache,
         } => {
-            if !native && text.is_empty() && citations.is_none() && cache.is_none() {
+            // The API refuses empty text blocks; a request from another
+            // front door (an empty OpenAI content string) may hold one.
+            if text.is_empty() && citations.is_none() && cache.is_none() {
                 return Ok(None);
             }
             let mut v = json!({"type": "text", "text": text});
