@@ -1,0 +1,726 @@
+//! Requests: client request -> model, and model -> upstream body.
+//!
+//! Canonical spellings (where the Messages API has two for one thing, the
+//! encoder writes one): message content is always a block array; a system
+//! prompt of one plain text block is a string; a tool result holding one
+//! plain text part has string content, and `is_error: false` is omitted;
+//! empty `stop_sequences` are omitted.
+
+use serde_json::{Map, Value, json};
+
+use super::types::{MessageContent, MessageRole, MessagesRequest, SystemPrompt};
+use crate::model::{
+    self, Block, CacheHint, Document, Extensions, Image, MediaSource, Message, Opaque, Reasoning,
+    Role, Tool, ToolCall, ToolChoice, ToolResult, ToolResultPart, WireFormat,
+};
+use crate::wire::CodecError;
+
+const UNSUPPORTED: &str = "this content part is not supported by Anthropic models";
+
+/// How the upstream body is built, beyond the request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamOptions {
+    /// Output cap when the request sets none (the Messages API requires one).
+    pub default_max_tokens: u32,
+    /// Whether to ask for a streamed answer.
+    pub stream: bool,
+}
+
+/// A client's Messages request as a model request, marked as Anthropic's so
+/// that [`encode_request`] gives it back unchanged. Blocks, tools and choices
+/// the model has no type for are kept whole as [`Opaque`].
+pub fn decode_request(req: &MessagesRequest) -> Result<model::Request, CodecError> {
+    let mut messages = Vec::new();
+    match &req.system {
+        None => {}
+        Some(SystemPrompt::Text(t)) => messages.push(Message::text(Role::System, t.as_str())),
+        Some(SystemPrompt::Blocks(blocks)) => messages.push(Message {
+            role: Role::System,
+            content: decode_blocks(blocks, "system")?,
+            name: None,
+        }),
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        let role = match m.role {
+            MessageRole::User => Role::User,
+            MessageRole::Assistant => Role::Assistant,
+        };
+        let content = match &m.content {
+            MessageContent::Text(t) => vec![Block::text(t.as_str())],
+            MessageContent::Blocks(b) => decode_blocks(b, &format!("messages[{i}].content"))?,
+        };
+        messages.push(Message {
+            role,
+            content,
+            name: None,
+        });
+    }
+    let mut fields = req.extra.clone();
+    let tools = req
+        .tools
+        .iter()
+        .flatten()
+        .map(decode_tool)
+        .collect::<Vec<_>>();
+    let (tool_choice, parallel_tool_calls) = match &req.tool_choice {
+        None => (None, None),
+        Some(v) => {
+            let (c, p) = decode_tool_choice(v);
+            (Some(c), p)
+        }
+    };
+    let user = match &req.metadata {
+        None => None,
+        Some(m) => match m.as_object() {
+            Some(o) if o.len() == 1 && o.get("user_id").is_some_and(Value::is_string) => {
+                o["user_id"].as_str().map(str::to_owned)
+            }
+            _ => {
+                fields.insert("metadata".into(), m.clone());
+                None
+            }
+        },
+    };
+    let reasoning = match &req.thinking {
+        None => None,
+        Some(t) => match decode_thinking(t) {
+            Some(r) => Some(r),
+            None => {
+                fields.insert("thinking".into(), t.clone());
+                None
+            }
+        },
+    };
+    Ok(model::Request {
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        max_output_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        stop: req.stop_sequences.clone().unwrap_or_default(),
+        user,
+        reasoning,
+        extensions: Extensions {
+            format: Some(WireFormat::Anthropic),
+            fields,
+        },
+        ..model::Request::default()
+    })
+}
+
+/// The upstream Messages body for `req`, sent to `model`.
+///
+/// A request from another front door is translated as the Anthropic provider
+/// always has: instructions lifted into one `system` string joined with blank
+/// lines, neighbouring same-role messages merged, tool messages as user
+/// `tool_result` blocks, empty messages dropped. Empty text blocks are
+/// dropped from any request. A request decoded by
+/// [`decode_request`] comes back as it was sent.
+pub fn encode_request(
+    req: &model::Request,
+    model: &str,
+    opts: &UpstreamOptions,
+) -> Result<Value, CodecError> {
+    let native = req.extensions.format == Some(WireFormat::Anthropic);
+    let mut system: Vec<&Message> = Vec::new();
+    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, m) in req.messages.iter().enumerate() {
+        let role = match m.role {
+            Role::System | Role::Developer => {
+                system.push(m);
+                continue;
+            }
+            Role::User | Role::Tool => "user",
+            Role::Assistant => "assistant",
+        };
+        let blocks = encode_message(m, i, native)?;
+        if native {
+            out.push((role, blocks));
+            continue;
+        }
+        if blocks.is_empty() {
+            continue;
+        }
+        // The Messages API wants alternating roles: merge neighbours.
+        match out.last_mut() {
+            Some((last, prev)) if *last == role => prev.extend(blocks),
+            _ => out.push((role, blocks)),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert(
+        "max_tokens".into(),
+        json!(req.max_output_tokens.unwrap_or(opts.default_max_tokens)),
+    );
+    body.insert(
+        "messages".into(),
+        Value::Array(
+            out.into_iter()
+                .map(|(role, content)| json!({"role": role, "content": content}))
+                .collect(),
+        ),
+    );
+    if let Some(system) = encode_system(&system, native) {
+        body.insert("system".into(), system);
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(t) = req.top_p {
+        body.insert("top_p".into(), json!(t));
+    }
+    if let Some(k) = req.top_k {
+        body.insert("top_k".into(), json!(k));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(req.stop));
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req.tools.iter().filter_map(encode_tool).collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(tc) = encode_tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls) {
+        body.insert("tool_choice".into(), tc);
+    }
+    if let Some(t) = req.reasoning.as_ref().and_then(encode_thinking) {
+        body.insert("thinking".into(), t);
+    }
+    if let Some(fields) = req.extensions.for_format(WireFormat::Anthropic) {
+        for (k, v) in fields {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if opts.stream {
+        body.insert("stream".into(), json!(true));
+    }
+    Ok(Value::Object(body))
+}
+
+/// The `system` field: a string joined with blank lines, or blocks where an
+/// instruction carries a cache hint or citations, or (for a request decoded
+/// here) where it came as more than one block.
+fn encode_system(system: &[&Message], native: bool) -> Option<Value> {
+    let blocks: Vec<&Block> = system.iter().flat_map(|m| &m.content).collect();
+    let plain = |b: &&Block| {
+        matches!(
+            b,
+            Block::Text {
+                citations: None,
+                cache: None,
+                ..
+            }
+        )
+    };
+    if native {
+        return match blocks.as_slice() {
+            [] if system.is_empty() => None,
+            [b] if plain(b) => Some(json!(b.as_text().unwrap_or_default())),
+            _ => Some(Value::Array(
+                blocks
+                    .iter()
+                    .filter_map(|b| encode_block(b, true).ok().flatten())
+                    .collect(),
+            )),
+        };
+    }
+    if system.is_empty() {
+        return None;
+    }
+    if blocks.iter().all(plain) {
+        let texts: Vec<String> = system.iter().map(|m| m.text_content()).collect();
+        return Some(json!(texts.join("\n\n")));
+    }
+    Some(Value::Array(
+        blocks
+            .iter()
+            .filter_map(|b| encode_block(b, false).ok().flatten())
+            .collect(),
+    ))
+}
+
+/// One message's blocks, with errors at the OpenAI paths a translated
+/// request came with (`messages[i].content[j]`, `messages[i].tool_calls[j]`).
+fn encode_message(m: &Message, i: usize, native: bool) -> Result<Vec<Value>, CodecError> {
+    let mut out = Vec::new();
+    let (mut part, mut call) = (0usize, 0usize);
+    for b in &m.content {
+        let v = match b {
+            Block::ToolCall(c) => {
+                let j = call;
+                call += 1;
+                Some(tool_use(c).ok_or_else(|| {
+                    CodecError::new(
+                        format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        "tool call arguments must be JSON",
+                    )
+                })?)
+            }
+            // A tool message (OpenAI's shape) carries its result as text.
+            Block::ToolResult(r) if m.role == Role::Tool => {
+                let mut v =
+                    json!({"type": "tool_result", "tool_use_id": r.call_id, "content": r.text()});
+                if r.is_error {
+                    v["is_error"] = json!(true);
+                }
+                Some(v)
+            }
+            _ => {
+                let j = part;
+                part += 1;
+                encode_block(b, native).map_err(|e| CodecError {
+                    param: format!("messages[{i}].content[{j}]{}", e.param),
+                    message: e.message,
+                })?
+            }
+        };
+        out.extend(v);
+    }
+    Ok(out)
+}
+
+/// `tool_use` for a call; `None` when its arguments are not JSON.
+fn tool_use(c: &ToolCall) -> Option<Value> {
+    let input: Value = serde_json::from_str(&c.arguments).ok()?;
+    let mut v = json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input});
+    put_cache(&mut v, c.cache.as_ref());
+    Some(v)
+}
+
+fn put_cache(v: &mut Value, cache: Option<&CacheHint>) {
+    if let Some(c) = cache {
+        let mut cc = json!({"type": "ephemeral"});
+        if let Some(ttl) = &c.ttl {
+            cc["ttl"] = json!(ttl);
+        }
+        v["cache_control"] = cc;
+    }
+}
+
+/// One block as Anthropic JSON; `Ok(None)` drops it: empty text, and
+/// unsigned reasoning unless `native` (the API refuses both). An error's
+/// `param` is the suffix below the block (`.image_url.url`).
+pub(super) fn encode_block(b: &Block, native: bool) -> Result<Option<Value>, CodecError> {
+    let unsupported = || CodecError::new("", UNSUPPORTED);
+    let v = match b {
+        Block::Text {
+            text,
+            citations,
+            cache,
+        } => {
+            // The API refuses empty text blocks; a request from another
+            // front door (an empty OpenAI content string) may hold one.
+            if text.is_empty() && citations.is_none() && cache.is_none() {
+                return Ok(None);
+            }
+            let mut v = json!({"type": "text", "text": text});
+            if let Some(c) = citations {
+                v["citations"] = c.clone();
+            }
+            put_cache(&mut v, cache.as_ref());
+            v
+        }
+        Block::Refusal { text } => json!({"type": "text", "text": text}),
+        Block::Image(img) => encode_image(img)?,
+        Block::Document(d) => encode_document(d).ok_or_else(unsupported)?,
+        Block::Audio { .. } => return Err(unsupported()),
+        Block::ToolCall(c) => {
+            tool_use(c).ok_or_else(|| CodecError::new("", "tool call arguments must be JSON"))?
+        }
+        Block::ToolResult(r) => encode_tool_result(r)?,
+        Block::Reasoning {
+            encrypted: Some(data),
+            ..
+        } => json!({"type": "redacted_thinking", "data": data}),
+        Block::Reasoning {
+            text,
+            signature: Some(sig),
+            ..
+        } => json!({"type": "thinking", "thinking": text, "signature": sig}),
+        Block::Reasoning { text, .. } => {
+            if !native {
+                return Ok(None);
+            }
+            json!({"type": "thinking", "thinking": text})
+        }
+        Block::Opaque(o) if o.format == WireFormat::Anthropic => o.value.clone(),
+        Block::Opaque(_) => return Err(unsupported()),
+    };
+    Ok(Some(v))
+}
+
+fn encode_image(img: &Image) -> Result<Value, CodecError> {
+    let source = match &img.source {
+        MediaSource::Url { url } => image_url_source(url).ok_or_else(|| {
+            CodecError::new(".image_url.url", "not an http(s) or base64 data URL")
+        })?,
+        MediaSource::Base64 { media_type, data } => {
+            json!({"type": "base64", "media_type": media_type, "data": data})
+        }
+        _ => return Err(CodecError::new("", UNSUPPORTED)),
+    };
+    let mut v = json!({"type": "image", "source": source});
+    put_cache(&mut v, img.cache.as_ref());
+    Ok(v)
+}
+
+/// The source of an image given by URL: data URLs become inline base64.
+fn image_url_source(url: &str) -> Option<Value> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (media_type, data) = rest.split_once(";base64,")?;
+        return Some(json!({"type": "base64", "media_type": media_type, "data": data}));
+    }
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then(|| json!({"type": "url", "url": url}))
+}
+
+/// A document; `None` for what Anthropic cannot take (an OpenAI file part,
+/// which has a file name or a provider file id).
+fn encode_document(d: &Document) -> Option<Value> {
+    if d.filename.is_some() {
+        return None;
+    }
+    let source = match &d.source {
+        MediaSource::Base64 { media_type, data } => {
+            json!({"type": "base64", "media_type": media_type, "data": data})
+        }
+        MediaSource::Text { media_type, data } => {
+            json!({"type": "text", "media_type": media_type, "data": data})
+        }
+        MediaSource::Url { url } => json!({"type": "url", "url": url}),
+        MediaSource::File { .. } => return None,
+    };
+    let mut v = json!({"type": "document", "source": source});
+    if let Some(t) = &d.title {
+        v["title"] = json!(t);
+    }
+    if let Some(c) = &d.context {
+        v["context"] = json!(c);
+    }
+    if let Some(c) = &d.citations {
+        v["citations"] = c.clone();
+    }
+    put_cache(&mut v, d.cache.as_ref());
+    Some(v)
+}
+
+fn encode_tool_result(r: &ToolResult) -> Result<Value, CodecError> {
+    let mut v = json!({"type": "tool_result", "tool_use_id": r.call_id});
+    match r.content.as_slice() {
+        [] => {}
+        [ToolResultPart::Text { text, cache: None }] => v["content"] = json!(text),
+        parts => {
+            let mut out = Vec::new();
+            for p in parts {
+                out.push(match p {
+                    ToolResultPart::Text { text, cache } => {
+                        let mut t = json!({"type": "text", "text": text});
+                        put_cache(&mut t, cache.as_ref());
+                        t
+                    }
+                    ToolResultPart::Image(i) => encode_image(i)?,
+                    ToolResultPart::Document(d) => {
+                        encode_document(d).ok_or_else(|| CodecError::new("", UNSUPPORTED))?
+                    }
+                    ToolResultPart::Opaque(o) if o.format == WireFormat::Anthropic => {
+                        o.value.clone()
+                    }
+                    ToolResultPart::Opaque(_) => return Err(CodecError::new("", UNSUPPORTED)),
+                });
+            }
+            v["content"] = Value::Array(out);
+        }
+    }
+    if r.is_error {
+        v["is_error"] = json!(true);
+    }
+    put_cache(&mut v, r.cache.as_ref());
+    Ok(v)
+}
+
+fn encode_tool(t: &Tool) -> Option<Value> {
+    match t {
+        Tool::Function {
+            name,
+            description,
+            parameters,
+            cache,
+            ..
+        } => {
+            let mut v = json!({
+                "name": name,
+                "input_schema": parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            });
+            if let Some(d) = description {
+                v["description"] = json!(d);
+            }
+            put_cache(&mut v, cache.as_ref());
+            Some(v)
+        }
+        Tool::Opaque(o) if o.format == WireFormat::Anthropic => Some(o.value.clone()),
+        Tool::Opaque(_) => None,
+    }
+}
+
+fn encode_tool_choice(choice: Option<&ToolChoice>, parallel: Option<bool>) -> Option<Value> {
+    let mut tc = match choice {
+        None if parallel != Some(false) => return None,
+        None | Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::None) => json!({"type": "none"}),
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Tool { name }) => json!({"type": "tool", "name": name}),
+        Some(ToolChoice::Opaque(o)) if o.format == WireFormat::Anthropic => {
+            return Some(o.value.clone());
+        }
+        Some(ToolChoice::Opaque(_)) => json!({"type": "auto"}),
+    };
+    if parallel == Some(false) && tc["type"] != "none" {
+        tc["disable_parallel_tool_use"] = json!(true);
+    }
+    Some(tc)
+}
+
+/// `thinking`, where the reasoning settings are in Anthropic's terms.
+fn encode_thinking(r: &Reasoning) -> Option<Value> {
+    let mode = r.mode.as_ref()?;
+    let mut v = json!({"type": mode});
+    if let Some(b) = r.budget_tokens {
+        v["budget_tokens"] = json!(b);
+    }
+    Some(v)
+}
+
+fn decode_thinking(v: &Value) -> Option<Reasoning> {
+    let r = Reasoning {
+        effort: None,
+        mode: Some(v["type"].as_str()?.to_owned()),
+        budget_tokens: match v.get("budget_tokens") {
+            None => None,
+            Some(b) => Some(u32::try_from(b.as_u64()?).ok()?),
+        },
+    };
+    (encode_thinking(&r).as_ref() == Some(v)).then_some(r)
+}
+
+fn decode_tool(v: &Value) -> Tool {
+    let function = (|| {
+        let o = v.as_object()?;
+        let t = Tool::Function {
+            name: o.get("name")?.as_str()?.to_owned(),
+            description: match o.get("description") {
+                None => None,
+                Some(d) => Some(d.as_str()?.to_owned()),
+            },
+            parameters: Some(o.get("input_schema")?.clone()),
+            strict: None,
+            cache: decode_cache(v)?,
+        };
+        (encode_tool(&t).as_ref() == Some(v)).then_some(t)
+    })();
+    function.unwrap_or_else(|| Tool::Opaque(opaque(v)))
+}
+
+fn decode_tool_choice(v: &Value) -> (ToolChoice, Option<bool>) {
+    let known = (|| {
+        let choice = match v["type"].as_str()? {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "any" => ToolChoice::Required,
+            "tool" => ToolChoice::Tool {
+                name: v["name"].as_str()?.to_owned(),
+            },
+            _ => return None,
+        };
+        let parallel = (v.get("disable_parallel_tool_use") == Some(&json!(true))).then_some(false);
+        (encode_tool_choice(Some(&choice), parallel).as_ref() == Some(v))
+            .then_some((choice, parallel))
+    })();
+    known.unwrap_or_else(|| (ToolChoice::Opaque(opaque(v)), None))
+}
+
+fn opaque(v: &Value) -> Opaque {
+    Opaque {
+        format: WireFormat::Anthropic,
+        value: v.clone(),
+    }
+}
+
+fn decode_blocks(blocks: &[Value], path: &str) -> Result<Vec<Block>, CodecError> {
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(j, b)| {
+            if b.get("type").and_then(Value::as_str).is_none() {
+                return Err(CodecError::new(
+                    format!("{path}[{j}]"),
+                    "a content block must be an object with a type",
+                ));
+            }
+            Ok(decode_block(b))
+        })
+        .collect()
+}
+
+/// One Anthropic block as a model block: the known shapes typed, and
+/// anything that would not come back identical kept whole as [`Opaque`].
+pub(super) fn decode_block(v: &Value) -> Block {
+    let typed = typed_block(v).filter(|b| {
+        encode_block(b, true)
+            .ok()
+            .flatten()
+            .is_some_and(|e| e == canonical(v))
+    });
+    typed.unwrap_or_else(|| Block::Opaque(opaque(v)))
+}
+
+/// `v` in the encoder's spelling (see the module doc).
+fn canonical(v: &Value) -> Value {
+    let mut v = v.clone();
+    if v["type"] == "tool_result" {
+        if let Some(o) = v.as_object_mut()
+            && o.get("is_error") == Some(&json!(false))
+        {
+            o.remove("is_error");
+        }
+        if let Some([t]) = v["content"].as_array().map(Vec::as_slice)
+            && t.as_object().is_some_and(|o| o.len() == 2)
+            && t["type"] == "text"
+            && let Some(text) = t["text"].as_str()
+        {
+            v["content"] = json!(text);
+        }
+    }
+    v
+}
+
+fn decode_cache(v: &Value) -> Option<Option<CacheHint>> {
+    match v.get("cache_control") {
+        None => Some(None),
+        Some(c) => Some(Some(CacheHint {
+            ttl: match c.get("ttl") {
+                None => None,
+                Some(t) => Some(t.as_str()?.to_owned()),
+            },
+        })),
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+fn opt_str(v: &Value, key: &str) -> Option<Option<String>> {
+    match v.get(key) {
+        None => Some(None),
+        Some(s) => Some(Some(s.as_str()?.to_owned())),
+    }
+}
+
+fn decode_source(s: &Value) -> Option<MediaSource> {
+    Some(match s["type"].as_str()? {
+        "base64" => MediaSource::Base64 {
+            media_type: str_of(s, "media_type")?,
+            data: str_of(s, "data")?,
+        },
+        "text" => MediaSource::Text {
+            media_type: str_of(s, "media_type")?,
+            data: str_of(s, "data")?,
+        },
+        "url" => MediaSource::Url {
+            url: str_of(s, "url")?,
+        },
+        _ => return None,
+    })
+}
+
+fn decode_image(v: &Value) -> Option<Image> {
+    let source = decode_source(&v["source"])?;
+    if matches!(source, MediaSource::Text { .. }) {
+        return None;
+    }
+    Some(Image {
+        source,
+        detail: None,
+        cache: decode_cache(v)?,
+    })
+}
+
+fn decode_document(v: &Value) -> Option<Document> {
+    Some(Document {
+        source: decode_source(&v["source"])?,
+        filename: None,
+        title: opt_str(v, "title")?,
+        context: opt_str(v, "context")?,
+        citations: v.get("citations").cloned(),
+        cache: decode_cache(v)?,
+    })
+}
+
+/// The typed reading of a block, not yet checked for a lossless round trip.
+fn typed_block(v: &Value) -> Option<Block> {
+    Some(match v["type"].as_str()? {
+        "text" => Block::Text {
+            text: str_of(v, "text")?,
+            citations: v.get("citations").cloned(),
+            cache: decode_cache(v)?,
+        },
+        "image" => Block::Image(decode_image(v)?),
+        "document" => Block::Document(decode_document(v)?),
+        "tool_use" => Block::ToolCall(ToolCall {
+            id: str_of(v, "id")?,
+            name: str_of(v, "name")?,
+            arguments: v.get("input")?.to_string(),
+            cache: decode_cache(v)?,
+        }),
+        "tool_result" => {
+            let content = match v.get("content") {
+                None => Vec::new(),
+                Some(Value::String(t)) => vec![ToolResultPart::Text {
+                    text: t.clone(),
+                    cache: None,
+                }],
+                Some(Value::Array(parts)) => parts.iter().map(decode_result_part).collect(),
+                Some(_) => return None,
+            };
+            Block::ToolResult(ToolResult {
+                call_id: str_of(v, "tool_use_id")?,
+                content,
+                is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                cache: decode_cache(v)?,
+            })
+        }
+        "thinking" => Block::Reasoning {
+            text: str_of(v, "thinking")?,
+            signature: opt_str(v, "signature")?,
+            encrypted: None,
+        },
+        "redacted_thinking" => Block::Reasoning {
+            text: String::new(),
+            signature: None,
+            encrypted: Some(str_of(v, "data")?),
+        },
+        _ => return None,
+    })
+}
+
+fn decode_result_part(v: &Value) -> ToolResultPart {
+    let typed = match v["type"].as_str() {
+        Some("text") => str_of(v, "text").and_then(|text| {
+            Some(ToolResultPart::Text {
+                text,
+                cache: decode_cache(v)?,
+            })
+        }),
+        Some("image") => decode_image(v).map(ToolResultPart::Image),
+        Some("document") => decode_document(v).map(ToolResultPart::Document),
+        _ => None,
+    };
+    // The whole tool result is checked for a lossless round trip by the caller.
+    typed.unwrap_or_else(|| ToolResultPart::Opaque(opaque(v)))
+}
