@@ -17,13 +17,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::provider::Completion;
+use crate::model::{Message, Response, Role};
 use crate::store::{
     self, ConversationMeta, IdempotencyDone, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
     Summary, TurnInfo, TurnWrite, UsageRow, WindowLimit,
 };
 use crate::tokens;
-use crate::wire::{ChatMessage, Role};
 
 pub use crate::store::MAX_WRITE_ATTEMPTS;
 
@@ -82,19 +81,19 @@ pub struct Turn {
     /// The header as read.
     meta: ConversationMeta,
     /// A replacement system prompt, if the request carried one.
-    new_system: Option<Vec<ChatMessage>>,
+    new_system: Option<Vec<Message>>,
     /// The request's non-system messages, to store before the answer.
-    new_messages: Vec<ChatMessage>,
+    new_messages: Vec<Message>,
 }
 
 impl Turn {
     /// The request messages this turn will store, for the response processor.
-    pub fn new_messages_mut(&mut self) -> &mut [ChatMessage] {
+    pub fn new_messages_mut(&mut self) -> &mut [Message] {
         &mut self.new_messages
     }
 
     /// A replacement system prompt this turn will store, if any.
-    pub fn new_system_mut(&mut self) -> Option<&mut [ChatMessage]> {
+    pub fn new_system_mut(&mut self) -> Option<&mut [Message]> {
         self.new_system.as_deref_mut()
     }
 }
@@ -124,7 +123,7 @@ pub struct WindowReport {
 /// What to send upstream, and the turn to store afterwards (if any).
 pub struct Prepared {
     /// The full prompt.
-    pub prompt: Vec<ChatMessage>,
+    pub prompt: Vec<Message>,
     /// Present when the request continues a stored conversation.
     pub turn: Option<Turn>,
     /// Present when dropped turns should be summarised now.
@@ -134,8 +133,8 @@ pub struct Prepared {
 }
 
 /// The system message that carries a summary into the prompt.
-pub fn summary_message(summary: &Summary) -> ChatMessage {
-    ChatMessage::text(Role::System, format!("{SUMMARY_PREFIX}{}", summary.text))
+pub fn summary_message(summary: &Summary) -> Message {
+    Message::text(Role::System, format!("{SUMMARY_PREFIX}{}", summary.text))
 }
 
 /// Where the window may start and how many tokens the stored history may use,
@@ -143,12 +142,12 @@ pub fn summary_message(summary: &Summary) -> ChatMessage {
 fn window_limit(
     meta: &ConversationMeta,
     settings: &WindowSettings,
-    new_system: Option<&[ChatMessage]>,
+    new_system: Option<&[Message]>,
     new_tokens: u64,
 ) -> WindowLimit {
-    let system = tokens::estimate_messages(new_system.unwrap_or(&meta.system));
+    let system = tokens::estimate_all(new_system.unwrap_or(&meta.system));
     let summary = meta.summary.as_ref().filter(|_| settings.summarize);
-    let summary_tokens = summary.map_or(0, |s| tokens::estimate_message(&summary_message(s)));
+    let summary_tokens = summary.map_or(0, |s| tokens::estimate(&summary_message(s)));
     WindowLimit {
         from_seq: summary
             .map_or(meta.first_seq, |s| s.through_seq + 1)
@@ -167,7 +166,7 @@ pub fn fit_window(messages: &[StoredMessage], budget: u64) -> usize {
     let mut group = 0u64;
     for i in (0..messages.len()).rev() {
         group += messages[i].window_tokens();
-        let starts_turn = messages[i].message.role == Role::User || i == 0;
+        let starts_turn = messages[i].message.starts_turn() || i == 0;
         if starts_turn {
             if used + group > budget {
                 break;
@@ -184,7 +183,7 @@ pub fn fit_window(messages: &[StoredMessage], budget: u64) -> usize {
 #[derive(Clone, Copy)]
 struct HeaderCheck<'a> {
     /// The request's system prompt, if it carries one.
-    new_system: Option<&'a [ChatMessage]>,
+    new_system: Option<&'a [Message]>,
     /// The field to name when the header would be too large.
     param: &'a str,
     /// Now, Unix seconds.
@@ -245,13 +244,13 @@ pub async fn prepare(
     store: &dyn Store,
     tenant: &str,
     conversation: Option<&str>,
-    messages: Vec<ChatMessage>,
+    messages: Vec<Message>,
     now: i64,
     settings: &WindowSettings,
     cap: Option<u64>,
 ) -> Result<Prepared, ContextError> {
     let Some(id) = conversation else {
-        let prompt_tokens = tokens::estimate_messages(&messages);
+        let prompt_tokens = tokens::estimate_all(&messages);
         return Ok(Prepared {
             prompt: messages,
             turn: None,
@@ -267,7 +266,7 @@ pub async fn prepare(
         .iter()
         .position(|m| m.role.is_instruction())
         .map_or_else(|| "messages".to_owned(), |i| format!("messages[{i}]"));
-    let (system, rest): (Vec<ChatMessage>, Vec<ChatMessage>) =
+    let (system, rest): (Vec<Message>, Vec<Message>) =
         messages.into_iter().partition(|m| m.role.is_instruction());
     let new_system = (!system.is_empty()).then_some(system);
     // Everything the turn will store must fit one transaction, answer
@@ -282,7 +281,7 @@ pub async fn prepare(
             ),
         });
     }
-    let new_tokens = tokens::estimate_messages(&rest);
+    let new_tokens = tokens::estimate_all(&rest);
     let conv = store
         .load_window(tenant, id, now, &|meta| {
             window_limit(meta, settings, new_system.as_deref(), new_tokens)
@@ -330,7 +329,7 @@ pub async fn prepare(
     let window = WindowReport {
         kept: kept.len(),
         dropped,
-        prompt_tokens: tokens::estimate_messages(&prompt),
+        prompt_tokens: tokens::estimate_all(&prompt),
     };
     Ok(Prepared {
         prompt,
@@ -348,8 +347,8 @@ pub async fn prepare(
 /// The answer of a turn and how it came about.
 #[derive(Debug, Clone)]
 pub struct Answer<'a> {
-    /// The completion as it will be stored (redacted per the stored policy).
-    pub completion: &'a Completion,
+    /// The answer as it will be stored (redacted per the stored policy).
+    pub response: &'a Response,
     /// `provider/model` that answered.
     pub model: &'a str,
     /// Provider name.
@@ -422,20 +421,21 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
     let mut messages = Vec::with_capacity(turn.new_messages.len() + 1);
     for m in &turn.new_messages {
         let mut stored = StoredMessage::new(seq, m.clone(), now);
-        stored.tokens = Some(tokens::estimate_message(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
+        stored.tokens = Some(tokens::estimate(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
         messages.push(stored);
         seq += 1;
     }
-    let c = answer.completion;
+    let c = answer.response;
     messages.push(StoredMessage {
         seq,
+        format: crate::store::format::MESSAGE_FORMAT,
         message: c.message.clone(),
-        tokens: Some(c.usage.completion_tokens),
+        tokens: Some(c.usage.output),
         created: now,
         model: Some(answer.model.to_owned()),
         turn: Some(TurnInfo {
             provider: answer.provider.to_owned(),
-            finish_reason: Some(c.finish_reason),
+            finish_reason: Some(c.finish),
             usage: c.usage,
             latency_ms: answer.latency_ms,
             redactions: answer.redactions.clone(),
@@ -453,7 +453,7 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
             version: old.version + 1,
             next_seq: seq + 1,
             turns: base.turns + 1,
-            tokens: base.tokens + c.usage.total_tokens,
+            tokens: base.tokens + c.usage.total(),
             updated: now,
             system: turn.new_system.clone().unwrap_or(base.system.clone()),
             expires_at,
@@ -575,19 +575,23 @@ pub async fn update_meta<E: From<StoreError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{FinishReason, ToolCall, Usage};
+    use crate::model::{Block, FinishReason, ToolCall, Usage};
 
-    fn completion(text: &str) -> Completion {
-        Completion {
-            message: ChatMessage::text(Role::Assistant, text),
-            finish_reason: FinishReason::Stop,
+    fn completion(text: &str) -> Response {
+        Response {
+            id: None,
+            model: None,
+            message: Message::text(Role::Assistant, text),
+            finish: FinishReason::Stop,
+            stop_sequence: None,
             usage: Usage::new(10, 2),
+            usage_reported: true,
         }
     }
 
-    fn answer(c: &Completion) -> Answer<'_> {
+    fn answer(c: &Response) -> Answer<'_> {
         Answer {
-            completion: c,
+            response: c,
             model: "echo",
             provider: "echo",
             latency_ms: 3,
@@ -596,7 +600,7 @@ mod tests {
     }
 
     fn stored(seq: u64, role: Role, tokens: u64) -> StoredMessage {
-        let mut m = StoredMessage::new(seq, ChatMessage::text(role, "x"), 0);
+        let mut m = StoredMessage::new(seq, Message::text(role, "x"), 0);
         m.tokens = Some(tokens);
         m
     }
@@ -617,7 +621,7 @@ mod tests {
             id: "c".into(),
             meta,
             new_system: None,
-            new_messages: vec![ChatMessage::text(Role::User, "q")],
+            new_messages: vec![Message::text(Role::User, "q")],
         };
         let c = completion("a");
         let extras = TurnExtras {
@@ -652,7 +656,7 @@ mod tests {
             tokens: 50,
             created: 1,
             updated: 2,
-            system: vec![ChatMessage::text(Role::System, "old")],
+            system: vec![Message::text(Role::System, "old")],
             expires_at: Some(5),
             title: Some("old".into()),
             retention_secs: Some(0),
@@ -710,14 +714,12 @@ mod tests {
     #[test]
     fn tool_results_never_lose_their_call() {
         let mut call = stored(1, Role::Assistant, 5);
-        call.message.tool_calls = Some(vec![ToolCall {
+        call.message.content.push(Block::ToolCall(ToolCall {
             id: "t".into(),
-            kind: "function".into(),
-            function: crate::wire::FunctionCall {
-                name: "f".into(),
-                arguments: "{}".into(),
-            },
-        }]);
+            name: "f".into(),
+            arguments: "{}".into(),
+            cache: None,
+        }));
         let msgs = vec![
             stored(0, Role::User, 5),
             call,

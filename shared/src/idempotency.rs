@@ -118,6 +118,16 @@ pub async fn begin(
     }
 }
 
+/// Gives a claimed key back, so a retry runs (failures are not remembered).
+pub async fn release(store: &dyn IdempotencyStore, tenant: &str, claim: &Claim) {
+    if let Err(e) = store
+        .idempotency_release(tenant, &claim.key, &claim.token)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release an idempotency key");
+    }
+}
+
 /// The response kept for replay: status, body and the headers that matter.
 pub fn keep(
     status: StatusCode,

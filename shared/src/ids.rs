@@ -29,6 +29,14 @@ pub fn request_id() -> String {
     hex::encode(random_bytes::<12>())
 }
 
+/// Whether `s` is 1 to 64 characters of `[A-Za-z0-9_.-]`: a code or reason
+/// from a remote service that is safe to log.
+pub fn is_token(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Whether `id` is a valid client-chosen id: 1..=`max` chars of `[A-Za-z0-9._:-]`.
 ///
 /// The same charset is used for tenants and conversation ids; it keeps store

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::limits::Reservation;
+use crate::model::Usage;
 use crate::provider::ProviderError;
 use crate::store::{CounterStore, UsageRow};
 use crate::usage;
-use crate::wire::Usage;
 
 enum Stage {
     /// Reserved; the call has not gone out (dropping refunds).

@@ -142,7 +142,7 @@ impl KeySource for SecretsManagerKeys {
 /// What failed, bounded: the service's error code when it is a short
 /// token, else the kind of failure (the service's message text is not kept).
 fn fetch_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
-    if let Some(code) = e.code().filter(|c| crate::provider::is_token(c)) {
+    if let Some(code) = e.code().filter(|c| crate::ids::is_token(c)) {
         return format!("service error {code}");
     }
     match e {

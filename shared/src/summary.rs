@@ -18,12 +18,11 @@ use std::time::Duration;
 use crate::context::SummaryJob;
 use crate::limits::{self, Budget, LimitError, Output};
 use crate::meter::Meter;
+use crate::model::{Block, Message, Request, Response, Role, Usage};
 use crate::processor;
-use crate::provider::Completion;
 use crate::redact::Place;
 use crate::store::{Order, StoredMessage, Summary};
 use crate::tokens;
-use crate::wire::{ChatMessage, ChatRequest, Role, Usage};
 use crate::{AppState, now_secs, usage};
 
 /// Least time a turn waits for a summary running beside it.
@@ -51,8 +50,21 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// A message's text for the transcript: its text, and its tool results'.
+fn transcript_text(m: &Message) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for b in &m.content {
+        match b {
+            Block::Text { text, .. } => parts.push(text.clone()),
+            Block::ToolResult(r) => parts.push(r.text()),
+            _ => {}
+        }
+    }
+    parts.join("\n")
+}
+
 /// The prompt that asks for a summary of `messages` extending `previous`.
-pub fn prompt(previous: Option<&Summary>, messages: &[StoredMessage]) -> Vec<ChatMessage> {
+pub fn prompt(previous: Option<&Summary>, messages: &[StoredMessage]) -> Vec<Message> {
     let mut transcript = String::new();
     if let Some(p) = previous {
         transcript.push_str("Earlier summary:\n");
@@ -62,18 +74,15 @@ pub fn prompt(previous: Option<&Summary>, messages: &[StoredMessage]) -> Vec<Cha
     for m in messages {
         transcript.push_str(role_name(m.message.role));
         transcript.push_str(": ");
-        transcript.push_str(&m.message.text_content());
-        for call in m.message.tool_calls.iter().flatten() {
-            transcript.push_str(&format!(
-                "\n[calls {}({})]",
-                call.function.name, call.function.arguments
-            ));
+        transcript.push_str(&transcript_text(&m.message));
+        for call in m.message.tool_calls() {
+            transcript.push_str(&format!("\n[calls {}({})]", call.name, call.arguments));
         }
         transcript.push('\n');
     }
     vec![
-        ChatMessage::text(Role::System, INSTRUCTIONS),
-        ChatMessage::text(Role::User, transcript),
+        Message::text(Role::System, INSTRUCTIONS),
+        Message::text(Role::User, transcript),
     ]
 }
 
@@ -150,19 +159,14 @@ pub async fn write(
     if processor::apply(redactor, &mut prompt, Place::Upstream, &mut counts).is_err() {
         return Ok(None);
     }
-    let params = ChatRequest {
-        model: model.id.clone(),
-        max_tokens: Some(cfg.summary_max_tokens),
-        temperature: Some(0.2),
-        ..ChatRequest::default()
-    };
+
     let quotas = state.config.quotas(tenant);
     let price = state.config.prices.get(&model.id);
     if quotas.cost_per_day_usd.is_some() && price.is_none() {
         tracing::warn!(model = %model.id, "summary model has no price; no summary under a cost budget");
         return Ok(None);
     }
-    let prompt_estimate = tokens::estimate_messages(&prompt);
+    let prompt_estimate = tokens::estimate_all(&prompt);
     let prompt_reserved = limits::prompt_reserve(prompt_estimate);
     let budget = Budget::new(&quotas, state.config.limits.budget_tolerance);
     let reserved = limits::reserve_call(
@@ -191,9 +195,15 @@ pub async fn write(
         reservation,
     );
     meter.sent();
-    let Completion {
+    let request = Request {
+        messages: prompt,
+        max_output_tokens: Some(cfg.summary_max_tokens),
+        temperature: Some(0.2),
+        ..Request::default()
+    };
+    let Response {
         mut message, usage, ..
-    } = match state.providers.complete(&model, &prompt, &params).await {
+    } = match state.providers.complete(&model, &request).await {
         Ok(c) => c,
         Err(e) => {
             meter.failed(&e).await;
@@ -219,8 +229,8 @@ pub async fn write(
         meter.record().await;
         return Ok(None);
     }
-    let tokens = if usage.completion_tokens > 0 {
-        usage.completion_tokens
+    let tokens = if usage.output > 0 {
+        usage.output
     } else {
         tokens::estimate_text(&text)
     };
@@ -294,8 +304,8 @@ mod tests {
             ..Summary::default()
         };
         let msgs = vec![
-            StoredMessage::new(4, ChatMessage::text(Role::User, "I live in Oslo"), 0),
-            StoredMessage::new(5, ChatMessage::text(Role::Assistant, "Noted"), 0),
+            StoredMessage::new(4, Message::text(Role::User, "I live in Oslo"), 0),
+            StoredMessage::new(5, Message::text(Role::Assistant, "Noted"), 0),
         ];
         let p = prompt(Some(&previous), &msgs);
         assert_eq!(p.len(), 2);

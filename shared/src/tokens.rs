@@ -9,6 +9,7 @@
 //! `tests/tests/token_estimate.rs` measures it against o200k_base on a mixed
 //! sample and states the error.
 
+use crate::model::{Block, Document, MediaSource, Message, ToolResultPart};
 use crate::wire::{ChatMessage, Content, ContentPart};
 
 /// Tokens a message costs beyond its text (role, separators), as in OpenAI's
@@ -121,6 +122,54 @@ pub fn estimate_message(m: &ChatMessage) -> u64 {
 /// Estimated tokens of several messages.
 pub fn estimate_messages(messages: &[ChatMessage]) -> u64 {
     messages.iter().map(estimate_message).sum()
+}
+
+/// Estimated tokens of one model message: its text, media, tool calls and
+/// results, reasoning and the per-message overhead. For a message that came
+/// in as OpenAI Chat this is the same figure as its wire form's.
+pub fn estimate(m: &Message) -> u64 {
+    let blocks: u64 = m.content.iter().map(estimate_block).sum();
+    blocks + m.name.as_deref().map_or(0, estimate_text) + MESSAGE_OVERHEAD
+}
+
+/// Estimated tokens of several model messages.
+pub fn estimate_all(messages: &[Message]) -> u64 {
+    messages.iter().map(estimate).sum()
+}
+
+fn estimate_block(b: &Block) -> u64 {
+    match b {
+        Block::Text { text, .. } | Block::Refusal { text } => estimate_text(text),
+        Block::Image(_) => IMAGE_TOKENS,
+        Block::Audio { data, format } => {
+            estimate_text(&serde_json::json!({"data": data, "format": format}).to_string()) / 4
+        }
+        Block::Document(d) => estimate_document(d),
+        Block::ToolCall(c) => estimate_text(&c.name) + estimate_text(&c.arguments) + 3,
+        Block::ToolResult(r) => r
+            .content
+            .iter()
+            .map(|p| match p {
+                ToolResultPart::Text { text, .. } => estimate_text(text),
+                ToolResultPart::Image(_) => IMAGE_TOKENS,
+                ToolResultPart::Document(d) => estimate_document(d),
+                ToolResultPart::Opaque(o) => estimate_text(&o.value.to_string()),
+            })
+            .sum(),
+        Block::Reasoning {
+            text, encrypted, ..
+        } => estimate_text(text) + encrypted.as_deref().map_or(0, |e| e.len() as u64 / 4),
+        Block::Opaque(o) => estimate_text(&o.value.to_string()),
+    }
+}
+
+fn estimate_document(d: &Document) -> u64 {
+    let data = match &d.source {
+        MediaSource::Url { url } => url,
+        MediaSource::Base64 { data, .. } | MediaSource::Text { data, .. } => data,
+        MediaSource::File { file_id } => file_id,
+    };
+    estimate_text(data) + d.filename.as_deref().map_or(0, estimate_text)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use crate::config::PriceTable;
+use crate::model::{Message, Usage};
 use crate::store::UsageRow;
 use crate::tokens;
-use crate::wire::{ChatMessage, Usage};
 
 /// The UTC day of a Unix time, `YYYY-MM-DD`.
 pub fn day(unix: i64) -> String {
@@ -41,24 +41,24 @@ pub fn cost_micro_usd(prices: &PriceTable, model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.get(model) else {
         return 0;
     };
-    let cached = usage.cached_tokens().min(usage.prompt_tokens) as f64;
-    let uncached = usage.prompt_tokens as f64 - cached;
+    let cached = usage.cache_read.min(usage.input) as f64;
+    let uncached = usage.input as f64 - cached;
     // Prices are per million tokens, costs in millionths of a dollar: the
     // factors cancel, so tokens x price is already micro-USD.
     let micro = uncached * p.input
         + cached * p.cached_input.unwrap_or(p.input)
-        + usage.completion_tokens as f64 * p.output;
+        + usage.output as f64 * p.output;
     micro.round().max(0.0) as u64
 }
 
 /// The usage of an answer: as the provider reported it, or, when it reported
 /// none, the gateway's estimate (the prompt's and the answer's); `true` when
 /// estimated.
-pub fn or_estimate(reported: Usage, prompt_estimate: u64, answer: &ChatMessage) -> (Usage, bool) {
-    if reported.total_tokens > 0 || reported.prompt_tokens > 0 || reported.completion_tokens > 0 {
+pub fn or_estimate(reported: Usage, prompt_estimate: u64, answer: &Message) -> (Usage, bool) {
+    if reported.input > 0 || reported.output > 0 {
         return (reported, false);
     }
-    let completion = tokens::estimate_message(answer);
+    let completion = tokens::estimate(answer);
     (Usage::new(prompt_estimate, completion), true)
 }
 
@@ -76,11 +76,11 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
         day,
         model: model.to_owned(),
         requests: 1,
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        total_tokens: usage.total_tokens,
-        cached_tokens: usage.cached_tokens(),
-        reasoning_tokens: usage.reasoning_tokens(),
+        prompt_tokens: usage.input,
+        completion_tokens: usage.output,
+        total_tokens: usage.total(),
+        cached_tokens: usage.cache_read,
+        reasoning_tokens: usage.reasoning,
         cost_micro_usd: cost_micro_usd(prices, model, usage),
         price_version: prices.version.clone(),
         estimated_requests: 0,
@@ -91,7 +91,7 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
 mod tests {
     use super::*;
     use crate::config::{Price, undated};
-    use crate::wire::Role;
+    use crate::model::Role;
 
     #[test]
     fn prices_match_dated_variants_and_the_default() {
@@ -132,11 +132,11 @@ mod tests {
     #[test]
     fn missing_usage_is_estimated_and_marked() {
         // Issue 12, point 3: an answer without usage is metered by estimate.
-        let answer = ChatMessage::text(Role::Assistant, "a fairly short answer");
+        let answer = Message::text(Role::Assistant, "a fairly short answer");
         let (u, estimated) = or_estimate(Usage::default(), 40, &answer);
         assert!(estimated);
-        assert_eq!(u.prompt_tokens, 40);
-        assert!(u.completion_tokens > 0);
+        assert_eq!(u.input, 40);
+        assert!(u.output > 0);
         let (u, estimated) = or_estimate(Usage::new(5, 2), 40, &answer);
         assert_eq!((u, estimated), (Usage::new(5, 2), false));
         let r = estimated_row(&PriceTable::default(), "2026-11-25".into(), "echo", &u);

@@ -281,8 +281,8 @@ async fn main() {
 /// whatever the chunking. Time per KB for one text at 4, 16 and 64 KB: the
 /// same figure in each column means linear.
 fn stream_redaction() {
+    use ctxgate::processor::stream::StreamRedactor;
     use ctxgate::redact::{Action, Place, Policy, Redactor};
-    use ctxgate::stream::redact::StreamRedactor;
 
     let compiled = Instant::now();
     let redactor = Redactor::new(&Policy {

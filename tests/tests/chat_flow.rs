@@ -692,8 +692,8 @@ async fn concurrent_turns_on_one_conversation_never_interleave() {
     assert_eq!(conv.messages.len(), ok.len() * 2);
     let mut stored_users: Vec<String> = Vec::new();
     for pair in conv.messages.chunks(2) {
-        assert_eq!(pair[0].message.role, ctxgate::wire::Role::User);
-        assert_eq!(pair[1].message.role, ctxgate::wire::Role::Assistant);
+        assert_eq!(pair[0].message.role, ctxgate::model::Role::User);
+        assert_eq!(pair[1].message.role, ctxgate::model::Role::Assistant);
         // echo answers with the user's own text: each answer follows its own question.
         assert_eq!(
             pair[0].message.text_content(),

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use ctxgate::model::{Message as ChatMessage, Role};
 use ctxgate::store::dynamo::DynamoStore;
 use ctxgate::store::{ConversationMeta, StoredMessage, TurnWrite};
-use ctxgate::wire::{ChatMessage, Role};
 use ctxgate_tests::{Gateway, MockUpstream, Received, Reply, dynamo_store, openai_completion};
 use serde_json::{Value, json};
 
@@ -396,8 +396,13 @@ async fn long_conversations_keep_the_newest_turns_that_fit() {
         .collect();
     assert_eq!(kept_tags, newest);
     // The budget: window - output reserve - 5% margin, by the gateway's estimate.
-    let estimate = ctxgate::tokens::estimate_messages(
-        &serde_json::from_value::<Vec<ChatMessage>>(last["messages"].clone()).unwrap(),
+    let sent: Vec<ctxgate::wire::ChatMessage> =
+        serde_json::from_value(last["messages"].clone()).unwrap();
+    let estimate = ctxgate::tokens::estimate_all(
+        &sent
+            .iter()
+            .map(ctxgate::wire::openai_chat::decode_message)
+            .collect::<Vec<_>>(),
     );
     assert!(estimate <= 2000 - 200 - 100, "prompt of {estimate} tokens");
     // Nothing was dropped from the store.

@@ -241,8 +241,8 @@ impl Function {
 /// The sweeper binary, fed a DynamoDB stream batch whose one record is the TTL
 /// removal of a conversation header, purges that conversation's messages.
 async fn sweeper_purges_a_ttl_removal(stack: &Stack, func: &mut Function) {
+    use ctxgate::model::{Message as ChatMessage, Role};
     use ctxgate::store::{ConversationMeta, StoredMessage, TurnWrite};
-    use ctxgate::wire::{ChatMessage, Role};
     let meta = ConversationMeta {
         version: 1,
         next_seq: 2,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use ctxgate::auth::{hash_key, mint_key};
+use ctxgate::model::{Message as ChatMessage, Role};
 use ctxgate::store::{
     ConversationMeta, ConversationStore, IdempotencyClaim, IdempotencyDone, IdempotencyRequest,
     ListPosition, MAX_ITEM_BYTES, Order, PART_BYTES, Store, StoreError, StoredMessage,
     StoredResponse, TurnWrite, UsageRow, WindowLimit,
 };
-use ctxgate::wire::{ChatMessage, Role};
 
 fn msg(seq: u64, role: Role, text: &str) -> StoredMessage {
     let mut m = StoredMessage::new(seq, ChatMessage::text(role, text), 100);

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ctxgate::context::{self, Answer, ContextError, TurnExtras, WindowSettings};
-use ctxgate::provider::Completion;
+use ctxgate::model::{FinishReason, Message as ChatMessage, Response, Role, Usage};
 use ctxgate::store::{
     ConversationMeta, ConversationStore, CounterKey, CounterStore, IdempotencyClaim,
     IdempotencyDone, IdempotencyRequest, IdempotencyStore, Order, Store, StoreError, StoredMessage,
     StoredResponse, TurnWrite,
 };
-use ctxgate::wire::{ChatMessage, FinishReason, Role, Usage};
 
 const SETTINGS: WindowSettings = WindowSettings {
     context_window: 1_000_000,
@@ -23,11 +22,15 @@ const SETTINGS: WindowSettings = WindowSettings {
     summarize_after_turns: 2,
 };
 
-fn completion(text: String) -> Completion {
-    Completion {
+fn completion(text: String) -> Response {
+    Response {
+        id: None,
+        model: None,
         message: ChatMessage::text(Role::Assistant, text),
-        finish_reason: FinishReason::Stop,
+        finish: FinishReason::Stop,
+        stop_sequence: None,
         usage: Usage::new(1, 1),
+        usage_reported: true,
     }
 }
 
@@ -58,7 +61,7 @@ async fn run_turn(
     };
     let c = completion(answer);
     let a = Answer {
-        completion: &c,
+        response: &c,
         model: "echo",
         provider: "echo",
         latency_ms: 1,
@@ -548,7 +551,7 @@ async fn replay_of_a_deleted_turn(store: Arc<dyn Store>) {
     .unwrap();
     let c = completion("a".into());
     let a = Answer {
-        completion: &c,
+        response: &c,
         model: "echo",
         provider: "echo",
         latency_ms: 1,

@@ -8,29 +8,63 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use ctxgate::provider::ProviderError;
-use ctxgate::stream::anthropic::AnthropicStream;
-use ctxgate::stream::chunk::ChunkMeta;
-use ctxgate::stream::openai::OpenAiStream;
-use ctxgate::stream::session::{Session, render};
-use ctxgate::stream::{DeltaStream, sse};
-use futures_util::stream;
+use ctxgate::ApiError;
+use ctxgate::provider::{EventStream, ProviderError, sse};
+use ctxgate::wire::openai_chat::chunk::{ChunkEncoder, ChunkMeta, DONE, error_event};
+use futures_util::{StreamExt, stream};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/streams")
 }
 
-fn deltas(name: &str, pieces: Vec<Vec<u8>>) -> DeltaStream {
+fn events(name: &str, pieces: Vec<Vec<u8>>) -> EventStream {
     let body = stream::iter(
         pieces
             .into_iter()
             .map(|p| Ok::<_, ProviderError>(Bytes::from(p))),
     );
     if name.starts_with("anthropic") {
-        sse::deltas("anthropic", body, AnthropicStream::new("anthropic"))
+        sse::events(
+            "anthropic",
+            body,
+            ctxgate::provider::anthropic::stream::EventDecoder::new(),
+        )
     } else {
-        sse::deltas("openai", body, OpenAiStream::new("openai"))
+        sse::events(
+            "openai",
+            body,
+            ctxgate::provider::openai::stream::ChunkDecoder::new(),
+        )
     }
+}
+
+/// A whole event stream as the client would receive it (no storage, no
+/// keep-alives, no redaction): the provider's translator and the chunk encoder.
+async fn render(mut events: EventStream, meta: ChunkMeta) -> Vec<u8> {
+    let mut encoder = ChunkEncoder::new(meta);
+    let mut body = encoder.start().to_vec();
+    let mut out = Vec::new();
+    while let Some(item) = events.next().await {
+        match item {
+            Ok(e) => encoder.push(&e, &mut out),
+            Err(e) => {
+                for b in out.drain(..) {
+                    body.extend_from_slice(&b);
+                }
+                body.extend_from_slice(&error_event(&ApiError::from(e).body()));
+                return body;
+            }
+        }
+        for b in out.drain(..) {
+            body.extend_from_slice(&b);
+        }
+    }
+    encoder.end(&mut out);
+    for b in out {
+        body.extend_from_slice(&b);
+    }
+    body.extend_from_slice(DONE);
+    body
 }
 
 async fn translate(name: &str, pieces: Vec<Vec<u8>>) -> String {
@@ -41,8 +75,7 @@ async fn translate(name: &str, pieces: Vec<Vec<u8>>) -> String {
         model: format!("{}/model", name.split('_').next().unwrap()),
         include_usage: true,
     };
-    let session = Session::new(meta, None, name.starts_with("anthropic"));
-    String::from_utf8(render(deltas(name, pieces), session).await).unwrap()
+    String::from_utf8(render(events(name, pieces), meta).await).unwrap()
 }
 
 fn recordings() -> Vec<(String, Vec<u8>)> {

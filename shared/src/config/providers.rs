@@ -26,6 +26,18 @@ pub enum ProviderKind {
     Echo,
 }
 
+impl ProviderKind {
+    /// The kind as the configuration names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Echo => "echo",
+        }
+    }
+}
+
 /// One provider's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

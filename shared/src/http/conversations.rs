@@ -24,10 +24,11 @@ use sha2::{Digest, Sha256};
 use super::{PathId, QueryMap, RequestLog, caller, read_json_body, with_log};
 use crate::auth::{SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context;
+use crate::model::{Message, Role};
 use crate::processor::{self, Counts};
 use crate::redact::Place;
 use crate::store::{ConversationMeta, ListPosition, Order, StoredMessage};
-use crate::wire::{ChatMessage, Role};
+use crate::wire::openai_chat as codec;
 use crate::{ApiError, AppState, ids, now_secs, validate};
 
 /// Default page size.
@@ -148,7 +149,7 @@ fn conversation_view(id: &str, m: &ConversationMeta, full: bool) -> Map<String, 
         json!(m.retention_secs.map(|s| s / 86_400)),
     );
     if full {
-        let system: Vec<String> = m.system.iter().map(ChatMessage::text_content).collect();
+        let system: Vec<String> = m.system.iter().map(Message::text_content).collect();
         v.insert(
             "system_prompt".into(),
             json!((!system.is_empty()).then(|| system.join("\n"))),
@@ -164,10 +165,18 @@ fn conversation_view(id: &str, m: &ConversationMeta, full: bool) -> Map<String, 
     v
 }
 
-/// A stored message as the API shows it.
+/// A stored message as the API shows it: in OpenAI Chat's shape, as the
+/// conversations API has always shown it (an answer as `chat.completion`
+/// shows it; a request message as it was sent).
 fn message_view(m: &StoredMessage) -> Value {
-    let mut v = match serde_json::to_value(&m.message) {
-        Ok(Value::Object(o)) => o,
+    let shown = match &m.turn {
+        Some(_) => Some(codec::encode_answer(&m.message)),
+        None => codec::encode_messages(std::slice::from_ref(&m.message))
+            .ok()
+            .and_then(|v| v.into_iter().next()),
+    };
+    let mut v = match shown.map(serde_json::to_value) {
+        Some(Ok(Value::Object(o))) => o,
         _ => Map::new(),
     };
     v.insert("seq".into(), json!(m.seq));
@@ -178,8 +187,11 @@ fn message_view(m: &StoredMessage) -> Value {
     }
     if let Some(t) = &m.turn {
         v.insert("provider".into(), json!(t.provider));
-        v.insert("finish_reason".into(), json!(t.finish_reason));
-        v.insert("usage".into(), json!(t.usage));
+        v.insert(
+            "finish_reason".into(),
+            json!(t.finish_reason.map(codec::encode_finish)),
+        );
+        v.insert("usage".into(), json!(codec::encode_usage(&t.usage)));
         v.insert("latency_ms".into(), json!(t.latency_ms));
         v.insert("redactions".into(), json!(t.redactions));
     }
@@ -435,11 +447,11 @@ fn system_messages(
     state: &AppState,
     tenant: &str,
     prompt: Option<String>,
-) -> Result<Vec<ChatMessage>, ApiError> {
+) -> Result<Vec<Message>, ApiError> {
     let Some(text) = prompt.filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
-    let mut msgs = vec![ChatMessage::text(Role::System, text)];
+    let mut msgs = vec![Message::text(Role::System, text)];
     processor::apply(
         state.redactors.for_tenant(tenant),
         &mut msgs,
@@ -474,7 +486,7 @@ fn redact_fields(state: &AppState, tenant: &str, f: &mut Fields) -> Result<(), A
     Ok(())
 }
 
-fn apply_fields(meta: &mut ConversationMeta, f: &Fields, system: &Option<Vec<ChatMessage>>) {
+fn apply_fields(meta: &mut ConversationMeta, f: &Fields, system: &Option<Vec<Message>>) {
     if let Some(t) = &f.title {
         meta.title = t.clone();
     }

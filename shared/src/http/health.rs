@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{RequestLog, caller, with_log};
 use crate::auth::SCOPE_ADMIN;
-use crate::config::ProviderKind;
+use crate::provider::KeyUse;
 use crate::{ApiError, AppState};
 
 /// How long one dependency check may take before it counts as failed: a
@@ -86,15 +86,6 @@ impl Readiness {
     }
 }
 
-fn kind_name(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Openai => "openai",
-        ProviderKind::Anthropic => "anthropic",
-        ProviderKind::OpenaiCompatible => "openai_compatible",
-        ProviderKind::Echo => "echo",
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -130,9 +121,13 @@ async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
     let mut failure = None;
     let mut providers = Vec::new();
     for (name, p) in &state.config.providers {
-        let key_required = matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic);
+        let key = state
+            .providers
+            .capabilities(name)
+            .map_or(KeyUse::None, |c| c.key);
+        let key_required = key == KeyUse::Required;
         let mut key_present = false;
-        if p.kind != ProviderKind::Echo && failure.is_none() {
+        if key != KeyUse::None && failure.is_none() {
             let field = p.secret_field.as_deref().unwrap_or(name);
             match tokio::time::timeout(CHECK_TIMEOUT, state.keys.key(field)).await {
                 Ok(Ok(key)) => key_present = key.is_some(),
@@ -147,7 +142,7 @@ async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
         }
         providers.push(ProviderStatus {
             name: name.clone(),
-            kind: kind_name(p.kind),
+            kind: p.kind.as_str(),
             key_required,
             key_present,
         });

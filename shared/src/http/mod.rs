@@ -27,7 +27,7 @@ use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::wire::Usage;
+use crate::model::Usage;
 use crate::{AppState, ids};
 
 /// Every route: method, path, and the function crate that serves it. The
@@ -315,8 +315,8 @@ async fn observe(req: Request, next: Next) -> Response {
         latency_ms = start.elapsed().as_secs_f64() * 1000.0,
         tenant = log.tenant.as_deref(),
         model = log.model.as_deref(),
-        prompt_tokens = log.usage.map(|_| usage.prompt_tokens),
-        completion_tokens = log.usage.map(|_| usage.completion_tokens),
+        prompt_tokens = log.usage.map(|_| usage.input),
+        completion_tokens = log.usage.map(|_| usage.output),
         error = code,
         "request"
     );

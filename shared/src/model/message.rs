@@ -64,6 +64,17 @@ impl Message {
         out
     }
 
+    /// Whether the message opens a turn: a user message that is not only
+    /// tool results (which belong to the turn of their calls).
+    pub fn starts_turn(&self) -> bool {
+        self.role == Role::User
+            && !(!self.content.is_empty()
+                && self
+                    .content
+                    .iter()
+                    .all(|b| matches!(b, Block::ToolResult(_))))
+    }
+
     /// The tool calls the message makes, in order.
     pub fn tool_calls(&self) -> impl Iterator<Item = &ToolCall> {
         self.content.iter().filter_map(|b| match b {

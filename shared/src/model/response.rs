@@ -56,6 +56,13 @@ impl Usage {
         }
     }
 
+    /// Adds the cache-read and reasoning counts.
+    pub fn with_details(mut self, cache_read: u64, reasoning: u64) -> Self {
+        self.cache_read = cache_read;
+        self.reasoning = reasoning;
+        self
+    }
+
     /// Input plus output.
     pub fn total(&self) -> u64 {
         self.input + self.output

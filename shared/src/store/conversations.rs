@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::window::{NewestFirst, WindowFn, WindowLimit};
 use super::{DELETED, IdempotencyDone, StoreError, TOMBSTONE_KEEP_SECS, UsageRow};
-use crate::wire::{ChatMessage, FinishReason, Usage};
+use crate::model::{FinishReason, Message, Usage};
 
 /// A conversation's header item: version, counters, system prompt, title,
 /// metadata, retention and the summary of what fell out of the window.
@@ -36,8 +36,12 @@ pub struct ConversationMeta {
     /// Unix seconds of the latest change.
     pub updated: i64,
     /// The conversation's system prompt (system/developer messages).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub system: Vec<ChatMessage>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::format::system"
+    )]
+    pub system: Vec<Message>,
     /// When the conversation expires (TTL), if retention is set.
     #[serde(default)]
     pub expires_at: Option<i64>,
@@ -150,11 +154,15 @@ pub struct TurnInfo {
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "super::format::MessageDoc")]
 pub struct StoredMessage {
     /// Position in the conversation.
     pub seq: u64,
+    /// The format `message` and `turn.usage` are written in (see [`super::format`]).
+    #[serde(rename = "v")]
+    pub format: u32,
     /// The message.
-    pub message: ChatMessage,
+    pub message: Message,
     /// Tokens: provider-reported for answers, estimated for the rest.
     #[serde(default)]
     pub tokens: Option<u64>,
@@ -170,9 +178,10 @@ pub struct StoredMessage {
 
 impl StoredMessage {
     /// A message with no answer metadata.
-    pub fn new(seq: u64, message: ChatMessage, created: i64) -> Self {
+    pub fn new(seq: u64, message: Message, created: i64) -> Self {
         Self {
             seq,
+            format: super::format::MESSAGE_FORMAT,
             message,
             tokens: None,
             created,
@@ -185,7 +194,7 @@ impl StoredMessage {
     pub fn window_tokens(&self) -> u64 {
         match self.tokens {
             Some(t) => t + crate::tokens::MESSAGE_OVERHEAD,
-            None => crate::tokens::estimate_message(&self.message),
+            None => crate::tokens::estimate(&self.message),
         }
     }
 }

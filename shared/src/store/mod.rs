@@ -16,6 +16,7 @@ mod counters;
 pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod format;
 mod idempotency;
 mod keys;
 mod size;

@@ -1,7 +1,7 @@
 //! Item sizes and counts, shared by both stores so that they refuse the same things.
 
 use super::{ConversationMeta, MAX_ITEM_BYTES, StoreError, StoredMessage, TurnWrite};
-use crate::wire::ChatMessage;
+use crate::model::Message;
 
 /// Bytes a message occupies as a DynamoDB item (names + values), used by both
 /// stores so that they refuse the same things.
@@ -59,8 +59,8 @@ pub fn message_items_count(msg: &StoredMessage) -> usize {
 
 /// Items a request message will take once stored: its JSON plus the stored
 /// message's own fields (seq, tokens, created), counted without copying it.
-pub fn request_message_items(msg: &ChatMessage) -> usize {
-    /// More than `{"seq":..,"message":,"tokens":..,"created":..,"model":null}` takes.
+pub fn request_message_items(msg: &Message) -> usize {
+    /// More than `{"seq":..,"v":2,"message":,"tokens":..,"created":..,"model":null}` takes.
     const STORED_FIELDS: usize = 128;
     let mut counter = ByteCount(0);
     let json = serde_json::to_writer(&mut counter, msg).map_or(usize::MAX / 2, |()| counter.0);
@@ -111,7 +111,7 @@ pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Role;
+    use crate::model::Role;
 
     #[test]
     fn parts_cut_on_character_boundaries_and_rejoin() {
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn a_request_message_is_counted_as_it_will_be_stored() {
         for len in [0, 10, PART_BYTES - 200, PART_BYTES, 3 * PART_BYTES] {
-            let m = ChatMessage::text(Role::User, "x".repeat(len));
+            let m = Message::text(Role::User, "x".repeat(len));
             let stored = message_items_count(&StoredMessage {
                 tokens: Some(u64::MAX),
                 ..StoredMessage::new(u64::MAX, m.clone(), i64::MAX)

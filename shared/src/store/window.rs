@@ -85,7 +85,7 @@ pub async fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ChatMessage, Role};
+    use crate::model::{Message, Role};
 
     /// A conversation in memory, read in pages of `page` messages.
     struct Pages {
@@ -135,7 +135,7 @@ mod tests {
             .rev()
             .map(|seq| StoredMessage {
                 tokens: Some(6),
-                ..StoredMessage::new(seq, ChatMessage::text(Role::User, "x"), 0)
+                ..StoredMessage::new(seq, Message::text(Role::User, "x"), 0)
             })
             .collect();
         Pages {

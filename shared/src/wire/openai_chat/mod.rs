@@ -1,12 +1,12 @@
 //! OpenAI Chat Completions: the client-facing types ([`types`]) and the
 //! codec between them and the model: requests and messages ([`request`]),
-//! answers ([`response`]), upstream chunk streams ([`stream`]) and the
-//! client's chunk stream ([`chunk`]).
+//! answers ([`response`]) and the client's chunk stream ([`chunk`]). The
+//! upstream chunk stream is read by the OpenAI provider's own translator
+//! (`provider/openai/stream.rs`).
 
 pub mod chunk;
 pub mod request;
 pub mod response;
-pub mod stream;
 pub mod types;
 
 pub use request::{

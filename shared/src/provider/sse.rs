@@ -1,6 +1,6 @@
-//! Upstream Server-Sent Events to [`Delta`]s: the SSE framing is parsed by
+//! Upstream Server-Sent Events to model events: the SSE framing is parsed by
 //! `eventsource-stream` (events split across network reads at any byte,
-//! UTF-8 included), each event's meaning by a provider's [`Translator`].
+//! UTF-8 included), each event's meaning by the provider's stream decoder.
 
 use std::collections::VecDeque;
 
@@ -8,43 +8,21 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt, stream};
 
-use super::{Delta, DeltaStream};
-use crate::provider::ProviderError;
+use super::{EventStream, ProviderError};
+use crate::model::Event;
+use crate::wire::{DecodeError, Step, StreamDecoder};
 
-/// What a translator wants after an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Keep reading.
-    More,
-    /// The answer is complete; stop reading.
-    Done,
-}
-
-/// The meaning of one provider's stream events.
-pub trait Translator: Send + 'static {
-    /// Handles one event (`event` is empty for unnamed events), appending deltas.
-    fn event(
-        &mut self,
-        event: &str,
-        data: &str,
-        out: &mut Vec<Delta>,
-    ) -> Result<Step, ProviderError>;
-
-    /// The upstream body ended before [`Step::Done`]: whether that is a complete answer.
-    fn end(&mut self, out: &mut Vec<Delta>) -> Result<(), ProviderError>;
-}
-
-/// Translates an upstream SSE body into deltas. Reading stops at the first
-/// error or once the translator is done, and the upstream body is dropped
+/// Decodes an upstream SSE body into model events. Reading stops at the
+/// first error or once the decoder is done, and the upstream body is dropped
 /// with the returned stream (which cancels the request).
-pub fn deltas<S, T>(provider: &str, body: S, translator: T) -> DeltaStream
+pub fn events<S, D>(provider: &str, body: S, decoder: D) -> EventStream
 where
     S: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static,
-    T: Translator,
+    D: StreamDecoder,
 {
     let state = State {
         events: Box::pin(body.eventsource()),
-        translator,
+        decoder,
         queue: VecDeque::new(),
         error: None,
         finished: false,
@@ -63,15 +41,22 @@ where
             }
             let mut out = Vec::new();
             let step = match st.events.next().await {
-                Some(Ok(ev)) => st.translator.event(&ev.event, &ev.data, &mut out),
+                Some(Ok(ev)) => st
+                    .decoder
+                    .event(&ev.event, &ev.data, &mut out)
+                    .map_err(|e| decode_error(&st.provider, e)),
                 Some(Err(EventStreamError::Transport(e))) => Err(e),
                 Some(Err(_)) => Err(ProviderError::BadResponse {
                     provider: st.provider.clone(),
                     detail: "malformed event stream".into(),
                 }),
-                None => st.translator.end(&mut out).map(|()| Step::Done),
+                None => st
+                    .decoder
+                    .end(&mut out)
+                    .map(|()| Step::Done)
+                    .map_err(|e| decode_error(&st.provider, e)),
             };
-            // Deltas decoded before an error still go out first.
+            // Events decoded before an error still go out first.
             st.queue.extend(out);
             match step {
                 Ok(step) => st.finished = step == Step::Done,
@@ -84,12 +69,26 @@ where
     }))
 }
 
+/// A decoder's failure as a provider failure.
+pub fn decode_error(provider: &str, e: DecodeError) -> ProviderError {
+    match e {
+        DecodeError::Malformed(detail) => ProviderError::BadResponse {
+            provider: provider.to_owned(),
+            detail,
+        },
+        DecodeError::Reported(kind) => ProviderError::Stream {
+            provider: provider.to_owned(),
+            kind,
+        },
+    }
+}
+
 type Events<S> = std::pin::Pin<Box<eventsource_stream::EventStream<S>>>;
 
-struct State<S, T> {
+struct State<S, D> {
     events: Events<S>,
-    translator: T,
-    queue: VecDeque<Delta>,
+    decoder: D,
+    queue: VecDeque<Event>,
     error: Option<ProviderError>,
     finished: bool,
     provider: String,

@@ -2,11 +2,13 @@
 //! on their way to the provider, into the store and back to the client, and
 //! reports how many values of each category it replaced (never the values).
 
+pub mod stream;
+
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{Config, ConfigError};
+use crate::model::{Block, Message, ToolResultPart};
 use crate::redact::{Blocked, Category, Place, Redactor};
-use crate::wire::{ChatMessage, Content, ContentPart};
 
 /// Compiled redactors: the default and any per-tenant ones.
 pub struct Redactors {
@@ -88,11 +90,14 @@ fn place_name(place: Place) -> &'static str {
     }
 }
 
-/// Applies `place`'s policy to the text of `messages` in place: their content
-/// and the participant `name`, which is text the caller chose as well.
+/// Applies `place`'s policy to the text of `messages` in place: their text
+/// blocks, tool results' text, visible reasoning, and the participant
+/// `name`, which is text the caller chose as well. Reasoning signed by its
+/// provider cannot be changed (the signature would no longer hold), so a
+/// signed reasoning block the policy would change is left out instead.
 pub fn apply(
     redactor: &Redactor,
-    messages: &mut [ChatMessage],
+    messages: &mut [Message],
     place: Place,
     counts: &mut Counts,
 ) -> Result<(), Blocked> {
@@ -100,33 +105,49 @@ pub fn apply(
         if let Some(name) = m.name.as_mut() {
             redact_string(redactor, name, place, counts)?;
         }
-        match &mut m.content {
-            Some(Content::Text(text)) => redact_string(redactor, text, place, counts)?,
-            Some(Content::Parts(parts)) => {
-                for part in parts {
-                    if let ContentPart::Text { text } = part {
-                        redact_string(redactor, text, place, counts)?;
+        let mut unsigned = Vec::new();
+        for (i, block) in m.content.iter_mut().enumerate() {
+            match block {
+                Block::Text { text, .. } => {
+                    redact_string(redactor, text, place, counts)?;
+                }
+                Block::ToolResult(r) => {
+                    for part in &mut r.content {
+                        if let ToolResultPart::Text { text, .. } = part {
+                            redact_string(redactor, text, place, counts)?;
+                        }
                     }
                 }
+                Block::Reasoning {
+                    text, signature, ..
+                } => {
+                    if redact_string(redactor, text, place, counts)? && signature.is_some() {
+                        unsigned.push(i);
+                    }
+                }
+                _ => {}
             }
-            None => {}
+        }
+        for i in unsigned.into_iter().rev() {
+            m.content.remove(i);
         }
     }
     Ok(())
 }
 
+/// Redacts one text in place; `true` when it changed.
 fn redact_string(
     redactor: &Redactor,
     text: &mut String,
     place: Place,
     counts: &mut Counts,
-) -> Result<(), Blocked> {
+) -> Result<bool, Blocked> {
     let out = redactor.apply(text, place)?;
     if out.counts.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let replaced = out.text.into_owned();
     counts.add(place, out.counts);
     *text = replaced;
-    Ok(())
+    Ok(true)
 }

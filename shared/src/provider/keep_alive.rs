@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt, stream};
 
-use super::{Delta, DeltaStream};
-use crate::provider::ProviderError;
+use super::{EventStream, ProviderError};
+use crate::model::Event;
 
 /// How long the upstream may stay silent before a keep-alive goes out.
 pub const INTERVAL: Duration = Duration::from_secs(15);
@@ -15,33 +15,33 @@ pub const INTERVAL: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub enum Beat {
     /// The upstream sent something.
-    Item(Result<Delta, ProviderError>),
+    Item(Result<Event, ProviderError>),
     /// Nothing arrived for a whole interval.
     Silence,
 }
 
-/// `deltas`, with a [`Beat::Silence`] after every `every` without an item;
+/// `events`, with a [`Beat::Silence`] after every `every` without an item;
 /// after `give_up` of silence it ends with a timeout error (and drops the
 /// upstream), since a stream has no overall deadline short enough to do it.
 pub fn watch(
-    deltas: DeltaStream,
+    events: EventStream,
     every: Duration,
     give_up: Duration,
     provider: String,
 ) -> impl Stream<Item = Beat> + Send {
-    let state = Some((deltas, Duration::ZERO));
+    let state = Some((events, Duration::ZERO));
     stream::unfold(state, move |state| {
         let provider = provider.clone();
         async move {
-            let (mut deltas, silent) = state?;
+            let (mut events, silent) = state?;
             let wait = every.min(give_up.saturating_sub(silent));
-            match tokio::time::timeout(wait, deltas.next()).await {
-                Ok(Some(item)) => Some((Beat::Item(item), Some((deltas, Duration::ZERO)))),
+            match tokio::time::timeout(wait, events.next()).await {
+                Ok(Some(item)) => Some((Beat::Item(item), Some((events, Duration::ZERO)))),
                 Ok(None) => None,
                 Err(_) if silent + wait >= give_up => {
                     Some((Beat::Item(Err(ProviderError::Timeout { provider })), None))
                 }
-                Err(_) => Some((Beat::Silence, Some((deltas, silent + wait)))),
+                Err(_) => Some((Beat::Silence, Some((events, silent + wait)))),
             }
         }
     })
@@ -57,21 +57,24 @@ mod tests {
     #[tokio::test]
     async fn silence_is_reported_then_items_flow() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let upstream: DeltaStream = Box::pin(stream::unfold(rx, |mut rx| async move {
+        let upstream: EventStream = Box::pin(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|d| (Ok(d), rx))
         }));
         let mut beats = Box::pin(watch(upstream, TICK, Duration::from_secs(3600), "p".into()));
         assert!(matches!(beats.next().await, Some(Beat::Silence)));
         // Queued before the next wait starts, so it is what comes next.
-        tx.send(Delta::Text("late".into())).unwrap();
-        assert!(matches!(beats.next().await, Some(Beat::Item(Ok(Delta::Text(t)))) if t == "late"));
+        tx.send(Event::Usage(Default::default())).unwrap();
+        assert!(matches!(
+            beats.next().await,
+            Some(Beat::Item(Ok(Event::Usage(_))))
+        ));
         drop(tx);
         assert!(beats.next().await.is_none());
     }
 
     #[tokio::test]
     async fn a_silent_upstream_times_out_and_is_dropped() {
-        let silent: DeltaStream = Box::pin(stream::pending());
+        let silent: EventStream = Box::pin(stream::pending());
         let beats: Vec<Beat> = watch(silent, TICK, 3 * TICK, "p".into()).collect().await;
         assert_eq!(beats.len(), 3, "{beats:?}");
         assert!(beats[..2].iter().all(|b| matches!(b, Beat::Silence)));

@@ -1,0 +1,94 @@
+//! Anthropic Messages. Bodies are written and read by the
+//! [`anthropic`](crate::wire::anthropic) codec; the stream translator is
+//! [`stream`].
+
+pub mod stream;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{
+    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
+    join_url, send_json, send_stream, sse,
+};
+use crate::capped::Caps;
+use crate::config::{ANTHROPIC_DEFAULT_MAX_TOKENS, ProviderConfig};
+use crate::model::Response;
+use crate::wire::anthropic::{self as codec, UpstreamOptions};
+
+/// The API version this provider speaks.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// The Anthropic provider.
+pub struct Anthropic {
+    name: String,
+    client: reqwest::Client,
+    url: String,
+    default_max_tokens: u32,
+    caps: Caps,
+}
+
+impl Anthropic {
+    /// A provider named `name`.
+    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client, caps: Caps) -> Self {
+        Self {
+            name: name.into(),
+            client,
+            url: join_url(cfg.base_url.as_deref().unwrap_or_default(), "v1/messages"),
+            default_max_tokens: cfg
+                .default_max_tokens
+                .unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS),
+            caps,
+        }
+    }
+
+    /// The upstream request with the key and API version headers.
+    fn request(
+        &self,
+        call: &Call<'_>,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let opts = UpstreamOptions {
+            default_max_tokens: self.default_max_tokens,
+            stream,
+        };
+        let body: Value = codec::encode_request(call.request, call.model, &opts)
+            .map_err(ProviderError::invalid)?;
+        let key = call.api_key.ok_or_else(|| ProviderError::MissingKey {
+            provider: self.name.clone(),
+        })?;
+        Ok(self
+            .client
+            .post(&self.url)
+            .header("x-api-key", key)
+            .header("anthropic-version", API_VERSION)
+            .json(&body))
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            key: KeyUse::Required,
+            cache_breakpoints: true,
+            canonical_tool_arguments: true,
+        }
+    }
+
+    async fn complete(&self, call: Call<'_>) -> Result<Response, ProviderError> {
+        let http = self.request(&call, false)?;
+        let answer = send_json(&self.name, http, self.caps.body).await?;
+        codec::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
+    }
+
+    async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
+        let http = self.request(&call, true)?;
+        let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
+        Ok(sse::events(
+            &self.name,
+            body_stream(&self.name, resp, self.caps),
+            stream::EventDecoder::new(),
+        ))
+    }
+}

@@ -1,0 +1,128 @@
+//! OpenAI Chat Completions, also used for every OpenAI-compatible server
+//! (Azure OpenAI, Ollama, vLLM, Groq...): same body, configurable base URL,
+//! key header and query parameters. Bodies are written and read by the
+//! [`openai_chat`](crate::wire::openai_chat) codec; the stream translator
+//! is [`stream`].
+
+pub mod stream;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{
+    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
+    join_url, send_json, send_stream, sse,
+};
+use crate::capped::Caps;
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::model::Response;
+use crate::wire::openai_chat::{self, MaxTokensField, UpstreamOptions};
+
+/// An OpenAI-protocol provider.
+pub struct OpenAi {
+    name: String,
+    client: reqwest::Client,
+    url: String,
+    auth_header: Option<String>,
+    query: Vec<(String, String)>,
+    /// OpenAI itself: a key is required and the output cap is
+    /// `max_completion_tokens`; compatible servers may be keyless and know
+    /// `max_tokens`.
+    official: bool,
+    caps: Caps,
+}
+
+impl OpenAi {
+    /// A provider named `name`.
+    pub fn new(name: &str, cfg: &ProviderConfig, client: reqwest::Client, caps: Caps) -> Self {
+        Self {
+            name: name.into(),
+            client,
+            url: join_url(
+                cfg.base_url.as_deref().unwrap_or_default(),
+                "chat/completions",
+            ),
+            auth_header: cfg
+                .auth_header
+                .clone()
+                .filter(|h| !h.eq_ignore_ascii_case("authorization")),
+            query: cfg
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            official: cfg.kind == ProviderKind::Openai,
+            caps,
+        }
+    }
+
+    /// The upstream body of `call`.
+    fn body(&self, call: &Call<'_>, stream: bool) -> Result<Value, ProviderError> {
+        let opts = UpstreamOptions {
+            stream,
+            max_tokens_field: if self.official {
+                MaxTokensField::MaxCompletionTokens
+            } else {
+                MaxTokensField::MaxTokens
+            },
+        };
+        openai_chat::encode_request(call.request, call.model, &opts).map_err(ProviderError::invalid)
+    }
+
+    /// The upstream request, key and query parameters applied.
+    fn request(
+        &self,
+        call: &Call<'_>,
+        body: &Value,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        if self.official && call.api_key.is_none() {
+            return Err(ProviderError::MissingKey {
+                provider: self.name.clone(),
+            });
+        }
+        let mut http = self.client.post(&self.url).json(body);
+        if !self.query.is_empty() {
+            http = http.query(&self.query);
+        }
+        if let Some(key) = call.api_key {
+            http = match &self.auth_header {
+                Some(header) => http.header(header.as_str(), key),
+                None => http.bearer_auth(key),
+            };
+        }
+        Ok(http)
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            key: if self.official {
+                KeyUse::Required
+            } else {
+                KeyUse::Optional
+            },
+            cache_breakpoints: false,
+            canonical_tool_arguments: false,
+        }
+    }
+
+    async fn complete(&self, call: Call<'_>) -> Result<Response, ProviderError> {
+        let body = self.body(&call, false)?;
+        let http = self.request(&call, &body)?;
+        let answer = send_json(&self.name, http, self.caps.body).await?;
+        openai_chat::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
+    }
+
+    async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
+        let body = self.body(&call, true)?;
+        let http = self.request(&call, &body)?;
+        let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
+        Ok(sse::events(
+            &self.name,
+            body_stream(&self.name, resp, self.caps),
+            stream::ChunkDecoder::new(),
+        ))
+    }
+}

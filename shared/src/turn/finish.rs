@@ -1,0 +1,254 @@
+//! The last stage: the answer's cost settled, the answer redacted for
+//! storage, and the turn committed with its usage, summary and idempotency
+//! record in one write, on a task of its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::prepare::Core;
+use super::{Guard, TurnError};
+use crate::meter::Meter;
+use crate::model::{Assembler, Response, Usage};
+use crate::processor::{self, Counts};
+use crate::provider::ResolvedModel;
+use crate::redact::Place;
+use crate::store::{IdempotencyDone, StoredResponse, UsageRow};
+use crate::{ApiError, AppState, context, idempotency, summary, usage};
+
+/// A complete answer, its cost settled, ready to commit.
+pub struct Done {
+    core: Core,
+    guard: Option<Guard>,
+    model: ResolvedModel,
+    response: Response,
+    stored: Option<Response>,
+    row: UsageRow,
+    counts: Counts,
+    latency: Duration,
+}
+
+impl Done {
+    /// Settles the budget to the answer's usage (the provider's, or the
+    /// gateway's estimate when it reported none) and redacts the answer as
+    /// it will be stored. A block there refuses the turn; the answer was
+    /// paid for all the same, so its usage is recorded.
+    pub(super) async fn settle(
+        core: Core,
+        mut guard: Option<Guard>,
+        model: ResolvedModel,
+        raw: Assembler,
+        response_counts: Counts,
+        started: Instant,
+    ) -> Result<Done, TurnError> {
+        let latency = started.elapsed();
+        let mut response = raw.finish();
+        let (spent, estimated) =
+            usage::or_estimate(response.usage, core.prompt_estimate, &response.message);
+        response.usage = spent;
+        let mut row = UsageRow::default();
+        if let Some(m) = guard.as_mut().and_then(|g| g.meter.as_mut()) {
+            row = m.answered(&model.id, &spent, estimated).await;
+        }
+        let mut counts = core.counts.clone();
+        counts.merge(&response_counts);
+        let mut stored = None;
+        if core.turn.is_some() {
+            let mut s = response.clone();
+            let redactor = core.state.redactors.for_tenant(&core.tenant);
+            if let Err(b) = processor::apply(
+                redactor,
+                std::slice::from_mut(&mut s.message),
+                Place::Stored,
+                &mut counts,
+            ) {
+                if let Some(mut g) = guard {
+                    if let Some(m) = g.meter.as_mut() {
+                        m.record().await;
+                    }
+                    g.release().await;
+                }
+                return Err(TurnError::Blocked {
+                    blocked: b,
+                    place: Place::Stored,
+                });
+            }
+            stored = Some(s);
+        }
+        Ok(Done {
+            core,
+            guard,
+            model,
+            response,
+            stored,
+            row,
+            counts,
+            latency,
+        })
+    }
+
+    /// The answer's usage as billed (the estimate when the provider reported none).
+    pub fn usage(&self) -> Usage {
+        self.response.usage
+    }
+
+    /// The model that answered.
+    pub fn model(&self) -> &ResolvedModel {
+        &self.model
+    }
+
+    /// Every replacement the turn made: request, answer as sent, answer as stored.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The conversation the turn belongs to.
+    pub fn conversation(&self) -> Option<&str> {
+        self.core.conversation.as_deref()
+    }
+
+    /// Request time, Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.core.now
+    }
+
+    /// Commits the turn: with a conversation, its messages, answer, usage
+    /// rows, summary and idempotency record in one write; without, the usage
+    /// row and the idempotency record. `replay` is the response as the front
+    /// door sent it, kept when the request holds an idempotency claim. A
+    /// commit that fails gives the claim back (the usage is still recorded).
+    pub async fn commit(mut self, replay: Option<StoredResponse>) -> Result<Committed, TurnError> {
+        let state = self.core.state.clone();
+        let tenant = self.core.tenant.clone();
+        let now = self.core.now;
+        let Some(mut guard) = self.guard.take() else {
+            return Ok(Committed);
+        };
+        let done = match (guard.claim(), replay) {
+            (Some(c), Some(response)) => Some(IdempotencyDone {
+                key: c.key.clone(),
+                token: c.token.clone(),
+                response,
+                expires_at: now + idempotency::KEEP_SECS,
+            }),
+            _ => None,
+        };
+        let meter = guard.meter.take();
+        match (self.core.turn.take(), self.stored.take(), meter) {
+            (Some(turn), Some(stored), Some(meter)) => {
+                let finished = Finished {
+                    tenant: tenant.clone(),
+                    turn,
+                    stored,
+                    model: self.model.clone(),
+                    latency: self.latency,
+                    redactions: self.counts.0.clone(),
+                    row: self.row.clone(),
+                    idempotency: done,
+                    now,
+                    meter,
+                    summary: guard.take_summary(),
+                };
+                if let Err(e) = store_turn(&state, finished).await {
+                    guard.release().await;
+                    return Err(TurnError::Api(e));
+                }
+            }
+            (_, _, meter) => {
+                if let Some(mut m) = meter {
+                    m.record().await;
+                }
+                if let Some(done) = done
+                    && let Err(e) = state.store.idempotency_complete(&tenant, &done).await
+                {
+                    tracing::warn!(error = %e, "could not store an idempotent response");
+                }
+            }
+        }
+        guard.disarm();
+        Ok(Committed)
+    }
+}
+
+/// A committed turn.
+#[derive(Debug)]
+pub struct Committed;
+
+/// A turn whose answer is in, ready to store.
+struct Finished {
+    tenant: String,
+    turn: context::Turn,
+    /// The answer as stored (redacted per the stored policy).
+    stored: Response,
+    model: ResolvedModel,
+    latency: Duration,
+    redactions: BTreeMap<String, BTreeMap<String, u32>>,
+    row: UsageRow,
+    idempotency: Option<IdempotencyDone>,
+    now: i64,
+    meter: Meter,
+    summary: Option<summary::Pending>,
+}
+
+/// Stores a finished turn with its usage rows (and summary), in a task of
+/// its own that runs to the end even if the client goes away meanwhile: a
+/// commit cut half-way would leave its usage neither surely stored nor surely
+/// not, so it would be counted twice or never. A commit that fails records
+/// the usage on its own (the provider was paid) and returns the error.
+async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> {
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let Finished {
+            tenant,
+            turn,
+            stored,
+            model,
+            latency,
+            redactions,
+            row,
+            idempotency,
+            now,
+            mut meter,
+            summary,
+        } = f;
+        let written = match summary {
+            Some(p) => p.finish(summary::wait_budget(latency)).await,
+            None => None,
+        };
+        let mut rows = vec![row];
+        rows.extend(written.as_ref().map(|w| w.usage.clone()));
+        let (summary, mut summary_meter) = match written {
+            Some(w) => (Some(w.summary), Some(w.meter)),
+            None => (None, None),
+        };
+        let extras = context::TurnExtras {
+            retention: state.config.retention_secs(),
+            summary,
+            usage: rows,
+            idempotency,
+            conversation_cap: state.config.limits.conversation_cap(),
+        };
+        let answer = context::Answer {
+            response: &stored,
+            model: &model.id,
+            provider: &model.provider,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            redactions,
+        };
+        let committed = context::commit(&*state.store, &tenant, turn, &answer, &extras, now).await;
+        if committed.is_err() {
+            // The provider was paid even though the turn is not stored.
+            for row in &extras.usage {
+                if let Err(e) = state.store.add_usage(&tenant, row).await {
+                    tracing::error!(error = %e, "usage accounting failed");
+                }
+            }
+        }
+        meter.recorded();
+        if let Some(m) = summary_meter.as_mut() {
+            m.recorded();
+        }
+        committed.map_err(ApiError::from)
+    });
+    task.await.unwrap_or_else(|_| Err(ApiError::internal()))
+}

@@ -1,0 +1,302 @@
+//! The first stage of a turn: everything that must hold before a provider
+//! is paid.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+
+use super::Guard;
+use crate::auth::Principal;
+use crate::config::{Price, Strategy};
+use crate::meter::Meter;
+use crate::model::{Request, Usage};
+use crate::processor::{self, Counts};
+use crate::provider::ResolvedModel;
+use crate::redact::{Blocked, Place};
+use crate::{ApiError, AppState, context, idempotency, limits, summary, tokens};
+
+/// What a front door hands the pipeline.
+pub struct Input {
+    /// The model or alias the client asked for.
+    pub model: String,
+    /// The request: this turn's messages (with a conversation) or the whole
+    /// prompt (without), and the generation parameters.
+    pub request: Request,
+    /// The stored conversation to continue, if any.
+    pub conversation: Option<String>,
+    /// The idempotency claim the request holds, if it sent a key.
+    pub claim: Option<idempotency::Claim>,
+}
+
+/// A turn ready to call its provider.
+pub struct Prepared {
+    pub(super) core: Core,
+    pub(super) guard: Guard,
+}
+
+impl Prepared {
+    /// The model answering: the chain's first until a fallback answers.
+    pub fn model(&self) -> &ResolvedModel {
+        &self.core.model
+    }
+
+    /// Replacements made on the request (stored and upstream policies).
+    pub fn counts(&self) -> &Counts {
+        &self.core.counts
+    }
+}
+
+/// Everything a prepared turn established.
+pub(super) struct Core {
+    pub(super) state: Arc<AppState>,
+    pub(super) tenant: String,
+    pub(super) chain: Vec<ResolvedModel>,
+    /// The model answering: the chain's first until a fallback answers.
+    pub(super) model: ResolvedModel,
+    /// The whole request as it goes upstream (redacted per the upstream policy).
+    pub(super) request: Request,
+    pub(super) turn: Option<context::Turn>,
+    /// The conversation the turn belongs to.
+    pub(super) conversation: Option<String>,
+    /// Replacements made on the request (stored and upstream policies).
+    pub(super) counts: Counts,
+    pub(super) prompt_estimate: u64,
+    /// Request time, Unix seconds.
+    pub(super) now: i64,
+    pub(super) deadline: Instant,
+}
+
+/// The chain of models `model` names, refused when the caller may not use
+/// its model (or any model of its chain).
+pub fn model_chain(
+    state: &AppState,
+    principal: &Principal,
+    model: &str,
+) -> Result<Vec<ResolvedModel>, ApiError> {
+    let chain = state.providers.route(model).ok_or_else(|| {
+        let mut e = ApiError::not_found(
+            "model",
+            format!("the model '{model}' does not exist on this gateway"),
+        );
+        e.code = "model_not_found";
+        e
+    })?;
+    // A key limited to some models may use an alias it names, or a chain
+    // whose every model it may use.
+    for m in &chain {
+        principal.require_model(model, &m.id)?;
+    }
+    Ok(chain)
+}
+
+/// The token budget of a turn on `chain` (the smallest window of its models,
+/// so that any fallback can take the same prompt).
+fn window_settings(
+    state: &AppState,
+    chain: &[ResolvedModel],
+    req: &Request,
+) -> context::WindowSettings {
+    let c = &state.config.context;
+    let window = chain
+        .iter()
+        .map(|m| state.config.context_window(&m.id))
+        .min()
+        .unwrap_or(c.default_window);
+    context::WindowSettings {
+        context_window: window,
+        output_reserve: req
+            .max_output_tokens
+            .map_or(c.default_output_reserve.min(window / 4), u64::from),
+        safety_margin: (window as f64 * c.safety_margin_ratio) as u64,
+        summarize: c.strategy == Strategy::Summarize,
+        summarize_after_turns: c.summarize_after_turns,
+    }
+}
+
+/// A model without a price is not free: for a tenant with a cost budget,
+/// every model the turn may use must be priced (see `PriceTable::get`).
+/// Returns the highest input and output prices among them, the worst case a
+/// reservation covers; `None` when the tenant has no cost budget.
+fn priced(
+    state: &AppState,
+    tenant: &str,
+    chain: &[ResolvedModel],
+) -> Result<Option<Price>, ApiError> {
+    if state.config.quotas(tenant).cost_per_day_usd.is_none() {
+        return Ok(None);
+    }
+    let mut worst = Price {
+        input: 0.0,
+        output: 0.0,
+        cached_input: None,
+    };
+    for m in chain {
+        let Some(p) = state.config.prices.get(&m.id) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "model_not_priced",
+                format!(
+                    "the model '{}' has no price in the gateway's price table, and this tenant has a cost budget",
+                    m.id
+                ),
+            )
+            .with_param("model"));
+        };
+        worst.input = worst.input.max(p.input);
+        worst.output = worst.output.max(p.output);
+    }
+    Ok(Some(worst))
+}
+
+/// A redaction block on the request, as a 400 on its messages.
+fn blocked(b: Blocked) -> ApiError {
+    ApiError::blocked(&b, "messages")
+}
+
+/// Checks and reserves everything a turn needs before its provider call;
+/// see the module docs of [`crate::turn`]. On a refusal the idempotency
+/// claim is given back before the error returns, so a retry runs.
+pub async fn prepare(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    mut input: Input,
+) -> Result<Prepared, ApiError> {
+    let mut guard = Guard::new(state.clone(), &principal.tenant, input.claim.take());
+    match build(state, principal, input, &mut guard).await {
+        Ok(core) => Ok(Prepared { core, guard }),
+        Err(e) => {
+            guard.release().await;
+            Err(e)
+        }
+    }
+}
+
+async fn build(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    input: Input,
+    guard: &mut Guard,
+) -> Result<Core, ApiError> {
+    let now = crate::now_secs();
+    let deadline = Instant::now() + state.config.deadline;
+    let Input {
+        model,
+        mut request,
+        conversation,
+        claim: _,
+    } = input;
+    let tenant = &principal.tenant;
+    let chain = model_chain(state, principal, &model)?;
+    let worst_price = priced(state, tenant, &chain)?;
+    let model = chain[0].clone();
+
+    let messages = std::mem::take(&mut request.messages);
+    let settings = window_settings(state, &chain, &request);
+    let mut prepared = context::prepare(
+        &*state.store,
+        tenant,
+        conversation.as_deref(),
+        messages,
+        now,
+        &settings,
+        state.config.limits.conversation_cap(),
+    )
+    .await?;
+
+    // The redaction policy, before anything is spent: what will be stored,
+    // then what goes to the provider. A block refuses the request.
+    let redactor = state.redactors.for_tenant(tenant);
+    let mut counts = Counts::default();
+    if let Some(turn) = prepared.turn.as_mut() {
+        processor::apply(
+            redactor,
+            turn.new_messages_mut(),
+            Place::Stored,
+            &mut counts,
+        )
+        .map_err(blocked)?;
+        if let Some(system) = turn.new_system_mut() {
+            processor::apply(redactor, system, Place::Stored, &mut counts).map_err(blocked)?;
+        }
+    }
+    processor::apply(redactor, &mut prepared.prompt, Place::Upstream, &mut counts)
+        .map_err(blocked)?;
+    let prompt_estimate = tokens::estimate_all(&prepared.prompt);
+    let limits = &state.config.limits;
+    if prompt_estimate > limits.max_prompt_tokens {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "prompt_too_large",
+            format!(
+                "the prompt (stored history included) is about {prompt_estimate} tokens; the limit is {}",
+                limits.max_prompt_tokens
+            ),
+        )
+        .with_param("messages"));
+    }
+    request.messages = prepared.prompt;
+
+    // Reserve the worst case: the whole prompt plus the largest answer the
+    // request allows, or, without a cap of its own, the largest its models
+    // produce, cut to what the budget has left (and that cut sent upstream).
+    let most = chain
+        .iter()
+        .map(|m| state.config.max_output(&m.id))
+        .max()
+        .unwrap_or(limits.max_output_tokens);
+    let output = match request.max_output_tokens {
+        Some(n) => limits::Output::Capped(n),
+        None => limits::Output::UpTo(most),
+    };
+    let budget = limits::Budget::new(&state.config.quotas(tenant), limits.budget_tolerance);
+    let prompt_reserved = limits::prompt_reserve(prompt_estimate);
+    let (reservation, reserved) = limits::reserve_call(
+        &state.store,
+        tenant,
+        budget,
+        worst_price.as_ref(),
+        prompt_reserved,
+        output,
+        now,
+    )
+    .await?;
+    if output == limits::Output::UpTo(most) && reserved < most {
+        request.max_output_tokens = Some(reserved);
+    }
+    let meter = Meter::new(
+        state.store.clone(),
+        state.config.clone(),
+        tenant,
+        &model.id,
+        now,
+        Usage::new(prompt_reserved, u64::from(reserved)),
+        reservation,
+    );
+    guard.meter = Some(meter);
+
+    // A summary of dropped turns is written beside the provider call.
+    if let (Some(job), Some(turn)) = (&prepared.summary_job, &prepared.turn) {
+        guard.hold_summary(summary::Pending::start(
+            state.clone(),
+            tenant.clone(),
+            turn.id.clone(),
+            job.clone(),
+        ));
+    }
+    Ok(Core {
+        state: state.clone(),
+        tenant: tenant.clone(),
+        chain,
+        model,
+        request,
+        turn: prepared.turn,
+        conversation,
+        counts,
+        prompt_estimate,
+        now,
+        deadline,
+    })
+}
