@@ -91,6 +91,9 @@ enum Canon {
     RefusalPart,
     /// A tool message's empty content parts are written as `""`.
     EmptyResult,
+    /// Other messages' empty content parts and empty tool call lists are
+    /// written as nothing.
+    EmptyLists,
     /// Answer: empty text beside tool calls or a refusal is no content
     /// (as the same answer streamed).
     EmptyTextWithCalls,
@@ -109,6 +112,7 @@ fn canon_name(s: &str) -> Canon {
         "null_content_alone" => Canon::NullContentAlone,
         "parts_joined" => Canon::PartsJoined,
         "empty_result" => Canon::EmptyResult,
+        "empty_lists" => Canon::EmptyLists,
         other => panic!("unknown canonical rule {other}"),
     }
 }
@@ -175,6 +179,13 @@ fn canon_message(m: &mut Value, rule: Canon) {
             if let Some(Value::Array(parts)) = o.get("content") {
                 let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
                 o.insert("content".into(), json!(text));
+            }
+        }
+        Canon::EmptyLists => {
+            for k in ["content", "tool_calls"] {
+                if o.get("role") != Some(&json!("tool")) && o.get(k) == Some(&json!([])) {
+                    o.remove(k);
+                }
             }
         }
         Canon::EmptyResult => {
@@ -320,6 +331,36 @@ fn request_cases() -> Vec<(&'static str, Value, Vec<Canon>)> {
                 user(json!("hi"))
             ]}),
             vec![Canon::EmptyResult],
+        ),
+        (
+            "empty_parts_and_calls",
+            json!({"model": "m", "messages": [
+                user(json!("hi")),
+                {"role": "assistant", "content": [], "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ]},
+                {"role": "assistant", "content": "ok", "tool_calls": []}
+            ]}),
+            vec![Canon::EmptyLists],
+        ),
+        (
+            "odd_but_valid_messages",
+            json!({"model": "m", "messages": [
+                {"role": "user", "content": "x", "refusal": "r", "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "c", "content": [
+                    {"type": "image_url", "image_url": {"url": "https://example.com/i.png"}},
+                    {"type": "refusal", "refusal": "no"},
+                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                    {"type": "file", "file": {"file_id": "file-1"}}
+                ]},
+                {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": ""}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                    "tool_calls": [{"id": "d", "function": {"name": "g", "arguments": "[1]"}}]}
+            ], "tool_choice": "sometimes",
+               "tools": [{"type": "function", "function": {"name": "f", "parameters": null, "description": ""}}]}),
+            vec![],
         ),
         (
             "one_text_part_and_refusal_part",
@@ -505,6 +546,25 @@ fn budget_cap_takes_the_providers_name() {
     );
 }
 
+/// Drops null fields of the typed objects (the request, its messages, tool
+/// declarations); opaque values inside parts are kept as sent.
+fn drop_nulls(req: &mut Value) {
+    let strip = |v: &mut Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+    };
+    strip(req);
+    for m in req["messages"].as_array_mut().into_iter().flatten() {
+        strip(m);
+    }
+    if let Some(Value::Array(tools)) = req.get_mut("tools") {
+        for t in tools {
+            strip(&mut t["function"]);
+        }
+    }
+}
+
 // Issue 13, point 2: OpenAI request JSON -> ChatRequest -> model -> OpenAI
 // JSON is the original, less ctxgate's own fields (`conversation_id`,
 // `stream_options`, `n`) and in canonical spellings.
@@ -523,11 +583,14 @@ fn client_requests_round_trip() {
             want.as_object_mut().unwrap().remove(k);
             back.as_object_mut().unwrap().remove(k);
         }
-        // `"content": null` and no content are one spelling (serde reads both as none).
+        // Serde's spellings: a null field is no field, a tool call's `type`
+        // defaults to `function`.
+        drop_nulls(&mut want);
         for m in want["messages"].as_array_mut().unwrap() {
-            let m = m.as_object_mut().unwrap();
-            if m.get("content") == Some(&Value::Null) {
-                m.remove("content");
+            if let Some(Value::Array(calls)) = m.get_mut("tool_calls") {
+                for c in calls {
+                    c["type"] = json!("function");
+                }
             }
         }
         let want = canon_body(want, &rules);
@@ -1285,6 +1348,7 @@ fn rules_json(rules: &[Canon]) -> Value {
                 Canon::NullContentAlone => "null_content_alone",
                 Canon::PartsJoined => "parts_joined",
                 Canon::EmptyResult => "empty_result",
+                Canon::EmptyLists => "empty_lists",
             })
             .collect::<Vec<_>>()
     )
