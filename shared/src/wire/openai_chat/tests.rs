@@ -1275,6 +1275,132 @@ fn unholdable_blocks_are_refused_or_left_out() {
     );
 }
 
+/// One block of every kind and source, holdable or not.
+fn every_block() -> Vec<Block> {
+    let media = || {
+        vec![
+            MediaSource::Url {
+                url: "https://example.com/x".into(),
+            },
+            base64("image/png", "iVBO"),
+            base64("", "iVBO"),
+            MediaSource::Text {
+                media_type: "text/plain".into(),
+                data: "t".into(),
+            },
+            MediaSource::File {
+                file_id: "file-1".into(),
+            },
+        ]
+    };
+    let mut parts = vec![ToolResultPart::Text {
+        text: "t".into(),
+        cache: None,
+    }];
+    let mut blocks = vec![
+        Block::text("t"),
+        Block::text(""),
+        Block::Audio {
+            data: "d".into(),
+            format: "wav".into(),
+        },
+        call("c", "f", "{}"),
+        Block::Reasoning {
+            text: "r".into(),
+            signature: Some("s".into()),
+            encrypted: None,
+        },
+        Block::Reasoning {
+            text: String::new(),
+            signature: None,
+            encrypted: Some("e".into()),
+        },
+        Block::Refusal { text: "no".into() },
+    ];
+    for source in media() {
+        blocks.push(Block::Image(image(source.clone(), Some("auto"))));
+        blocks.push(Block::Document(document(source.clone(), Some("f.pdf"))));
+        parts.push(ToolResultPart::Image(image(source.clone(), None)));
+        parts.push(ToolResultPart::Document(document(source, None)));
+    }
+    for format in [WireFormat::OpenaiChat, WireFormat::Anthropic] {
+        for value in [
+            json!({"type": "text", "text": "t"}),
+            json!({"type": "unknown"}),
+            json!("not an object"),
+        ] {
+            let o = Opaque {
+                format,
+                value: value.clone(),
+            };
+            blocks.push(Block::Opaque(o.clone()));
+            parts.push(ToolResultPart::Opaque(o));
+        }
+    }
+    for p in parts.iter().cloned() {
+        blocks.push(Block::ToolResult(ToolResult {
+            call_id: "c".into(),
+            content: vec![p],
+            is_error: true,
+            cache: None,
+        }));
+    }
+    blocks.push(Block::ToolResult(ToolResult {
+        call_id: "c".into(),
+        content: parts,
+        is_error: false,
+        cache: None,
+    }));
+    blocks
+}
+
+// Issue 13, point 1: whatever a model message holds, in whichever role,
+// encoding it never panics; an error names a block of the message, and what
+// is encoded reads back.
+#[test]
+fn encoding_never_panics() {
+    let blocks = every_block();
+    let roles = [
+        Role::System,
+        Role::Developer,
+        Role::User,
+        Role::Assistant,
+        Role::Tool,
+    ];
+    let mut contents = vec![vec![]];
+    contents.extend(blocks.iter().map(|b| vec![b.clone()]));
+    for a in &blocks {
+        for b in &blocks {
+            contents.push(vec![a.clone(), b.clone()]);
+        }
+    }
+    for role in roles {
+        for content in &contents {
+            let m = Message {
+                role,
+                content: content.clone(),
+                name: Some("n".into()),
+            };
+            match encode_messages(&[Message::text(Role::User, "a"), m.clone()]) {
+                Ok(wire) => {
+                    let v = serde_json::to_value(&wire).unwrap();
+                    let back: Vec<ChatMessage> = serde_json::from_value(v).unwrap();
+                    back.iter().for_each(|w| drop(decode_message(w)));
+                }
+                Err(e) => {
+                    let j: usize = e
+                        .param
+                        .strip_prefix("messages[1].content[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .and_then(|j| j.parse().ok())
+                        .unwrap_or_else(|| panic!("param {}", e.param));
+                    assert!(j < content.len());
+                }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------ golden files
 
 /// The checked-in cases: request fixtures (`request_*.json`: client request,
@@ -1319,6 +1445,18 @@ const GOLDEN_REQUESTS: &[(&str, &str, Option<u32>, MaxTokensField)] = &[
         MaxTokensField::MaxTokens,
     ),
     (
+        "request_empty_lists",
+        "empty_lists",
+        Some(256),
+        MaxTokensField::MaxCompletionTokens,
+    ),
+    (
+        "request_odd_but_valid",
+        "odd_but_valid_messages",
+        None,
+        MaxTokensField::MaxTokens,
+    ),
+    (
         "request_streamed",
         "streamed_no_cap",
         Some(2048),
@@ -1334,6 +1472,7 @@ const GOLDEN_ANSWERS: &[(&str, &str)] = &[
     ("response_usage_details", "usage_details"),
     ("response_content_null_alone", "content_null_alone"),
     ("response_length", "finish_length"),
+    ("response_answer_name", "answer_name"),
 ];
 
 fn rules_json(rules: &[Canon]) -> Value {
