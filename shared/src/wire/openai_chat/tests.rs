@@ -7,6 +7,11 @@
 //! code. Where the codec writes a different but equivalent spelling on
 //! purpose, the case names the [`Canon`] rule that explains the difference,
 //! and the test checks that the rule is needed.
+//!
+//! When today's code is deleted, delete with it `today_body`,
+//! `today_completion`, `golden_from_today`, `bless_golden_files`,
+//! `upstream_bodies_equal_todays`, `completions_equal_todays` and the last
+//! loop of `golden_files_hold`; the golden files then carry the proof.
 
 use std::path::PathBuf;
 
@@ -1533,7 +1538,7 @@ fn golden_from_today() -> Vec<(String, Value)> {
     out
 }
 
-// Writes the golden files from today's code:
+// Issue 13, points 1 and 2: writes the golden files from today's code:
 // `CTXGATE_BLESS=1 cargo test -p ctxgate --lib wire::openai_chat::tests::bless -- --ignored`.
 // Only meaningful while today's code exists; after that the files are the proof.
 #[test]
