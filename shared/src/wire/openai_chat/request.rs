@@ -5,7 +5,8 @@
 //! Canonical spellings (what the encoder writes where OpenAI has two for the
 //! same thing): content that is one text block is a string, otherwise parts;
 //! one stop sequence is a string; a refusal is the message's `refusal` field;
-//! a tool result with no content is `""`.
+//! a tool result with no content is `""`; other empty content parts and an
+//! empty tool call list are left out.
 
 use serde_json::{Map, Value, json};
 
