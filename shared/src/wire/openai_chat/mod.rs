@@ -17,3 +17,6 @@ pub use response::{
     ResponseMeta, decode_finish, decode_response, decode_usage, encode_answer, encode_finish,
     encode_response, encode_usage,
 };
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,9 @@
 //!
 //! Canonical spellings (what the encoder writes where OpenAI has two for the
 //! same thing): content that is one text block is a string, otherwise parts;
-//! one stop sequence is a string; a refusal is the message's `refusal` field.
+//! one stop sequence is a string; a refusal is the message's `refusal` field;
+//! a tool result with no content is `""`; other empty content parts and an
+//! empty tool call list are left out.
 
 use serde_json::{Map, Value, json};
 
@@ -51,6 +53,13 @@ pub fn decode_request(req: &ChatRequest) -> model::Request {
     }
     if let Some(n) = req.max_completion_tokens {
         fields.insert("max_completion_tokens".into(), json!(n));
+    }
+    // Empty lists the model holds as nothing, passed on as sent.
+    if req.stop.as_ref().is_some_and(|s| s.to_vec().is_empty()) {
+        fields.insert("stop".into(), json!([]));
+    }
+    if req.tools.as_ref().is_some_and(Vec::is_empty) {
+        fields.insert("tools".into(), json!([]));
     }
     let response_format = req.response_format.as_ref().and_then(|v| {
         let format = match v["type"].as_str()? {
@@ -234,11 +243,12 @@ fn decode_file(file: &Value) -> Option<Document> {
             file_id: id.clone(),
         },
         (None, Some(Value::String(data))) => match parse_data_url(data) {
-            Some((media_type, data)) => MediaSource::Base64 {
+            // An empty media type would not be written back: kept as sent.
+            Some((media_type, data)) if !media_type.is_empty() => MediaSource::Base64 {
                 media_type: media_type.into(),
                 data: data.into(),
             },
-            None => MediaSource::Base64 {
+            _ => MediaSource::Base64 {
                 media_type: String::new(),
                 data: data.clone(),
             },
@@ -319,7 +329,10 @@ fn encode_message_into(
                 out.push(ChatMessage {
                     role: Role::Tool,
                     content: Some(encode_result(r, &param())?),
-                    name: None,
+                    // A tool message's own name; results in other messages have none.
+                    name: (m.role == model::Role::Tool)
+                        .then(|| m.name.clone())
+                        .flatten(),
                     tool_calls: None,
                     tool_call_id: Some(r.call_id.clone()),
                     refusal: None,
@@ -513,7 +526,9 @@ pub fn encode_request(
             named => named,
         };
         if legacy {
-            opt("max_tokens", Some(json!(n)));
+            // Both names sent: each keeps the client's value (the newer one is the cap).
+            let sent = ext.and_then(|f| f.get("max_tokens")).filter(|_| current);
+            opt("max_tokens", Some(sent.cloned().unwrap_or(json!(n))));
         }
         if current {
             opt("max_completion_tokens", Some(json!(n)));
@@ -530,10 +545,7 @@ pub fn encode_request(
     opt("user", req.user.clone().map(Value::from));
     opt(
         "response_format",
-        req.response_format
-            .as_ref()
-            .map(encode_response_format)
-            .or_else(|| ext.and_then(|f| f.get("response_format").cloned())),
+        req.response_format.as_ref().map(encode_response_format),
     );
     let tools: Vec<Value> = req.tools.iter().filter_map(encode_tool).collect();
     opt("tools", (!tools.is_empty()).then_some(Value::Array(tools)));
@@ -548,9 +560,16 @@ pub fn encode_request(
     opt("seed", req.seed.map(Value::from));
     opt("presence_penalty", req.presence_penalty.map(Value::from));
     opt("frequency_penalty", req.frequency_penalty.map(Value::from));
+    // The format's own fields the model has no place for, unless the model
+    // now says otherwise (the cap's names are markers, written above).
+    for (k, v) in ext.into_iter().flatten() {
+        if !matches!(k.as_str(), "max_tokens" | "max_completion_tokens") && !body.contains_key(k) {
+            body.insert(k.clone(), v.clone());
+        }
+    }
     if opts.stream {
-        opt("stream", Some(json!(true)));
-        opt("stream_options", Some(json!({"include_usage": true})));
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Ok(Value::Object(body))
 }

@@ -136,8 +136,10 @@ pub fn decode_response(v: Value) -> Result<model::Response, CodecError> {
 }
 
 /// An assistant answer as the message of a `chat.completion`: its text
-/// blocks joined (as a stream of them reads), its tool calls, its refusal.
-/// With neither text nor tool calls the content is an empty string.
+/// blocks joined (as a stream of them reads), its tool calls, its refusal,
+/// its name.
+/// With no text, the content is absent beside tool calls or a refusal and an
+/// empty string otherwise (as OpenAI writes them).
 pub fn encode_answer(m: &model::Message) -> ChatMessage {
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -159,8 +161,9 @@ pub fn encode_answer(m: &model::Message) -> ChatMessage {
     }
     ChatMessage {
         role: Role::Assistant,
-        content: (!text.is_empty() || calls.is_empty()).then_some(Content::Text(text)),
-        name: None,
+        content: (!text.is_empty() || (calls.is_empty() && refusal.is_none()))
+            .then_some(Content::Text(text)),
+        name: m.name.clone(),
         tool_calls: (!calls.is_empty()).then_some(calls),
         tool_call_id: None,
         refusal,
