@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::request::{decode_block, encode_block};
+use super::blocks::{decode_block, encode_block};
 use crate::model::{self, Block, FinishReason, Message, Role, ToolCall, Usage};
 use crate::wire::CodecError;
 
