@@ -8,6 +8,7 @@
 //! translated as the Anthropic provider always has (instructions lifted and
 //! joined, neighbouring same-role messages merged).
 
+mod blocks;
 mod request;
 mod response;
 mod stream;

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::request::{decode_block, encode_block};
+use super::blocks::{decode_block, encode_block};
 use crate::model::{self, Block, FinishReason, Message, Role, ToolCall, Usage};
 use crate::wire::CodecError;
 
@@ -62,7 +62,8 @@ pub(super) fn usage_json(u: &Usage) -> Value {
 
 /// An upstream Messages answer as a model response. Tool arguments are the
 /// compact JSON of `input`; thinking, redacted thinking and citations stay
-/// in their blocks; other blocks are kept whole.
+/// in their blocks (`citations: null` is read as none); other blocks are
+/// kept whole.
 pub fn decode_response(v: Value) -> Result<model::Response, CodecError> {
     let bad = |param: &str, detail: &str| CodecError::new(param, detail);
     let blocks = v["content"]
@@ -112,7 +113,8 @@ pub fn decode_response(v: Value) -> Result<model::Response, CodecError> {
 }
 
 /// The Messages `message` object for a model response, named `id` and
-/// `model` for the client. Blocks Anthropic has no answer form for (media,
+/// `model` for the client; `stop_sequence` and the four usage counts are
+/// always written. Blocks Anthropic has no answer form for (media,
 /// tool results, other formats' opaque blocks) are left out.
 pub fn encode_response(r: &model::Response, id: &str, model: &str) -> Value {
     let content: Vec<Value> = r.message.content.iter().filter_map(answer_block).collect();
