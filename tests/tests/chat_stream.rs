@@ -94,7 +94,16 @@ async fn stored(store: &Arc<dyn Store>, conversation: &str) -> Vec<Value> {
         .unwrap()
         .messages
         .into_iter()
-        .map(|m| serde_json::to_value(m.message).unwrap())
+        .map(|m| {
+            // As the conversations API shows a stored message: in OpenAI's shape.
+            let shown = match m.turn {
+                Some(_) => ctxgate::wire::openai_chat::encode_answer(&m.message),
+                None => ctxgate::wire::openai_chat::encode_messages(&[m.message])
+                    .unwrap()
+                    .remove(0),
+            };
+            serde_json::to_value(shown).unwrap()
+        })
         .collect()
 }
 
@@ -123,7 +132,7 @@ async fn streamed_turns_are_stored_exactly_as_non_streamed_ones() {
     let anthropic = MockUpstream::start(both(
         fixture("anthropic_multi_block"),
         json!({"type": "message", "role": "assistant", "stop_reason": "tool_use", "content": [
-            {"type": "thinking", "thinking": "Let me think."},
+            {"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
             {"type": "text", "text": "I'll check the weather."},
             {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Oslo", "unit": "c"}}],
             "usage": {"input_tokens": 30, "cache_read_input_tokens": 10, "output_tokens": 45}}),
@@ -164,6 +173,26 @@ async fn streamed_turns_are_stored_exactly_as_non_streamed_ones() {
             "{model}"
         );
         assert_eq!(stored(&store, &format!("{model}-stream")).await.len(), 2);
+        // Issue 13, point 4: the stored model (reasoning and its signature
+        // included) is the same too, not only its OpenAI view.
+        let raw = |c: String| {
+            let store = store.clone();
+            async move {
+                let conv = store
+                    .load_conversation(TENANT, &c.replace('/', ":"), ctxgate::now_secs())
+                    .await
+                    .unwrap();
+                conv.messages
+                    .into_iter()
+                    .map(|m| m.message)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            raw(format!("{model}-stream")).await,
+            raw(format!("{model}-plain")).await,
+            "{model}"
+        );
     }
     // The upstream was asked to stream, with usage.
     let seen = openai.received();

@@ -177,12 +177,17 @@ impl Assembler {
 }
 
 /// The events of a complete answer, in the order a stream would carry them:
-/// for providers without streaming and for replaying a stored answer.
+/// for providers without streaming and for replaying a stored answer. The
+/// usage, known from the start, comes first, so an answer cut on its way
+/// (a redaction block) is charged what the provider reported.
 pub fn events_of(response: &Response) -> Vec<Event> {
     let mut out = vec![Event::Start {
         id: response.id.clone(),
         model: response.model.clone(),
     }];
+    if response.usage_reported {
+        out.push(Event::Usage(response.usage));
+    }
     for (i, b) in response.message.content.iter().enumerate() {
         let index = i as u32;
         let (start, deltas): (BlockStart, Vec<BlockDelta>) = match b {
@@ -238,9 +243,6 @@ pub fn events_of(response: &Response) -> Vec<Event> {
         reason: response.finish,
         stop_sequence: response.stop_sequence.clone(),
     });
-    if response.usage_reported {
-        out.push(Event::Usage(response.usage));
-    }
     out
 }
 

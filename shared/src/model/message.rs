@@ -68,11 +68,11 @@ impl Message {
     /// tool results (which belong to the turn of their calls).
     pub fn starts_turn(&self) -> bool {
         self.role == Role::User
-            && !(!self.content.is_empty()
-                && self
+            && (self.content.is_empty()
+                || self
                     .content
                     .iter()
-                    .all(|b| matches!(b, Block::ToolResult(_))))
+                    .any(|b| !matches!(b, Block::ToolResult(_))))
     }
 
     /// The tool calls the message makes, in order.

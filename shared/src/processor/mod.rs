@@ -119,11 +119,15 @@ pub fn apply(
                     }
                 }
                 Block::Reasoning {
-                    text, signature, ..
+                    text,
+                    signature: Some(_),
+                    ..
                 } => {
-                    if redact_string(redactor, text, place, counts)? && signature.is_some() {
-                        unsigned.push(i);
-                    }
+                    let changed = redact_string(redactor, text, place, counts)?;
+                    unsigned.extend(changed.then_some(i));
+                }
+                Block::Reasoning { text, .. } => {
+                    redact_string(redactor, text, place, counts)?;
                 }
                 _ => {}
             }

@@ -51,6 +51,8 @@ struct Tally {
     raw: Assembler,
     prompt_estimate: u64,
     model: String,
+    /// The usage came with a whole answer: final, not a figure so far.
+    whole: bool,
 }
 
 impl Tally {
@@ -59,7 +61,7 @@ impl Tally {
     fn spent(&self) -> (Usage, bool) {
         let generated = tokens::estimate_text(&self.raw.generated_chars());
         match self.raw.usage() {
-            Some(u) if u.output >= generated => (u, false),
+            Some(u) if self.whole || u.output >= generated => (u, false),
             Some(u) => (
                 Usage {
                     output: generated,
@@ -146,6 +148,7 @@ pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, A
         raw: Assembler::new(canonical),
         prompt_estimate: core.prompt_estimate,
         model: model.id.clone(),
+        whole: !streamed,
     };
     Ok(Answering {
         core,

@@ -10,13 +10,13 @@
 
 mod blocks;
 mod request;
-mod response;
+pub(crate) mod response;
 mod stream;
 pub mod types;
 
 pub use request::{UpstreamOptions, decode_request, encode_request};
 pub use response::{decode_response, encode_response};
-pub use stream::{EventDecoder, EventEncoder};
+pub use stream::EventEncoder;
 pub use types::{MessageContent, MessageParam, MessageRole, MessagesRequest, SystemPrompt};
 
 #[cfg(test)]

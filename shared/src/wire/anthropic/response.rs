@@ -8,7 +8,7 @@ use crate::model::{self, Block, FinishReason, Message, Role, ToolCall, Usage};
 use crate::wire::CodecError;
 
 /// The model's finish reason for a Messages `stop_reason`.
-pub(super) fn finish_reason(stop_reason: Option<&str>) -> FinishReason {
+pub(crate) fn finish_reason(stop_reason: Option<&str>) -> FinishReason {
     match stop_reason {
         Some("stop_sequence") => FinishReason::StopSequence,
         Some("max_tokens") => FinishReason::Length,
@@ -21,7 +21,7 @@ pub(super) fn finish_reason(stop_reason: Option<&str>) -> FinishReason {
 }
 
 /// The Messages `stop_reason` for a finish reason.
-pub(super) fn stop_reason(f: FinishReason) -> &'static str {
+pub(crate) fn stop_reason(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Stop => "end_turn",
         FinishReason::StopSequence => "stop_sequence",
@@ -35,7 +35,7 @@ pub(super) fn stop_reason(f: FinishReason) -> &'static str {
 
 /// Usage from a Messages `usage` object: the model's input counts every
 /// input token, Anthropic's `input_tokens` only the uncached ones.
-pub(super) fn usage(u: &Value) -> Usage {
+pub(crate) fn usage(u: &Value) -> Usage {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let (read, write) = (
         n("cache_read_input_tokens"),
@@ -51,7 +51,7 @@ pub(super) fn usage(u: &Value) -> Usage {
 }
 
 /// A Messages `usage` object: `input_tokens` without the cached tokens.
-pub(super) fn usage_json(u: &Usage) -> Value {
+pub(crate) fn usage_json(u: &Usage) -> Value {
     json!({
         "input_tokens": u.input.saturating_sub(u.cache_read + u.cache_write),
         "cache_creation_input_tokens": u.cache_write,
@@ -131,7 +131,7 @@ pub fn encode_response(r: &model::Response, id: &str, model: &str) -> Value {
 }
 
 /// One answer block; tool arguments that are not JSON become `{}`.
-pub(super) fn answer_block(b: &Block) -> Option<Value> {
+pub(crate) fn answer_block(b: &Block) -> Option<Value> {
     match b {
         Block::ToolCall(c) => Some(json!({
             "type": "tool_use",

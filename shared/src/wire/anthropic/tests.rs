@@ -6,13 +6,12 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::provider::anthropic::stream::EventDecoder;
 use crate::model::{
-    self, Assembler, Block, Document, Event, FinishReason, Image, MediaSource, Message, Opaque,
-    Role, Tool, ToolCall, ToolChoice, ToolResult, ToolResultPart, Usage, WireFormat,
+    self, Assembler, Block, Event, FinishReason, Message, Role, Tool, ToolChoice, ToolResultPart,
+    Usage, WireFormat,
 };
-use crate::wire::{
-    ChatRequest, CodecError, Content, ContentPart, DecodeError, Step, StreamDecoder,
-};
+use crate::wire::{ChatRequest, CodecError, DecodeError, Step, StreamDecoder};
 
 const OPENAI_REQUESTS: &str = include_str!("golden/openai_origin_requests.json");
 const OPENAI_ANSWERS: &str = include_str!("golden/openai_origin_answers.json");
@@ -44,126 +43,9 @@ const OPTS: UpstreamOptions = UpstreamOptions {
     stream: false,
 };
 
-/// A stand-in for the OpenAI Chat codec's request decoder (written in
-/// parallel): each message one model message, its parts one block each in
-/// order, tool calls after them, a tool message one tool result.
+/// A request as it comes in through the OpenAI Chat front door.
 fn from_chat(r: &ChatRequest) -> model::Request {
-    use crate::wire::Role as R;
-    let messages = r
-        .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                R::System => Role::System,
-                R::Developer => Role::Developer,
-                R::User => Role::User,
-                R::Assistant => Role::Assistant,
-                R::Tool => Role::Tool,
-            };
-            let parts: Vec<Block> = match &m.content {
-                None => Vec::new(),
-                Some(Content::Text(t)) => vec![Block::text(t.as_str())],
-                Some(Content::Parts(parts)) => parts
-                    .iter()
-                    .map(|p| match p {
-                        ContentPart::Text { text } => Block::text(text.as_str()),
-                        ContentPart::Refusal { refusal } => Block::Refusal {
-                            text: refusal.clone(),
-                        },
-                        ContentPart::ImageUrl { image_url } => Block::Image(Image {
-                            source: MediaSource::Url {
-                                url: image_url.url.clone(),
-                            },
-                            detail: image_url.detail.clone(),
-                            cache: None,
-                        }),
-                        ContentPart::InputAudio { input_audio } => Block::Audio {
-                            data: input_audio["data"].as_str().unwrap_or_default().into(),
-                            format: input_audio["format"].as_str().unwrap_or_default().into(),
-                        },
-                        ContentPart::File { file } => Block::Document(Document {
-                            source: MediaSource::File {
-                                file_id: file["file_id"].as_str().unwrap_or_default().into(),
-                            },
-                            filename: None,
-                            title: None,
-                            context: None,
-                            citations: None,
-                            cache: None,
-                        }),
-                    })
-                    .collect(),
-            };
-            let mut content = if role == Role::Tool {
-                vec![Block::ToolResult(ToolResult {
-                    call_id: m.tool_call_id.clone().unwrap_or_default(),
-                    content: parts
-                        .iter()
-                        .filter_map(Block::as_text)
-                        .map(|t| ToolResultPart::Text {
-                            text: t.into(),
-                            cache: None,
-                        })
-                        .collect(),
-                    is_error: false,
-                    cache: None,
-                })]
-            } else {
-                parts
-            };
-            content.extend(m.tool_calls.iter().flatten().map(|c| {
-                Block::ToolCall(ToolCall {
-                    id: c.id.clone(),
-                    name: c.function.name.clone(),
-                    arguments: c.function.arguments.clone(),
-                    cache: None,
-                })
-            }));
-            Message {
-                role,
-                content,
-                name: m.name.clone(),
-            }
-        })
-        .collect();
-    let tool_choice = r.tool_choice.as_ref().map(|c| match c.as_str() {
-        Some("none") => ToolChoice::None,
-        Some("required") => ToolChoice::Required,
-        Some("auto") => ToolChoice::Auto,
-        _ => match c["function"]["name"].as_str() {
-            Some(name) => ToolChoice::Tool { name: name.into() },
-            None => ToolChoice::Opaque(Opaque {
-                format: WireFormat::OpenaiChat,
-                value: c.clone(),
-            }),
-        },
-    });
-    model::Request {
-        messages,
-        tools: r
-            .tools
-            .iter()
-            .flatten()
-            .map(|t| Tool::Function {
-                name: t.function.name.clone(),
-                description: t.function.description.clone(),
-                parameters: t.function.parameters.clone(),
-                strict: t.function.strict,
-                cache: None,
-            })
-            .collect(),
-        tool_choice,
-        parallel_tool_calls: r.parallel_tool_calls,
-        max_output_tokens: r.max_completion_tokens.or(r.max_tokens),
-        temperature: r.temperature,
-        top_p: r.top_p,
-        stop: r.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
-        seed: r.seed,
-        presence_penalty: r.presence_penalty,
-        frequency_penalty: r.frequency_penalty,
-        user: r.user.clone(),
-        ..model::Request::default()
-    }
+    crate::wire::openai_chat::decode_request(r)
 }
 
 fn chat(v: Value) -> model::Request {

@@ -1,29 +1,26 @@
 //! Golden round-trip tests of the non-streamed OpenAI Chat codec.
 //!
-//! Expected upstream bodies and `chat.completion`s are generated here from
-//! today's code (`provider::openai::{request_body, stream_body,
-//! parse_response}` and the `ChatCompletion` built in `http/chat.rs`) and a
-//! few are checked in under `golden/`, so that the proof survives today's
-//! code. Where the codec writes a different but equivalent spelling on
+//! Expected upstream bodies and `chat.completion`s are what the code before
+//! the codec wrote (`provider::openai::{request_body, stream_body,
+//! parse_response}` and the `ChatCompletion` built in `http/chat.rs`); a few
+//! are also checked in as single-case files under `golden/`. Where the codec writes a different but equivalent spelling on
 //! purpose, the case names the [`Canon`] rule that explains the difference,
 //! and the test checks that the rule is needed.
 //!
-//! When today's code is deleted, delete with it `today_body`,
-//! `today_completion`, `golden_from_today`, `bless_golden_files`,
-//! `upstream_bodies_equal_todays`, `completions_equal_todays` and the last
-//! loop of `golden_files_hold`; the golden files then carry the proof.
+//! Today's code is gone: what it wrote for every case is recorded in
+//! `golden/today.json` (written from it before it was replaced), and the
+//! tests compare the codec with that record.
 
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::types::{ChatCompletion, ChatMessage, ChatRequest, Choice};
+use super::types::{ChatMessage, ChatRequest};
 use super::*;
 use crate::model::{
     self, Block, Document, Extensions, Image, MediaSource, Message, Opaque, ResponseFormat, Role,
     Tool, ToolCall, ToolChoice, ToolResult, ToolResultPart, WireFormat,
 };
-use crate::provider::openai as today;
 
 const MODEL: &str = "gpt-4o";
 
@@ -47,24 +44,25 @@ fn field_of(name: &str) -> MaxTokensField {
     }
 }
 
-/// Today's upstream body: `http/chat.rs` writes ctxgate's cap into the
-/// request when the client named none (`max_completion_tokens` for kind
-/// `openai`, `max_tokens` otherwise), then `provider::openai` writes it.
-fn today_body(client: &Value, cap: Option<u32>, field: MaxTokensField) -> Value {
-    let mut req = parse(client);
-    if let Some(n) = cap
-        && req.max_completion_tokens.or(req.max_tokens).is_none()
-    {
-        match field {
-            MaxTokensField::MaxCompletionTokens => req.max_completion_tokens = Some(n),
-            MaxTokensField::MaxTokens => req.max_tokens = Some(n),
-        }
-    }
-    if req.stream == Some(true) {
-        today::stream_body(MODEL, &req.messages, &req)
-    } else {
-        today::request_body(MODEL, &req.messages, &req)
-    }
+/// What today's code wrote (`provider::openai::{request_body, stream_body,
+/// parse_response}` and the `chat.completion` of `http/chat.rs`), recorded
+/// in `golden/today.json` for every case before that code was replaced.
+fn today() -> &'static Value {
+    static TODAY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    TODAY.get_or_init(|| {
+        let text = std::fs::read_to_string(golden_dir().join("today.json")).expect("today.json");
+        serde_json::from_str(&text).expect("today.json is JSON")
+    })
+}
+
+/// Today's upstream body for case `name`: `http/chat.rs` wrote ctxgate's cap
+/// into the request when the client named none (`max_completion_tokens` for
+/// kind `openai`, `max_tokens` otherwise), then `provider::openai` wrote it.
+fn today_body(name: &str, cap: Option<u32>, field: MaxTokensField) -> Value {
+    let key = format!("{name}|{}|{cap:?}", field_name(field));
+    let body = &today()["bodies"][&key];
+    assert!(!body.is_null(), "no recorded body for {key}");
+    body.clone()
 }
 
 /// The codec's upstream body: the client request decoded, ctxgate's cap set
@@ -236,27 +234,11 @@ fn meta() -> ResponseMeta {
     }
 }
 
-/// Today's `chat.completion` for an upstream answer: `parse_response`,
-/// then the body `http/chat.rs` builds from it.
-fn today_completion(upstream: &Value) -> Value {
-    let c = today::parse_response("openai", upstream.clone()).expect("parses today");
-    let m = meta();
-    let body = ChatCompletion {
-        id: m.id,
-        object: "chat.completion".into(),
-        created: m.created,
-        model: m.model,
-        choices: vec![Choice {
-            index: 0,
-            message: c.message,
-            finish_reason: c.finish_reason,
-            logprobs: None,
-        }],
-        usage: c.usage,
-        conversation_id: m.conversation_id,
-        redactions: m.redactions,
-    };
-    serde_json::to_value(body).unwrap()
+/// Today's `chat.completion` for answer case `name`.
+fn today_completion(name: &str) -> Value {
+    let c = &today()["completions"][name];
+    assert!(!c.is_null(), "no recorded completion for {name}");
+    c.clone()
 }
 
 /// The codec's `chat.completion` for an upstream answer.
@@ -505,7 +487,7 @@ fn upstream_bodies_equal_todays() {
             MaxTokensField::MaxTokens,
         ] {
             for cap in [None, Some(77)] {
-                let old = today_body(&client, cap, field);
+                let old = today_body(name, cap, field);
                 let new = new_body(&client, cap, field);
                 assert_eq!(
                     new,
@@ -1035,7 +1017,7 @@ fn answer_cases() -> Vec<(&'static str, Value, Vec<Canon>)> {
 #[test]
 fn completions_equal_todays() {
     for (name, upstream, rules) in answer_cases() {
-        let old = today_completion(&upstream);
+        let old = today_completion(name);
         let new = new_completion(&upstream);
         assert_eq!(new, canon_completion(old.clone(), &rules), "{name}");
         if !rules.is_empty() {
@@ -1101,13 +1083,13 @@ fn answers_decode_to_the_model() {
     ] {
         assert_eq!(encode_finish(f), w, "{f:?}");
     }
-    // What today refuses, the codec refuses, with a field path.
+    // What today refused (each of these failed `parse_response`), the codec
+    // refuses, with a field path.
     for bad in [
         json!({"choices": []}),
         json!({"nope": 1}),
         json!({"choices": [{"message": {"role": "user", "content": "x"}}]}),
     ] {
-        assert!(today::parse_response("openai", bad.clone()).is_err());
         assert!(decode_response(bad).is_err());
     }
 }
@@ -1480,78 +1462,12 @@ const GOLDEN_ANSWERS: &[(&str, &str)] = &[
     ("response_answer_name", "answer_name"),
 ];
 
-fn rules_json(rules: &[Canon]) -> Value {
-    json!(
-        rules
-            .iter()
-            .map(|r| match r {
-                Canon::OneStop => "one_stop",
-                Canon::OneTextPart => "one_text_part",
-                Canon::RefusalPart => "refusal_part",
-                Canon::EmptyTextWithCalls => "empty_text_with_calls",
-                Canon::NullContentAlone => "null_content_alone",
-                Canon::PartsJoined => "parts_joined",
-                Canon::EmptyResult => "empty_result",
-                Canon::EmptyLists => "empty_lists",
-            })
-            .collect::<Vec<_>>()
-    )
-}
-
 fn read_rules(v: &Value) -> Vec<Canon> {
     v.as_array()
         .into_iter()
         .flatten()
         .map(|r| canon_name(r.as_str().unwrap()))
         .collect()
-}
-
-/// The golden files as today's code writes them.
-fn golden_from_today() -> Vec<(String, Value)> {
-    let requests = request_cases();
-    let answers = answer_cases();
-    let mut out = Vec::new();
-    for (file, case, cap, field) in GOLDEN_REQUESTS {
-        let (_, client, rules) = requests.iter().find(|(n, ..)| n == case).unwrap();
-        out.push((
-            file.to_string(),
-            json!({
-                "client": client,
-                "ctxgate_cap": cap,
-                "max_tokens_field": field_name(*field),
-                "canonical": rules_json(rules),
-                "upstream_today": today_body(client, *cap, *field),
-            }),
-        ));
-    }
-    for (file, case) in GOLDEN_ANSWERS {
-        let (_, upstream, rules) = answers.iter().find(|(n, ..)| n == case).unwrap();
-        out.push((
-            file.to_string(),
-            json!({
-                "upstream": upstream,
-                "canonical": rules_json(rules),
-                "client_today": today_completion(upstream),
-            }),
-        ));
-    }
-    out
-}
-
-// Issue 13, points 1 and 2: writes the golden files from today's code:
-// `CTXGATE_BLESS=1 cargo test -p ctxgate --lib wire::openai_chat::tests::bless -- --ignored`.
-// Only meaningful while today's code exists; after that the files are the proof.
-#[test]
-#[ignore]
-fn bless_golden_files() {
-    if std::env::var("CTXGATE_BLESS").as_deref() != Ok("1") {
-        return;
-    }
-    std::fs::create_dir_all(golden_dir()).unwrap();
-    for (file, v) in golden_from_today() {
-        let text = serde_json::to_string_pretty(&v).unwrap() + "\n";
-        std::fs::write(golden_dir().join(format!("{file}.json")), text).unwrap();
-    }
 }
 
 // Issue 13, points 1 and 2: the checked-in golden files, written from today's
@@ -1566,6 +1482,9 @@ fn golden_files_hold() {
     files.sort();
     for path in files {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "today" {
+            continue;
+        }
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let rules = read_rules(&v["canonical"]);
         if name.starts_with("request_") {
@@ -1580,9 +1499,4 @@ fn golden_files_hold() {
         seen += 1;
     }
     assert_eq!(seen, GOLDEN_REQUESTS.len() + GOLDEN_ANSWERS.len());
-    // Today's code still writes the same files (drop this when it goes).
-    for (file, v) in golden_from_today() {
-        let text = std::fs::read_to_string(golden_dir().join(format!("{file}.json"))).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v, "{file}");
-    }
 }
