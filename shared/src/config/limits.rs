@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{ANTHROPIC_DEFAULT_MAX_TOKENS, Config, ConfigError, ProviderKind, undated};
+use super::{Config, ConfigError, undated};
 
 /// Most messages accepted in one request: a turn is written in one
 /// DynamoDB transaction (100 items): the messages, the conversation header,
@@ -73,31 +73,15 @@ impl Default for Limits {
 }
 
 impl Config {
-    /// Most output tokens one answer of `model` (resolved) can cost when the
-    /// request sets no cap: the configured or built-in limit, bounded by the
-    /// cap its provider sends by default, else `limits.max_output_tokens`.
-    pub fn max_output(&self, model: &str) -> u32 {
-        let own = self.max_outputs.get(model).copied().or_else(|| {
+    /// The output limit configured (or built in) for `model` (resolved),
+    /// if any; see `provider::Providers::max_output` for the whole rule.
+    pub fn model_max_output(&self, model: &str) -> Option<u32> {
+        self.max_outputs.get(model).copied().or_else(|| {
             BUILTIN_MAX_OUTPUTS
                 .iter()
                 .find(|(m, _)| *m == model || undated(model) == Some(*m))
                 .map(|(_, n)| *n)
-        });
-        let provider_default = self.split_model(model).and_then(|(p, _)| {
-            let p = self.providers.get(p)?;
-            match p.kind {
-                ProviderKind::Anthropic => {
-                    Some(p.default_max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS))
-                }
-                // Only the Anthropic provider sends a cap of its own.
-                _ => None,
-            }
-        });
-        [own, provider_default]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.limits.max_output_tokens)
+        })
     }
 
     /// Message count, budget tolerance and output limits in range.
@@ -127,19 +111,17 @@ mod tests {
     use crate::config::testing::toml;
 
     #[test]
-    fn max_outputs_come_from_config_table_and_provider() {
+    fn max_outputs_come_from_the_config_table() {
         // Issue 12, point 3: what an uncapped request may cost.
         let c = toml(
             "[[models]]\nid = \"openai/custom\"\nmax_output_tokens = 777\n[[models]]\nid = \"openai/gpt-4o\"\n",
             &[],
         )
         .unwrap();
-        assert_eq!(c.max_output("openai/custom"), 777);
-        assert_eq!(c.max_output("openai/gpt-4o"), 16_384);
-        assert_eq!(c.max_output("openai/gpt-4o-2024-08-06"), 16_384);
-        // Anthropic models are sent the provider's default cap.
-        assert_eq!(c.max_output("anthropic/claude-sonnet-4-5"), 4096);
-        assert_eq!(c.max_output("openai/unknown"), c.limits.max_output_tokens);
+        assert_eq!(c.model_max_output("openai/custom"), Some(777));
+        assert_eq!(c.model_max_output("openai/gpt-4o"), Some(16_384));
+        assert_eq!(c.model_max_output("openai/gpt-4o-2024-08-06"), Some(16_384));
+        assert_eq!(c.model_max_output("openai/unknown"), None);
         for bad in [
             "[limits]\nbudget_tolerance = 1.5\n",
             "[limits]\nbudget_tolerance = -0.1\n",

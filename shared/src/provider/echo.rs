@@ -63,6 +63,7 @@ impl Provider for Echo {
             key: KeyUse::None,
             cache_breakpoints: false,
             canonical_tool_arguments: false,
+            default_output_cap: None,
         }
     }
 

@@ -154,6 +154,9 @@ pub struct Capabilities {
     /// Whole answers carry tool arguments parsed, so a streamed answer's
     /// arguments are re-serialised the same way to store the same text.
     pub canonical_tool_arguments: bool,
+    /// The output cap the provider sends when the request has none (the
+    /// Anthropic API requires one), which bounds what an uncapped answer costs.
+    pub default_output_cap: Option<u32>,
 }
 
 /// How a provider uses a key from the provider-keys secret.
@@ -268,6 +271,20 @@ impl Providers {
         }
     }
 
+    /// Most output tokens one answer of `model` can cost when the request
+    /// sets no cap: the configured or built-in limit of the model, bounded by
+    /// the cap its provider sends by default, else `limits.max_output_tokens`.
+    pub fn max_output(&self, model: &ResolvedModel) -> u32 {
+        let provider_default = self
+            .capabilities(&model.provider)
+            .and_then(|c| c.default_output_cap);
+        [self.config.model_max_output(&model.id), provider_default]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.config.limits.max_output_tokens)
+    }
+
     /// What the named provider needs and supports.
     pub fn capabilities(&self, provider: &str) -> Option<Capabilities> {
         self.adapters.get(provider).map(|a| a.capabilities())
@@ -367,5 +384,38 @@ impl Providers {
             });
         }
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::EnvKeys;
+
+    fn providers(toml: &str) -> Providers {
+        let config = Arc::new(Config::from_toml(toml, |_| None).unwrap());
+        let keys = Arc::new(EnvKeys::from_config(&config, |_| None));
+        Providers::new(config, reqwest::Client::new(), keys)
+    }
+
+    // Issue 12, point 3 (moved with issue 13, point 5): what an uncapped
+    // request may cost: the model's limit, bounded by the cap its provider
+    // sends by default, which is asked of the provider.
+    #[test]
+    fn max_outputs_come_from_the_model_and_its_provider() {
+        let p = providers("[[models]]\nid = \"openai/custom\"\nmax_output_tokens = 777\n");
+        let m = |id: &str| p.resolve(id).unwrap();
+        assert_eq!(p.max_output(&m("openai/custom")), 777);
+        assert_eq!(p.max_output(&m("openai/gpt-4o")), 16_384);
+        assert_eq!(p.max_output(&m("anthropic/claude-sonnet-4-5")), 4096);
+        assert_eq!(
+            p.max_output(&m("openai/unknown")),
+            p.config.limits.max_output_tokens
+        );
+        let caps = |name: &str| p.capabilities(name).unwrap();
+        assert_eq!(caps("anthropic").default_output_cap, Some(4096));
+        assert_eq!(caps("openai").key, KeyUse::Required);
+        assert_eq!(caps("echo").key, KeyUse::None);
+        assert!(caps("anthropic").cache_breakpoints && !caps("openai").cache_breakpoints);
     }
 }

@@ -244,7 +244,7 @@ async fn build(
     // produce, cut to what the budget has left (and that cut sent upstream).
     let most = chain
         .iter()
-        .map(|m| state.config.max_output(&m.id))
+        .map(|m| state.providers.max_output(m))
         .max()
         .unwrap_or(limits.max_output_tokens);
     let output = match request.max_output_tokens {

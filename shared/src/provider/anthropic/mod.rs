@@ -73,6 +73,7 @@ impl Provider for Anthropic {
             key: KeyUse::Required,
             cache_breakpoints: true,
             canonical_tool_arguments: true,
+            default_output_cap: Some(self.default_max_tokens),
         }
     }
 

@@ -6,11 +6,11 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::provider::anthropic::stream::EventDecoder;
 use crate::model::{
     self, Assembler, Block, Event, FinishReason, Message, Role, Tool, ToolChoice, ToolResultPart,
     Usage, WireFormat,
 };
+use crate::provider::anthropic::stream::EventDecoder;
 use crate::wire::{ChatRequest, CodecError, DecodeError, Step, StreamDecoder};
 
 const OPENAI_REQUESTS: &str = include_str!("golden/openai_origin_requests.json");
