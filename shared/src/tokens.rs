@@ -10,7 +10,6 @@
 //! sample and states the error.
 
 use crate::model::{Block, Document, MediaSource, Message, ToolResultPart};
-use crate::wire::{ChatMessage, Content, ContentPart};
 
 /// Tokens a message costs beyond its text (role, separators), as in OpenAI's
 /// published counting recipe.
@@ -89,44 +88,8 @@ fn is_cjk(c: char) -> bool {
         | 0xFF00..=0xFFEF) // full-width forms
 }
 
-/// Estimated tokens of one message: its text parts, images, tool calls and
-/// the per-message overhead.
-pub fn estimate_message(m: &ChatMessage) -> u64 {
-    let content = match &m.content {
-        None => 0,
-        Some(Content::Text(t)) => estimate_text(t),
-        Some(Content::Parts(parts)) => parts
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text { text } => estimate_text(text),
-                ContentPart::Refusal { refusal } => estimate_text(refusal),
-                ContentPart::ImageUrl { .. } => IMAGE_TOKENS,
-                ContentPart::InputAudio { input_audio } => {
-                    estimate_text(&input_audio.to_string()) / 4
-                }
-                ContentPart::File { file } => estimate_text(&file.to_string()),
-            })
-            .sum(),
-    };
-    let calls: u64 = m
-        .tool_calls
-        .iter()
-        .flatten()
-        .map(|c| estimate_text(&c.function.name) + estimate_text(&c.function.arguments) + 3)
-        .sum();
-    let extra =
-        m.name.as_deref().map_or(0, estimate_text) + m.refusal.as_deref().map_or(0, estimate_text);
-    content + calls + extra + MESSAGE_OVERHEAD
-}
-
-/// Estimated tokens of several messages.
-pub fn estimate_messages(messages: &[ChatMessage]) -> u64 {
-    messages.iter().map(estimate_message).sum()
-}
-
-/// Estimated tokens of one model message: its text, media, tool calls and
-/// results, reasoning and the per-message overhead. For a message that came
-/// in as OpenAI Chat this is the same figure as its wire form's.
+/// Estimated tokens of one message: its text, media, tool calls and results,
+/// reasoning and the per-message overhead.
 pub fn estimate(m: &Message) -> u64 {
     let blocks: u64 = m.content.iter().map(estimate_block).sum();
     blocks + m.name.as_deref().map_or(0, estimate_text) + MESSAGE_OVERHEAD
@@ -175,7 +138,7 @@ fn estimate_document(d: &Document) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Role;
+    use crate::model::{Role, ToolCall};
 
     #[test]
     fn plain_english_is_about_a_token_per_word() {
@@ -189,17 +152,15 @@ mod tests {
 
     #[test]
     fn messages_count_overhead_and_tool_calls() {
-        let m = ChatMessage::text(Role::User, "hi");
-        assert_eq!(estimate_message(&m), 1 + MESSAGE_OVERHEAD);
-        let mut call = ChatMessage::text(Role::Assistant, "");
-        call.tool_calls = Some(vec![crate::wire::ToolCall {
+        let m = Message::text(Role::User, "hi");
+        assert_eq!(estimate(&m), 1 + MESSAGE_OVERHEAD);
+        let mut call = Message::text(Role::Assistant, "");
+        call.content.push(Block::ToolCall(ToolCall {
             id: "c".into(),
-            kind: "function".into(),
-            function: crate::wire::FunctionCall {
-                name: "lookup".into(),
-                arguments: r#"{"q":"x"}"#.into(),
-            },
-        }]);
-        assert!(estimate_message(&call) > MESSAGE_OVERHEAD + 3);
+            name: "lookup".into(),
+            arguments: r#"{"q":"x"}"#.into(),
+            cache: None,
+        }));
+        assert!(estimate(&call) > MESSAGE_OVERHEAD + 3);
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::config::Limits;
 use crate::ids;
-use crate::wire::{ChatRequest, Content, ContentPart, Role};
+use crate::wire::openai_chat::types::{ChatRequest, Content, ContentPart, Role};
 
 /// A client mistake in the request body.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -360,7 +360,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.messages.len(), 4);
-        assert_eq!(r.stop, Some(crate::wire::Stop::Many(vec!["x".into()])));
+        assert_eq!(
+            r.stop,
+            Some(crate::wire::openai_chat::types::Stop::Many(vec![
+                "x".into()
+            ]))
+        );
     }
 
     #[test]

@@ -396,7 +396,7 @@ async fn long_conversations_keep_the_newest_turns_that_fit() {
         .collect();
     assert_eq!(kept_tags, newest);
     // The budget: window - output reserve - 5% margin, by the gateway's estimate.
-    let sent: Vec<ctxgate::wire::ChatMessage> =
+    let sent: Vec<ctxgate::wire::openai_chat::types::ChatMessage> =
         serde_json::from_value(last["messages"].clone()).unwrap();
     let estimate = ctxgate::tokens::estimate_all(
         &sent

@@ -1,19 +1,28 @@
 //! `POST /v1/chat/completions`, the OpenAI Chat front door: authenticate,
 //! decode the request into the model, run the turn, encode its answer as a
-//! `chat.completion` (or, with `stream: true`, as chunks: [`chat_stream`]).
+//! `chat.completion`, or, with `stream: true`, as `chat.completion.chunk`
+//! events as they arrive. A stream's `[DONE]` goes out only once the turn is
+//! stored; a failure ends it with an OpenAI-style error event and stores
+//! nothing, and a client that goes away drops the turn (and the upstream
+//! request) with it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
+use futures_util::{Stream, stream};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::{RequestLog, caller, chat_stream, read_json_body, with_log};
+use super::{RequestLog, caller, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CHAT};
 use crate::model::{self, Assembler};
-use crate::turn::{self, Input, Step};
-use crate::wire::ChatRequest;
+use crate::store::StoredResponse;
+use crate::turn::{self, Answering, Input, Step, TurnError};
+use crate::wire::openai_chat::chunk::{ChunkEncoder, ChunkMeta, DONE, KEEP_ALIVE, error_event};
+use crate::wire::openai_chat::types::ChatRequest;
 use crate::wire::openai_chat::{self as codec, ResponseMeta};
 use crate::{ApiError, AppState, idempotency, ids, validate};
 
@@ -147,7 +156,7 @@ async fn complete(
     let answering = turn::generate(prepared, stream).await?;
     log.model = Some(answering.model().id.clone());
     if stream {
-        return Ok(chat_stream::respond(answering, include_usage));
+        return Ok(respond(answering, include_usage));
     }
     whole(answering, log).await
 }
@@ -158,7 +167,7 @@ async fn replay(
     state: &AppState,
     principal: &Principal,
     bytes: &[u8],
-    stored: crate::store::StoredResponse,
+    stored: StoredResponse,
     now: i64,
 ) -> Result<Response, ApiError> {
     let req = validate::chat_request(bytes, &state.config.limits)?;
@@ -226,4 +235,164 @@ async fn whole(mut answering: turn::Answering, log: &mut RequestLog) -> Result<R
     });
     done.commit(replay).await.map_err(fail)?;
     Ok(resp)
+}
+
+// ---- streamed answers -------------------------------------------------------
+
+/// The field a blocked streamed answer is reported on.
+pub const BLOCKED_PARAM: &str = "choices[0].delta.content";
+
+/// The SSE response of an answer under way.
+fn respond(answering: Answering, include_usage: bool) -> Response {
+    let meta = ChunkMeta {
+        id: ids::completion_id(),
+        created: answering.now(),
+        model: answering.model().id.clone(),
+        include_usage,
+    };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(id) = answering
+        .conversation()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        h.insert(CONVERSATION_HEADER, id);
+    }
+    let counts = answering.request_counts();
+    if !counts.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&counts.header())
+    {
+        h.insert(REDACTIONS_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&answering.model().id) {
+        h.insert(MODEL_HEADER, v);
+    }
+    *resp.body_mut() = Body::from_stream(sse_body(answering, ChunkEncoder::new(meta)));
+    resp
+}
+
+/// One streamed answer in flight.
+struct Run {
+    /// Taken when the answer is complete.
+    answering: Option<Answering>,
+    encoder: ChunkEncoder,
+    queue: VecDeque<Bytes>,
+    over: bool,
+    /// What the client has been sent, kept when an idempotent replay may need it.
+    transcript: Option<Vec<u8>>,
+}
+
+/// The SSE body: the role chunk, the events as chunks, then storage and
+/// `[DONE]` (or an error event).
+fn sse_body(
+    answering: Answering,
+    encoder: ChunkEncoder,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let mut queue = VecDeque::new();
+    queue.push_back(encoder.start());
+    let run = Run {
+        transcript: answering.keeps_replay().then(Vec::new),
+        answering: Some(answering),
+        encoder,
+        queue,
+        over: false,
+    };
+    stream::unfold(run, |mut run| async move {
+        loop {
+            if let Some(b) = run.queue.pop_front() {
+                if let Some(t) = run.transcript.as_mut()
+                    && b != KEEP_ALIVE
+                {
+                    t.extend_from_slice(&b);
+                }
+                return Some((Ok(b), run));
+            }
+            if run.over {
+                return None;
+            }
+            run.step().await;
+        }
+    })
+}
+
+fn fail_event(e: TurnError) -> Bytes {
+    let e: ApiError = e.into_api(BLOCKED_PARAM, ANSWER_PARAM);
+    tracing::warn!(code = e.code, "stream ended with an error");
+    error_event(&e.body())
+}
+
+impl Run {
+    /// Waits for the next step of the answer and queues what it produces.
+    async fn step(&mut self) {
+        let Some(answering) = self.answering.as_mut() else {
+            self.over = true;
+            return;
+        };
+        let mut out = Vec::new();
+        match answering.next().await {
+            Ok(Step::Event(e)) => self.encoder.push(&e, &mut out),
+            Ok(Step::Silence) => out.push(Bytes::from_static(KEEP_ALIVE)),
+            Ok(Step::End) => return self.complete().await,
+            Err(e) => {
+                self.over = true;
+                self.answering = None;
+                out.push(fail_event(e));
+            }
+        }
+        self.queue.extend(out);
+    }
+
+    /// The answer is complete: the last chunks, then the commit, then `[DONE]`.
+    async fn complete(&mut self) {
+        self.over = true;
+        let Some(answering) = self.answering.take() else {
+            return;
+        };
+        let mut out = Vec::new();
+        self.encoder.end(&mut out);
+        self.queue.extend(out);
+        let done = match answering.done().await {
+            Ok(done) => done,
+            Err(e) => return self.queue.push_back(fail_event(e)),
+        };
+        // The replay of an idempotent request: the whole event stream as sent.
+        let replay = self.transcript.as_ref().map(|sent| {
+            let mut body = sent.clone();
+            for b in self.queue.iter().filter(|b| **b != KEEP_ALIVE) {
+                body.extend_from_slice(b);
+            }
+            body.extend_from_slice(DONE);
+            let mut headers = vec![("content-type".to_owned(), "text/event-stream".to_owned())];
+            headers.extend(
+                done.conversation()
+                    .map(|c| (CONVERSATION_HEADER.to_owned(), c.to_owned())),
+            );
+            headers.push((MODEL_HEADER.to_owned(), done.model().id.clone()));
+            StoredResponse {
+                status: 200,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                conversation: None,
+            }
+        });
+        let (model, usage) = (done.model().id.clone(), done.usage());
+        if let Err(e) = done.commit(replay).await {
+            return self.queue.push_back(fail_event(e));
+        }
+        tracing::info!(
+            model = %model,
+            prompt_tokens = usage.input,
+            completion_tokens = usage.output,
+            "stream completed"
+        );
+        self.queue.push_back(Bytes::from_static(DONE));
+    }
 }

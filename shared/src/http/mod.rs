@@ -2,7 +2,6 @@
 //! table, request ids, access logging, body limits, Lambda stage handling.
 
 pub mod chat;
-pub mod chat_stream;
 pub mod conversations;
 pub mod health;
 pub mod keys;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 
 use super::{RequestLog, authenticated, with_log};
-use crate::wire::{ModelEntry, ModelList};
+use crate::wire::openai_chat::types::{ModelEntry, ModelList};
 use crate::{ApiError, AppState};
 
 /// Lists models; any valid key may call it.

@@ -6,9 +6,6 @@
 pub mod anthropic;
 pub mod openai_chat;
 
-// The OpenAI Chat types under their old path, for code not yet moved to the model.
-pub use openai_chat::types::*;
-
 /// A request or answer that cannot be expressed in a format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

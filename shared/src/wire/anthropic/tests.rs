@@ -11,7 +11,8 @@ use crate::model::{
     Usage, WireFormat,
 };
 use crate::provider::anthropic::stream::EventDecoder;
-use crate::wire::{ChatRequest, CodecError, DecodeError, Step, StreamDecoder};
+use crate::wire::openai_chat::types::ChatRequest;
+use crate::wire::{CodecError, DecodeError, Step, StreamDecoder};
 
 const OPENAI_REQUESTS: &str = include_str!("golden/openai_origin_requests.json");
 const OPENAI_ANSWERS: &str = include_str!("golden/openai_origin_answers.json");

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use super::types::{FinishReason, Usage};
 use crate::model::{self, BlockDelta, BlockStart, Event};
-use crate::wire::{FinishReason, Usage};
 
 /// The SSE comment sent during long upstream silences, so that proxies and
 /// clients do not time the connection out.

@@ -1,6 +1,6 @@
-//! The OpenAI Chat Completions wire types: what clients send and receive.
-//! It is also the gateway's canonical message shape; providers translate
-//! from and to it.
+//! The OpenAI Chat Completions wire types: what clients send and receive,
+//! and what OpenAI-protocol providers take and answer. The codec beside
+//! this module converts them to and from the model.
 
 use std::fmt;
 
