@@ -347,6 +347,9 @@ pub async fn prepare(
 /// The answer of a turn and how it came about.
 #[derive(Debug, Clone)]
 pub struct Answer<'a> {
+    /// Model steps before the final answer (a tool loop's calls and their
+    /// results), stored in order before it; empty for a single-step turn.
+    pub earlier: &'a [Step],
     /// The answer as it will be stored (redacted per the stored policy).
     pub response: &'a Response,
     /// `provider/model` that answered.
@@ -357,6 +360,75 @@ pub struct Answer<'a> {
     pub latency_ms: u64,
     /// Redaction counts of the turn.
     pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+/// One earlier model step of a turn, as stored.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The step's answer (redacted per the stored policy).
+    pub response: Response,
+    /// `provider/model` that answered.
+    pub model: String,
+    /// Provider name.
+    pub provider: String,
+    /// Provider call time in milliseconds.
+    pub latency_ms: u64,
+    /// Messages that followed the answer within the turn (tool results),
+    /// redacted per the stored policy.
+    pub results: Vec<Message>,
+}
+
+/// Whether a turn with these earlier steps, one more whose answer is
+/// `answer` and whose results are `results`, and a final answer still fits
+/// the one write that stores it; checked before the next step is paid for.
+pub fn step_fits(turn: &Turn, earlier: &[Step], answer: &Message, results: &[Message]) -> bool {
+    let items = turn
+        .new_messages
+        .iter()
+        .chain(
+            earlier
+                .iter()
+                .flat_map(|s| std::iter::once(&s.response.message).chain(s.results.iter())),
+        )
+        .chain(std::iter::once(answer))
+        .chain(results.iter())
+        .map(store::request_message_items)
+        .sum::<usize>();
+    items + ANSWER_ITEMS + store::TURN_OVERHEAD_ITEMS <= store::MAX_TRANSACTION_ITEMS
+}
+
+/// A stored answer: the message and how it came about.
+fn answer_message(
+    seq: u64,
+    response: &Response,
+    model: &str,
+    provider: &str,
+    latency_ms: u64,
+    redactions: BTreeMap<String, BTreeMap<String, u32>>,
+    now: i64,
+) -> StoredMessage {
+    StoredMessage {
+        seq,
+        format: crate::store::format::MESSAGE_FORMAT,
+        message: response.message.clone(),
+        tokens: Some(response.usage.output),
+        created: now,
+        model: Some(model.to_owned()),
+        turn: Some(TurnInfo {
+            provider: provider.to_owned(),
+            finish_reason: Some(response.finish),
+            usage: response.usage,
+            latency_ms,
+            redactions,
+        }),
+    }
+}
+
+/// A message of the request (or a tool result) as stored, with its estimate.
+fn request_message(seq: u64, m: &Message, now: i64) -> StoredMessage {
+    let mut stored = StoredMessage::new(seq, m.clone(), now);
+    stored.tokens = Some(tokens::estimate(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
+    stored
 }
 
 /// What else the turn's transaction writes.
@@ -420,27 +492,39 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
     let mut seq = base.next_seq;
     let mut messages = Vec::with_capacity(turn.new_messages.len() + 1);
     for m in &turn.new_messages {
-        let mut stored = StoredMessage::new(seq, m.clone(), now);
-        stored.tokens = Some(tokens::estimate(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
-        messages.push(stored);
+        messages.push(request_message(seq, m, now));
         seq += 1;
     }
+    let mut spent = 0;
+    for step in answer.earlier {
+        let r = &step.response;
+        messages.push(answer_message(
+            seq,
+            r,
+            &step.model,
+            &step.provider,
+            step.latency_ms,
+            BTreeMap::new(),
+            now,
+        ));
+        spent += r.usage.total();
+        seq += 1;
+        for m in &step.results {
+            messages.push(request_message(seq, m, now));
+            seq += 1;
+        }
+    }
     let c = answer.response;
-    messages.push(StoredMessage {
+    messages.push(answer_message(
         seq,
-        format: crate::store::format::MESSAGE_FORMAT,
-        message: c.message.clone(),
-        tokens: Some(c.usage.output),
-        created: now,
-        model: Some(answer.model.to_owned()),
-        turn: Some(TurnInfo {
-            provider: answer.provider.to_owned(),
-            finish_reason: Some(c.finish),
-            usage: c.usage,
-            latency_ms: answer.latency_ms,
-            redactions: answer.redactions.clone(),
-        }),
-    });
+        c,
+        answer.model,
+        answer.provider,
+        answer.latency_ms,
+        answer.redactions.clone(),
+        now,
+    ));
+    spent += c.usage.total();
     // Keep whichever summary reaches further, and never one of a past life.
     let summary = [base.summary.clone(), extras.summary.clone()]
         .into_iter()
@@ -453,7 +537,7 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
             version: old.version + 1,
             next_seq: seq + 1,
             turns: base.turns + 1,
-            tokens: base.tokens + c.usage.total(),
+            tokens: base.tokens + spent,
             updated: now,
             system: turn.new_system.clone().unwrap_or(base.system.clone()),
             expires_at,
@@ -591,6 +675,7 @@ mod tests {
 
     fn answer(c: &Response) -> Answer<'_> {
         Answer {
+            earlier: &[],
             response: c,
             model: "echo",
             provider: "echo",

@@ -118,6 +118,17 @@ impl Reply {
         }
     }
 
+    /// A 200 event-stream reply.
+    pub fn sse(body: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+            gate: None,
+        }
+    }
+
     /// An error reply.
     pub fn status(status: u16, body: &str) -> Self {
         Self {

@@ -22,13 +22,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn sse(body: String) -> Reply {
-    Reply {
-        status: 200,
-        headers: vec![("content-type".into(), "text/event-stream".into())],
-        body,
-        delay: std::time::Duration::ZERO,
-        gate: None,
-    }
+    Reply::sse(body)
 }
 
 /// Answers a streamed request with `stream` and a plain one with `json`.

@@ -6,17 +6,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::prepare::Core;
-use super::{Guard, TurnError};
+use super::prepare::{Core, reserve};
+use super::{Answering, Guard, Prepared, TurnError, generate};
 use crate::meter::Meter;
-use crate::model::{Assembler, Response, Usage};
+use crate::model::{Assembler, Message, Response, Usage};
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::Place;
 use crate::store::{IdempotencyDone, StoredResponse, UsageRow};
 use crate::{ApiError, AppState, context, idempotency, summary, usage};
 
-/// A complete answer, its cost settled, ready to commit.
+/// An earlier model step of a turn, kept until the turn commits.
+pub(super) struct StepDone {
+    /// The step as stored.
+    step: context::Step,
+    /// Its usage row, written with the turn.
+    row: UsageRow,
+    /// Its metering, marked recorded once the row is written.
+    meter: Option<Meter>,
+}
+
+/// A complete answer, its cost settled, ready to commit (or, in a tool
+/// loop, to continue with another model step).
 pub struct Done {
     core: Core,
     guard: Option<Guard>,
@@ -87,6 +98,85 @@ impl Done {
         })
     }
 
+    /// The answer as the provider gave it (its text before the response
+    /// policy), for a tool loop to read the calls it makes.
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    /// Another model step in the same turn: the answer and `results` (the
+    /// tool results it asked for) are appended to the request, a new call is
+    /// reserved and made, and the turn commits every step together. The
+    /// results go through the redaction policy like the request's messages.
+    pub async fn next_step(mut self, mut results: Vec<Message>) -> Result<Answering, TurnError> {
+        let state = self.core.state.clone();
+        let redactor = state.redactors.for_tenant(&self.core.tenant);
+        let blocked = |b| TurnError::Api(ApiError::blocked(&b, "messages"));
+        let mut stored_results = results.clone();
+        if self.core.turn.is_some() {
+            processor::apply(
+                redactor,
+                &mut stored_results,
+                Place::Stored,
+                &mut self.counts,
+            )
+            .map_err(blocked)?;
+        }
+        let mut answer = self.response.message.clone();
+        processor::apply(
+            redactor,
+            std::slice::from_mut(&mut answer),
+            Place::Upstream,
+            &mut self.counts,
+        )
+        .map_err(blocked)?;
+        processor::apply(redactor, &mut results, Place::Upstream, &mut self.counts)
+            .map_err(blocked)?;
+        if let Some(turn) = &self.core.turn {
+            let earlier: Vec<context::Step> =
+                self.core.steps.iter().map(|s| s.step.clone()).collect();
+            let answer = &self.stored.as_ref().unwrap_or(&self.response).message;
+            if !context::step_fits(turn, &earlier, answer, &stored_results) {
+                return Err(TurnError::Api(
+                    ApiError::new(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request_error",
+                        "turn_too_large",
+                        "the turn's steps no longer fit one stored write",
+                    )
+                    .with_param("messages"),
+                ));
+            }
+        }
+        let Some(mut guard) = self.guard.take() else {
+            return Err(TurnError::Api(ApiError::internal()));
+        };
+        let stored = self.stored.take().unwrap_or_else(|| self.response.clone());
+        let mut core = self.core;
+        core.steps.push(StepDone {
+            step: context::Step {
+                response: stored,
+                model: self.model.id.clone(),
+                provider: self.model.provider.clone(),
+                latency_ms: u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
+                results: stored_results,
+            },
+            row: self.row,
+            meter: guard.meter.take(),
+        });
+        core.counts = self.counts;
+        core.request.messages.push(answer);
+        core.request.messages.extend(results);
+        if let Err(e) = reserve(&mut core, &mut guard).await {
+            guard.release().await;
+            return Err(TurnError::Api(e));
+        }
+        let streamed = core.streamed;
+        generate(Prepared { core, guard }, streamed)
+            .await
+            .map_err(TurnError::Api)
+    }
+
     /// The answer's usage as billed (the estimate when the provider reported none).
     pub fn usage(&self) -> Usage {
         self.response.usage
@@ -134,11 +224,13 @@ impl Done {
             _ => None,
         };
         let meter = guard.meter.take();
+        let steps = std::mem::take(&mut self.core.steps);
         match (self.core.turn.take(), self.stored.take(), meter) {
             (Some(turn), Some(stored), Some(meter)) => {
                 let finished = Finished {
                     tenant: tenant.clone(),
                     turn,
+                    steps,
                     stored,
                     model: self.model.clone(),
                     latency: self.latency,
@@ -155,6 +247,9 @@ impl Done {
                 }
             }
             (_, _, meter) => {
+                for mut m in steps.into_iter().filter_map(|s| s.meter) {
+                    m.record().await;
+                }
                 if let Some(mut m) = meter {
                     m.record().await;
                 }
@@ -178,6 +273,8 @@ pub struct Committed;
 struct Finished {
     tenant: String,
     turn: context::Turn,
+    /// Earlier model steps of the turn.
+    steps: Vec<StepDone>,
     /// The answer as stored (redacted per the stored policy).
     stored: Response,
     model: ResolvedModel,
@@ -201,6 +298,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
         let Finished {
             tenant,
             turn,
+            steps,
             stored,
             model,
             latency,
@@ -215,8 +313,11 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             Some(p) => p.finish(summary::wait_budget(latency)).await,
             None => None,
         };
-        let mut rows = vec![row];
+        let mut rows: Vec<UsageRow> = steps.iter().map(|s| s.row.clone()).collect();
+        rows.push(row);
         rows.extend(written.as_ref().map(|w| w.usage.clone()));
+        let (earlier, mut step_meters): (Vec<context::Step>, Vec<Option<Meter>>) =
+            steps.into_iter().map(|s| (s.step, s.meter)).unzip();
         let (summary, mut summary_meter) = match written {
             Some(w) => (Some(w.summary), Some(w.meter)),
             None => (None, None),
@@ -229,6 +330,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             conversation_cap: state.config.limits.conversation_cap(),
         };
         let answer = context::Answer {
+            earlier: &earlier,
             response: &stored,
             model: &model.id,
             provider: &model.provider,
@@ -245,6 +347,9 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             }
         }
         meter.recorded();
+        for m in step_meters.iter_mut().flatten() {
+            m.recorded();
+        }
         if let Some(m) = summary_meter.as_mut() {
             m.recorded();
         }

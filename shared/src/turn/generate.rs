@@ -102,7 +102,11 @@ impl Drop for Tally {
 /// first event; otherwise the whole answer, as the same events. A failure
 /// before the answer starts is metered as it warrants and gives everything back.
 pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, ApiError> {
-    let Prepared { core, mut guard } = prepared;
+    let Prepared {
+        mut core,
+        mut guard,
+    } = prepared;
+    core.streamed = streamed;
     let state = core.state.clone();
     let started = Instant::now();
     guard.sent();

@@ -65,6 +65,14 @@ pub(super) struct Core {
     /// Request time, Unix seconds.
     pub(super) now: i64,
     pub(super) deadline: Instant,
+    /// The highest prices among the chain's models (tenants with a cost budget).
+    pub(super) worst_price: Option<Price>,
+    /// The output cap the client set, if any.
+    pub(super) client_cap: Option<u32>,
+    /// Model steps of this turn before the current one (a tool loop's).
+    pub(super) steps: Vec<super::finish::StepDone>,
+    /// Whether the front door streams the answer.
+    pub(super) streamed: bool,
 }
 
 /// The chain of models `model` names, refused when the caller may not use
@@ -223,8 +231,47 @@ async fn build(
     }
     processor::apply(redactor, &mut prepared.prompt, Place::Upstream, &mut counts)
         .map_err(blocked)?;
-    let prompt_estimate = tokens::estimate_all(&prepared.prompt);
+    request.messages = prepared.prompt;
+    let client_cap = request.max_output_tokens;
+    let mut core = Core {
+        state: state.clone(),
+        tenant: tenant.clone(),
+        chain,
+        model,
+        request,
+        turn: prepared.turn,
+        conversation,
+        counts,
+        prompt_estimate: 0,
+        now,
+        deadline,
+        worst_price,
+        client_cap,
+        steps: Vec::new(),
+        streamed: false,
+    };
+    reserve(&mut core, guard).await?;
+
+    // A summary of dropped turns is written beside the provider call.
+    if let (Some(job), Some(turn)) = (&prepared.summary_job, &core.turn) {
+        guard.hold_summary(summary::Pending::start(
+            state.clone(),
+            tenant.clone(),
+            turn.id.clone(),
+            job.clone(),
+        ));
+    }
+    Ok(core)
+}
+
+/// Checks the prompt against the size limit and reserves one model call's
+/// worst case: the whole prompt plus the largest answer the request allows,
+/// or, without a cap of its own, the largest its models produce, cut to what
+/// the budget has left (and that cut sent upstream). The meter joins the guard.
+pub(super) async fn reserve(core: &mut Core, guard: &mut Guard) -> Result<(), ApiError> {
+    let state = &core.state;
     let limits = &state.config.limits;
+    let prompt_estimate = tokens::estimate_all(&core.request.messages);
     if prompt_estimate > limits.max_prompt_tokens {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -237,66 +284,41 @@ async fn build(
         )
         .with_param("messages"));
     }
-    request.messages = prepared.prompt;
-
-    // Reserve the worst case: the whole prompt plus the largest answer the
-    // request allows, or, without a cap of its own, the largest its models
-    // produce, cut to what the budget has left (and that cut sent upstream).
-    let most = chain
+    let most = core
+        .chain
         .iter()
         .map(|m| state.providers.max_output(m))
         .max()
         .unwrap_or(limits.max_output_tokens);
-    let output = match request.max_output_tokens {
+    let output = match core.client_cap {
         Some(n) => limits::Output::Capped(n),
         None => limits::Output::UpTo(most),
     };
-    let budget = limits::Budget::new(&state.config.quotas(tenant), limits.budget_tolerance);
+    let budget = limits::Budget::new(&state.config.quotas(&core.tenant), limits.budget_tolerance);
     let prompt_reserved = limits::prompt_reserve(prompt_estimate);
     let (reservation, reserved) = limits::reserve_call(
         &state.store,
-        tenant,
+        &core.tenant,
         budget,
-        worst_price.as_ref(),
+        core.worst_price.as_ref(),
         prompt_reserved,
         output,
-        now,
+        core.now,
     )
     .await?;
-    if output == limits::Output::UpTo(most) && reserved < most {
-        request.max_output_tokens = Some(reserved);
-    }
-    let meter = Meter::new(
+    core.request.max_output_tokens = match output {
+        limits::Output::UpTo(most) if reserved < most => Some(reserved),
+        _ => core.client_cap,
+    };
+    guard.meter = Some(Meter::new(
         state.store.clone(),
         state.config.clone(),
-        tenant,
-        &model.id,
-        now,
+        &core.tenant,
+        &core.model.id,
+        core.now,
         Usage::new(prompt_reserved, u64::from(reserved)),
         reservation,
-    );
-    guard.meter = Some(meter);
-
-    // A summary of dropped turns is written beside the provider call.
-    if let (Some(job), Some(turn)) = (&prepared.summary_job, &prepared.turn) {
-        guard.hold_summary(summary::Pending::start(
-            state.clone(),
-            tenant.clone(),
-            turn.id.clone(),
-            job.clone(),
-        ));
-    }
-    Ok(Core {
-        state: state.clone(),
-        tenant: tenant.clone(),
-        chain,
-        model,
-        request,
-        turn: prepared.turn,
-        conversation,
-        counts,
-        prompt_estimate,
-        now,
-        deadline,
-    })
+    ));
+    core.prompt_estimate = prompt_estimate;
+    Ok(())
 }
