@@ -61,6 +61,7 @@ async fn run_turn(
     };
     let c = completion(answer);
     let a = Answer {
+        earlier: &[],
         response: &c,
         model: "echo",
         provider: "echo",
@@ -551,6 +552,7 @@ async fn replay_of_a_deleted_turn(store: Arc<dyn Store>) {
     .unwrap();
     let c = completion("a".into());
     let a = Answer {
+        earlier: &[],
         response: &c,
         model: "echo",
         provider: "echo",
