@@ -22,6 +22,10 @@ if command -v sam >/dev/null 2>&1; then
   SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1 -t infra/template.yaml
 fi
 
+# The library's module graph: which module uses which, and no import cycle.
+echo "== module dependencies"
+"$VENV/bin/python" scripts/module-deps.py | tail -n 1
+
 start_emulator
 
 # The function binaries for tests/tests/lambda_binaries.rs, built as release is
