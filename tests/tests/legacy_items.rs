@@ -11,14 +11,14 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use ctxgate::model::{
-    Block, FinishReason, Image, MediaSource, Message, Role, ToolCall, ToolResult, ToolResultPart,
-    Usage,
+    Block, Document, FinishReason, Image, MediaSource, Message, Role, ToolCall, ToolResult,
+    ToolResultPart, Usage,
 };
 use ctxgate::store::embedded::EmbeddedStore;
 use ctxgate::store::{
     IdempotencyClaim, IdempotencyRequest, Store, StoredMessage, Summary, TurnInfo, WindowLimit,
 };
-use ctxgate_tests::{Gateway, MockUpstream, dynamo_table};
+use ctxgate_tests::{Gateway, MockUpstream, Reply, dynamo_table};
 use serde_json::{Value, json};
 
 const TENANT: &str = "legacy";
@@ -85,8 +85,8 @@ enum Legacy {
 }
 
 impl Legacy {
-    /// The raw JSON document of message `seq` (its first part on DynamoDB).
-    async fn raw_message(&self, seq: u64) -> Value {
+    /// The raw JSON document of message `seq` of conversation `conv`.
+    async fn raw_message(&self, conv: &str, seq: u64) -> Value {
         let bytes = match self {
             Legacy::Dynamo { client, table } => {
                 // The first item says how many parts follow (`M#{seq}#p{n}`).
@@ -101,7 +101,7 @@ impl Legacy {
                     let got = client
                         .get_item()
                         .table_name(table)
-                        .key("PK", AttributeValue::S(format!("T#{TENANT}#C#{CONV}")))
+                        .key("PK", AttributeValue::S(format!("T#{TENANT}#C#{conv}")))
                         .key("SK", AttributeValue::S(sk))
                         .send()
                         .await
@@ -125,7 +125,7 @@ impl Legacy {
                     .unwrap();
                 let tx = db.begin_read().unwrap();
                 let table = tx.open_table(MESSAGES).unwrap();
-                let key = format!("{TENANT}\u{1f}{CONV}");
+                let key = format!("{TENANT}\u{1f}{conv}");
                 let value = table.get((key.as_str(), seq)).unwrap().expect("the record");
                 value.value().to_vec()
             }
@@ -452,14 +452,242 @@ async fn the_conversations_api_shows_legacy_items_as_before() {
     }
 }
 
-/// Issue 13, point 4: a new turn continues a legacy conversation: the
-/// provider gets the legacy history exactly as the old code sent it
-/// (next-turn-upstream.json), the new messages are stored with `"v": 2`
-/// beside the format-1 ones, and the old messages still read unchanged.
+/// A streamed OpenAI answer with usage (what the fixture generator's mock sent).
+fn sse_reply() -> Reply {
+    let chunk = |delta: Value, finish: Value, usage: Option<Value>| {
+        let mut c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        format!("data: {c}\n\n")
+    };
+    let body = chunk(
+        json!({"role": "assistant", "content": "Rain "}),
+        Value::Null,
+        None,
+    ) + &chunk(json!({"content": "tomorrow."}), Value::Null, None)
+        + &chunk(json!({}), json!("stop"), None)
+        + &chunk(
+            json!({}),
+            Value::Null,
+            Some(json!({"prompt_tokens": 50, "completion_tokens": 3, "total_tokens": 53})),
+        )
+        + "data: [DONE]\n\n";
+    Reply {
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body,
+        ..Reply::json(Value::Null)
+    }
+}
+
+/// Issue 13, point 4: a new turn continues a legacy conversation, plain,
+/// streamed and on Anthropic: the provider gets the legacy history exactly
+/// as the old code sent it (next-turn-upstream*.json, recorded from it), the
+/// new messages are stored with `"v": 2` beside the untouched format-1
+/// records, and the old messages still read unchanged, on both stores.
 #[tokio::test]
 async fn a_new_turn_continues_a_legacy_conversation() {
-    let recorded = fixture_json("next-turn-upstream.json");
+    let kinds = [
+        ("next-turn-upstream.json", MODEL, false),
+        ("next-turn-upstream-stream.json", MODEL, true),
+        (
+            "next-turn-upstream-anthropic.json",
+            "anthropic/claude-sonnet-4-5",
+            false,
+        ),
+    ];
+    for (file, model, stream) in kinds {
+        let recorded = fixture_json(file);
+        for (name, store, legacy) in both().await {
+            let openai = if stream {
+                MockUpstream::start(|_| sse_reply()).await
+            } else {
+                MockUpstream::openai().await
+            };
+            let anthropic = MockUpstream::anthropic().await;
+            let base = format!("{}/v1", openai.url);
+            let gw = Gateway::new(
+                store.clone(),
+                &[
+                    ("OPENAI_BASE_URL", base.as_str()),
+                    ("OPENAI_API_KEY", "sk-test-openai-key"),
+                    ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
+                    ("ANTHROPIC_API_KEY", "sk-ant-test-key"),
+                ],
+            );
+            let key = gw.key(TENANT, &[]).await;
+            let (status, _, text) = gw
+                .call_text(
+                    "/v1/chat/completions",
+                    &key,
+                    &[],
+                    json!({"model": model, "conversation_id": CONV, "stream": stream,
+                        "messages": [{"role": "user", "content": "And tomorrow?"}]}),
+                )
+                .await;
+            assert_eq!(status, 200, "{name} {file}: {text}");
+            let upstream = if model == MODEL { &openai } else { &anthropic };
+            let mut seen = upstream.received();
+            assert_eq!(seen.len(), 1, "{name} {file}");
+            shorten(&mut seen[0].body);
+            assert_eq!(seen[0].body, recorded, "{name} {file}");
+
+            let conv = store
+                .load_conversation(TENANT, CONV, ctxgate::now_secs())
+                .await
+                .unwrap();
+            assert_eq!(conv.messages.len(), 9, "{name} {file}");
+            assert_eq!(conv.messages[..7], expected_messages(), "{name} {file}");
+            assert_eq!(
+                conv.messages[7].message,
+                Message::text(Role::User, "And tomorrow?"),
+                "{name} {file}"
+            );
+            assert_eq!(
+                conv.messages[8].message.role,
+                Role::Assistant,
+                "{name} {file}"
+            );
+            assert_eq!(conv.meta.turns, 4, "{name} {file}");
+            assert_eq!(conv.meta.system, expected_system(), "{name} {file}");
+            assert_eq!(conv.meta.summary, Some(expected_summary()), "{name} {file}");
+
+            // On disk: the old records as they were (no `v`), the new ones in format 2.
+            for seq in 0..7 {
+                let raw = legacy.raw_message(CONV, seq).await;
+                assert!(raw.get("v").is_none(), "{name} {file} {seq}: {raw}");
+            }
+            for seq in [7, 8] {
+                let raw = legacy.raw_message(CONV, seq).await;
+                assert_eq!(raw["v"], 2, "{name} {file} {seq}: {raw}");
+            }
+        }
+    }
+}
+
+/// The second legacy conversation (`odd-1`): the rarer format-1 shapes.
+fn expected_odd() -> Vec<StoredMessage> {
+    let user = Message {
+        role: Role::User,
+        content: vec![
+            Block::text("Listen and read:"),
+            Block::Audio {
+                data: "UklGRiQAAABXQVZF".into(),
+                format: "wav".into(),
+            },
+            Block::Document(Document {
+                source: MediaSource::Base64 {
+                    media_type: "application/pdf".into(),
+                    data: "JVBERi0xLjQ=".into(),
+                },
+                filename: Some("a.pdf".into()),
+                title: None,
+                context: None,
+                citations: None,
+                cache: None,
+            }),
+            Block::Image(Image {
+                source: MediaSource::Url {
+                    url: "https://example.com/cat.png".into(),
+                },
+                detail: None,
+                cache: None,
+            }),
+        ],
+        name: Some("ada".into()),
+    };
+    let calls = Message {
+        role: Role::Assistant,
+        content: vec![call("call_x", "lookup", r#"{"q":"x"}"#)],
+        name: None,
+    };
+    let result = Message {
+        role: Role::Tool,
+        content: vec![Block::ToolResult(ToolResult {
+            call_id: "call_x".into(),
+            content: ["part one", "part two"]
+                .into_iter()
+                .map(|t| ToolResultPart::Text {
+                    text: t.into(),
+                    cache: None,
+                })
+                .collect(),
+            is_error: false,
+            cache: None,
+        })],
+        name: None,
+    };
+    let refusal = Message {
+        role: Role::Assistant,
+        content: vec![Block::Refusal {
+            text: "I can't help with that.".into(),
+        }],
+        name: None,
+    };
+    let t = T0 + 100;
+    let odd_answer = |seq, message, tokens, created, finish, usage, latency_ms| StoredMessage {
+        model: Some("openai/gpt-4o".into()),
+        turn: Some(TurnInfo {
+            provider: "openai".into(),
+            finish_reason: Some(finish),
+            usage,
+            latency_ms,
+            redactions: BTreeMap::new(),
+        }),
+        ..stored(seq, message, tokens, created)
+    };
+    vec![
+        stored(0, user, 803, t),
+        odd_answer(
+            1,
+            calls,
+            5,
+            t,
+            FinishReason::ToolCalls,
+            Usage::new(40, 5),
+            7,
+        ),
+        stored(2, result, 4, t + 1),
+        odd_answer(
+            3,
+            refusal,
+            0,
+            t + 1,
+            FinishReason::ContentFilter,
+            Usage::new(50, 0),
+            8,
+        ),
+    ]
+}
+
+/// Issue 13, point 4: the rarer format-1 shapes (a system prompt in parts, a
+/// named user with audio, file and image-URL parts, an answer with only tool
+/// calls, a tool result in parts, a refusal, `content_filter`, usage without
+/// details) read as the model, and a next turn sends them upstream exactly as
+/// the old code did (next-turn-upstream-odd.json), on both stores.
+#[tokio::test]
+async fn rarer_legacy_shapes_read_and_continue() {
+    // The one difference, on purpose: the OpenAI codec writes content of
+    // exactly one text part as a string (its `Canon::OneTextPart`), where the
+    // old code sent the stored system prompt's parts as they were.
+    let mut recorded = fixture_json("next-turn-upstream-odd.json");
+    let system = &mut recorded["messages"][0]["content"];
+    assert_eq!(*system, json!([{"type": "text", "text": "Be careful."}]));
+    *system = json!("Be careful.");
     for (name, store, legacy) in both().await {
+        let conv = store
+            .load_conversation(TENANT, "odd-1", T0 + 200)
+            .await
+            .unwrap();
+        assert_eq!(conv.messages, expected_odd(), "{name}");
+        assert_eq!(
+            conv.meta.system,
+            vec![Message::text(Role::System, "Be careful.")],
+            "{name}"
+        );
+        assert_eq!((conv.meta.turns, conv.meta.tokens), (2, 95), "{name}");
+
         let upstream = MockUpstream::openai().await;
         let base = format!("{}/v1", upstream.url);
         let gw = Gateway::new(
@@ -475,39 +703,28 @@ async fn a_new_turn_continues_a_legacy_conversation() {
                 "POST",
                 "/v1/chat/completions",
                 Some(&key),
-                Some(json!({"model": MODEL, "conversation_id": CONV,
-                    "messages": [{"role": "user", "content": "And tomorrow?"}]})),
+                Some(json!({"model": "openai/gpt-4o", "conversation_id": "odd-1",
+                    "messages": [{"role": "user", "content": "Why not?"}]})),
             )
             .await;
         assert_eq!(status, 200, "{name}: {body}");
-        let mut seen = upstream.received();
+        let seen = upstream.received();
         assert_eq!(seen.len(), 1, "{name}");
-        shorten(&mut seen[0].body);
         assert_eq!(seen[0].body, recorded, "{name}");
+        assert_ne!(fixture_json("next-turn-upstream-odd.json"), recorded);
 
         let conv = store
-            .load_conversation(TENANT, CONV, ctxgate::now_secs())
+            .load_conversation(TENANT, "odd-1", ctxgate::now_secs())
             .await
             .unwrap();
-        assert_eq!(conv.messages.len(), 9, "{name}");
-        assert_eq!(conv.messages[..7], expected_messages(), "{name}");
-        assert_eq!(
-            conv.messages[7].message,
-            Message::text(Role::User, "And tomorrow?"),
-            "{name}"
-        );
-        assert_eq!(conv.messages[8].message.role, Role::Assistant, "{name}");
-        assert_eq!(conv.meta.turns, 4, "{name}");
-        assert_eq!(conv.meta.system, expected_system(), "{name}");
-        assert_eq!(conv.meta.summary, Some(expected_summary()), "{name}");
-
-        // On disk: the old records as they were (no `v`), the new ones in format 2.
-        for seq in [0, 1, 2, 3, 4, 5, 6] {
-            let raw = legacy.raw_message(seq).await;
+        assert_eq!(conv.messages[..4], expected_odd(), "{name}");
+        assert_eq!(conv.messages.len(), 6, "{name}");
+        for seq in 0..4 {
+            let raw = legacy.raw_message("odd-1", seq).await;
             assert!(raw.get("v").is_none(), "{name} {seq}: {raw}");
         }
-        for seq in [7, 8] {
-            let raw = legacy.raw_message(seq).await;
+        for seq in [4, 5] {
+            let raw = legacy.raw_message("odd-1", seq).await;
             assert_eq!(raw["v"], 2, "{name} {seq}: {raw}");
         }
     }
