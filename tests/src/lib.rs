@@ -61,13 +61,20 @@ pub fn unique(prefix: &str) -> String {
 
 /// A fresh DynamoDB table on the emulator, created with the production schema.
 pub async fn dynamo_store() -> Arc<dyn Store> {
+    dynamo_table().await.0
+}
+
+/// A fresh DynamoDB table on the emulator, with an SDK client and the
+/// table's name for tests that read or write raw items.
+pub async fn dynamo_table() -> (Arc<dyn Store>, aws_sdk_dynamodb::Client, String) {
     let table = unique("ctxgate");
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws_config().await), table);
+    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let store = DynamoStore::new(client.clone(), table.clone());
     store
         .create_table()
         .await
         .expect("create table on the emulator");
-    Arc::new(store)
+    (Arc::new(store), client, table)
 }
 
 /// A fresh embedded store in a temporary directory (kept alive by the returned guard).

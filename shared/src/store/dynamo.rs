@@ -185,7 +185,9 @@ fn parse_meta(item: &Item) -> Result<ConversationMeta, StoreError> {
     // `expires_at` comes from `doc`: the TTL attribute is later (see `meta_item`).
     meta.version = get_n(item, "version")?;
     if let Some(system) = item.get("system").and_then(|v| v.as_s().ok()) {
-        meta.system = serde_json::from_str(system).map_err(|_| bad("system"))?;
+        // Either format: model messages, or OpenAI ones written before it.
+        let mut de = serde_json::Deserializer::from_str(system);
+        meta.system = super::format::system(&mut de).map_err(|_| bad("system"))?;
     }
     if let Some(summary) = item.get("summary").and_then(|v| v.as_s().ok()) {
         meta.summary = Some(serde_json::from_str(summary).map_err(|_| bad("summary"))?);
