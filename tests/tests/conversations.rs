@@ -488,8 +488,10 @@ summarize_after_turns = 2
         } else {
             upstream.respond(|_| Reply::json(openai_completion("ok", 10, 3)));
         }
+        // The same messages as a client sends them.
+        let wire = ctxgate::wire::openai_chat::encode_messages(&messages).unwrap();
         let body = json!({"model": "openai/small", "conversation_id": "sum", "max_tokens": 200,
-                          "messages": messages});
+                          "messages": wire});
         let (status, _, resp) = gw
             .call("POST", "/v1/chat/completions", Some(&key), Some(body))
             .await;

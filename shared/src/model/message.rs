@@ -95,7 +95,7 @@ pub struct CacheHint {
 
 /// One piece of a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Block {
     /// Text.
     Text {
@@ -178,7 +178,7 @@ impl Block {
 
 /// Where media comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum MediaSource {
     /// A URL the provider fetches.
     Url {
@@ -289,7 +289,7 @@ impl ToolResult {
 
 /// One part of a tool result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ToolResultPart {
     /// Text.
     Text {

@@ -39,6 +39,7 @@ pub struct ConversationMeta {
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
+        serialize_with = "super::format::serialize_system",
         deserialize_with = "super::format::system"
     )]
     pub system: Vec<Message>,
@@ -152,9 +153,9 @@ pub struct TurnInfo {
     pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
-/// One stored message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "super::format::MessageDoc")]
+/// One stored message. Read by [`super::format`], which also reads the
+/// format written before the model; `format` is written before `message`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredMessage {
     /// Position in the conversation.
     pub seq: u64,

@@ -162,7 +162,10 @@ fn meta_item(tenant: &str, id: &str, meta: &ConversationMeta) -> Result<Item, St
     item.insert("version".into(), n(meta.version));
     item.insert("doc".into(), s(json(&doc)?));
     if !system.is_empty() {
-        item.insert("system".into(), s(json(&system)?));
+        item.insert(
+            "system".into(),
+            s(json(&super::format::SystemPrompt(&system))?),
+        );
     }
     if let Some(summary) = summary {
         item.insert("summary".into(), s(json(&summary)?));
