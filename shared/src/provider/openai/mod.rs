@@ -69,17 +69,9 @@ impl OpenAi {
         openai_chat::encode_request(call.request, call.model, &opts).map_err(ProviderError::invalid)
     }
 
-    /// The upstream request, key and query parameters applied.
-    fn request(
-        &self,
-        call: &Call<'_>,
-        body: &Value,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        if self.official && call.api_key.is_none() {
-            return Err(ProviderError::MissingKey {
-                provider: self.name.clone(),
-            });
-        }
+    /// The upstream request, key and query parameters applied (whether a
+    /// key is required is `Providers`' to check, from the capabilities).
+    fn request(&self, call: &Call<'_>, body: &Value) -> reqwest::RequestBuilder {
         let mut http = self.client.post(&self.url).json(body);
         if !self.query.is_empty() {
             http = http.query(&self.query);
@@ -90,7 +82,7 @@ impl OpenAi {
                 None => http.bearer_auth(key),
             };
         }
-        Ok(http)
+        http
     }
 }
 
@@ -111,14 +103,14 @@ impl Provider for OpenAi {
 
     async fn complete(&self, call: Call<'_>) -> Result<Response, ProviderError> {
         let body = self.body(&call, false)?;
-        let http = self.request(&call, &body)?;
+        let http = self.request(&call, &body);
         let answer = send_json(&self.name, http, self.caps.body).await?;
         openai_chat::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
     }
 
     async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {
         let body = self.body(&call, true)?;
-        let http = self.request(&call, &body)?;
+        let http = self.request(&call, &body);
         let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
         Ok(sse::events(
             &self.name,
