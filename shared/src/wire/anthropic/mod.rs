@@ -1,7 +1,9 @@
 //! Anthropic Messages: the codec between its requests, answers and stream
 //! events and the model. The Anthropic provider encodes upstream requests and
-//! decodes answers and streams with it; the Anthropic front door decodes
-//! client requests and encodes answers and streams with it.
+//! decodes answers with it (its stream translator, `provider/anthropic/
+//! stream.rs`, shares the answer's block and usage mapping); the Anthropic
+//! front door will decode client requests and encode answers and streams
+//! ([`EventEncoder`]) with it.
 //!
 //! A request decoded here is marked as Anthropic's (`extensions.format`), and
 //! encoding it back loses nothing; a request from another front door is
