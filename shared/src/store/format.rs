@@ -74,7 +74,12 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "v" => version = Some(map.next_value()?),
                 "message" if modern => message = Some(map.next_value::<Message>()?),
                 "message" => {
-                    let legacy: types::ChatMessage = map.next_value()?;
+                    // Through a tree: request bodies are parsed that way
+                    // already, so the OpenAI types' parser is not compiled
+                    // twice for items only old conversations hold.
+                    let tree: serde_json::Value = map.next_value()?;
+                    let legacy: types::ChatMessage =
+                        serde_json::from_value(tree).map_err(de::Error::custom)?;
                     message = Some(openai_chat::decode_message(&legacy));
                 }
                 "tokens" => tokens = map.next_value()?,
@@ -130,10 +135,12 @@ impl<'de> Visitor<'de> for SystemVisitor {
         f.write_str("a stored system prompt")
     }
 
-    /// Format 1: a bare list of OpenAI Chat messages.
+    /// Format 1: a bare list of OpenAI Chat messages (read through a tree,
+    /// as format-1 messages are).
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Message>, A::Error> {
         let mut out = Vec::new();
-        while let Some(m) = seq.next_element::<types::ChatMessage>()? {
+        while let Some(tree) = seq.next_element::<serde_json::Value>()? {
+            let m: types::ChatMessage = serde_json::from_value(tree).map_err(de::Error::custom)?;
             out.push(openai_chat::decode_message(&m));
         }
         Ok(out)
