@@ -50,7 +50,7 @@ pub enum ContextError {
 pub const ANSWER_ITEMS: usize = 3;
 
 /// The token budget of one turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowSettings {
     /// The model's context size in tokens.
     pub context_window: u64,
@@ -62,6 +62,12 @@ pub struct WindowSettings {
     pub summarize: bool,
     /// Dropped, unsummarised turns that trigger a summary.
     pub summarize_after_turns: u64,
+    /// With providers' prompt caches in use: the window keeps its start
+    /// while the history fits, and when it must move, drops this share of
+    /// the history's budget at once, so that the prompt's prefix stays the
+    /// same for several turns. `None`: the window starts wherever the most
+    /// recent turns that fit begin.
+    pub stable_slack: Option<f64>,
 }
 
 impl WindowSettings {
@@ -84,6 +90,8 @@ pub struct Turn {
     new_system: Option<Vec<Message>>,
     /// The request's non-system messages, to store before the answer.
     new_messages: Vec<Message>,
+    /// Where this turn's window started, kept for the next (stable windows only).
+    window_from: Option<u64>,
 }
 
 impl Turn {
@@ -124,6 +132,10 @@ pub struct WindowReport {
 pub struct Prepared {
     /// The full prompt.
     pub prompt: Vec<Message>,
+    /// How many of the prompt's leading messages are instructions (summary
+    /// included), and how many are instructions or stored history: the
+    /// prefix the next turn sends again. `None` without a conversation.
+    pub stable: Option<(usize, usize)>,
     /// Present when the request continues a stored conversation.
     pub turn: Option<Turn>,
     /// Present when dropped turns should be summarised now.
@@ -139,6 +151,8 @@ pub fn summary_message(summary: &Summary) -> Message {
 
 /// Where the window may start and how many tokens the stored history may use,
 /// given the header, the request's system prompt (if any) and its new messages.
+/// The start is the first message no summary covers; see [`read_limit`] for
+/// where a stable window reads from.
 fn window_limit(
     meta: &ConversationMeta,
     settings: &WindowSettings,
@@ -156,6 +170,39 @@ fn window_limit(
             .prompt_budget()
             .saturating_sub(system + summary_tokens + new_tokens),
     }
+}
+
+/// Where the window is read from: for a stable window, where the previous
+/// turn's started (if that is still uncovered by a summary), else the start.
+fn read_limit(
+    meta: &ConversationMeta,
+    settings: &WindowSettings,
+    limit: WindowLimit,
+) -> WindowLimit {
+    let kept = meta
+        .window_from
+        .filter(|_| settings.stable_slack.is_some())
+        .filter(|w| (limit.from_seq..=meta.next_seq).contains(w));
+    WindowLimit {
+        from_seq: kept.unwrap_or(limit.from_seq),
+        ..limit
+    }
+}
+
+/// Index of the first of `messages` (read newest first down to `from_seq`,
+/// or until over `budget`) to keep. A plain window keeps the most recent
+/// whole turns that fit; a stable one keeps everything read when it all
+/// fits, and otherwise drops down to `1 - slack` of the budget.
+fn keep_from(messages: &[StoredMessage], from_seq: u64, budget: u64, slack: Option<f64>) -> usize {
+    let most = fit_window(messages, budget);
+    let Some(slack) = slack else {
+        return most;
+    };
+    let all_read = messages.first().is_none_or(|m| m.seq == from_seq);
+    if most == 0 && all_read {
+        return 0;
+    }
+    fit_window(messages, (budget as f64 * (1.0 - slack)) as u64)
 }
 
 /// Index of the first message to keep: whole turns (each starting at a user
@@ -253,6 +300,7 @@ pub async fn prepare(
         let prompt_tokens = tokens::estimate_all(&messages);
         return Ok(Prepared {
             prompt: messages,
+            stable: None,
             turn: None,
             summary_job: None,
             window: WindowReport {
@@ -284,7 +332,11 @@ pub async fn prepare(
     let new_tokens = tokens::estimate_all(&rest);
     let conv = store
         .load_window(tenant, id, now, &|meta| {
-            window_limit(meta, settings, new_system.as_deref(), new_tokens)
+            read_limit(
+                meta,
+                settings,
+                window_limit(meta, settings, new_system.as_deref(), new_tokens),
+            )
         })
         .await?;
     let header = HeaderCheck {
@@ -297,7 +349,13 @@ pub async fn prepare(
     let live = conv.meta.is_live(now);
     let meta = &conv.meta;
     let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);
-    let keep_from = fit_window(&conv.messages, limit.tokens);
+    let read = read_limit(meta, settings, limit);
+    let keep_from = keep_from(
+        &conv.messages,
+        read.from_seq,
+        limit.tokens,
+        settings.stable_slack,
+    );
     let kept = &conv.messages[keep_from..];
     let first_kept = kept.first().map_or(meta.next_seq, |m| m.seq);
     let dropped = if live {
@@ -324,20 +382,25 @@ pub async fn prepare(
         None => {}
     }
     prompt.extend(summary.map(summary_message));
+    let instructions = prompt.len();
     prompt.extend(kept.iter().map(|m| m.message.clone()));
+    let history = prompt.len();
     prompt.extend(rest.iter().cloned());
     let window = WindowReport {
         kept: kept.len(),
         dropped,
         prompt_tokens: tokens::estimate_all(&prompt),
     };
+    let window_from = settings.stable_slack.map(|_| first_kept);
     Ok(Prepared {
         prompt,
+        stable: Some((instructions, history)),
         turn: Some(Turn {
             id: id.to_owned(),
             meta: conv.meta,
             new_system,
             new_messages: rest,
+            window_from,
         }),
         summary_job,
         window,
@@ -426,8 +489,11 @@ fn answer_message(
 
 /// A message of the request (or a tool result) as stored, with its estimate.
 fn request_message(seq: u64, m: &Message, now: i64) -> StoredMessage {
-    let mut stored = StoredMessage::new(seq, m.clone(), now);
-    stored.tokens = Some(tokens::estimate(m).saturating_sub(tokens::MESSAGE_OVERHEAD));
+    let mut m = m.clone();
+    m.clear_cache_hints();
+    let mut stored = StoredMessage::new(seq, m, now);
+    stored.tokens =
+        Some(tokens::estimate(&stored.message).saturating_sub(tokens::MESSAGE_OVERHEAD));
     stored
 }
 
@@ -542,6 +608,7 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
             system: turn.new_system.clone().unwrap_or(base.system.clone()),
             expires_at,
             summary,
+            window_from: turn.window_from,
             ..base
         },
         messages,
@@ -707,6 +774,7 @@ mod tests {
             meta,
             new_system: None,
             new_messages: vec![Message::text(Role::User, "q")],
+            window_from: None,
         };
         let c = completion("a");
         let extras = TurnExtras {
@@ -752,6 +820,7 @@ mod tests {
             meta,
             new_system: None,
             new_messages: vec![],
+            window_from: None,
         };
         let c = completion("a");
         let w = turn_write(&turn, &answer(&c), &TurnExtras::default(), 10);
@@ -828,6 +897,7 @@ mod tests {
             safety_margin: 50,
             summarize: true,
             summarize_after_turns: 2,
+            stable_slack: None,
         };
         let mut meta = ConversationMeta {
             version: 1,

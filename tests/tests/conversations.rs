@@ -441,13 +441,15 @@ summarize_after_turns = 2
 "#,
     )
     .await;
-    // What the chat handler derives for this model and request.
+    // What the chat handler derives for this model and request (its
+    // provider caches prompts, so the window is kept stable).
     let settings = ctxgate::context::WindowSettings {
         context_window: 2000,
         output_reserve: 200,
         safety_margin: 100,
         summarize: true,
         summarize_after_turns: 2,
+        stable_slack: Some(0.2),
     };
     let key = gw.key("acme", &[]).await;
     let mut summarised = Vec::new();

@@ -21,6 +21,9 @@ use ctxgate::store::{
 use ctxgate_tests::{Gateway, MockUpstream, Reply, dynamo_table};
 use serde_json::{Value, json};
 
+/// Recorded upstream bodies have no prompt-cache fields.
+const NO_PROMPT_CACHE: &str = "[prompt_cache]\nenabled = false\n";
+
 const TENANT: &str = "legacy";
 const CONV: &str = "paris-1";
 /// When the fixtures were written (turns at T0, T0+10, T0+20; title at T0+30).
@@ -507,8 +510,11 @@ async fn a_new_turn_continues_a_legacy_conversation() {
             };
             let anthropic = MockUpstream::anthropic().await;
             let base = format!("{}/v1", openai.url);
-            let gw = Gateway::new(
+            // The recorded bodies predate prompt caching, which adds its own
+            // fields (tests/tests/prompt_cache.rs checks those).
+            let gw = Gateway::with_toml(
                 store.clone(),
+                NO_PROMPT_CACHE,
                 &[
                     ("OPENAI_BASE_URL", base.as_str()),
                     ("OPENAI_API_KEY", "sk-test-openai-key"),
@@ -690,8 +696,9 @@ async fn rarer_legacy_shapes_read_and_continue() {
 
         let upstream = MockUpstream::openai().await;
         let base = format!("{}/v1", upstream.url);
-        let gw = Gateway::new(
+        let gw = Gateway::with_toml(
             store.clone(),
+            NO_PROMPT_CACHE,
             &[
                 ("OPENAI_BASE_URL", base.as_str()),
                 ("OPENAI_API_KEY", "sk-test-openai-key"),

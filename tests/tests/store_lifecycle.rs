@@ -20,6 +20,7 @@ const SETTINGS: WindowSettings = WindowSettings {
     safety_margin: 0,
     summarize: false,
     summarize_after_turns: 2,
+    stable_slack: None,
 };
 
 fn completion(text: String) -> Response {

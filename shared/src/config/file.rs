@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    ConfigError, ContextConfig, JwtConfig, Limits, ModelConfig, PriceTable, ProviderConfig, Quotas,
-    RetrySettings, TenantConfig,
+    ConfigError, ContextConfig, JwtConfig, Limits, ModelConfig, PriceTable, PromptCacheConfig,
+    ProviderConfig, Quotas, RetrySettings, TenantConfig,
 };
 
 /// An alias: one model, or a fallback chain tried in order.
@@ -68,6 +68,8 @@ pub(super) struct FileConfig {
     pub(super) cors_origins: Option<Vec<String>>,
     #[serde(default)]
     pub(super) context: Option<ContextConfig>,
+    #[serde(default)]
+    pub(super) prompt_cache: Option<PromptCacheConfig>,
 }
 
 /// Parses the file's text; `path` names it in the error.

@@ -7,6 +7,7 @@
 //! only leaf modules of the crate (`capped`, `ids`, `redact`): the modules that read the
 //! config depend on it, never the other way round.
 
+mod caching;
 mod context;
 mod env;
 mod file;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use file::{FileConfig, parse_file};
 
+pub use caching::{ModelCache, PromptCacheConfig, PromptCacheSettings, TenantCache};
 pub use context::{ContextConfig, Strategy};
 pub use env::ENV_VARS;
 pub use jwt::JwtConfig;
@@ -118,6 +120,10 @@ pub struct Config {
     pub max_outputs: BTreeMap<String, u32>,
     /// Context manager settings.
     pub context: ContextConfig,
+    /// Prompt-caching defaults.
+    pub prompt_cache: PromptCacheConfig,
+    /// Models' own prompt-cache settings.
+    pub model_caches: BTreeMap<String, PromptCacheSettings>,
     /// Alias -> `provider/model`, or a fallback chain of them.
     pub aliases: BTreeMap<String, Vec<String>>,
     /// Per-request limits.
@@ -187,6 +193,7 @@ impl Config {
         let mut context_windows = BTreeMap::new();
         let mut max_outputs = BTreeMap::new();
         let mut model_retry = BTreeMap::new();
+        let mut model_caches = BTreeMap::new();
         let models: Vec<String> = match file.models {
             Some(m) => m
                 .into_iter()
@@ -199,6 +206,9 @@ impl Config {
                     }
                     if let Some(n) = m.max_output_tokens {
                         max_outputs.insert(m.id.clone(), n);
+                    }
+                    if let Some(c) = m.prompt_cache {
+                        model_caches.insert(m.id.clone(), c);
                     }
                     m.id
                 })
@@ -249,6 +259,8 @@ impl Config {
             context_windows,
             max_outputs,
             context: file.context.unwrap_or_default(),
+            prompt_cache: file.prompt_cache.unwrap_or_default(),
+            model_caches,
             aliases: file
                 .aliases
                 .into_iter()
@@ -281,6 +293,7 @@ impl Config {
         self.check_providers()?;
         self.check_context()?;
         self.check_limits()?;
+        self.check_prompt_cache()?;
         self.check_quotas()?;
         self.prices.check()?;
         if let Some(jwt) = &self.jwt {

@@ -65,9 +65,19 @@ pub struct ProviderConfig {
     /// Retry settings for this provider's models (over `[retry]`).
     #[serde(default)]
     pub retry: Option<RetrySettings>,
+    /// Whether to send OpenAI's `prompt_cache_key` (default: for `kind = "openai"`
+    /// only, since other servers of the protocol may refuse unknown fields).
+    #[serde(default)]
+    pub prompt_cache_key: Option<bool>,
 }
 
 impl ProviderConfig {
+    /// Whether calls carry OpenAI's `prompt_cache_key`.
+    pub fn sends_prompt_cache_key(&self) -> bool {
+        self.prompt_cache_key
+            .unwrap_or(self.kind == ProviderKind::Openai)
+    }
+
     fn builtin(kind: ProviderKind, base_url: &str, key_env: &str) -> Self {
         Self {
             kind,
@@ -78,6 +88,7 @@ impl ProviderConfig {
             query: BTreeMap::new(),
             default_max_tokens: None,
             retry: None,
+            prompt_cache_key: None,
         }
     }
 }
@@ -99,6 +110,9 @@ pub struct ModelConfig {
     /// when a request sets no cap.
     #[serde(default)]
     pub max_output_tokens: Option<u32>,
+    /// Prompt-cache settings of this model (over `[prompt_cache]`).
+    #[serde(default)]
+    pub prompt_cache: Option<super::PromptCacheSettings>,
 }
 
 /// Retry settings as written in the config; unset fields inherit.

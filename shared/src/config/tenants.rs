@@ -29,6 +29,9 @@ pub struct TenantConfig {
     /// Redaction policy replacing the default one for this tenant.
     #[serde(default)]
     pub redaction: Option<crate::redact::Policy>,
+    /// Prompt-cache settings of this tenant (over the models' and `[prompt_cache]`).
+    #[serde(default)]
+    pub prompt_cache: Option<super::PromptCacheSettings>,
 }
 
 impl TenantConfig {

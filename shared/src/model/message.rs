@@ -75,6 +75,33 @@ impl Message {
                     .any(|b| !matches!(b, Block::ToolResult(_))))
     }
 
+    /// Removes every cache hint (a client's hints apply to its request, not
+    /// to the history it is stored in). Opaque blocks keep theirs: they are
+    /// kept as sent.
+    pub fn clear_cache_hints(&mut self) {
+        for b in &mut self.content {
+            let hint = match b {
+                Block::Text { cache, .. } => cache,
+                Block::Image(i) => &mut i.cache,
+                Block::Document(d) => &mut d.cache,
+                Block::ToolCall(c) => &mut c.cache,
+                Block::ToolResult(r) => {
+                    for p in &mut r.content {
+                        match p {
+                            ToolResultPart::Text { cache, .. } => *cache = None,
+                            ToolResultPart::Image(i) => i.cache = None,
+                            ToolResultPart::Document(d) => d.cache = None,
+                            ToolResultPart::Opaque(_) => {}
+                        }
+                    }
+                    &mut r.cache
+                }
+                _ => continue,
+            };
+            *hint = None;
+        }
+    }
+
     /// The tool calls the message makes, in order.
     pub fn tool_calls(&self) -> impl Iterator<Item = &ToolCall> {
         self.content.iter().filter_map(|b| match b {
@@ -91,6 +118,57 @@ pub struct CacheHint {
     /// How long the entry should live (`5m`, `1h`); the provider's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+}
+
+impl CacheHint {
+    /// A hint for `ttl`, written as the provider's default when it is one.
+    pub fn new(ttl: CacheTtl) -> Self {
+        Self {
+            ttl: (ttl != CacheTtl::default()).then(|| ttl.as_str().to_owned()),
+        }
+    }
+
+    /// How long the entry lives: an unknown or absent TTL is the provider's default.
+    pub fn lifetime(&self) -> CacheTtl {
+        self.ttl
+            .as_deref()
+            .and_then(CacheTtl::parse)
+            .unwrap_or_default()
+    }
+}
+
+/// How long a provider keeps a prompt-cache entry. Ordered by length: a
+/// provider wants longer-lived entries before shorter ones in a prompt.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub enum CacheTtl {
+    /// Five minutes from last use (the provider's default; writes cost 1.25x input).
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour (writes cost 2x input).
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl CacheTtl {
+    /// The wire spelling: `5m` or `1h`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheTtl::FiveMinutes => "5m",
+            CacheTtl::OneHour => "1h",
+        }
+    }
+
+    /// Reads the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "5m" => Some(CacheTtl::FiveMinutes),
+            "1h" => Some(CacheTtl::OneHour),
+            _ => None,
+        }
+    }
 }
 
 /// One piece of a message.

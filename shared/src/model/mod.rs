@@ -19,8 +19,11 @@ mod response;
 pub use assemble::{Assembler, events_of};
 pub use event::{BlockDelta, BlockStart, Event};
 pub use message::{
-    Block, CacheHint, Document, Image, MediaSource, Message, Opaque, Role, ToolCall, ToolResult,
-    ToolResultPart,
+    Block, CacheHint, CacheTtl, Document, Image, MediaSource, Message, Opaque, Role, ToolCall,
+    ToolResult, ToolResultPart,
 };
-pub use request::{Extensions, Reasoning, Request, ResponseFormat, Tool, ToolChoice, WireFormat};
+pub use request::{
+    Breakpoint, Extensions, Reasoning, Request, ResponseFormat, StablePrefix, Tool, ToolChoice,
+    WireFormat,
+};
 pub use response::{FinishReason, Response, Usage};

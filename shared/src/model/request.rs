@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{CacheHint, Message};
+use super::{CacheHint, CacheTtl, Message};
 
 /// A wire format ctxgate speaks, at a front door or to a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +50,37 @@ pub struct Request {
     pub reasoning: Option<Reasoning>,
     /// Fields of the front door's format that the model has no place for.
     pub extensions: Extensions,
+    /// Where the prompt stays the same from one turn of its conversation to
+    /// the next, for providers' prompt caches; `None` without a stored
+    /// conversation or with caching off.
+    pub stable: Option<StablePrefix>,
+}
+
+/// A prompt-cache hint ctxgate adds to a request as it goes upstream: on
+/// block `block` of message `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breakpoint {
+    /// Index into the request's messages.
+    pub message: usize,
+    /// Index into that message's blocks.
+    pub block: usize,
+    /// The hint to write there.
+    pub hint: CacheHint,
+}
+
+/// The part of a stored conversation's prompt that the next turn sends
+/// again unchanged: the instructions and summary, then the stored history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StablePrefix {
+    /// How many leading messages are instructions (the summary included).
+    pub instructions: usize,
+    /// How many leading messages are instructions or stored history.
+    pub history: usize,
+    /// Names the conversation without revealing it, for providers that
+    /// route requests to their cache by a key (OpenAI `prompt_cache_key`).
+    pub key: String,
+    /// The cache lifetime the tenant asked for, over the model's.
+    pub ttl: Option<CacheTtl>,
 }
 
 impl Request {

@@ -9,6 +9,7 @@ pub mod echo;
 pub mod http;
 pub mod keep_alive;
 pub mod openai;
+pub mod prompt_cache;
 pub mod resilience;
 pub mod sse;
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ModelCache, ProviderKind};
 use crate::model::{Event, Request, Response};
 use crate::secrets::{KeySource, SecretsError};
 use crate::wire::CodecError;
@@ -140,6 +141,8 @@ pub struct Call<'a> {
     pub request: &'a Request,
     /// The provider key, if one is configured.
     pub api_key: Option<&'a str>,
+    /// How the model uses its provider's prompt cache; `None` when off.
+    pub cache: Option<ModelCache>,
 }
 
 /// What differs between providers, asked of them instead of matched on
@@ -338,6 +341,7 @@ impl Providers {
                 model: &model.upstream,
                 request,
                 api_key: key.as_deref(),
+                cache: self.config.model_cache(&model.id),
             })
             .await
     }
@@ -354,6 +358,7 @@ impl Providers {
             model: &model.upstream,
             request,
             api_key: key.as_deref(),
+            cache: self.config.model_cache(&model.id),
         });
         // The stream's own deadline is long; the answer must still start in time.
         tokio::time::timeout(self.config.upstream_timeout, started)

@@ -58,6 +58,11 @@ pub struct ConversationMeta {
     /// Summary of the messages that fell out of the context window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// The first message the latest turn's window kept, where the next
+    /// window starts while the history fits (a stable prompt prefix for
+    /// providers' caches); `None` when the window may start anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_from: Option<u64>,
 }
 
 impl ConversationMeta {

@@ -10,7 +10,9 @@ use super::Guard;
 use crate::auth::Principal;
 use crate::config::{Price, Strategy};
 use crate::meter::Meter;
-use crate::model::{Request, Usage};
+use sha2::{Digest, Sha256};
+
+use crate::model::{CacheTtl, Request, StablePrefix, Usage};
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::{Blocked, Place};
@@ -99,11 +101,13 @@ pub fn model_chain(
 }
 
 /// The token budget of a turn on `chain` (the smallest window of its models,
-/// so that any fallback can take the same prompt).
+/// so that any fallback can take the same prompt); the window is kept stable
+/// when the first model's prompt cache is in use.
 fn window_settings(
     state: &AppState,
     chain: &[ResolvedModel],
     req: &Request,
+    caching: bool,
 ) -> context::WindowSettings {
     let c = &state.config.context;
     let window = chain
@@ -119,6 +123,29 @@ fn window_settings(
         safety_margin: (window as f64 * c.safety_margin_ratio) as u64,
         summarize: c.strategy == Strategy::Summarize,
         summarize_after_turns: c.summarize_after_turns,
+        stable_slack: caching.then_some(state.config.prompt_cache.window_slack_ratio),
+    }
+}
+
+/// The stable prefix of a conversation's prompt, as providers' caches are
+/// told of it: `prefix` is its (instructions, history) message counts. The
+/// key hashes tenant and conversation, so neither id reaches the provider.
+fn stable_prefix(
+    tenant: &str,
+    conversation: &str,
+    prefix: (usize, usize),
+    ttl: Option<CacheTtl>,
+) -> StablePrefix {
+    let digest = Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0])
+        .chain_update(conversation.as_bytes())
+        .finalize();
+    StablePrefix {
+        instructions: prefix.0,
+        history: prefix.1,
+        key: format!("ctxgate-{}", hex::encode(&digest[..16])),
+        ttl,
     }
 }
 
@@ -201,7 +228,9 @@ async fn build(
     let model = chain[0].clone();
 
     let messages = std::mem::take(&mut request.messages);
-    let settings = window_settings(state, &chain, &request);
+    let cache = state.config.tenant_cache(tenant);
+    let caching = cache.enabled && state.config.model_cache(&model.id).is_some();
+    let settings = window_settings(state, &chain, &request, caching);
     let mut prepared = context::prepare(
         &*state.store,
         tenant,
@@ -232,6 +261,12 @@ async fn build(
     processor::apply(redactor, &mut prepared.prompt, Place::Upstream, &mut counts)
         .map_err(blocked)?;
     request.messages = prepared.prompt;
+    request.stable = match (prepared.stable, &conversation) {
+        (Some(prefix), Some(id)) if cache.enabled => {
+            Some(stable_prefix(tenant, id, prefix, cache.ttl))
+        }
+        _ => None,
+    };
     let client_cap = request.max_output_tokens;
     let mut core = Core {
         state: state.clone(),

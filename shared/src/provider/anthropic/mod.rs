@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{
     Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
-    join_url, send_json, send_stream, sse,
+    join_url, prompt_cache, send_json, send_stream, sse,
 };
 use crate::capped::Caps;
 use crate::config::{ANTHROPIC_DEFAULT_MAX_TOKENS, ProviderConfig};
@@ -48,9 +48,14 @@ impl Anthropic {
         call: &Call<'_>,
         stream: bool,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let breakpoints = call
+            .cache
+            .map(|c| prompt_cache::plan(call.request, &c))
+            .unwrap_or_default();
         let opts = UpstreamOptions {
             default_max_tokens: self.default_max_tokens,
             stream,
+            breakpoints: &breakpoints,
         };
         let body: Value = codec::encode_request(call.request, call.model, &opts)
             .map_err(ProviderError::invalid)?;

@@ -29,6 +29,8 @@ pub struct OpenAi {
     /// `max_completion_tokens`; compatible servers may be keyless and know
     /// `max_tokens`.
     official: bool,
+    /// Whether requests name their conversation's cache (`prompt_cache_key`).
+    cache_key: bool,
     caps: Caps,
 }
 
@@ -52,6 +54,7 @@ impl OpenAi {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             official: cfg.kind == ProviderKind::Openai,
+            cache_key: cfg.sends_prompt_cache_key(),
             caps,
         }
     }
@@ -65,6 +68,12 @@ impl OpenAi {
             } else {
                 MaxTokensField::MaxTokens
             },
+            prompt_cache_key: call
+                .request
+                .stable
+                .as_ref()
+                .filter(|_| self.cache_key && call.cache.is_some())
+                .map(|s| s.key.as_str()),
         };
         openai_chat::encode_request(call.request, call.model, &opts).map_err(ProviderError::invalid)
     }

@@ -10,17 +10,20 @@ use serde_json::{Map, Value, json};
 use super::blocks::{decode_block, decode_cache, encode_block, opaque, put_cache, tool_use};
 use super::types::{MessageContent, MessageRole, MessagesRequest, SystemPrompt};
 use crate::model::{
-    self, Block, Extensions, Message, Reasoning, Role, Tool, ToolChoice, WireFormat,
+    self, Block, Breakpoint, CacheHint, Extensions, Message, Reasoning, Role, Tool, ToolChoice,
+    WireFormat,
 };
 use crate::wire::CodecError;
 
 /// How the upstream body is built, beyond the request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamOptions {
+pub struct UpstreamOptions<'a> {
     /// Output cap when the request sets none (the Messages API requires one).
     pub default_max_tokens: u32,
     /// Whether to ask for a streamed answer.
     pub stream: bool,
+    /// Prompt-cache breakpoints to add (see `provider::prompt_cache`).
+    pub breakpoints: &'a [Breakpoint],
 }
 
 /// A client's Messages request as a model request, marked as Anthropic's so
@@ -119,21 +122,22 @@ pub fn decode_request(req: &MessagesRequest) -> Result<model::Request, CodecErro
 pub fn encode_request(
     req: &model::Request,
     model: &str,
-    opts: &UpstreamOptions,
+    opts: &UpstreamOptions<'_>,
 ) -> Result<Value, CodecError> {
     let native = req.extensions.format == Some(WireFormat::Anthropic);
-    let mut system: Vec<&Message> = Vec::new();
+    let marks = Marks(opts.breakpoints);
+    let mut system: Vec<(usize, &Message)> = Vec::new();
     let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let role = match m.role {
             Role::System | Role::Developer => {
-                system.push(m);
+                system.push((i, m));
                 continue;
             }
             Role::User | Role::Tool => "user",
             Role::Assistant => "assistant",
         };
-        let blocks = encode_message(m, i, native)?;
+        let blocks = encode_message(m, i, native, marks)?;
         if native {
             out.push((role, blocks));
             continue;
@@ -161,7 +165,7 @@ pub fn encode_request(
                 .collect(),
         ),
     );
-    if let Some(system) = encode_system(&system, native) {
+    if let Some(system) = encode_system(&system, native, marks) {
         body.insert("system".into(), system);
     }
     if let Some(t) = req.temperature {
@@ -200,54 +204,85 @@ pub fn encode_request(
     Ok(Value::Object(body))
 }
 
-/// The `system` field: a string joined with blank lines, or blocks where an
-/// instruction carries a cache hint or citations, or (for a request decoded
-/// here) where it came as more than one block.
-fn encode_system(system: &[&Message], native: bool) -> Option<Value> {
-    let blocks: Vec<&Block> = system.iter().flat_map(|m| &m.content).collect();
-    let plain = |b: &&Block| {
-        matches!(
-            b,
-            Block::Text {
-                citations: None,
-                cache: None,
-                ..
+/// The breakpoints ctxgate adds, looked up by block.
+#[derive(Clone, Copy)]
+struct Marks<'a>(&'a [Breakpoint]);
+
+impl<'a> Marks<'a> {
+    /// The hint added on block `j` of message `i`, if any.
+    fn at(self, i: usize, j: usize) -> Option<&'a CacheHint> {
+        self.0
+            .iter()
+            .find(|b| b.message == i && b.block == j)
+            .map(|b| &b.hint)
+    }
+
+    /// `v` (block `j` of message `i`, as encoded) with the added hint, if any.
+    fn apply(self, i: usize, j: usize, v: Option<Value>) -> Option<Value> {
+        v.map(|mut v| {
+            if let Some(h) = self.at(i, j) {
+                put_cache(&mut v, Some(h));
             }
+            v
+        })
+    }
+}
+
+/// The `system` field: a string joined with blank lines, or blocks where an
+/// instruction carries a cache hint (its own or one added) or citations, or
+/// (for a request decoded here) where it came as more than one block.
+fn encode_system(system: &[(usize, &Message)], native: bool, marks: Marks<'_>) -> Option<Value> {
+    let blocks: Vec<(usize, usize, &Block)> = system
+        .iter()
+        .flat_map(|(i, m)| m.content.iter().enumerate().map(move |(j, b)| (*i, j, b)))
+        .collect();
+    let plain = |(i, j, b): &(usize, usize, &Block)| {
+        marks.at(*i, *j).is_none()
+            && matches!(
+                b,
+                Block::Text {
+                    citations: None,
+                    cache: None,
+                    ..
+                }
+            )
+    };
+    let array = |blocks: &[(usize, usize, &Block)]| {
+        Value::Array(
+            blocks
+                .iter()
+                .filter_map(|(i, j, b)| marks.apply(*i, *j, encode_block(b, native).ok().flatten()))
+                .collect(),
         )
     };
     if native {
         return match blocks.as_slice() {
             [] if system.is_empty() => None,
-            [b] if plain(b) => Some(json!(b.as_text().unwrap_or_default())),
-            _ => Some(Value::Array(
-                blocks
-                    .iter()
-                    .filter_map(|b| encode_block(b, true).ok().flatten())
-                    .collect(),
-            )),
+            [b] if plain(b) => Some(json!(b.2.as_text().unwrap_or_default())),
+            _ => Some(array(&blocks)),
         };
     }
     if system.is_empty() {
         return None;
     }
     if blocks.iter().all(plain) {
-        let texts: Vec<String> = system.iter().map(|m| m.text_content()).collect();
+        let texts: Vec<String> = system.iter().map(|(_, m)| m.text_content()).collect();
         return Some(json!(texts.join("\n\n")));
     }
-    Some(Value::Array(
-        blocks
-            .iter()
-            .filter_map(|b| encode_block(b, false).ok().flatten())
-            .collect(),
-    ))
+    Some(array(&blocks))
 }
 
 /// One message's blocks, with errors at the OpenAI paths a translated
 /// request came with (`messages[i].content[j]`, `messages[i].tool_calls[j]`).
-fn encode_message(m: &Message, i: usize, native: bool) -> Result<Vec<Value>, CodecError> {
+fn encode_message(
+    m: &Message,
+    i: usize,
+    native: bool,
+    marks: Marks<'_>,
+) -> Result<Vec<Value>, CodecError> {
     let mut out = Vec::new();
     let (mut part, mut call) = (0usize, 0usize);
-    for b in &m.content {
+    for (k, b) in m.content.iter().enumerate() {
         let v = match b {
             Block::ToolCall(c) => {
                 let j = call;
@@ -266,6 +301,7 @@ fn encode_message(m: &Message, i: usize, native: bool) -> Result<Vec<Value>, Cod
                 if r.is_error {
                     v["is_error"] = json!(true);
                 }
+                put_cache(&mut v, r.cache.as_ref());
                 Some(v)
             }
             _ => {
@@ -277,7 +313,7 @@ fn encode_message(m: &Message, i: usize, native: bool) -> Result<Vec<Value>, Cod
                 })?
             }
         };
-        out.extend(v);
+        out.extend(marks.apply(i, k, v));
     }
     Ok(out)
 }

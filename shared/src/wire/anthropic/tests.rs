@@ -42,6 +42,7 @@ fn streams(name: &str) -> &'static str {
 const OPTS: UpstreamOptions = UpstreamOptions {
     default_max_tokens: 4096,
     stream: false,
+    breakpoints: &[],
 };
 
 /// A request as it comes in through the OpenAI Chat front door.
@@ -141,6 +142,7 @@ fn round_trip_request(fixture: &str) -> model::Request {
     let opts = UpstreamOptions {
         default_max_tokens: 1,
         stream: req.stream == Some(true),
+        breakpoints: &[],
     };
     let back = encode_request(&m, &req.model, &opts).unwrap();
     assert_eq!(back, wire);

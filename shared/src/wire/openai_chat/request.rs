@@ -15,8 +15,8 @@ use super::types::{
     Stop, Tool as WireTool, ToolCall as WireToolCall,
 };
 use crate::model::{
-    self, Block, Document, Extensions, Image, MediaSource, Message, Opaque, ResponseFormat, Tool,
-    ToolCall, ToolChoice, ToolResult, ToolResultPart, WireFormat,
+    self, Block, CacheHint, Document, Extensions, Image, MediaSource, Message, Opaque,
+    ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult, ToolResultPart, WireFormat,
 };
 use crate::wire::CodecError;
 
@@ -34,12 +34,14 @@ pub enum MaxTokensField {
 
 /// How to write an upstream request.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamOptions {
+pub struct UpstreamOptions<'a> {
     /// Streamed: adds `stream` and asks for the usage chunk, which budgets
     /// and storage need whether or not the client wants it.
     pub stream: bool,
     /// The output cap's name when the client named none.
     pub max_tokens_field: MaxTokensField,
+    /// `prompt_cache_key` to send unless the client set its own.
+    pub prompt_cache_key: Option<&'a str>,
 }
 
 /// A client's request as a model request (the turn's new messages; ctxgate's
@@ -96,6 +98,7 @@ pub fn decode_request(req: &ChatRequest) -> model::Request {
             format: (!fields.is_empty()).then_some(FORMAT),
             fields,
         },
+        stable: None,
     }
 }
 
@@ -188,7 +191,7 @@ fn decode_result(c: &Content) -> Vec<ToolResultPart> {
         Content::Parts(parts) => parts
             .iter()
             .map(|p| match decode_part(p) {
-                Block::Text { text, .. } => ToolResultPart::Text { text, cache: None },
+                Block::Text { text, cache, .. } => ToolResultPart::Text { text, cache },
                 Block::Image(i) => ToolResultPart::Image(i),
                 Block::Document(d) => ToolResultPart::Document(d),
                 _ => ToolResultPart::Opaque(opaque_part(p)),
@@ -206,7 +209,16 @@ fn opaque_part(p: &ContentPart) -> Opaque {
 
 fn decode_part(p: &ContentPart) -> Block {
     match p {
-        ContentPart::Text { text } => Block::text(text.clone()),
+        ContentPart::Text {
+            text,
+            cache_control,
+        } => Block::Text {
+            text: text.clone(),
+            citations: None,
+            cache: cache_control.as_ref().map(|c| CacheHint {
+                ttl: c.ttl.map(|t| t.as_str().to_owned()),
+            }),
+        },
         ContentPart::Refusal { refusal } => Block::Refusal {
             text: refusal.clone(),
         },
@@ -365,7 +377,7 @@ fn encode_message_into(
         }
         0 => None,
         1 if matches!(&parts[0], ContentPart::Text { .. }) => match parts.pop() {
-            Some(ContentPart::Text { text }) => Some(Content::Text(text)),
+            Some(ContentPart::Text { text, .. }) => Some(Content::Text(text)),
             _ => None,
         },
         _ => Some(Content::Parts(parts)),
@@ -387,7 +399,10 @@ fn unsupported(param: &str) -> CodecError {
 
 fn encode_part(b: &Block, param: &str) -> Result<ContentPart, CodecError> {
     Ok(match b {
-        Block::Text { text, .. } => ContentPart::Text { text: text.clone() },
+        Block::Text { text, .. } => ContentPart::Text {
+            text: text.clone(),
+            cache_control: None,
+        },
         Block::Image(i) => ContentPart::ImageUrl {
             image_url: ImageUrl {
                 url: media_to_url(&i.source).ok_or_else(|| unsupported(param))?,
@@ -438,7 +453,10 @@ fn encode_result(r: &ToolResult, param: &str) -> Result<Content, CodecError> {
         .content
         .iter()
         .filter_map(|p| match p {
-            ToolResultPart::Text { text, .. } => Some(Ok(ContentPart::Text { text: text.clone() })),
+            ToolResultPart::Text { text, .. } => Some(Ok(ContentPart::Text {
+                text: text.clone(),
+                cache_control: None,
+            })),
             ToolResultPart::Image(i) => Some(encode_part(&Block::Image(i.clone()), param)),
             ToolResultPart::Document(d) => Some(encode_part(&Block::Document(d.clone()), param)),
             ToolResultPart::Opaque(o) if o.format == FORMAT => {
@@ -499,7 +517,7 @@ fn encode_tool_choice(c: &ToolChoice) -> Option<Value> {
 pub fn encode_request(
     req: &model::Request,
     model: &str,
-    opts: &UpstreamOptions,
+    opts: &UpstreamOptions<'_>,
 ) -> Result<Value, CodecError> {
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
@@ -566,6 +584,9 @@ pub fn encode_request(
         if !matches!(k.as_str(), "max_tokens" | "max_completion_tokens") && !body.contains_key(k) {
             body.insert(k.clone(), v.clone());
         }
+    }
+    if let Some(key) = opts.prompt_cache_key {
+        body.entry("prompt_cache_key").or_insert_with(|| json!(key));
     }
     if opts.stream {
         body.insert("stream".into(), json!(true));

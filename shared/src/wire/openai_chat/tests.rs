@@ -78,6 +78,7 @@ fn new_body(client: &Value, cap: Option<u32>, field: MaxTokensField) -> Value {
     let opts = UpstreamOptions {
         stream: req.stream == Some(true),
         max_tokens_field: field,
+        prompt_cache_key: None,
     };
     encode_request(&m, MODEL, &opts).expect("encodable")
 }
@@ -563,6 +564,7 @@ fn client_requests_round_trip() {
         let opts = UpstreamOptions {
             stream: req.stream == Some(true),
             max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            prompt_cache_key: None,
         };
         let mut back = encode_request(&decode_request(&req), model_name, &opts).unwrap();
         let mut want = client.clone();
@@ -770,10 +772,12 @@ fn model_request_round_trips() {
             format: Some(WireFormat::OpenaiChat),
             fields,
         },
+        stable: None,
     };
     let opts = UpstreamOptions {
         stream: false,
         max_tokens_field: MaxTokensField::MaxTokens,
+        prompt_cache_key: None,
     };
     let body = encode_request(&req, MODEL, &opts).unwrap();
     let back = decode_request(&serde_json::from_value(body).unwrap());
@@ -1189,6 +1193,7 @@ fn unholdable_blocks_are_refused_or_left_out() {
         let opts = UpstreamOptions {
             stream: false,
             max_tokens_field: MaxTokensField::MaxTokens,
+            prompt_cache_key: None,
         };
         assert_eq!(encode_request(&req, MODEL, &opts).unwrap_err(), e);
     }

@@ -164,7 +164,7 @@ impl Content {
             Content::Parts(parts) => parts
                 .iter()
                 .filter_map(|p| match p {
-                    ContentPart::Text { text } => Some(text.as_str()),
+                    ContentPart::Text { text, .. } => Some(text.as_str()),
                     _ => None,
                 })
                 .collect::<Vec<_>>()
@@ -210,6 +210,26 @@ impl<'de> Deserialize<'de> for Content {
     }
 }
 
+/// Anthropic's `cache_control` on a text part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheControl {
+    /// Always `ephemeral`.
+    #[serde(rename = "type")]
+    pub kind: CacheKind,
+    /// `5m` or `1h`; the provider's default (5m) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<crate::model::CacheTtl>,
+}
+
+/// The kinds of `cache_control` (one so far).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// A cache entry that lives for its TTL after last use.
+    Ephemeral,
+}
+
 /// One typed content part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -218,6 +238,11 @@ pub enum ContentPart {
     Text {
         /// The text.
         text: String,
+        /// A prompt-cache breakpoint after this text, for Anthropic models
+        /// (the spelling OpenAI-compatible gateways take); never sent to
+        /// OpenAI-protocol upstreams.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
     },
     /// An image by URL or data URL.
     ImageUrl {
