@@ -36,6 +36,7 @@ impl EventDecoder {
         self.usage.input = read.input;
         self.usage.cache_read = read.cache_read;
         self.usage.cache_write = read.cache_write;
+        self.usage.cache_write_1h = read.cache_write_1h;
     }
 }
 

@@ -281,6 +281,7 @@ fn responses_round_trip() {
             output: 45,
             cache_read: 10,
             cache_write: 100,
+            cache_write_1h: 0,
             reasoning: 0
         }
     );
@@ -651,6 +652,7 @@ fn stream_decodes_newer_shapes() {
             output: 6,
             cache_read: 2,
             cache_write: 8,
+            cache_write_1h: 0,
             reasoning: 0
         }
     );

@@ -1045,6 +1045,7 @@ fn answers_decode_to_the_model() {
             output: 300,
             cache_read: 1920,
             cache_write: 0,
+            cache_write_1h: 0,
             reasoning: 192,
         }
     );
@@ -1103,6 +1104,7 @@ fn model_answers_round_trip() {
         output: 40,
         cache_read: 64,
         cache_write: 0,
+        cache_write_1h: 0,
         reasoning: 16,
     };
     for (content, finish) in [
