@@ -33,20 +33,27 @@ pub fn seconds_to_midnight(unix: i64) -> i64 {
     86_400 - unix.rem_euclid(86_400)
 }
 
-/// Estimated cost in millionths of a USD; cached prompt tokens at the cached
-/// price, reasoning tokens (part of the completion) at the output price.
+/// Estimated cost in millionths of a USD: uncached prompt tokens at the
+/// input price, cache reads at the cached price, cache writes at the write
+/// price of their TTL (5 minutes or 1 hour), and output (reasoning
+/// included) at the output price. Counts that do not add up (more cached
+/// than input, more 1-hour writes than writes) are clamped, never negative.
 /// Models the table does not price (see [`PriceTable::get`]) cost 0; chat
 /// refuses them to tenants with a cost budget.
 pub fn cost_micro_usd(prices: &PriceTable, model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.get(model) else {
         return 0;
     };
-    let cached = usage.cache_read.min(usage.input) as f64;
-    let uncached = usage.input as f64 - cached;
+    let read = usage.cache_read.min(usage.input);
+    let write = usage.cache_write.min(usage.input - read);
+    let write_1h = usage.cache_write_1h.min(write);
+    let uncached = usage.input - read - write;
     // Prices are per million tokens, costs in millionths of a dollar: the
     // factors cancel, so tokens x price is already micro-USD.
-    let micro = uncached * p.input
-        + cached * p.cached_input.unwrap_or(p.input)
+    let micro = uncached as f64 * p.input
+        + read as f64 * p.cache_read_price()
+        + (write - write_1h) as f64 * p.cache_write_price()
+        + write_1h as f64 * p.cache_write_1h_price()
         + usage.output as f64 * p.output;
     micro.round().max(0.0) as u64
 }
@@ -80,6 +87,7 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
         completion_tokens: usage.output,
         total_tokens: usage.total(),
         cached_tokens: usage.cache_read,
+        cache_write_tokens: usage.cache_write,
         reasoning_tokens: usage.reasoning,
         cost_micro_usd: cost_micro_usd(prices, model, usage),
         price_version: prices.version.clone(),
@@ -115,11 +123,7 @@ mod tests {
         let mut prices = PriceTable::default();
         assert!(prices.get("openai/gpt-4o-2024-08-06").is_some());
         assert!(prices.get("openai/gpt-4o-turbo").is_none());
-        prices.default = Some(Price {
-            input: 10.0,
-            output: 30.0,
-            cached_input: None,
-        });
+        prices.default = Some(Price::new(10.0, 30.0));
         let u = Usage::new(1_000_000, 0);
         assert_eq!(
             cost_micro_usd(&prices, "openai/gpt-4o-turbo", &u),
