@@ -31,6 +31,10 @@ pub struct UsageRow {
     pub total_tokens: u64,
     /// Prompt tokens served from the provider's cache.
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (rows from before
+    /// issue 14 read as 0).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// Completion tokens spent reasoning.
     pub reasoning_tokens: u64,
     /// Estimated cost in millionths of a USD.
@@ -41,6 +45,23 @@ pub struct UsageRow {
     /// no usage, or the call was cut off before it could.
     #[serde(default)]
     pub estimated_requests: u64,
+}
+
+impl UsageRow {
+    /// Adds another row's counts to this one (same day and model); the
+    /// price version is the other's, the latest.
+    pub fn add(&mut self, other: &UsageRow) {
+        self.requests += other.requests;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.cost_micro_usd += other.cost_micro_usd;
+        self.estimated_requests += other.estimated_requests;
+        self.price_version.clone_from(&other.price_version);
+    }
 }
 
 /// The counter of a tenant's stored conversations (headers that are not tombstones).
