@@ -171,3 +171,27 @@ impl Default for PriceTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_write_prices_are_checked_like_the_others() {
+        let mut table = PriceTable::default();
+        assert!(table.check().is_ok());
+        for bad in [
+            Price {
+                cache_write: Some(-1.0),
+                ..Price::new(1.0, 1.0)
+            },
+            Price {
+                cache_write_1h: Some(f64::NAN),
+                ..Price::new(1.0, 1.0)
+            },
+        ] {
+            table.default = Some(bad);
+            assert!(table.check().is_err());
+        }
+    }
+}
