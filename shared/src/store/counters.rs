@@ -94,3 +94,38 @@ pub trait CounterStore: Send + Sync {
     /// A tenant's usage rows for days `from..=to` (`YYYY-MM-DD`), by day then model.
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 14, point 5: rows stored before cache writes were counted read
+    // as none; adding sums every count.
+    #[test]
+    fn rows_without_cache_writes_read_as_zero_and_add_up() {
+        let old = r#"{"day":"2026-01-01","model":"m","requests":1,"prompt_tokens":5,
+            "completion_tokens":1,"total_tokens":6,"cached_tokens":2,"reasoning_tokens":0,
+            "cost_micro_usd":3,"price_version":"v0"}"#;
+        let mut row: UsageRow = serde_json::from_str(old).unwrap();
+        assert_eq!(row.cache_write_tokens, 0);
+        let more = UsageRow {
+            requests: 1,
+            cached_tokens: 1,
+            cache_write_tokens: 4,
+            cost_micro_usd: 10,
+            price_version: "v1".into(),
+            ..row.clone()
+        };
+        row.add(&more);
+        assert_eq!(
+            (
+                row.requests,
+                row.cached_tokens,
+                row.cache_write_tokens,
+                row.cost_micro_usd,
+                row.price_version.as_str()
+            ),
+            (2, 3, 4, 13, "v1")
+        );
+    }
+}
