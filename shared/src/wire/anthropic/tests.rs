@@ -701,11 +701,17 @@ fn one_hour_cache_writes_are_counted_apart() {
     for (start, delta) in [
         // message_start carries the counts...
         (usage.clone(), json!({"output_tokens": 2})),
-        // ...or message_delta repeats them (newer API versions).
+        // ...or message_delta repeats them (newer API versions)...
         (
             json!({"input_tokens": 4, "output_tokens": 1}),
             usage.clone(),
         ),
+        // ...or repeats them without the breakdown, which is then kept.
+        (usage.clone(), {
+            let mut u = usage.clone();
+            u.as_object_mut().unwrap().remove("cache_creation");
+            u
+        }),
     ] {
         let body = [
             json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": start}}),
