@@ -213,7 +213,11 @@ mod tests {
             "cache_creation": {"ephemeral_5m_input_tokens": 3000, "ephemeral_1h_input_tokens": 2000}
         }));
         assert_eq!(
-            (anthropic.input, anthropic.cache_write, anthropic.cache_write_1h),
+            (
+                anthropic.input,
+                anthropic.cache_write,
+                anthropic.cache_write_1h
+            ),
             (26_000, 5000, 2000)
         );
         let sonnet = "anthropic/claude-sonnet-4-5-20250929";
@@ -223,10 +227,18 @@ mod tests {
             cache_write_1h: 0,
             ..anthropic
         };
-        assert_eq!(cost_micro_usd(&prices, sonnet, &five), 3000 + 6000 + 18_750 + 7500);
+        assert_eq!(
+            cost_micro_usd(&prices, sonnet, &five),
+            3000 + 6000 + 18_750 + 7500
+        );
         let r = row(&prices, "2026-11-30".into(), sonnet, &anthropic);
         assert_eq!(
-            (r.prompt_tokens, r.cached_tokens, r.cache_write_tokens, r.cost_micro_usd),
+            (
+                r.prompt_tokens,
+                r.cached_tokens,
+                r.cache_write_tokens,
+                r.cost_micro_usd
+            ),
             (26_000, 20_000, 5000, 39_750)
         );
 
@@ -262,7 +274,10 @@ mod tests {
             cache_write_1h: 9,
             ..Usage::default()
         };
-        assert_eq!(cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u), 14);
+        assert_eq!(
+            cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u),
+            14
+        );
         let u = Usage {
             input: 10,
             cache_read: 30,
@@ -270,14 +285,21 @@ mod tests {
             cache_write_1h: 30,
             ..Usage::default()
         };
-        assert_eq!(cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u), 3);
+        assert_eq!(
+            cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u),
+            3
+        );
     }
 
     #[test]
     fn cache_write_prices_default_to_anthropics_surcharges() {
         let p = Price::new(10.0, 30.0);
         assert_eq!(
-            (p.cache_read_price(), p.cache_write_price(), p.cache_write_1h_price()),
+            (
+                p.cache_read_price(),
+                p.cache_write_price(),
+                p.cache_write_1h_price()
+            ),
             (10.0, 12.5, 20.0)
         );
         assert_eq!(p.highest_input(), 20.0);
@@ -289,7 +311,11 @@ mod tests {
         ] {
             let p = table.get(model).unwrap();
             assert_eq!(
-                (p.cache_read_price(), p.cache_write_price(), p.cache_write_1h_price()),
+                (
+                    p.cache_read_price(),
+                    p.cache_write_price(),
+                    p.cache_write_1h_price()
+                ),
                 (read, write, write_1h),
                 "{model}"
             );

@@ -138,9 +138,7 @@ async fn cache_tokens(store: Arc<dyn Store>) {
         let body = json!({"model": model, "conversation_id": conversation, "stream": true,
             "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": "and again"}]});
-        let (status, _, text) = gw
-            .call_text("/v1/chat/completions", &key, &[], body)
-            .await;
+        let (status, _, text) = gw.call_text("/v1/chat/completions", &key, &[], body).await;
         assert_eq!(status, 200, "{model}: {text}");
         let last = events(&text).pop().unwrap();
         assert_eq!(last["usage"], want, "{model}: {text}");

@@ -106,7 +106,7 @@ impl PriceTable {
                 p.cache_write_1h.unwrap_or(0.0),
             ]
             .iter()
-                .any(|v| !(v.is_finite() && *v >= 0.0))
+            .any(|v| !(v.is_finite() && *v >= 0.0))
             {
                 return Err(ConfigError::Invalid(format!(
                     "prices.models.\"{model}\": prices must be non-negative numbers"
@@ -153,15 +153,9 @@ impl Default for PriceTable {
                 ("openai/gpt-4.1-mini", p(0.4, 1.6, 0.1, 0.4, 0.4)),
                 ("openai/gpt-4o", p(2.5, 10.0, 1.25, 2.5, 2.5)),
                 ("openai/gpt-4o-mini", p(0.15, 0.6, 0.075, 0.15, 0.15)),
-                (
-                    "anthropic/claude-sonnet-4-5",
-                    p(3.0, 15.0, 0.3, 3.75, 6.0),
-                ),
+                ("anthropic/claude-sonnet-4-5", p(3.0, 15.0, 0.3, 3.75, 6.0)),
                 ("anthropic/claude-haiku-4-5", p(1.0, 5.0, 0.1, 1.25, 2.0)),
-                (
-                    "anthropic/claude-opus-4-1",
-                    p(15.0, 75.0, 1.5, 18.75, 30.0),
-                ),
+                ("anthropic/claude-opus-4-1", p(15.0, 75.0, 1.5, 18.75, 30.0)),
                 ("echo", p(0.0, 0.0, 0.0, 0.0, 0.0)),
             ]
             .into_iter()
