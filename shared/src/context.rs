@@ -530,16 +530,7 @@ pub fn merge_usage(rows: Vec<UsageRow>) -> Vec<UsageRow> {
             .iter_mut()
             .find(|r| r.day == row.day && r.model == row.model)
         {
-            Some(r) => {
-                r.requests += row.requests;
-                r.prompt_tokens += row.prompt_tokens;
-                r.completion_tokens += row.completion_tokens;
-                r.total_tokens += row.total_tokens;
-                r.cached_tokens += row.cached_tokens;
-                r.reasoning_tokens += row.reasoning_tokens;
-                r.cost_micro_usd += row.cost_micro_usd;
-                r.estimated_requests += row.estimated_requests;
-            }
+            Some(r) => r.add(&row),
             None => merged.push(row),
         }
     }

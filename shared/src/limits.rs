@@ -367,11 +367,7 @@ mod tests {
         );
         assert_eq!(Budget::new(&q, 0.0).tokens, Some(1000));
         assert!(!Budget::new(&Quotas::default(), 0.5).is_limited());
-        let p = Price {
-            input: 1.0,
-            output: 2.0,
-            cached_input: None,
-        };
+        let p = Price::new(1.0, 2.0);
         assert_eq!(worst_cost(Some(&p), 10, 5), 20);
         assert_eq!(worst_cost(None, 10, 5), 0);
         assert_eq!(

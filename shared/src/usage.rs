@@ -33,20 +33,27 @@ pub fn seconds_to_midnight(unix: i64) -> i64 {
     86_400 - unix.rem_euclid(86_400)
 }
 
-/// Estimated cost in millionths of a USD; cached prompt tokens at the cached
-/// price, reasoning tokens (part of the completion) at the output price.
+/// Estimated cost in millionths of a USD: uncached prompt tokens at the
+/// input price, cache reads at the cached price, cache writes at the write
+/// price of their TTL (5 minutes or 1 hour), and output (reasoning
+/// included) at the output price. Counts that do not add up (more cached
+/// than input, more 1-hour writes than writes) are clamped, never negative.
 /// Models the table does not price (see [`PriceTable::get`]) cost 0; chat
 /// refuses them to tenants with a cost budget.
 pub fn cost_micro_usd(prices: &PriceTable, model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.get(model) else {
         return 0;
     };
-    let cached = usage.cache_read.min(usage.input) as f64;
-    let uncached = usage.input as f64 - cached;
+    let read = usage.cache_read.min(usage.input);
+    let write = usage.cache_write.min(usage.input - read);
+    let write_1h = usage.cache_write_1h.min(write);
+    let uncached = usage.input - read - write;
     // Prices are per million tokens, costs in millionths of a dollar: the
     // factors cancel, so tokens x price is already micro-USD.
-    let micro = uncached * p.input
-        + cached * p.cached_input.unwrap_or(p.input)
+    let micro = uncached as f64 * p.input
+        + read as f64 * p.cache_read_price()
+        + (write - write_1h) as f64 * p.cache_write_price()
+        + write_1h as f64 * p.cache_write_1h_price()
         + usage.output as f64 * p.output;
     micro.round().max(0.0) as u64
 }
@@ -80,6 +87,7 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
         completion_tokens: usage.output,
         total_tokens: usage.total(),
         cached_tokens: usage.cache_read,
+        cache_write_tokens: usage.cache_write,
         reasoning_tokens: usage.reasoning,
         cost_micro_usd: cost_micro_usd(prices, model, usage),
         price_version: prices.version.clone(),
@@ -115,11 +123,7 @@ mod tests {
         let mut prices = PriceTable::default();
         assert!(prices.get("openai/gpt-4o-2024-08-06").is_some());
         assert!(prices.get("openai/gpt-4o-turbo").is_none());
-        prices.default = Some(Price {
-            input: 10.0,
-            output: 30.0,
-            cached_input: None,
-        });
+        prices.default = Some(Price::new(10.0, 30.0));
         let u = Usage::new(1_000_000, 0);
         assert_eq!(
             cost_micro_usd(&prices, "openai/gpt-4o-turbo", &u),
@@ -192,5 +196,134 @@ mod tests {
             (r.reasoning_tokens, r.requests, r.price_version.as_str()),
             (800, 1, "builtin-2025-08")
         );
+    }
+
+    // Issue 14, point 3: cache reads and writes from both wires, priced
+    // apart, to the micro-USD.
+    #[test]
+    fn cache_reads_and_writes_are_priced_apart() {
+        let prices = PriceTable::default();
+        // Anthropic: 1000 uncached, 20000 read, 5000 written of which 2000
+        // for an hour, 500 out. Sonnet 4.5: 3.00 in, 0.30 read, 3.75 5m
+        // write, 6.00 1h write, 15.00 out:
+        // 3000 + 6000 + 3000 x 3.75 + 2000 x 6 + 7500 = 39750.
+        let anthropic = crate::wire::anthropic::response::usage(&serde_json::json!({
+            "input_tokens": 1000, "cache_read_input_tokens": 20000,
+            "cache_creation_input_tokens": 5000, "output_tokens": 500,
+            "cache_creation": {"ephemeral_5m_input_tokens": 3000, "ephemeral_1h_input_tokens": 2000}
+        }));
+        assert_eq!(
+            (
+                anthropic.input,
+                anthropic.cache_write,
+                anthropic.cache_write_1h
+            ),
+            (26_000, 5000, 2000)
+        );
+        let sonnet = "anthropic/claude-sonnet-4-5-20250929";
+        assert_eq!(cost_micro_usd(&prices, sonnet, &anthropic), 39_750);
+        // The same writes all for five minutes: 5000 x 3.75 = 18750.
+        let five = Usage {
+            cache_write_1h: 0,
+            ..anthropic
+        };
+        assert_eq!(
+            cost_micro_usd(&prices, sonnet, &five),
+            3000 + 6000 + 18_750 + 7500
+        );
+        let r = row(&prices, "2026-11-30".into(), sonnet, &anthropic);
+        assert_eq!(
+            (
+                r.prompt_tokens,
+                r.cached_tokens,
+                r.cache_write_tokens,
+                r.cost_micro_usd
+            ),
+            (26_000, 20_000, 5000, 39_750)
+        );
+
+        // OpenAI: 2006 prompt tokens of which 1920 cached, 300 out. gpt-4o:
+        // 2.50 in, 1.25 cached, 10.00 out: 86 x 2.5 + 1920 x 1.25 + 3000 = 5615.
+        let openai = crate::wire::openai_chat::decode_response(serde_json::json!({
+            "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+                "prompt_tokens_details": {"cached_tokens": 1920}}
+        }))
+        .unwrap()
+        .usage;
+        assert_eq!(cost_micro_usd(&prices, "openai/gpt-4o", &openai), 5615);
+        // OpenAI bills no write surcharge: a write (from a compatible server
+        // that reports one) costs the input price.
+        let written = Usage {
+            cache_write: 86,
+            ..openai
+        };
+        assert_eq!(cost_micro_usd(&prices, "openai/gpt-4o", &written), 5615);
+    }
+
+    #[test]
+    fn cache_counts_that_do_not_add_up_are_clamped() {
+        let prices = PriceTable::default();
+        // 8 read of 10, 5 written (only 2 can be), 9 for an hour (only 2):
+        // 8 x 0.30 + 2 x 6.00 = 14.4.
+        let u = Usage {
+            input: 10,
+            cache_read: 8,
+            cache_write: 5,
+            cache_write_1h: 9,
+            ..Usage::default()
+        };
+        assert_eq!(
+            cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u),
+            14
+        );
+        let u = Usage {
+            input: 10,
+            cache_read: 30,
+            cache_write: 30,
+            cache_write_1h: 30,
+            ..Usage::default()
+        };
+        assert_eq!(
+            cost_micro_usd(&prices, "anthropic/claude-sonnet-4-5", &u),
+            3
+        );
+    }
+
+    #[test]
+    fn cache_write_prices_default_to_anthropics_surcharges() {
+        let p = Price::new(10.0, 30.0);
+        assert_eq!(
+            (
+                p.cache_read_price(),
+                p.cache_write_price(),
+                p.cache_write_1h_price()
+            ),
+            (10.0, 12.5, 20.0)
+        );
+        assert_eq!(p.highest_input(), 20.0);
+        let table = PriceTable::default();
+        for (model, read, write, write_1h) in [
+            ("anthropic/claude-sonnet-4-5", 0.30, 3.75, 6.0),
+            ("anthropic/claude-haiku-4-5", 0.10, 1.25, 2.0),
+            ("anthropic/claude-opus-4-1", 1.50, 18.75, 30.0),
+        ] {
+            let p = table.get(model).unwrap();
+            assert_eq!(
+                (
+                    p.cache_read_price(),
+                    p.cache_write_price(),
+                    p.cache_write_1h_price()
+                ),
+                (read, write, write_1h),
+                "{model}"
+            );
+        }
+        for (model, p) in &table.models {
+            if model.starts_with("openai/") {
+                assert_eq!(p.highest_input(), p.input, "{model}: no write surcharge");
+            }
+        }
     }
 }

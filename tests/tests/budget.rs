@@ -581,6 +581,100 @@ async fn blocked_answers_are_charged_on_dynamodb() {
     blocked_answers(dynamo_store().await).await;
 }
 
+// ---- issue 14, point 4: a prompt may be written to the cache at 2x -------------
+
+/// A price table whose gpt-4o-mini costs 100 USD per million in and out,
+/// with `cache` lines (the write prices; none: the defaults, 1.25x and 2x).
+fn cache_prices(cache: &str, tenants: &str) -> String {
+    format!(
+        "[prices]\nversion = \"t\"\n[prices.models.\"openai/gpt-4o-mini\"]\n\
+         input = 100.0\noutput = 100.0\n{cache}\n{tenants}"
+    )
+}
+
+async fn cache_write_rates(store: Arc<dyn Store>) {
+    // Issue 14, point 4: a cost reservation covers the prompt at the highest
+    // of the input and cache-write prices, so caching cannot overspend.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let held = gate.clone();
+    let upstream = MockUpstream::start(move |_| Reply {
+        gate: Some(held.clone()),
+        ..Reply::json(openai_completion("x", 11, 7))
+    })
+    .await;
+    let tenant = "[tenants.t]\ntokens_per_day = 1000000\ncost_per_day_usd = 10.0\n";
+    let gw = Arc::new(gateway(store.clone(), &upstream, &cache_prices("", tenant)));
+    let k = key(&store, "t", &["chat"], None).await;
+    let request = {
+        let (gw, k) = (gw.clone(), k.clone());
+        tokio::spawn(async move {
+            gw.call(
+                "POST",
+                "/v1/chat/completions",
+                Some(&k),
+                Some(chat("openai/gpt-4o-mini", Some(500))),
+            )
+            .await
+        })
+    };
+    let up = &upstream;
+    eventually("the provider was called", || async move {
+        up.received().len() == 1
+    })
+    .await;
+    // The prompt's reserved tokens, at the 1-hour write price (2 x 100),
+    // and the 500 output tokens at 100.
+    let prompt = spent(&store, "t", "tokens").await - 500;
+    assert!(prompt > 0);
+    assert_eq!(spent(&store, "t", "cost").await, prompt * 200 + 500 * 100);
+    gate.notify_one();
+    assert_eq!(request.await.unwrap().0, 200);
+    // Settled to what was reported: 11 in and 7 out at 100.
+    assert_eq!(spent(&store, "t", "cost").await, 1800);
+
+    // A budget between the input-price and the write-price reservation: it
+    // is refused with the default write prices, and only fits when the
+    // table says writes cost the input price.
+    let between = (prompt * 150 + 500 * 100) as f64 / 1e6;
+    let tight = format!("[tenants.tight]\ncost_per_day_usd = {between}\n");
+    let answered = MockUpstream::start(|_| Reply::json(openai_completion("x", 11, 7))).await;
+    let gw = gateway(store.clone(), &answered, &cache_prices("", &tight));
+    let k = key(&store, "tight", &["chat"], None).await;
+    let (status, _, body) = gw
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&k),
+            Some(chat("openai/gpt-4o-mini", Some(500))),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded");
+    assert!(answered.received().is_empty());
+    let flat = "cache_write = 100.0\ncache_write_1h = 100.0";
+    let gw = gateway(store.clone(), &answered, &cache_prices(flat, &tight));
+    let (status, _, body) = gw
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&k),
+            Some(chat("openai/gpt-4o-mini", Some(500))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn reservations_cover_cache_write_prices_on_the_embedded_store() {
+    let (store, _dir) = embedded_store();
+    cache_write_rates(store).await;
+}
+
+#[tokio::test]
+async fn reservations_cover_cache_write_prices_on_dynamodb() {
+    cache_write_rates(dynamo_store().await).await;
+}
+
 async fn summary_calls(store: Arc<dyn Store>) {
     // Issue 12, point 3: summary calls are metered, including one cut off
     // (charged its reserved worst case) and one whose summary is discarded.

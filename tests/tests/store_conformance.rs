@@ -316,6 +316,7 @@ async fn usage_rows(store: Arc<dyn Store>) {
         completion_tokens: 1,
         total_tokens: tokens + 1,
         cached_tokens: 2,
+        cache_write_tokens: 4,
         reasoning_tokens: 3,
         cost_micro_usd: 7,
         price_version: "v1".into(),
@@ -358,6 +359,8 @@ async fn usage_rows(store: Arc<dyn Store>) {
         ),
         (4, 6, "v1", 2)
     );
+    // Issue 14, point 5: cache writes add up beside the reads.
+    assert_eq!((rows[0].cached_tokens, rows[0].cache_write_tokens), (4, 8));
     assert_eq!(rows[1].model, "openai/gpt-4o");
     assert_eq!(
         store

@@ -17,6 +17,50 @@ pub struct Price {
     /// Cached input tokens (default: the input price).
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// Input tokens written to the prompt cache with the 5-minute TTL
+    /// (default: 1.25 x the input price, Anthropic's surcharge).
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    /// Input tokens written to the prompt cache with the 1-hour TTL
+    /// (default: 2 x the input price).
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
+}
+
+impl Price {
+    /// A price of input and output tokens; the cache prices are the defaults.
+    pub fn new(input: f64, output: f64) -> Self {
+        Self {
+            input,
+            output,
+            cached_input: None,
+            cache_write: None,
+            cache_write_1h: None,
+        }
+    }
+
+    /// The price of a cache read.
+    pub fn cache_read_price(&self) -> f64 {
+        self.cached_input.unwrap_or(self.input)
+    }
+
+    /// The price of a 5-minute cache write.
+    pub fn cache_write_price(&self) -> f64 {
+        self.cache_write.unwrap_or(1.25 * self.input)
+    }
+
+    /// The price of a 1-hour cache write.
+    pub fn cache_write_1h_price(&self) -> f64 {
+        self.cache_write_1h.unwrap_or(2.0 * self.input)
+    }
+
+    /// The most an input token may cost: uncached, or written to the cache
+    /// at either TTL (the worst case a budget reservation covers).
+    pub fn highest_input(&self) -> f64 {
+        self.input
+            .max(self.cache_write_price())
+            .max(self.cache_write_1h_price())
+    }
 }
 
 /// A versioned price table; the version is recorded with every usage row.
@@ -54,9 +98,15 @@ impl PriceTable {
             .map(|(m, p)| (m.as_str(), p))
             .chain(default_price)
         {
-            if [p.input, p.output, p.cached_input.unwrap_or(0.0)]
-                .iter()
-                .any(|v| !(v.is_finite() && *v >= 0.0))
+            if [
+                p.input,
+                p.output,
+                p.cached_input.unwrap_or(0.0),
+                p.cache_write.unwrap_or(0.0),
+                p.cache_write_1h.unwrap_or(0.0),
+            ]
+            .iter()
+            .any(|v| !(v.is_finite() && *v >= 0.0))
             {
                 return Err(ConfigError::Invalid(format!(
                     "prices.models.\"{model}\": prices must be non-negative numbers"
@@ -87,27 +137,55 @@ pub fn undated(model: &str) -> Option<&str> {
 
 impl Default for PriceTable {
     fn default() -> Self {
-        let p = |input, output, cached| Price {
+        // (input, output, cache read, 5-minute write, 1-hour write). OpenAI
+        // caches on its own and bills no write surcharge: writes cost input.
+        let p = |input, output, cached, write, write_1h| Price {
             input,
             output,
             cached_input: Some(cached),
+            cache_write: Some(write),
+            cache_write_1h: Some(write_1h),
         };
         Self {
             version: "builtin-2025-08".into(),
             models: [
-                ("openai/gpt-4.1", p(2.0, 8.0, 0.5)),
-                ("openai/gpt-4.1-mini", p(0.4, 1.6, 0.1)),
-                ("openai/gpt-4o", p(2.5, 10.0, 1.25)),
-                ("openai/gpt-4o-mini", p(0.15, 0.6, 0.075)),
-                ("anthropic/claude-sonnet-4-5", p(3.0, 15.0, 0.3)),
-                ("anthropic/claude-haiku-4-5", p(1.0, 5.0, 0.1)),
-                ("anthropic/claude-opus-4-1", p(15.0, 75.0, 1.5)),
-                ("echo", p(0.0, 0.0, 0.0)),
+                ("openai/gpt-4.1", p(2.0, 8.0, 0.5, 2.0, 2.0)),
+                ("openai/gpt-4.1-mini", p(0.4, 1.6, 0.1, 0.4, 0.4)),
+                ("openai/gpt-4o", p(2.5, 10.0, 1.25, 2.5, 2.5)),
+                ("openai/gpt-4o-mini", p(0.15, 0.6, 0.075, 0.15, 0.15)),
+                ("anthropic/claude-sonnet-4-5", p(3.0, 15.0, 0.3, 3.75, 6.0)),
+                ("anthropic/claude-haiku-4-5", p(1.0, 5.0, 0.1, 1.25, 2.0)),
+                ("anthropic/claude-opus-4-1", p(15.0, 75.0, 1.5, 18.75, 30.0)),
+                ("echo", p(0.0, 0.0, 0.0, 0.0, 0.0)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             default: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_write_prices_are_checked_like_the_others() {
+        let mut table = PriceTable::default();
+        assert!(table.check().is_ok());
+        for bad in [
+            Price {
+                cache_write: Some(-1.0),
+                ..Price::new(1.0, 1.0)
+            },
+            Price {
+                cache_write_1h: Some(f64::NAN),
+                ..Price::new(1.0, 1.0)
+            },
+        ] {
+            table.default = Some(bad);
+            assert!(table.check().is_err());
         }
     }
 }

@@ -287,6 +287,7 @@ mod tests {
                 output: 5,
                 cache_read: 2,
                 cache_write: 1,
+                cache_write_1h: 0,
                 reasoning: 3,
             },
             usage_reported: true,

@@ -34,9 +34,13 @@ pub struct Usage {
     /// Input tokens read from the provider's prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_read: u64,
-    /// Input tokens written to the provider's prompt cache.
+    /// Input tokens written to the provider's prompt cache, whatever the TTL.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write: u64,
+    /// The part of `cache_write` written with the 1-hour TTL (Anthropic bills
+    /// it at 2x the input price, the 5-minute TTL at 1.25x).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h: u64,
     /// Output tokens spent on reasoning.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reasoning: u64,

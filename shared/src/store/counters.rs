@@ -31,6 +31,10 @@ pub struct UsageRow {
     pub total_tokens: u64,
     /// Prompt tokens served from the provider's cache.
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (rows from before
+    /// issue 14 read as 0).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// Completion tokens spent reasoning.
     pub reasoning_tokens: u64,
     /// Estimated cost in millionths of a USD.
@@ -41,6 +45,23 @@ pub struct UsageRow {
     /// no usage, or the call was cut off before it could.
     #[serde(default)]
     pub estimated_requests: u64,
+}
+
+impl UsageRow {
+    /// Adds another row's counts to this one (same day and model); the
+    /// price version is the other's, the latest.
+    pub fn add(&mut self, other: &UsageRow) {
+        self.requests += other.requests;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.cost_micro_usd += other.cost_micro_usd;
+        self.estimated_requests += other.estimated_requests;
+        self.price_version.clone_from(&other.price_version);
+    }
 }
 
 /// The counter of a tenant's stored conversations (headers that are not tombstones).
@@ -72,4 +93,39 @@ pub trait CounterStore: Send + Sync {
 
     /// A tenant's usage rows for days `from..=to` (`YYYY-MM-DD`), by day then model.
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 14, point 5: rows stored before cache writes were counted read
+    // as none; adding sums every count.
+    #[test]
+    fn rows_without_cache_writes_read_as_zero_and_add_up() {
+        let old = r#"{"day":"2026-01-01","model":"m","requests":1,"prompt_tokens":5,
+            "completion_tokens":1,"total_tokens":6,"cached_tokens":2,"reasoning_tokens":0,
+            "cost_micro_usd":3,"price_version":"v0"}"#;
+        let mut row: UsageRow = serde_json::from_str(old).unwrap();
+        assert_eq!(row.cache_write_tokens, 0);
+        let more = UsageRow {
+            requests: 1,
+            cached_tokens: 1,
+            cache_write_tokens: 4,
+            cost_micro_usd: 10,
+            price_version: "v1".into(),
+            ..row.clone()
+        };
+        row.add(&more);
+        assert_eq!(
+            (
+                row.requests,
+                row.cached_tokens,
+                row.cache_write_tokens,
+                row.cost_micro_usd,
+                row.price_version.as_str()
+            ),
+            (2, 3, 4, 13, "v1")
+        );
+    }
 }

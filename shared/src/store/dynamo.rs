@@ -329,24 +329,26 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
-const USAGE_COUNTERS: [&str; 8] = [
+const USAGE_COUNTERS: [&str; 9] = [
     "requests",
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "reasoning_tokens",
     "cost_micro_usd",
     "estimated_requests",
 ];
 
-fn usage_values(row: &UsageRow) -> [u64; 8] {
+fn usage_values(row: &UsageRow) -> [u64; 9] {
     [
         row.requests,
         row.prompt_tokens,
         row.completion_tokens,
         row.total_tokens,
         row.cached_tokens,
+        row.cache_write_tokens,
         row.reasoning_tokens,
         row.cost_micro_usd,
         row.estimated_requests,
@@ -393,6 +395,7 @@ fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
         completion_tokens: c("completion_tokens"),
         total_tokens: c("total_tokens"),
         cached_tokens: c("cached_tokens"),
+        cache_write_tokens: c("cache_write_tokens"),
         reasoning_tokens: c("reasoning_tokens"),
         cost_micro_usd: c("cost_micro_usd"),
         price_version: get_s(item, "price_version").unwrap_or_default(),

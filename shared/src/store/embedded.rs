@@ -809,15 +809,7 @@ fn add_usage_row(
             ..UsageRow::default()
         },
     };
-    total.requests += row.requests;
-    total.prompt_tokens += row.prompt_tokens;
-    total.completion_tokens += row.completion_tokens;
-    total.total_tokens += row.total_tokens;
-    total.cached_tokens += row.cached_tokens;
-    total.reasoning_tokens += row.reasoning_tokens;
-    total.cost_micro_usd += row.cost_micro_usd;
-    total.estimated_requests += row.estimated_requests;
-    total.price_version = row.price_version.clone();
+    total.add(row);
     let bytes = serde_json::to_vec(&total).map_err(backend)?;
     table
         .insert((tenant, sk.as_str()), bytes.as_slice())

@@ -152,7 +152,9 @@ fn stable_prefix(
 /// A model without a price is not free: for a tenant with a cost budget,
 /// every model the turn may use must be priced (see `PriceTable::get`).
 /// Returns the highest input and output prices among them, the worst case a
-/// reservation covers; `None` when the tenant has no cost budget.
+/// reservation covers (an input token may be written to the prompt cache at
+/// up to 2x the input price, so the input price is the highest of the input
+/// and cache-write prices); `None` when the tenant has no cost budget.
 fn priced(
     state: &AppState,
     tenant: &str,
@@ -161,11 +163,7 @@ fn priced(
     if state.config.quotas(tenant).cost_per_day_usd.is_none() {
         return Ok(None);
     }
-    let mut worst = Price {
-        input: 0.0,
-        output: 0.0,
-        cached_input: None,
-    };
+    let mut worst = Price::new(0.0, 0.0);
     for m in chain {
         let Some(p) = state.config.prices.get(&m.id) else {
             return Err(ApiError::new(
@@ -179,7 +177,7 @@ fn priced(
             )
             .with_param("model"));
         };
-        worst.input = worst.input.max(p.input);
+        worst.input = worst.input.max(p.highest_input());
         worst.output = worst.output.max(p.output);
     }
     Ok(Some(worst))

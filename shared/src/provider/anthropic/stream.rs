@@ -30,12 +30,19 @@ impl EventDecoder {
     }
 
     /// Takes the input counts of a `usage` object (`message_start`, and
-    /// `message_delta` in newer API versions, which repeat them).
+    /// `message_delta` in newer API versions, which repeat them). A repeat
+    /// without the `cache_creation` breakdown keeps the one already read.
     fn input_counts(&mut self, u: &Value) {
         let read = usage(u);
+        let write_1h = if u.get("cache_creation").is_some() {
+            read.cache_write_1h
+        } else {
+            self.usage.cache_write_1h.min(read.cache_write)
+        };
         self.usage.input = read.input;
         self.usage.cache_read = read.cache_read;
         self.usage.cache_write = read.cache_write;
+        self.usage.cache_write_1h = write_1h;
     }
 }
 

@@ -136,6 +136,9 @@ struct ChunkUsage {
     prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
     completion_tokens_details: Option<CompletionDetails>,
+    /// Cache writes, from compatible servers that report them (LiteLLM).
+    #[serde(default)]
+    cache_creation_input_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -259,7 +262,8 @@ impl StreamDecoder for ChunkDecoder {
                 input: u.prompt_tokens,
                 output: u.completion_tokens,
                 cache_read: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
-                cache_write: 0,
+                cache_write: u.cache_creation_input_tokens,
+                cache_write_1h: 0,
                 reasoning: u
                     .completion_tokens_details
                     .map_or(0, |d| d.reasoning_tokens),
@@ -609,6 +613,7 @@ mod tests {
                 output: 7,
                 cache_read: 4,
                 cache_write: 0,
+                cache_write_1h: 0,
                 reasoning: 2,
             },
             usage_reported: true,

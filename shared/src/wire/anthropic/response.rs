@@ -34,29 +34,49 @@ pub(crate) fn stop_reason(f: FinishReason) -> &'static str {
 }
 
 /// Usage from a Messages `usage` object: the model's input counts every
-/// input token, Anthropic's `input_tokens` only the uncached ones.
+/// input token, Anthropic's `input_tokens` only the uncached ones. The
+/// 1-hour part of the cache writes comes from `cache_creation`, when given.
 pub(crate) fn usage(u: &Value) -> Usage {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let (read, write) = (
         n("cache_read_input_tokens"),
         n("cache_creation_input_tokens"),
     );
+    let write_1h = u["cache_creation"]["ephemeral_1h_input_tokens"]
+        .as_u64()
+        .unwrap_or(0)
+        .min(write);
     Usage {
         input: n("input_tokens") + read + write,
         output: n("output_tokens"),
         cache_read: read,
         cache_write: write,
+        cache_write_1h: write_1h,
         reasoning: 0,
     }
 }
 
-/// A Messages `usage` object: `input_tokens` without the cached tokens.
+/// A Messages `usage` object: `input_tokens` without the cached tokens; the
+/// writes by TTL (`cache_creation`) only when some were written for an hour,
+/// so answers without them read as before.
 pub(crate) fn usage_json(u: &Usage) -> Value {
-    json!({
+    let mut v = json!({
         "input_tokens": u.input.saturating_sub(u.cache_read + u.cache_write),
         "cache_creation_input_tokens": u.cache_write,
         "cache_read_input_tokens": u.cache_read,
         "output_tokens": u.output,
+    });
+    if u.cache_write_1h > 0 {
+        v["cache_creation"] = cache_creation_json(u);
+    }
+    v
+}
+
+/// The `cache_creation` breakdown of the cache writes by TTL.
+pub(crate) fn cache_creation_json(u: &Usage) -> Value {
+    json!({
+        "ephemeral_5m_input_tokens": u.cache_write.saturating_sub(u.cache_write_1h),
+        "ephemeral_1h_input_tokens": u.cache_write_1h,
     })
 }
 

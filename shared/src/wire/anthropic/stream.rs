@@ -102,21 +102,20 @@ impl EventEncoder {
         self.start(out);
         let (reason, seq) = self.finish.take().unwrap_or((FinishReason::Stop, None));
         let mut u = json!({"output_tokens": self.usage.output});
+        let inputs = |u: &Usage| (u.input, u.cache_read, u.cache_write, u.cache_write_1h);
         if let Some(sent) = self.started
-            && (sent.input, sent.cache_read, sent.cache_write)
-                != (
-                    self.usage.input,
-                    self.usage.cache_read,
-                    self.usage.cache_write,
-                )
+            && inputs(&sent) != inputs(&self.usage)
         {
             let full = usage_json(&self.usage);
             for k in [
                 "input_tokens",
                 "cache_creation_input_tokens",
                 "cache_read_input_tokens",
+                "cache_creation",
             ] {
-                u[k] = full[k].clone();
+                if let Some(v) = full.get(k) {
+                    u[k] = v.clone();
+                }
             }
         }
         sse(

@@ -283,6 +283,7 @@ fn responses_round_trip() {
             output: 45,
             cache_read: 10,
             cache_write: 100,
+            cache_write_1h: 0,
             reasoning: 0
         }
     );
@@ -653,6 +654,7 @@ fn stream_decodes_newer_shapes() {
             output: 6,
             cache_read: 2,
             cache_write: 8,
+            cache_write_1h: 0,
             reasoning: 0
         }
     );
@@ -667,4 +669,99 @@ fn stream_decodes_newer_shapes() {
             ..
         }
     ));
+}
+
+// Issue 14, point 1: the 1-hour part of the cache writes (`cache_creation`)
+// is read from whole answers and from both stream events that carry input
+// counts, and written back when there is one.
+#[test]
+fn one_hour_cache_writes_are_counted_apart() {
+    let usage = json!({"input_tokens": 4, "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 30, "output_tokens": 2,
+        "cache_creation": {"ephemeral_5m_input_tokens": 18, "ephemeral_1h_input_tokens": 12}});
+    let want = Usage {
+        input: 44,
+        output: 2,
+        cache_read: 10,
+        cache_write: 30,
+        cache_write_1h: 12,
+        reasoning: 0,
+    };
+    let r = decode_response(json!({"id": "m", "model": "c", "role": "assistant",
+        "content": [{"type": "text", "text": "x"}], "stop_reason": "end_turn", "usage": usage}))
+    .unwrap();
+    assert_eq!(r.usage, want);
+    let back = encode_response(&r, "m", "c");
+    assert_eq!(back["usage"], usage);
+    // Without 1-hour writes the object is as before (no `cache_creation`).
+    let five = Usage {
+        cache_write_1h: 0,
+        ..want
+    };
+    assert!(response::usage_json(&five).get("cache_creation").is_none());
+
+    for (start, delta) in [
+        // message_start carries the counts...
+        (usage.clone(), json!({"output_tokens": 2})),
+        // ...or message_delta repeats them (newer API versions)...
+        (
+            json!({"input_tokens": 4, "output_tokens": 1}),
+            usage.clone(),
+        ),
+        // ...or repeats them without the breakdown, which is then kept.
+        (usage.clone(), {
+            let mut u = usage.clone();
+            u.as_object_mut().unwrap().remove("cache_creation");
+            u
+        }),
+    ] {
+        let body = [
+            json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": start}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": delta}),
+            json!({"type": "message_stop"}),
+        ]
+        .map(|d| format!("event: e\ndata: {d}\n\n"))
+        .concat();
+        let (events, end) = decode_stream(&body);
+        assert_eq!(end, Ok(Step::Done));
+        let mut a = Assembler::new(true);
+        for e in &events {
+            a.push(e);
+        }
+        assert_eq!(a.finish().usage, want);
+    }
+
+    // The client's stream: message_start with the counts known then, the
+    // breakdown repeated at the end when it changed.
+    let mut enc = EventEncoder::new("m", "c", 7);
+    let mut out = Vec::new();
+    enc.push(&Event::Usage(want), &mut out);
+    enc.push(
+        &Event::BlockStart {
+            index: 0,
+            block: model::BlockStart::Text,
+        },
+        &mut out,
+    );
+    enc.finish(&mut out);
+    let ev = sse_events(std::str::from_utf8(&out).unwrap());
+    let start: Value = serde_json::from_str(&ev[0].1).unwrap();
+    assert_eq!(start["message"]["usage"], usage);
+    let mut enc = EventEncoder::new("m", "c", 7);
+    let mut out = Vec::new();
+    enc.push(
+        &Event::BlockStart {
+            index: 0,
+            block: model::BlockStart::Text,
+        },
+        &mut out,
+    );
+    enc.push(&Event::Usage(want), &mut out);
+    enc.finish(&mut out);
+    let ev = sse_events(std::str::from_utf8(&out).unwrap());
+    let delta: Value = serde_json::from_str(&ev[2].1).unwrap();
+    assert_eq!(delta["usage"], usage);
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use super::response::encode_usage;
 use super::types::{FinishReason, Usage};
 use crate::model::{self, BlockDelta, BlockStart, Event};
 
@@ -171,8 +172,7 @@ impl ChunkEncoder {
             out.push(self.finish(FinishReason::Stop));
         }
         if self.meta.include_usage {
-            let u = Usage::new(self.usage.input, self.usage.output)
-                .with_details(self.usage.cache_read, self.usage.reasoning);
+            let u = encode_usage(&self.usage);
             out.push(self.event(&[], Some(&u)));
         }
     }
@@ -469,7 +469,8 @@ mod tests {
     }
 
     // Issue 13, point 2: the end writes a stop chunk when no finish came and
-    // the usage chunk, with details only where counted, when asked for.
+    // the usage chunk, with details only where counted, when asked for
+    // (issue 14: cache writes as `cache_creation_input_tokens`).
     #[test]
     fn the_end_closes_the_answer_and_reports_usage() {
         let mut e = encoder(true);
@@ -480,6 +481,7 @@ mod tests {
                 output: 5,
                 cache_read: 3,
                 cache_write: 2,
+                cache_write_1h: 0,
                 reasoning: 0,
             }),
             &mut out,
@@ -492,7 +494,8 @@ mod tests {
         assert_eq!(
             chunks[1]["usage"],
             json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                "prompt_tokens_details": {"cached_tokens": 3}})
+                "prompt_tokens_details": {"cached_tokens": 3},
+                "cache_creation_input_tokens": 2})
         );
         let mut out = Vec::new();
         encoder(false).end(&mut out);

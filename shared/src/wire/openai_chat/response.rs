@@ -26,6 +26,7 @@ pub fn encode_usage(u: &model::Usage) -> Usage {
         completion_tokens_details: (u.reasoning > 0).then_some(CompletionTokensDetails {
             reasoning_tokens: u.reasoning,
         }),
+        cache_creation_input_tokens: u.cache_write,
     }
 }
 
@@ -35,7 +36,8 @@ pub fn decode_usage(u: &Usage) -> model::Usage {
         input: u.prompt_tokens,
         output: u.completion_tokens,
         cache_read: u.cached_tokens(),
-        cache_write: 0,
+        cache_write: u.cache_creation_input_tokens,
+        cache_write_1h: 0,
         reasoning: u.reasoning_tokens(),
     }
 }
@@ -89,6 +91,9 @@ struct UpstreamUsage {
     prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default)]
     completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Cache writes, from compatible servers that report them (LiteLLM).
+    #[serde(default)]
+    cache_creation_input_tokens: u64,
 }
 
 /// An upstream `chat.completion` body as a model answer. Empty text blocks
@@ -119,7 +124,8 @@ pub fn decode_response(v: Value) -> Result<model::Response, CodecError> {
         input: u.prompt_tokens,
         output: u.completion_tokens,
         cache_read: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
-        cache_write: 0,
+        cache_write: u.cache_creation_input_tokens,
+        cache_write_1h: 0,
         reasoning: u
             .completion_tokens_details
             .map_or(0, |d| d.reasoning_tokens),

@@ -1049,6 +1049,7 @@ fn answers_decode_to_the_model() {
             output: 300,
             cache_read: 1920,
             cache_write: 0,
+            cache_write_1h: 0,
             reasoning: 192,
         }
     );
@@ -1107,6 +1108,7 @@ fn model_answers_round_trip() {
         output: 40,
         cache_read: 64,
         cache_write: 0,
+        cache_write_1h: 0,
         reasoning: 16,
     };
     for (content, finish) in [
@@ -1504,4 +1506,43 @@ fn golden_files_hold() {
         seen += 1;
     }
     assert_eq!(seen, GOLDEN_REQUESTS.len() + GOLDEN_ANSWERS.len());
+}
+
+// Issue 14, point 6: cache writes go to the client as LiteLLM writes them,
+// `usage.cache_creation_input_tokens`, only when there are some; compatible
+// upstreams that report them are read the same way, whole and streamed.
+#[test]
+fn cache_writes_are_reported_only_when_made() {
+    let written = model::Usage {
+        input: 120,
+        output: 8,
+        cache_read: 64,
+        cache_write: 40,
+        cache_write_1h: 10,
+        reasoning: 0,
+    };
+    let json_of = |u: &model::Usage| serde_json::to_value(encode_usage(u)).unwrap();
+    assert_eq!(
+        json_of(&written),
+        json!({"prompt_tokens": 120, "completion_tokens": 8, "total_tokens": 128,
+            "prompt_tokens_details": {"cached_tokens": 64}, "cache_creation_input_tokens": 40})
+    );
+    let none = model::Usage {
+        cache_write: 0,
+        cache_write_1h: 0,
+        ..written
+    };
+    assert!(json_of(&none).get("cache_creation_input_tokens").is_none());
+    // Back to the model: the writes, without the TTL split OpenAI cannot carry.
+    assert_eq!(
+        decode_usage(&encode_usage(&written)),
+        model::Usage {
+            cache_write_1h: 0,
+            ..written
+        }
+    );
+    let upstream = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": json_of(&written)});
+    assert_eq!(decode_response(upstream).unwrap().usage.cache_write, 40);
 }

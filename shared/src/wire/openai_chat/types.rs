@@ -342,6 +342,16 @@ pub struct Usage {
     /// Output detail: how many completion tokens were reasoning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Prompt tokens written to the provider's prompt cache (billed above the
+    /// input price by Anthropic). Not OpenAI's own field: LiteLLM's name and
+    /// place for it, which OpenAI-compatible clients already read; absent
+    /// when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_input_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Breakdown of prompt tokens.
