@@ -4,7 +4,7 @@
 //! stops the process with a clear message.
 //!
 //! One submodule per concern; this module holds [`Config`] itself and its loading. It uses
-//! only leaf modules of the crate (`capped`, `ids`, `redact`): the modules that read the
+//! only leaf modules of the crate (`capped`, `ids`, `model`, `redact`): the modules that read the
 //! config depend on it, never the other way round.
 
 mod caching;

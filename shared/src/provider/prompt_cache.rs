@@ -116,16 +116,25 @@ fn prefix_tokens(req: &Request, end: usize) -> u64 {
     tools + tokens::estimate_all(&req.messages[..end.min(req.messages.len())])
 }
 
-/// The lifetime a new hint at `at` may have, at most `want`: no longer than
-/// any hint before it, and `None` when a later hint lives longer than that.
+/// The lifetime a new hint at `at` may have: `want`, raised to the longest
+/// hint after it and cut to the shortest before it (the provider wants
+/// longer-lived entries first); `None` when no lifetime fits between them.
+/// Raising costs nothing extra: the later hint writes the same prefix at its
+/// lifetime anyway.
 fn fitting_ttl(placed: &[(Position, CacheTtl)], at: Position, want: CacheTtl) -> Option<CacheTtl> {
-    let ttl = placed
+    let before = placed
         .iter()
         .filter(|(p, _)| *p < at)
         .map(|(_, t)| *t)
-        .fold(want, Ord::min);
-    let later_longer = placed.iter().any(|(p, t)| *p > at && *t > ttl);
-    (!later_longer).then_some(ttl)
+        .min();
+    let after = placed
+        .iter()
+        .filter(|(p, _)| *p > at)
+        .map(|(_, t)| *t)
+        .max();
+    let lo = after.unwrap_or(CacheTtl::FiveMinutes);
+    let hi = before.unwrap_or(CacheTtl::OneHour);
+    (lo <= hi).then(|| want.clamp(lo, hi))
 }
 
 #[cfg(test)]
@@ -242,8 +251,8 @@ mod tests {
             cache: Some(CacheHint::default()),
         });
         assert_eq!(at(&plan(&req, &FIVE)), [(0, 0, None), (2, 0, None)]);
-        // A client's 1h hint after ours: ours may not be shorter, so a
-        // 5-minute one is left out where it would come first.
+        // A client's 1h hint after ours: ours may not be shorter, so they
+        // live an hour too (the client's hint writes that prefix for an hour anyway).
         let mut req = conversation();
         req.messages[3].content[0] = Block::Text {
             text: "late".into(),
@@ -252,7 +261,18 @@ mod tests {
                 ttl: Some("1h".into()),
             }),
         };
-        assert!(plan(&req, &FIVE).is_empty());
+        assert_eq!(
+            at(&plan(&req, &FIVE)),
+            [(0, 0, Some("1h")), (2, 0, Some("1h"))]
+        );
+        // A client's own hints out of order (1h after 5m) leave no lifetime
+        // for one of ours between them.
+        req.messages[1].content[0] = Block::Text {
+            text: "word ".repeat(700),
+            citations: None,
+            cache: Some(CacheHint::default()),
+        };
+        assert_eq!(at(&plan(&req, &FIVE)), [(0, 0, Some("1h"))]);
     }
 
     #[test]
