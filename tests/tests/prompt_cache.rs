@@ -663,3 +663,34 @@ async fn openai_prompts_grow_by_appending_only() {
     );
     assert!(last.read as f64 > 0.9 * last.total as f64);
 }
+
+#[tokio::test]
+async fn a_bad_breakpoint_is_refused_and_a_clients_key_is_kept() {
+    let (store, _dir) = embedded_store();
+    let s = setup(store, "").await;
+    let key = s.gw.key("acme", &[]).await;
+    for cc in [
+        json!({"type": "ephemeral", "ttl": "2h"}),
+        json!({"type": "persistent"}),
+        json!({"type": "ephemeral", "extra": 1}),
+    ] {
+        let body = json!({"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user",
+            "content": [{"type": "text", "text": "hi", "cache_control": cc}]}]});
+        let (status, _, resp) =
+            s.gw.call("POST", "/v1/chat/completions", Some(&key), Some(body))
+                .await;
+        assert_eq!(status, 400, "{cc}: {resp}");
+        let param = resp["error"]["param"].as_str().unwrap_or_default();
+        assert!(param.starts_with("messages[0].content"), "{cc}: {resp}");
+    }
+    assert!(s.anthropic.uses.lock().unwrap().is_empty());
+    // A client's own prompt_cache_key goes upstream instead of ctxgate's.
+    let body = json!({"model": "openai/gpt-4o", "conversation_id": "mine",
+        "prompt_cache_key": "my-key", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, resp) =
+        s.gw.call("POST", "/v1/chat/completions", Some(&key), Some(body))
+            .await;
+    assert_eq!(status, 200, "{resp}");
+    let sent = s.openai.uses.lock().unwrap().last().unwrap().0.clone();
+    assert_eq!(sent["prompt_cache_key"], "my-key");
+}

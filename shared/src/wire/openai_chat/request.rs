@@ -63,6 +63,9 @@ pub fn decode_request(req: &ChatRequest) -> model::Request {
     if req.tools.as_ref().is_some_and(Vec::is_empty) {
         fields.insert("tools".into(), json!([]));
     }
+    if let Some(k) = &req.prompt_cache_key {
+        fields.insert("prompt_cache_key".into(), json!(k));
+    }
     let response_format = req.response_format.as_ref().and_then(|v| {
         let format = match v["type"].as_str()? {
             "text" => ResponseFormat::Text,

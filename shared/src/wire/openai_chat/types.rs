@@ -49,6 +49,9 @@ pub struct ChatRequest {
     pub stream_options: Option<StreamOptions>,
     /// ctxgate extension: stored conversation to continue.
     pub conversation_id: Option<String>,
+    /// OpenAI's prompt-cache routing key; ctxgate sets one per stored
+    /// conversation when the client sends none.
+    pub prompt_cache_key: Option<String>,
 }
 
 /// `stream_options` of a streamed request.
