@@ -1,6 +1,8 @@
 """The official OpenAI Python SDK against the local server: only the base
 URL changes. Turn 3 of a stored conversation needs turn 1's content."""
 
+import json
+
 import openai
 import pytest
 
@@ -86,3 +88,27 @@ def test_logs_are_json_and_never_carry_content_or_keys(server):
     assert access[-1]["model"] == "openai/gpt-4o"
     assert access[-1]["completion_tokens"] == 3
     assert "request_id" in access[-1]
+
+
+def test_prompt_caching_through_the_sdk(server, upstream):
+    """Issue 14: a stored conversation's requests to OpenAI share one
+    prompt_cache_key and grow by appending only; a client's cache_control
+    parts are taken (for Anthropic models) but never sent to OpenAI, nor
+    stored; a client's own prompt_cache_key wins."""
+    key = server.create_key("sdk-cache")
+    c = client(server, key)
+    conv = {"conversation_id": "sdk-cache-1"}
+    hinted = {"type": "text", "text": "Long instructions.", "cache_control": {"type": "ephemeral"}}
+    for q in ("first", "second"):
+        c.chat.completions.create(model="openai/gpt-4o-mini", extra_body=conv,
+                                  messages=[{"role": "user", "content": [hinted, {"type": "text", "text": q}]}])
+    first, second = upstream.received[-2]["body"], upstream.received[-1]["body"]
+    assert first["prompt_cache_key"] == second["prompt_cache_key"]
+    assert first["prompt_cache_key"].startswith("ctxgate-")
+    assert "sdk-cache" not in first["prompt_cache_key"]
+    assert "cache_control" not in json.dumps(second)
+    assert second["messages"][:len(first["messages"])] == first["messages"]
+
+    c.chat.completions.create(model="openai/gpt-4o-mini", extra_body={**conv, "prompt_cache_key": "mine"},
+                              messages=[{"role": "user", "content": "third"}])
+    assert upstream.received[-1]["body"]["prompt_cache_key"] == "mine"

@@ -228,6 +228,11 @@ async fn build(
     let messages = std::mem::take(&mut request.messages);
     let cache = state.config.tenant_cache(tenant);
     let caching = cache.enabled && state.config.model_cache(&model.id).is_some();
+    // Whether any model of the chain may use the stable prefix (a fallback too).
+    let any_caches = cache.enabled
+        && chain
+            .iter()
+            .any(|m| state.config.model_cache(&m.id).is_some());
     let settings = window_settings(state, &chain, &request, caching);
     let mut prepared = context::prepare(
         &*state.store,
@@ -260,7 +265,7 @@ async fn build(
         .map_err(blocked)?;
     request.messages = prepared.prompt;
     request.stable = match (prepared.stable, &conversation) {
-        (Some(prefix), Some(id)) if cache.enabled => {
+        (Some(prefix), Some(id)) if any_caches => {
             Some(stable_prefix(tenant, id, prefix, cache.ttl))
         }
         _ => None,
