@@ -24,7 +24,9 @@ class MockOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.received.append({"path": self.path, "headers": self.headers, "body": body})
-                users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+                users = [m["content"] if isinstance(m["content"], str)
+                         else " ".join(p.get("text", "") for p in m["content"])
+                         for m in body["messages"] if m["role"] == "user"]
                 reply = {
                     "id": "chatcmpl-mock",
                     "object": "chat.completion",
