@@ -14,6 +14,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod limits;
+pub mod mcp;
 pub mod meter;
 pub mod model;
 pub mod processor;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub redactors: Redactors,
     /// Where provider keys come from (also probed by the readiness check).
     pub keys: Arc<dyn KeySource>,
+    /// Tenants' MCP servers: registry, credentials, clients.
+    pub mcp: crate::mcp::Mcp,
     /// Unix seconds the process started (reported as models' `created`).
     pub started: i64,
 }
@@ -111,7 +113,14 @@ impl AppState {
     ) -> Result<Arc<Self>, StartupError> {
         let redactors = Redactors::from_config(&config)?;
         let config = Arc::new(config);
+        let mcp = crate::mcp::Mcp::new(
+            config.clone(),
+            store.clone(),
+            Arc::new(crate::mcp::credentials::MemoryCredentials::default()),
+            crate::mcp::client::Clients::new(&config),
+        );
         Ok(Arc::new(Self {
+            mcp,
             redactors,
             auth: Authenticator::new(store.clone(), &config, client.clone()),
             providers: Providers::new(config.clone(), client, keys.clone()),

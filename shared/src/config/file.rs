@@ -70,6 +70,8 @@ pub(super) struct FileConfig {
     pub(super) context: Option<ContextConfig>,
     #[serde(default)]
     pub(super) prompt_cache: Option<PromptCacheConfig>,
+    #[serde(default)]
+    pub(super) mcp: Option<super::McpConfig>,
 }
 
 /// Parses the file's text; `path` names it in the error.

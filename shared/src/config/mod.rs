@@ -8,6 +8,7 @@
 //! config depend on it, never the other way round.
 
 mod caching;
+mod mcp;
 mod context;
 mod env;
 mod file;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use file::{FileConfig, parse_file};
 
 pub use caching::{ModelCache, PromptCacheConfig, PromptCacheSettings, TenantCache};
+pub use mcp::{McpConfig, McpServerConfig};
 pub use context::{ContextConfig, Strategy};
 pub use env::ENV_VARS;
 pub use jwt::JwtConfig;
@@ -122,6 +124,8 @@ pub struct Config {
     pub context: ContextConfig,
     /// Prompt-caching defaults.
     pub prompt_cache: PromptCacheConfig,
+    /// MCP servers as tool sources: reaching them, the tool loop.
+    pub mcp: McpConfig,
     /// Models' own prompt-cache settings.
     pub model_caches: BTreeMap<String, PromptCacheSettings>,
     /// Alias -> `provider/model`, or a fallback chain of them.
@@ -260,6 +264,7 @@ impl Config {
             max_outputs,
             context: file.context.unwrap_or_default(),
             prompt_cache: file.prompt_cache.unwrap_or_default(),
+            mcp: file.mcp.unwrap_or_default(),
             model_caches,
             aliases: file
                 .aliases

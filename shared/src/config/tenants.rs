@@ -32,6 +32,9 @@ pub struct TenantConfig {
     /// Prompt-cache settings of this tenant (over the models' and `[prompt_cache]`).
     #[serde(default)]
     pub prompt_cache: Option<super::PromptCacheSettings>,
+    /// MCP servers declared in the config file, by name (local runs).
+    #[serde(default)]
+    pub mcp_servers: std::collections::BTreeMap<String, super::McpServerConfig>,
 }
 
 impl TenantConfig {
