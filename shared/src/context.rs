@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use crate::model::{Message, Response, Role};
 use crate::store::{
     self, ConversationMeta, IdempotencyDone, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
-    Summary, TurnInfo, TurnWrite, UsageRow, WindowLimit,
+    Summary, ToolInfo, TurnInfo, TurnWrite, UsageRow, WindowLimit,
 };
 use crate::tokens;
 
@@ -423,6 +423,10 @@ pub struct Answer<'a> {
     pub latency_ms: u64,
     /// Redaction counts of the turn.
     pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Results stored after the answer: the tool loop's results for the
+    /// answer's MCP calls when it also called the client's own tools (whose
+    /// results the client sends next), each with how it ran.
+    pub after: &'a [(Message, Option<ToolInfo>)],
 }
 
 /// One earlier model step of a turn, as stored.
@@ -437,24 +441,27 @@ pub struct Step {
     /// Provider call time in milliseconds.
     pub latency_ms: u64,
     /// Messages that followed the answer within the turn (tool results),
-    /// redacted per the stored policy.
-    pub results: Vec<Message>,
+    /// redacted per the stored policy, each with how its tool ran.
+    pub results: Vec<(Message, Option<ToolInfo>)>,
 }
 
 /// Whether a turn with these earlier steps, one more whose answer is
 /// `answer` and whose results are `results`, and a final answer still fits
 /// the one write that stores it; checked before the next step is paid for.
-pub fn step_fits(turn: &Turn, earlier: &[Step], answer: &Message, results: &[Message]) -> bool {
+pub fn step_fits(
+    turn: &Turn,
+    earlier: &[Step],
+    answer: &Message,
+    results: &[(Message, Option<ToolInfo>)],
+) -> bool {
     let items = turn
         .new_messages
         .iter()
-        .chain(
-            earlier
-                .iter()
-                .flat_map(|s| std::iter::once(&s.response.message).chain(s.results.iter())),
-        )
+        .chain(earlier.iter().flat_map(|s| {
+            std::iter::once(&s.response.message).chain(s.results.iter().map(|(m, _)| m))
+        }))
         .chain(std::iter::once(answer))
-        .chain(results.iter())
+        .chain(results.iter().map(|(m, _)| m))
         .map(store::request_message_items)
         .sum::<usize>();
     items + ANSWER_ITEMS + store::TURN_OVERHEAD_ITEMS <= store::MAX_TRANSACTION_ITEMS
@@ -484,6 +491,7 @@ fn answer_message(
             latency_ms,
             redactions,
         }),
+        tool: None,
     }
 }
 
@@ -566,8 +574,10 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         ));
         spent += r.usage.total();
         seq += 1;
-        for m in &step.results {
-            messages.push(request_message(seq, m, now));
+        for (m, tool) in &step.results {
+            let mut stored = request_message(seq, m, now);
+            stored.tool = tool.clone();
+            messages.push(stored);
             seq += 1;
         }
     }
@@ -582,11 +592,18 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         now,
     ));
     spent += c.usage.total();
+    let answer_seq = seq;
+    for (m, tool) in answer.after {
+        seq += 1;
+        let mut stored = request_message(seq, m, now);
+        stored.tool = tool.clone();
+        messages.push(stored);
+    }
     // Keep whichever summary reaches further, and never one of a past life.
     let summary = [base.summary.clone(), extras.summary.clone()]
         .into_iter()
         .flatten()
-        .filter(|s| s.through_seq >= base.first_seq && s.through_seq < seq)
+        .filter(|s| s.through_seq >= base.first_seq && s.through_seq < answer_seq)
         .max_by_key(|s| s.through_seq);
     TurnWrite {
         expected_version: old.version,
@@ -739,6 +756,7 @@ mod tests {
             provider: "echo",
             latency_ms: 3,
             redactions: BTreeMap::new(),
+            after: &[],
         }
     }
 

@@ -100,6 +100,14 @@ pub fn estimate_all(messages: &[Message]) -> u64 {
     messages.iter().map(estimate).sum()
 }
 
+/// Estimated tokens of tool definitions (their JSON: names, descriptions, schemas).
+pub fn estimate_tools(tools: &[crate::model::Tool]) -> u64 {
+    tools
+        .iter()
+        .map(|t| estimate_text(&serde_json::to_string(t).unwrap_or_default()))
+        .sum()
+}
+
 fn estimate_block(b: &Block) -> u64 {
     match b {
         Block::Text { text, .. } | Block::Refusal { text } => estimate_text(text),

@@ -92,6 +92,7 @@ pub fn row(prices: &PriceTable, day: String, model: &str, usage: &Usage) -> Usag
         cost_micro_usd: cost_micro_usd(prices, model, usage),
         price_version: prices.version.clone(),
         estimated_requests: 0,
+        tool_errors: 0,
     }
 }
 

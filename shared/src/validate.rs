@@ -218,6 +218,9 @@ fn check_semantics(req: &ChatRequest, limits: &Limits) -> Result<(), ValidationE
     if let Some(id) = &req.conversation_id {
         conversation_id(id, "conversation_id")?;
     }
+    if let Some(servers) = &req.mcp_servers {
+        mcp_servers(servers)?;
+    }
     if let Some(tools) = &req.tools {
         for (i, t) in tools.iter().enumerate() {
             if t.kind != "function" {
@@ -320,6 +323,33 @@ fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ValidationE
         )),
         _ => Ok(()),
     }
+}
+
+/// Most MCP servers one request may name.
+pub const MAX_MCP_SERVERS: usize = 16;
+
+/// A request's `mcp_servers`: at most [`MAX_MCP_SERVERS`] server names
+/// (`[a-z0-9-]{1,32}`); whether each is registered is the registry's to say.
+pub fn mcp_servers(names: &[String]) -> Result<(), ValidationError> {
+    if names.len() > MAX_MCP_SERVERS {
+        return Err(ValidationError::at(
+            "mcp_servers",
+            format!("at most {MAX_MCP_SERVERS} MCP servers may be named"),
+        ));
+    }
+    for (i, n) in names.iter().enumerate() {
+        let slug = !n.is_empty()
+            && n.len() <= 32
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug {
+            return Err(ValidationError::at(
+                format!("mcp_servers[{i}]"),
+                "an MCP server name is 1 to 32 of a-z, 0-9 and '-'",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a client-chosen conversation id; `param` names where it came from.

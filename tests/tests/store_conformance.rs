@@ -321,6 +321,7 @@ async fn usage_rows(store: Arc<dyn Store>) {
         cost_micro_usd: 7,
         price_version: "v1".into(),
         estimated_requests: 1,
+        tool_errors: 1,
     };
     for r in [
         row("2026-11-24", "echo", 10),
@@ -361,6 +362,8 @@ async fn usage_rows(store: Arc<dyn Store>) {
     );
     // Issue 14, point 5: cache writes add up beside the reads.
     assert_eq!((rows[0].cached_tokens, rows[0].cache_write_tokens), (4, 8));
+    // Issue 15, point 7: failed tool calls add up too.
+    assert_eq!(rows[0].tool_errors, 2);
     assert_eq!(rows[1].model, "openai/gpt-4o");
     assert_eq!(
         store

@@ -68,6 +68,7 @@ async fn run_turn(
         provider: "echo",
         latency_ms: 1,
         redactions: BTreeMap::new(),
+        after: &[],
     };
     let extras = TurnExtras {
         conversation_cap: cap,
@@ -559,6 +560,7 @@ async fn replay_of_a_deleted_turn(store: Arc<dyn Store>) {
         provider: "echo",
         latency_ms: 1,
         redactions: BTreeMap::new(),
+        after: &[],
     };
     let response = StoredResponse {
         status: 200,

@@ -32,6 +32,9 @@ pub const CONVERSATION_HEADER: &str = "x-conversation-id";
 pub const REDACTIONS_HEADER: &str = "x-ctxgate-redactions";
 /// Header naming the model that answered (a fallback chain may move on).
 pub const MODEL_HEADER: &str = "x-ctxgate-model";
+/// Header naming the MCP servers whose tools could not be listed for the
+/// turn (the model answered without them; the log says why).
+pub const MCP_UNAVAILABLE_HEADER: &str = "x-ctxgate-mcp-unavailable";
 /// The field holding a whole answer's text, named by redaction blocks.
 const ANSWER_PARAM: &str = "choices[0].message";
 
@@ -93,6 +96,7 @@ fn decode(state: &AppState, headers: &HeaderMap, bytes: &[u8]) -> Result<Decoded
             request,
             conversation,
             claim: None,
+            mcp_servers: req.mcp_servers.take(),
         },
     })
 }
@@ -184,11 +188,12 @@ async fn whole(mut answering: turn::Answering, log: &mut RequestLog) -> Result<R
     loop {
         match answering.next().await.map_err(fail)? {
             Step::Event(e) => sent.push(&e),
-            Step::Silence => {}
+            Step::Silence | Step::Tool(_) => {}
             Step::End => break,
         }
     }
     let keeps_replay = answering.keeps_replay();
+    let unavailable = unavailable_header(&answering);
     let done = answering.done().await.map_err(fail)?;
     let answer = model::Response {
         usage: done.usage(),
@@ -220,6 +225,9 @@ async fn whole(mut answering: turn::Answering, log: &mut RequestLog) -> Result<R
     if let Ok(v) = HeaderValue::from_str(&done.model().id) {
         h.insert(MODEL_HEADER, v);
     }
+    if let Some(v) = unavailable {
+        h.insert(MCP_UNAVAILABLE_HEADER, v);
+    }
     if !counts.is_empty()
         && let Ok(v) = HeaderValue::from_str(&counts.header())
     {
@@ -235,6 +243,15 @@ async fn whole(mut answering: turn::Answering, log: &mut RequestLog) -> Result<R
     });
     done.commit(replay).await.map_err(fail)?;
     Ok(resp)
+}
+
+/// The unavailable MCP servers, comma-separated, if any.
+fn unavailable_header(answering: &Answering) -> Option<HeaderValue> {
+    let names = answering.unavailable_servers();
+    if names.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&names.join(",")).ok()
 }
 
 // ---- streamed answers -------------------------------------------------------
@@ -274,6 +291,9 @@ fn respond(answering: Answering, include_usage: bool) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&answering.model().id) {
         h.insert(MODEL_HEADER, v);
+    }
+    if let Some(v) = unavailable_header(&answering) {
+        h.insert(MCP_UNAVAILABLE_HEADER, v);
     }
     *resp.body_mut() = Body::from_stream(sse_body(answering, ChunkEncoder::new(meta)));
     resp
@@ -323,6 +343,18 @@ fn sse_body(
     })
 }
 
+/// A tool run of the loop as an SSE comment, which clients' SSE parsers
+/// skip: `: ctxgate-tool {"server":..,"tool":..,"outcome":..,"duration_ms":..}`.
+fn tool_comment(note: &turn::ToolNote) -> Bytes {
+    let body = serde_json::json!({
+        "server": note.server,
+        "tool": note.tool,
+        "outcome": note.outcome,
+        "duration_ms": u64::try_from(note.duration.as_millis()).unwrap_or(u64::MAX),
+    });
+    Bytes::from(format!(": ctxgate-tool {body}\n\n"))
+}
+
 fn fail_event(e: TurnError) -> Bytes {
     let e: ApiError = e.into_api(BLOCKED_PARAM, ANSWER_PARAM);
     tracing::warn!(code = e.code, "stream ended with an error");
@@ -340,6 +372,7 @@ impl Run {
         match answering.next().await {
             Ok(Step::Event(e)) => self.encoder.push(&e, &mut out),
             Ok(Step::Silence) => out.push(Bytes::from_static(KEEP_ALIVE)),
+            Ok(Step::Tool(note)) => out.push(tool_comment(&note)),
             Ok(Step::End) => return self.complete().await,
             Err(e) => {
                 self.over = true;

@@ -195,6 +195,9 @@ fn message_view(m: &StoredMessage) -> Value {
         v.insert("latency_ms".into(), json!(t.latency_ms));
         v.insert("redactions".into(), json!(t.redactions));
     }
+    if let Some(t) = &m.tool {
+        v.insert("tool".into(), json!(t));
+    }
     Value::Object(v)
 }
 

@@ -15,6 +15,12 @@ pub enum ResolveError {
         /// The name asked for.
         name: String,
     },
+    /// A server named twice (`mcp_servers[index]`, the second time).
+    #[error("MCP server named twice")]
+    Duplicate {
+        /// Its position in the list.
+        index: usize,
+    },
     /// The registry or the credentials could not be read.
     #[error("cannot read MCP server {0}")]
     Unavailable(String),

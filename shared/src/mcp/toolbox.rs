@@ -40,6 +40,12 @@ impl Toolbox {
         self.tools.iter().any(|t| t.name() == Some(name))
     }
 
+    /// The (server, tool) a name the model saw stands for.
+    pub fn route(&self, name: &str) -> Option<(&str, &str)> {
+        let _ = name;
+        None
+    }
+
     /// Runs one call; never fails: a failure is an error result the model sees.
     pub async fn call(&self, call: &ToolCall) -> ToolRun {
         ToolRun {

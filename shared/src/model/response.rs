@@ -67,6 +67,16 @@ impl Usage {
         self
     }
 
+    /// Adds another answer's counts to these.
+    pub fn add(&mut self, other: &Usage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.cache_write_1h += other.cache_write_1h;
+        self.reasoning += other.reasoning;
+    }
+
     /// Input plus output.
     pub fn total(&self) -> u64 {
         self.input + self.output

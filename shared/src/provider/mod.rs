@@ -160,6 +160,9 @@ pub struct Capabilities {
     /// The output cap the provider sends when the request has none (the
     /// Anthropic API requires one), which bounds what an uncapped answer costs.
     pub default_output_cap: Option<u32>,
+    /// Tool results may carry images (Anthropic); others take text only there
+    /// (OpenAI refuses image parts outside user messages).
+    pub tool_result_images: bool,
 }
 
 /// How a provider uses a key from the provider-keys secret.

@@ -108,12 +108,8 @@ fn last_cacheable(messages: &[Message], end: usize) -> Option<(usize, usize)> {
 
 /// Estimated tokens of the tools and the first `end` messages.
 fn prefix_tokens(req: &Request, end: usize) -> u64 {
-    let tools: u64 = req
-        .tools
-        .iter()
-        .map(|t| tokens::estimate_text(&serde_json::to_string(t).unwrap_or_default()))
-        .sum();
-    tools + tokens::estimate_all(&req.messages[..end.min(req.messages.len())])
+    tokens::estimate_tools(&req.tools)
+        + tokens::estimate_all(&req.messages[..end.min(req.messages.len())])
 }
 
 /// The lifetime a new hint at `at` may have: `want`, raised to the longest

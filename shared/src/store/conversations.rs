@@ -158,6 +158,20 @@ pub struct TurnInfo {
     pub redactions: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
+/// How a tool result came about (a result of ctxgate's tool loop), stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// The MCP server that ran it (empty when the model named no known tool).
+    pub server: String,
+    /// The tool's name on its server.
+    pub tool: String,
+    /// Time the call took, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended (`ok`, `tool_error`, `failed`, `timed_out`, `malformed`,
+    /// `unknown_tool`, `invalid_arguments`).
+    pub outcome: String,
+}
+
 /// One stored message. Read by [`super::format`], which also reads the
 /// format written before the model; `format` is written before `message`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -180,6 +194,9 @@ pub struct StoredMessage {
     /// Provider, finish reason, usage, latency, redactions (assistant messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<TurnInfo>,
+    /// Server, tool, duration and outcome (tool results of the tool loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolInfo>,
 }
 
 impl StoredMessage {
@@ -193,6 +210,7 @@ impl StoredMessage {
             created,
             model: None,
             turn: None,
+            tool: None,
         }
     }
 

@@ -45,6 +45,10 @@ pub struct UsageRow {
     /// no usage, or the call was cut off before it could.
     #[serde(default)]
     pub estimated_requests: u64,
+    /// Tool calls that failed (rows of MCP servers, `mcp/{server}`, whose
+    /// `requests` are the tool calls made).
+    #[serde(default)]
+    pub tool_errors: u64,
 }
 
 impl UsageRow {
@@ -60,6 +64,7 @@ impl UsageRow {
         self.reasoning_tokens += other.reasoning_tokens;
         self.cost_micro_usd += other.cost_micro_usd;
         self.estimated_requests += other.estimated_requests;
+        self.tool_errors += other.tool_errors;
         self.price_version.clone_from(&other.price_version);
     }
 }

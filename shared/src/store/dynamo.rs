@@ -329,7 +329,7 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
-const USAGE_COUNTERS: [&str; 9] = [
+const USAGE_COUNTERS: [&str; 10] = [
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -339,9 +339,10 @@ const USAGE_COUNTERS: [&str; 9] = [
     "reasoning_tokens",
     "cost_micro_usd",
     "estimated_requests",
+    "tool_errors",
 ];
 
-fn usage_values(row: &UsageRow) -> [u64; 9] {
+fn usage_values(row: &UsageRow) -> [u64; 10] {
     [
         row.requests,
         row.prompt_tokens,
@@ -352,6 +353,7 @@ fn usage_values(row: &UsageRow) -> [u64; 9] {
         row.reasoning_tokens,
         row.cost_micro_usd,
         row.estimated_requests,
+        row.tool_errors,
     ]
 }
 
@@ -400,6 +402,7 @@ fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
         cost_micro_usd: c("cost_micro_usd"),
         price_version: get_s(item, "price_version").unwrap_or_default(),
         estimated_requests: c("estimated_requests"),
+        tool_errors: c("tool_errors"),
     })
 }
 

@@ -67,6 +67,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut version: Option<u32> = None;
         let (mut seq, mut message, mut tokens, mut created, mut model, mut turn) =
             (None, None, None, None, None, None);
+        let mut tool = None;
         while let Some(key) = map.next_key::<String>()? {
             let modern = version.is_some_and(|v| v >= MESSAGE_FORMAT);
             match key.as_str() {
@@ -87,6 +88,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "model" => model = map.next_value()?,
                 "turn" if modern => turn = map.next_value::<Option<TurnInfo>>()?,
                 "turn" => turn = map.next_value::<Option<LegacyTurn>>()?.map(TurnInfo::from),
+                "tool" => tool = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -100,6 +102,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             created: created.ok_or_else(|| de::Error::missing_field("created"))?,
             model,
             turn,
+            tool,
         })
     }
 }

@@ -24,7 +24,7 @@ pub mod window;
 
 pub use conversations::{
     Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessagePage,
-    Order, StoredMessage, Summary, TurnInfo, TurnWrite, listing_key,
+    Order, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, listing_key,
 };
 pub use counters::{CounterKey, CounterStore, UsageRow, conversation_count_key};
 pub use idempotency::{

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::generate::{Call, call};
 use super::prepare::{Core, reserve};
-use super::{Answering, Guard, Prepared, TurnError, generate};
+use super::{Guard, Prepared, TurnError};
 use crate::meter::Meter;
-use crate::model::{Assembler, Message, Response, Usage};
+use crate::model::{Assembler, Block, FinishReason, Message, Response, ToolChoice, Usage};
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::Place;
-use crate::store::{IdempotencyDone, StoredResponse, UsageRow};
+use crate::store::{IdempotencyDone, StoredResponse, ToolInfo, UsageRow};
 use crate::{ApiError, AppState, context, idempotency, summary, usage};
 
 /// An earlier model step of a turn, kept until the turn commits.
@@ -37,6 +38,8 @@ pub struct Done {
     row: UsageRow,
     counts: Counts,
     latency: Duration,
+    /// Tool results stored after the answer (see [`Done::keep_after`]).
+    after: Vec<(Message, Option<ToolInfo>)>,
 }
 
 impl Done {
@@ -95,6 +98,7 @@ impl Done {
             row,
             counts,
             latency,
+            after: Vec::new(),
         })
     }
 
@@ -105,13 +109,21 @@ impl Done {
     }
 
     /// Another model step in the same turn: the answer and `results` (the
-    /// tool results it asked for) are appended to the request, a new call is
-    /// reserved and made, and the turn commits every step together. The
-    /// results go through the redaction policy like the request's messages.
-    pub async fn next_step(mut self, mut results: Vec<Message>) -> Result<Answering, TurnError> {
+    /// tool results it asked for, each with how its tool ran) are appended to
+    /// the request, a new call is reserved and made, and the turn commits
+    /// every step together. The results go through the redaction policy like
+    /// the request's messages. `tools_off`: the model must answer this time
+    /// (the loop's bound was reached), so its tools stay listed but unusable.
+    pub(super) async fn next_step(
+        mut self,
+        results: Vec<(Message, Option<ToolInfo>)>,
+        tools_off: bool,
+    ) -> Result<Call, TurnError> {
         let state = self.core.state.clone();
         let redactor = state.redactors.for_tenant(&self.core.tenant);
         let blocked = |b| TurnError::Api(ApiError::blocked(&b, "messages"));
+        let (mut results, infos): (Vec<Message>, Vec<Option<ToolInfo>>) =
+            results.into_iter().unzip();
         let mut stored_results = results.clone();
         if self.core.turn.is_some() {
             processor::apply(
@@ -122,6 +134,8 @@ impl Done {
             )
             .map_err(blocked)?;
         }
+        let stored_results: Vec<(Message, Option<ToolInfo>)> =
+            stored_results.into_iter().zip(infos).collect();
         let mut answer = self.response.message.clone();
         processor::apply(
             redactor,
@@ -167,19 +181,88 @@ impl Done {
         core.counts = self.counts;
         core.request.messages.push(answer);
         core.request.messages.extend(results);
+        if tools_off {
+            core.request.tool_choice = Some(ToolChoice::None);
+        }
         if let Err(e) = reserve(&mut core, &mut guard).await {
             guard.release().await;
             return Err(TurnError::Api(e));
         }
         let streamed = core.streamed;
-        generate(Prepared { core, guard }, streamed)
+        call(Prepared { core, guard }, streamed)
             .await
             .map_err(TurnError::Api)
     }
 
-    /// The answer's usage as billed (the estimate when the provider reported none).
+    /// Keeps `results` (the tool loop's results for this answer's MCP calls,
+    /// when the answer also called the client's tools) to store after the
+    /// answer, redacted per the stored policy.
+    pub(super) fn keep_after(
+        &mut self,
+        results: Vec<(Message, Option<ToolInfo>)>,
+    ) -> Result<(), TurnError> {
+        let redactor = self.core.state.redactors.for_tenant(&self.core.tenant);
+        for (mut m, info) in results {
+            processor::apply(
+                redactor,
+                std::slice::from_mut(&mut m),
+                Place::Stored,
+                &mut self.counts,
+            )
+            .map_err(|b| TurnError::Api(ApiError::blocked(&b, "messages")))?;
+            self.after.push((m, info));
+        }
+        Ok(())
+    }
+
+    /// Removes the calls `drop` picks from the answer (as sent and as
+    /// stored): the MCP calls of a last step made with tools off, which no
+    /// result will ever answer.
+    pub(super) fn drop_calls(&mut self, drop: impl Fn(&str) -> bool) {
+        for r in std::iter::once(&mut self.response).chain(self.stored.as_mut()) {
+            let before = r.message.content.len();
+            r.message
+                .content
+                .retain(|b| !matches!(b, Block::ToolCall(c) if drop(&c.name)));
+            let has_calls = r
+                .message
+                .content
+                .iter()
+                .any(|b| matches!(b, Block::ToolCall(_)));
+            if r.message.content.len() != before && !has_calls {
+                r.finish = FinishReason::Stop;
+            }
+        }
+    }
+
+    /// Whether the model that answered takes images in tool results.
+    pub(super) fn takes_tool_result_images(&self) -> bool {
+        self.core
+            .state
+            .providers
+            .capabilities(&self.model.provider)
+            .is_some_and(|c| c.tool_result_images)
+    }
+
+    /// Counts one tool call per server for the turn's usage rows.
+    pub(super) fn count_tool_calls(&mut self, runs: &[ToolInfo]) {
+        for r in runs {
+            let e = self.core.tool_calls.entry(r.server.clone()).or_default();
+            e.0 += 1;
+            if r.outcome != "ok" {
+                e.1 += 1;
+            }
+        }
+    }
+
+    /// The turn's usage as billed, every model step of it (the estimate
+    /// where the provider reported none).
     pub fn usage(&self) -> Usage {
-        self.response.usage
+        let mut total = self.response.usage;
+        for s in &self.core.steps {
+            total.add(&s.step.response.usage);
+        }
+        total
     }
 
     /// The model that answered.
@@ -225,6 +308,7 @@ impl Done {
         };
         let meter = guard.meter.take();
         let steps = std::mem::take(&mut self.core.steps);
+        let tool_rows = tool_rows(&self.core.tool_calls, now);
         match (self.core.turn.take(), self.stored.take(), meter) {
             (Some(turn), Some(stored), Some(meter)) => {
                 let finished = Finished {
@@ -240,6 +324,8 @@ impl Done {
                     now,
                     meter,
                     summary: guard.take_summary(),
+                    after: std::mem::take(&mut self.after),
+                    tool_rows,
                 };
                 if let Err(e) = store_turn(&state, finished).await {
                     guard.release().await;
@@ -252,6 +338,11 @@ impl Done {
                 }
                 if let Some(mut m) = meter {
                     m.record().await;
+                }
+                for row in &tool_rows {
+                    if let Err(e) = state.store.add_usage(&tenant, row).await {
+                        tracing::error!(error = %e, "tool usage accounting failed");
+                    }
                 }
                 if let Some(done) = done
                     && let Err(e) = state.store.idempotency_complete(&tenant, &done).await
@@ -285,6 +376,26 @@ struct Finished {
     now: i64,
     meter: Meter,
     summary: Option<summary::Pending>,
+    /// Tool results stored after the answer.
+    after: Vec<(Message, Option<ToolInfo>)>,
+    /// The turn's tool calls, one usage row per server.
+    tool_rows: Vec<UsageRow>,
+}
+
+/// One usage row per MCP server the turn called (`mcp/{server}`): its calls
+/// as requests and its failed calls as tool errors, no tokens.
+fn tool_rows(calls: &BTreeMap<String, (u64, u64)>, now: i64) -> Vec<UsageRow> {
+    let day = usage::day(now);
+    calls
+        .iter()
+        .map(|(server, (n, errors))| UsageRow {
+            day: day.clone(),
+            model: format!("mcp/{server}"),
+            requests: *n,
+            tool_errors: *errors,
+            ..UsageRow::default()
+        })
+        .collect()
 }
 
 /// Stores a finished turn with its usage rows (and summary), in a task of
@@ -308,6 +419,8 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             now,
             mut meter,
             summary,
+            after,
+            tool_rows,
         } = f;
         let written = match summary {
             Some(p) => p.finish(summary::wait_budget(latency)).await,
@@ -316,6 +429,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
         let mut rows: Vec<UsageRow> = steps.iter().map(|s| s.row.clone()).collect();
         rows.push(row);
         rows.extend(written.as_ref().map(|w| w.usage.clone()));
+        rows.extend(tool_rows);
         let (earlier, mut step_meters): (Vec<context::Step>, Vec<Option<Meter>>) =
             steps.into_iter().map(|s| (s.step, s.meter)).unzip();
         let (summary, mut summary_meter) = match written {
@@ -336,6 +450,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             provider: &model.provider,
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             redactions,
+            after: &after,
         };
         let committed = context::commit(&*state.store, &tenant, turn, &answer, &extras, now).await;
         if committed.is_err() {

@@ -24,14 +24,17 @@ type Beats = Pin<Box<dyn Stream<Item = Beat> + Send>>;
 pub enum Step {
     /// An event for the client (its text already through the response policy).
     Event(Event),
-    /// The provider has been silent a while: a keep-alive may go out.
+    /// The provider (or a tool) has been silent a while: a keep-alive may go out.
     Silence,
-    /// The answer is complete; call [`Answering::done`].
+    /// The tool loop ran a tool call (a front door may announce it in a way
+    /// clients ignore; the call itself is not the client's to see).
+    Tool(super::ToolNote),
+    /// The answer is complete; call [`super::Answering::done`].
     End,
 }
 
-/// An answer on its way: see [`generate`].
-pub struct Answering {
+/// One provider call's answer on its way: see [`call`].
+pub(super) struct Call {
     core: Core,
     tally: Tally,
     model: ResolvedModel,
@@ -101,7 +104,7 @@ impl Drop for Tally {
 /// upstream answer as it arrives, retries and fallbacks only before its
 /// first event; otherwise the whole answer, as the same events. A failure
 /// before the answer starts is metered as it warrants and gives everything back.
-pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, ApiError> {
+pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, ApiError> {
     let Prepared {
         mut core,
         mut guard,
@@ -154,7 +157,7 @@ pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, A
         model: model.id.clone(),
         whole: !streamed,
     };
-    Ok(Answering {
+    Ok(Call {
         core,
         tally,
         model,
@@ -167,7 +170,7 @@ pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, A
     })
 }
 
-impl Answering {
+impl Call {
     /// The model that is answering (a fallback chain may have moved on).
     pub fn model(&self) -> &ResolvedModel {
         &self.model

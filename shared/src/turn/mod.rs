@@ -20,11 +20,13 @@ mod finish;
 mod generate;
 mod guard;
 mod prepare;
+mod tool_loop;
 
 pub use finish::{Committed, Done};
-pub use generate::{Answering, Step, generate};
+pub use generate::Step;
 pub use guard::Guard;
 pub use prepare::{Input, Prepared, model_chain, prepare};
+pub use tool_loop::{Answering, ToolNote, generate};
 
 use crate::ApiError;
 use crate::redact::{Blocked, Place};

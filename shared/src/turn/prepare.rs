@@ -1,6 +1,7 @@
 //! The first stage of a turn: everything that must hold before a provider
 //! is paid.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use http::StatusCode;
 use super::Guard;
 use crate::auth::Principal;
 use crate::config::{Price, Strategy};
+use crate::mcp::{ResolveError, Toolbox};
 use crate::meter::Meter;
 use sha2::{Digest, Sha256};
 
@@ -29,6 +31,9 @@ pub struct Input {
     pub conversation: Option<String>,
     /// The idempotency claim the request holds, if it sent a key.
     pub claim: Option<idempotency::Claim>,
+    /// The MCP servers whose tools the model may use (the request's
+    /// `mcp_servers`); `None`: the key's default.
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 /// A turn ready to call its provider.
@@ -75,6 +80,10 @@ pub(super) struct Core {
     pub(super) steps: Vec<super::finish::StepDone>,
     /// Whether the front door streams the answer.
     pub(super) streamed: bool,
+    /// The MCP tools the model may use, when the turn names servers.
+    pub(super) toolbox: Option<Arc<Toolbox>>,
+    /// Tool calls so far per MCP server: (calls, failures).
+    pub(super) tool_calls: BTreeMap<String, (u64, u64)>,
 }
 
 /// The chain of models `model` names, refused when the caller may not use
@@ -183,6 +192,57 @@ fn priced(
     Ok(Some(worst))
 }
 
+/// The MCP servers' tools for a turn that names servers (or whose key does),
+/// added to the request's tools after the client's own. A server that cannot
+/// be listed is left out, and said so in the log and to the client.
+async fn open_toolbox(
+    state: &AppState,
+    principal: &Principal,
+    asked: Option<Vec<String>>,
+    request: &mut Request,
+) -> Result<Option<Arc<Toolbox>>, ApiError> {
+    let names = asked.unwrap_or_default(); // MERGE: principal.mcp_servers default
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let servers = state
+        .mcp
+        .resolve(&principal.tenant, &names)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Unknown { index, name } => ApiError::invalid(
+                format!("mcp_servers[{index}]"),
+                format!("no MCP server named '{name}' is registered for this tenant"),
+            ),
+            ResolveError::Duplicate { index } => ApiError::invalid(
+                format!("mcp_servers[{index}]"),
+                "this MCP server is named twice",
+            ),
+            ResolveError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "mcp_registry_unavailable",
+                "the MCP server registry could not be read; retry shortly",
+            ),
+        })?;
+    let toolbox = state.mcp.toolbox(&principal.tenant, servers).await;
+    for (server, why) in toolbox.unavailable() {
+        tracing::warn!(server = %server, reason = %why, "an MCP server's tools are unavailable");
+    }
+    for (i, t) in request.tools.iter().enumerate() {
+        if let Some(name) = t.name()
+            && toolbox.owns(name)
+        {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].function.name"),
+                format!("'{name}' is the name of a tool of an MCP server this request uses"),
+            ));
+        }
+    }
+    request.tools.extend(toolbox.tools().iter().cloned());
+    Ok(Some(Arc::new(toolbox)))
+}
+
 /// A redaction block on the request, as a 400 on its messages.
 fn blocked(b: Blocked) -> ApiError {
     ApiError::blocked(&b, "messages")
@@ -219,11 +279,13 @@ async fn build(
         mut request,
         conversation,
         claim: _,
+        mcp_servers,
     } = input;
     let tenant = &principal.tenant;
     let chain = model_chain(state, principal, &model)?;
     let worst_price = priced(state, tenant, &chain)?;
     let model = chain[0].clone();
+    let toolbox = open_toolbox(state, principal, mcp_servers, &mut request).await?;
 
     let messages = std::mem::take(&mut request.messages);
     let cache = state.config.tenant_cache(tenant);
@@ -287,6 +349,8 @@ async fn build(
         client_cap,
         steps: Vec::new(),
         streamed: false,
+        toolbox,
+        tool_calls: BTreeMap::new(),
     };
     reserve(&mut core, guard).await?;
 
@@ -309,7 +373,8 @@ async fn build(
 pub(super) async fn reserve(core: &mut Core, guard: &mut Guard) -> Result<(), ApiError> {
     let state = &core.state;
     let limits = &state.config.limits;
-    let prompt_estimate = tokens::estimate_all(&core.request.messages);
+    let prompt_estimate =
+        tokens::estimate_all(&core.request.messages) + tokens::estimate_tools(&core.request.tools);
     if prompt_estimate > limits.max_prompt_tokens {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -79,6 +79,7 @@ impl Provider for Anthropic {
             cache_breakpoints: true,
             canonical_tool_arguments: true,
             default_output_cap: Some(self.default_max_tokens),
+            tool_result_images: true,
         }
     }
 

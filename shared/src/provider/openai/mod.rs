@@ -107,6 +107,7 @@ impl Provider for OpenAi {
             cache_breakpoints: false,
             canonical_tool_arguments: false,
             default_output_cap: None,
+            tool_result_images: false,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct ChatRequest {
     /// OpenAI's prompt-cache routing key; ctxgate sets one per stored
     /// conversation when the client sends none.
     pub prompt_cache_key: Option<String>,
+    /// ctxgate extension: the tenant's MCP servers whose tools the model may
+    /// use (the key's default when absent; `[]`: none).
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 /// `stream_options` of a streamed request.
