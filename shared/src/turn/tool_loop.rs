@@ -65,6 +65,9 @@ pub struct Answering {
 /// The loop's state between model steps.
 struct Loop {
     toolbox: Arc<Toolbox>,
+    /// The client's own tools: a call to one of them is the client's to run;
+    /// any other call is the loop's (an unknown name gets an error result).
+    client_tools: Vec<String>,
     max_steps: u32,
     /// Steps whose tool calls have run.
     steps: u32,
@@ -102,6 +105,15 @@ struct Run {
 /// over as many steps as the model takes.
 pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, ApiError> {
     let toolbox = prepared.core.toolbox.clone();
+    let client_tools: Vec<String> = prepared
+        .core
+        .request
+        .tools
+        .iter()
+        .filter_map(|t| t.name())
+        .filter(|n| !toolbox.as_ref().is_some_and(|b| b.owns(n)))
+        .map(str::to_owned)
+        .collect();
     let unavailable = toolbox.as_ref().map_or_else(Vec::new, |t| {
         t.unavailable().iter().map(|(s, _)| s.clone()).collect()
     });
@@ -116,6 +128,7 @@ pub async fn generate(prepared: Prepared, streamed: bool) -> Result<Answering, A
         keeps_replay: first.keeps_replay(),
         tools: toolbox.map(|toolbox| Loop {
             toolbox,
+            client_tools,
             max_steps,
             steps: 0,
             forced: false,
@@ -228,8 +241,9 @@ impl Answering {
                 _ => None,
             })
             .collect();
-        let (mcp, client): (Vec<ToolCall>, Vec<ToolCall>) =
-            calls.into_iter().partition(|c| toolbox.owns(&c.name));
+        let (client, mcp): (Vec<ToolCall>, Vec<ToolCall>) = calls
+            .into_iter()
+            .partition(|c| lp.client_tools.contains(&c.name));
         lp.offset += lp.top;
         lp.top = 0;
         lp.hidden.clear();
@@ -238,7 +252,8 @@ impl Answering {
             if !mcp.is_empty() {
                 // Tools were off and the model called one anyway: no result
                 // will answer it, so it is neither sent nor stored.
-                done.drop_calls(|name| toolbox.owns(name));
+                let client_tools = lp.client_tools.clone();
+                done.drop_calls(|name| !client_tools.contains(&name.to_owned()));
             }
             lp.last(&done, held);
             self.finished = Some(done);
@@ -261,6 +276,8 @@ impl Answering {
                 }) as Running
             })
             .collect();
+        // A beat at once: the client hears from the gateway before the tools do.
+        lp.ready.push_back(Step::Silence);
         lp.running = Some(Run {
             done,
             client_calls: !client.is_empty(),
@@ -335,7 +352,7 @@ impl Loop {
             Event::BlockStart {
                 index,
                 block: BlockStart::ToolCall { name, .. },
-            } if self.toolbox.owns(name) => {
+            } if !self.client_tools.contains(name) => {
                 self.hidden.push(*index);
                 self.top = self.top.max(index + 1);
                 return;
@@ -377,7 +394,7 @@ impl Loop {
             .message
             .content
             .iter()
-            .any(|b| matches!(b, Block::ToolCall(c) if !self.toolbox.owns(&c.name)));
+            .any(|b| matches!(b, Block::ToolCall(c) if self.client_tools.contains(&c.name)));
         let reason = match (reason, client_calls) {
             // The MCP calls are the gateway's: what is left is an answer.
             (FinishReason::ToolCalls, false) => FinishReason::Stop,
