@@ -21,8 +21,11 @@ pub trait Credentials: Send + Sync {
         values: &BTreeMap<String, String>,
     ) -> Result<(), CredentialsError>;
     /// The values of `tenant`'s server `server` (empty when none are kept).
-    async fn get(&self, tenant: &str, server: &str)
-    -> Result<BTreeMap<String, String>, CredentialsError>;
+    async fn get(
+        &self,
+        tenant: &str,
+        server: &str,
+    ) -> Result<BTreeMap<String, String>, CredentialsError>;
     /// Forgets them.
     async fn delete(&self, tenant: &str, server: &str) -> Result<(), CredentialsError>;
 }
@@ -307,9 +310,8 @@ impl FileCredentials {
 #[cfg(unix)]
 fn set_owner_only(path: &std::path::Path) -> Result<(), CredentialsError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        CredentialsError(format!("cannot restrict {}: {}", path.display(), e.kind()))
-    })
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| CredentialsError(format!("cannot restrict {}: {}", path.display(), e.kind())))
 }
 
 #[cfg(not(unix))]

@@ -149,10 +149,7 @@ pub fn check_url(raw: &str, allowed_hosts: &[String]) -> Result<Url, Invalid> {
 /// [`MAX_HEADERS`], no name twice (in any case).
 pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), Invalid> {
     if headers.len() > MAX_HEADERS {
-        return Err(invalid(
-            "headers",
-            format!("at most {MAX_HEADERS} headers"),
-        ));
+        return Err(invalid("headers", format!("at most {MAX_HEADERS} headers")));
     }
     let mut seen = HashSet::new();
     for (name, value) in headers {
@@ -170,9 +167,7 @@ pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), Invalid> 
         if !seen.insert(lower) {
             return Err(invalid(field, "the header is given twice"));
         }
-        if value.len() > MAX_HEADER_VALUE_BYTES
-            || http::HeaderValue::from_str(value).is_err()
-        {
+        if value.len() > MAX_HEADER_VALUE_BYTES || http::HeaderValue::from_str(value).is_err() {
             return Err(invalid(
                 field,
                 format!(

@@ -44,8 +44,8 @@ use super::{
     ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
     KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore,
-    MessagePage, Order, StoreError,
-    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
+    MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -300,6 +300,12 @@ fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
     if let Some(rpm) = k.rpm {
         item.insert("rpm".into(), n(rpm));
     }
+    if !k.mcp_servers.is_empty() {
+        item.insert(
+            "mcp_servers".into(),
+            AttributeValue::L(k.mcp_servers.iter().map(s).collect()),
+        );
+    }
     item
 }
 
@@ -328,6 +334,11 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
         valid_until: opt_n(item, "valid_until"),
         models: string_list(item, "models")?,
         rpm: opt_n(item, "rpm"),
+        mcp_servers: if item.contains_key("mcp_servers") {
+            string_list(item, "mcp_servers")?
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -23,8 +23,7 @@ use super::{
     ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
     KeyStore, ListPosition, McpServerRecord, McpServerStore, MessagePage, Order, StoreError,
-    StoredMessage, TurnWrite, UsageRow,
-    check_turn_size, conversation_count_key, listing_key,
+    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
