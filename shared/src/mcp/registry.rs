@@ -15,6 +15,8 @@ pub use crate::store::McpServerRecord as ServerRecord;
 
 /// Most servers one request may name.
 pub const MAX_SERVERS_PER_REQUEST: usize = 16;
+/// Longest server URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
 /// Most headers one server may be given.
 pub const MAX_HEADERS: usize = 32;
 /// Longest header value, in bytes.
@@ -102,6 +104,9 @@ pub fn check_name(name: &str) -> Result<(), Invalid> {
 /// userinfo or fragment, and not a link-local, unspecified or metadata host.
 pub fn check_url(raw: &str, allowed_hosts: &[String]) -> Result<Url, Invalid> {
     let bad = |m: &str| invalid("url", m);
+    if raw.len() > MAX_URL_BYTES {
+        return Err(bad("the URL is longer than 2048 bytes"));
+    }
     let url = Url::parse(raw).map_err(|e| invalid("url", format!("not a valid URL ({e})")))?;
     let Some(host) = url.host() else {
         return Err(bad("the URL has no host"));
