@@ -801,3 +801,20 @@ mod key_defaults_on {
         super::key_defaults(ctxgate_tests::dynamo_store().await).await;
     }
 }
+
+#[tokio::test]
+async fn a_path_name_that_is_not_utf8_is_400_naming_name() {
+    let tenant = unique("t");
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let gw = gateway(
+        store,
+        config(&tenant),
+        Arc::new(ctxgate::mcp::credentials::MemoryCredentials::default()),
+    );
+    let admin = gw.key(&tenant, &["admin"]).await;
+    let (status, _, body) = gw
+        .call("GET", "/v1/admin/mcp-servers/%FF", Some(&admin), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "name");
+}

@@ -15,12 +15,32 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{PathId, RequestLog, read_json_body, with_log};
+use super::{RequestLog, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_ADMIN};
 use crate::config::McpServerConfig;
 use crate::mcp::registry::{self, Invalid, ServerRecord};
 use crate::store::StoreError;
 use crate::{ApiError, AppState, now_secs, validate};
+
+/// The `{name}` path parameter, its rejection in the JSON envelope naming `name`.
+pub struct PathName(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(name)) => Ok(Self(name)),
+            Err(e) => Err(ApiError::invalid(
+                "name",
+                format!("invalid path parameter: {}", e.body_text()),
+            )),
+        }
+    }
+}
 
 /// Largest request body: Secrets Manager keeps at most 64 KiB per secret.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -363,7 +383,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    PathId(name): PathId,
+    PathName(name): PathName,
 ) -> Response {
     let mut log = RequestLog::default();
     let r = async {
@@ -390,7 +410,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    PathId(name): PathId,
+    PathName(name): PathName,
     body: Body,
 ) -> Response {
     let mut log = RequestLog::default();
@@ -488,7 +508,7 @@ async fn update_inner(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    PathId(name): PathId,
+    PathName(name): PathName,
 ) -> Response {
     let mut log = RequestLog::default();
     let r = async {
