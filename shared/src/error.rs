@@ -230,6 +230,12 @@ impl From<StoreError> for ApiError {
                 e.retry_after = Some("1".into());
                 e
             }
+            StoreError::Exists => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "already_exists",
+                "an item of that name already exists",
+            ),
             StoreError::TooLarge { what, bytes, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

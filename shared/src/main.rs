@@ -50,6 +50,9 @@ enum KeysCommand {
         /// A model the key may use (repeatable); default: all.
         #[arg(long = "model")]
         models: Vec<String>,
+        /// An MCP server chat requests use when they name none (repeatable).
+        #[arg(long = "mcp-server")]
+        mcp_servers: Vec<String>,
         /// Requests per minute for this key (default: the configured limit).
         #[arg(long)]
         rpm: Option<u32>,
@@ -137,9 +140,19 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
             name,
             scopes,
             models,
+            mcp_servers,
             rpm,
             expires_in_days,
         } => {
+            if let Some(bad) = mcp_servers
+                .iter()
+                .find(|s| !ctxgate::mcp::registry::is_server_name(s))
+            {
+                return Err(format!(
+                    "--mcp-server {bad:?}: server names are 1-32 characters from a-z, 0-9 and '-'"
+                )
+                .into());
+            }
             let now = now_secs();
             let spec = auth::KeySpec {
                 tenant,
@@ -148,6 +161,7 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
                 models,
                 rpm,
                 valid_until: expires_in_days.map(|d| now + i64::from(d) * 86_400),
+                mcp_servers,
             };
             let key = auth::mint(&spec, now)?;
             store.put_key(&key.record).await?;

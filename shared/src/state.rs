@@ -9,6 +9,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, StoreKind};
+use crate::mcp::credentials::{
+    Credentials, FileCredentials, MemoryCredentials, SecretsManagerCredentials,
+};
 use crate::processor::Redactors;
 use crate::provider::Providers;
 use crate::secrets::{EnvKeys, KeySource, SecretsError, SecretsManagerKeys};
@@ -27,6 +30,9 @@ pub enum StartupError {
     /// The secrets client could not be built.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The MCP credentials store could not be opened.
+    #[error(transparent)]
+    Credentials(#[from] crate::mcp::credentials::CredentialsError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
@@ -100,23 +106,53 @@ impl AppState {
             )?),
             _ => Arc::new(EnvKeys::from_config(&config, env)),
         };
+        // MCP servers' header values live beside the store: Secrets Manager
+        // with DynamoDB, an owner-only file of the data directory otherwise.
+        let credentials: Arc<dyn Credentials> = match (config.store, &aws) {
+            (StoreKind::Dynamodb, Some(aws)) => Arc::new(SecretsManagerCredentials::new(
+                aws_sdk_secretsmanager::Client::new(aws),
+                config.mcp.secret_prefix.clone(),
+            )),
+            _ => Arc::new(FileCredentials::open(&config.data_dir)?),
+        };
         let client = http_client(&config)?;
-        Self::from_parts(config, store, keys, client)
+        Self::from_parts_with(config, store, keys, client, credentials)
     }
 
-    /// Assembles the state from parts (tests inject their own store or keys).
+    /// Assembles the state from parts (tests inject their own store or
+    /// keys); MCP header values are kept in memory.
     pub fn from_parts(
         config: Config,
         store: Arc<dyn Store>,
         keys: Arc<dyn KeySource>,
         client: reqwest::Client,
     ) -> Result<Arc<Self>, StartupError> {
+        Self::from_parts_with(
+            config,
+            store,
+            keys,
+            client,
+            Arc::new(MemoryCredentials::default()),
+        )
+    }
+
+    /// [`AppState::from_parts`] with the place MCP header values are kept.
+    pub fn from_parts_with(
+        config: Config,
+        store: Arc<dyn Store>,
+        keys: Arc<dyn KeySource>,
+        client: reqwest::Client,
+        credentials: Arc<dyn Credentials>,
+    ) -> Result<Arc<Self>, StartupError> {
+        // Config-declared MCP servers meet the registration rules (the
+        // rules live in `mcp`, which `config` cannot use).
+        crate::mcp::registry::check_declared(&config)?;
         let redactors = Redactors::from_config(&config)?;
         let config = Arc::new(config);
         let mcp = crate::mcp::Mcp::new(
             config.clone(),
             store.clone(),
-            Arc::new(crate::mcp::credentials::MemoryCredentials::default()),
+            credentials,
             crate::mcp::client::Clients::new(&config),
         );
         Ok(Arc::new(Self {

@@ -309,6 +309,50 @@ fn every_parameter_is_constrained() {
     }
 }
 
+/// The secrets holding MCP servers' header values (`[mcp] secret_prefix`).
+const MCP_SECRETS: &str =
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ctxgate/mcp/*";
+
+/// Only the admin (keys) function writes MCP servers' header values; chat
+/// only reads them; no other function touches them.
+#[test]
+fn mcp_secrets_are_written_by_the_admin_function_and_read_by_chat() {
+    let t = Template::load();
+    for f in t.functions() {
+        let mut actions: Vec<String> = Vec::new();
+        for st in f.resource["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+        {
+            if tag(&st["Resource"], "Sub").and_then(Value::as_str) != Some(MCP_SECRETS) {
+                continue;
+            }
+            match &st["Action"] {
+                Value::String(a) => actions.push(a.clone()),
+                Value::Sequence(s) => {
+                    actions.extend(s.iter().filter_map(Value::as_str).map(str::to_owned))
+                }
+                _ => {}
+            }
+        }
+        actions.sort();
+        let expected: &[&str] = match crate_of(&f).as_str() {
+            "keys" => &[
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+            ],
+            "chat" => &["secretsmanager:GetSecretValue"],
+            _ => &[],
+        };
+        assert_eq!(actions, expected, "{}", f.logical_id);
+    }
+}
+
 #[test]
 fn iam_is_per_function_and_never_star_for_data() {
     let t = Template::load();
@@ -363,8 +407,12 @@ fn iam_is_per_function_and_never_star_for_data() {
                     );
                     let secret =
                         tag(resource, "Ref").and_then(Value::as_str) == Some("ProviderKeysSecret");
+                    // MCP servers' header values: only the secrets under their prefix.
+                    let mcp_secrets = tag(resource, "Sub").and_then(Value::as_str)
+                        == Some(MCP_SECRETS)
+                        && actions.iter().all(|a| a.starts_with("secretsmanager:"));
                     assert!(
-                        table || index_or_stream || secret,
+                        table || index_or_stream || secret || mcp_secrets,
                         "{}: {actions:?} must name the table or the secret, not {resource:?}",
                         f.logical_id
                     );

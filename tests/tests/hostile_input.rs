@@ -624,6 +624,7 @@ async fn known_hostile_cases() {
         models: vec!["echo".into()],
         rpm: Some(10),
         valid_until: Some(ctxgate::now_secs() + 86_400),
+        mcp_servers: Vec::new(),
     };
     let minted = ctxgate::auth::mint(&spec, ctxgate::now_secs()).unwrap();
     gw.state.store.put_key(&minted.record).await.unwrap();

@@ -26,6 +26,7 @@ async fn key(
         models: models.iter().map(|s| s.to_string()).collect(),
         rpm,
         valid_until,
+        mcp_servers: Vec::new(),
     };
     let k = mint(&spec, ctxgate::now_secs()).unwrap();
     store.put_key(&k.record).await.unwrap();

@@ -143,6 +143,7 @@ async fn key(
         models: models.iter().map(|s| s.to_string()).collect(),
         rpm,
         valid_until: None,
+        mcp_servers: Vec::new(),
     };
     let k = mint(&spec, ctxgate::now_secs()).unwrap();
     store.put_key(&k.record).await.unwrap();
@@ -357,6 +358,7 @@ async fn rate_limit_holds(store: Arc<dyn Store>) {
         models: vec![],
         rpm: Some(20),
         expires_at: None,
+        mcp_servers: Vec::new(),
     };
     let cfg = Arc::new(ctxgate::config::Config::from_lookup(|_| None).unwrap());
     let mut tasks = Vec::new();

@@ -23,6 +23,7 @@ fn principal() -> Principal {
         models: Vec::new(),
         rpm: None,
         expires_at: None,
+        mcp_servers: Vec::new(),
     }
 }
 

@@ -131,6 +131,7 @@ mod tests {
             models: models.iter().map(|m| m.to_string()).collect(),
             rpm,
             expires_at,
+            mcp_servers: Vec::new(),
         }
     }
 

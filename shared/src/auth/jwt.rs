@@ -164,6 +164,8 @@ impl JwtVerifier {
             expires_at: claims
                 .get("exp")
                 .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
+            // Tokens carry no default MCP servers: requests name their own.
+            mcp_servers: Vec::new(),
         })
     }
 

@@ -47,6 +47,8 @@ pub struct KeySpec {
     pub rpm: Option<u32>,
     /// Expiry, Unix seconds.
     pub valid_until: Option<i64>,
+    /// Default MCP servers of chat requests (each a server name).
+    pub mcp_servers: Vec<String>,
 }
 
 /// Mints a key for `tenant` with default models and limits.
@@ -117,6 +119,7 @@ pub fn mint(spec: &KeySpec, now: i64) -> Result<NewKey, String> {
         valid_until: spec.valid_until,
         models: spec.models.clone(),
         rpm: spec.rpm,
+        mcp_servers: spec.mcp_servers.clone(),
     };
     Ok(NewKey { secret, record })
 }
@@ -164,6 +167,7 @@ impl KeyAuth {
             models: record.models,
             rpm: record.rpm,
             expires_at: record.valid_until,
+            mcp_servers: record.mcp_servers,
         })
     }
 

@@ -90,6 +90,9 @@ pub struct Principal {
     /// When the credential stops working (the key's expiry, the token's
     /// `exp`), Unix seconds; keys it mints may not outlive it.
     pub expires_at: Option<i64>,
+    /// MCP servers a chat request uses when it names none (a key's
+    /// default; empty for tokens).
+    pub mcp_servers: Vec<String>,
 }
 
 impl Principal {
@@ -170,6 +173,7 @@ mod tests {
             models: vec!["fast".into(), "openai/gpt-4o".into()],
             rpm: None,
             expires_at: None,
+            mcp_servers: Vec::new(),
         };
         assert!(p.require(SCOPE_CHAT).is_ok());
         assert!(matches!(

@@ -36,6 +36,8 @@ pub struct KeyView {
     pub models: Vec<String>,
     /// Requests per minute, if set.
     pub rpm: Option<u32>,
+    /// MCP servers chat requests use when they name none.
+    pub mcp_servers: Vec<String>,
     /// Unix seconds.
     pub created: i64,
     /// Expiry, Unix seconds.
@@ -55,6 +57,7 @@ impl From<ApiKeyRecord> for KeyView {
             scopes: k.scopes,
             models: k.models,
             rpm: k.rpm,
+            mcp_servers: k.mcp_servers,
             created: k.created,
             expires_at: k.valid_until,
             revoked: k.revoked,
@@ -73,6 +76,8 @@ struct CreateKey {
     models: Vec<String>,
     rpm: Option<u32>,
     expires_in_days: Option<u32>,
+    #[serde(default)]
+    mcp_servers: Vec<String>,
 }
 
 async fn admin(
@@ -159,6 +164,30 @@ async fn create_inner(
             ));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in req.mcp_servers.iter().enumerate() {
+        if !crate::mcp::registry::is_server_name(s) {
+            return Err(ApiError::invalid(
+                format!("mcp_servers[{i}]"),
+                "server names are 1-32 characters from a-z, 0-9 and '-'",
+            ));
+        }
+        if !seen.insert(s.as_str()) {
+            return Err(ApiError::invalid(
+                format!("mcp_servers[{i}]"),
+                format!("'{s}' is named twice"),
+            ));
+        }
+    }
+    if req.mcp_servers.len() > crate::mcp::registry::MAX_SERVERS_PER_REQUEST {
+        return Err(ApiError::invalid(
+            "mcp_servers",
+            format!(
+                "at most {} MCP servers",
+                crate::mcp::registry::MAX_SERVERS_PER_REQUEST
+            ),
+        ));
+    }
     if req.rpm == Some(0) {
         return Err(ApiError::invalid(
             "rpm",
@@ -174,6 +203,7 @@ async fn create_inner(
         models: req.models,
         rpm: req.rpm,
         valid_until: req.expires_in_days.map(|d| now + i64::from(d) * 86_400),
+        mcp_servers: req.mcp_servers,
     };
     let mut new = auth::mint(&spec, now).map_err(|m| {
         let param = if m.starts_with("tenant") {

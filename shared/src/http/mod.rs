@@ -5,6 +5,7 @@ pub mod chat;
 pub mod conversations;
 pub mod health;
 pub mod keys;
+pub mod mcp_servers;
 pub mod models;
 pub mod usage;
 
@@ -43,6 +44,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/admin/keys", "keys"),
     ("DELETE", "/v1/admin/keys/{id}", "keys"),
     ("GET", "/v1/admin/ready", "keys"),
+    ("POST", "/v1/admin/mcp-servers", "keys"),
+    ("GET", "/v1/admin/mcp-servers", "keys"),
+    ("GET", "/v1/admin/mcp-servers/{name}", "keys"),
+    ("PATCH", "/v1/admin/mcp-servers/{name}", "keys"),
+    ("DELETE", "/v1/admin/mcp-servers/{name}", "keys"),
     ("GET", "/v1/usage", "usage"),
     ("GET", "/health", "*"),
 ];
@@ -77,7 +83,7 @@ pub fn models_routes(state: Arc<AppState>) -> Router {
     finish(Router::new().route("/v1/models", get(models::list)), state)
 }
 
-/// The admin key API's routes (and the admin readiness report).
+/// The admin API's routes: keys, MCP servers, and the readiness report.
 pub fn keys_routes(state: Arc<AppState>) -> Router {
     finish(keys_router(), state)
 }
@@ -111,6 +117,16 @@ fn keys_router() -> Router<Arc<AppState>> {
         .route("/v1/admin/keys", post(keys::create).get(keys::list))
         .route("/v1/admin/keys/{id}", delete(keys::revoke))
         .route("/v1/admin/ready", get(health::ready))
+        .route(
+            "/v1/admin/mcp-servers",
+            post(mcp_servers::create).get(mcp_servers::list),
+        )
+        .route(
+            "/v1/admin/mcp-servers/{name}",
+            get(mcp_servers::get)
+                .patch(mcp_servers::update)
+                .delete(mcp_servers::delete),
+        )
 }
 
 /// Every route, for the local server.

@@ -11,6 +11,7 @@
 //! | api key (by id)   | `KEYS`               | `{key_id}`    |
 //! | counter           | `R#{tenant}#{key_id}` / `T#{tenant}#B` | window |
 //! | usage             | `T#{tenant}#U`       | `{day}#{model}` |
+//! | MCP server        | `T#{tenant}#MCP`     | `{name}`      |
 //!
 //! `META` sorts after every `M#...`, so one descending Query returns the head
 //! first and then the messages newest first: a context window is one read.
@@ -42,8 +43,9 @@ use super::window::NewestFirst;
 use super::{
     ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
-    KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, MessagePage, Order, StoreError,
-    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
+    KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore,
+    MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -298,6 +300,12 @@ fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
     if let Some(rpm) = k.rpm {
         item.insert("rpm".into(), n(rpm));
     }
+    if !k.mcp_servers.is_empty() {
+        item.insert(
+            "mcp_servers".into(),
+            AttributeValue::L(k.mcp_servers.iter().map(s).collect()),
+        );
+    }
     item
 }
 
@@ -326,6 +334,11 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
         valid_until: opt_n(item, "valid_until"),
         models: string_list(item, "models")?,
         rpm: opt_n(item, "rpm"),
+        mcp_servers: if item.contains_key("mcp_servers") {
+            string_list(item, "mcp_servers")?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -1330,5 +1343,126 @@ impl CounterStore for DynamoStore {
             out.push(parse_usage(&item.map_err(sdk_err)?)?);
         }
         Ok(out)
+    }
+}
+
+/// The partition holding a tenant's MCP servers (one Query lists them).
+fn mcp_pk(tenant: &str) -> String {
+    format!("T#{tenant}#MCP")
+}
+
+/// An MCP server item: the record as a JSON `doc`, its `version` beside it
+/// for the update's condition.
+fn mcp_item(tenant: &str, r: &McpServerRecord) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(r).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut item = Item::new();
+    item.insert("PK".into(), s(mcp_pk(tenant)));
+    item.insert("SK".into(), s(&r.name));
+    item.insert("doc".into(), s(doc));
+    item.insert("version".into(), n(r.version));
+    Ok(item)
+}
+
+fn parse_mcp(item: &Item) -> Result<McpServerRecord, StoreError> {
+    serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("doc"))
+}
+
+fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException"))
+}
+
+#[async_trait]
+impl McpServerStore for DynamoStore {
+    async fn create_mcp_server(
+        &self,
+        tenant: &str,
+        record: &McpServerRecord,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(mcp_item(tenant, record)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(StoreError::Exists),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn get_mcp_server(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<McpServerRecord>, StoreError> {
+        let item = self.get(mcp_pk(tenant), name).await?;
+        item.as_ref().map(parse_mcp).transpose()
+    }
+
+    async fn list_mcp_servers(&self, tenant: &str) -> Result<Vec<McpServerRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(mcp_pk(tenant)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            out.push(parse_mcp(&item.map_err(sdk_err)?)?);
+        }
+        // The sort key is the name, so this is already in order; sorting
+        // keeps the contract independent of the key's byte order.
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn update_mcp_server(
+        &self,
+        tenant: &str,
+        record: &McpServerRecord,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(mcp_item(tenant, record)?))
+            .condition_expression("attribute_exists(PK) AND version = :v")
+            .expression_attribute_values(":v", n(expected))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => {
+                // Missing, or changed since it was read: tell them apart.
+                match self.get(mcp_pk(tenant), &record.name).await? {
+                    None => Ok(false),
+                    Some(_) => Err(StoreError::Conflict),
+                }
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn delete_mcp_server(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(mcp_pk(tenant)))
+            .key("SK", s(name))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

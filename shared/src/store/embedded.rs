@@ -22,8 +22,8 @@ use super::window::NewestFirst;
 use super::{
     ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
-    KeyStore, ListPosition, MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow,
-    check_turn_size, conversation_count_key, listing_key,
+    KeyStore, ListPosition, McpServerRecord, McpServerStore, MessagePage, Order, StoreError,
+    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -46,6 +46,8 @@ const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("counter_expiry");
 /// A counter's expiry, to move its index entry when it changes.
 const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
+/// Tenant, server name -> the registration (JSON).
+const MCP_SERVERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_servers");
 
 /// Messages one range read of a windowed read takes.
 const WINDOW_PAGE: usize = 32;
@@ -106,6 +108,7 @@ impl EmbeddedStore {
         tx.open_table(IDEM_EXPIRY).map_err(backend)?;
         tx.open_table(COUNTER_EXPIRY).map_err(backend)?;
         tx.open_table(COUNTER_TTL).map_err(backend)?;
+        tx.open_table(MCP_SERVERS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -1027,4 +1030,115 @@ fn complete_claim(
         .insert((tenant, done.key.as_str()), bytes.as_slice())
         .map_err(backend)?;
     Ok(was)
+}
+
+fn read_mcp(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tenant: &str,
+    name: &str,
+) -> Result<Option<McpServerRecord>, StoreError> {
+    match table.get((tenant, name)).map_err(backend)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl McpServerStore for EmbeddedStore {
+    async fn create_mcp_server(
+        &self,
+        tenant: &str,
+        record: &McpServerRecord,
+    ) -> Result<(), StoreError> {
+        let (tenant, record) = (tenant.to_owned(), record.clone());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut t = tx.open_table(MCP_SERVERS).map_err(backend)?;
+                if read_mcp(&t, &tenant, &record.name)?.is_some() {
+                    return Err(StoreError::Exists);
+                }
+                let bytes = serde_json::to_vec(&record).map_err(backend)?;
+                t.insert((tenant.as_str(), record.name.as_str()), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_mcp_server(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<McpServerRecord>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(MCP_SERVERS).map_err(backend)?;
+            read_mcp(&t, &tenant, &name)
+        })
+        .await
+    }
+
+    async fn list_mcp_servers(&self, tenant: &str) -> Result<Vec<McpServerRecord>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(MCP_SERVERS).map_err(backend)?;
+            let mut out = Vec::new();
+            // The tenant's rows sort together, by name.
+            for row in t.range((tenant.as_str(), "")..).map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                if k.value().0 != tenant {
+                    break;
+                }
+                out.push(serde_json::from_slice(v.value()).map_err(backend)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_mcp_server(
+        &self,
+        tenant: &str,
+        record: &McpServerRecord,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let (tenant, record) = (tenant.to_owned(), record.clone());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut t = tx.open_table(MCP_SERVERS).map_err(backend)?;
+                match read_mcp(&t, &tenant, &record.name)? {
+                    None => return Ok(false),
+                    Some(old) if old.version != expected => return Err(StoreError::Conflict),
+                    Some(_) => {}
+                }
+                let bytes = serde_json::to_vec(&record).map_err(backend)?;
+                t.insert((tenant.as_str(), record.name.as_str()), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_mcp_server(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let found = tx
+                .open_table(MCP_SERVERS)
+                .map_err(backend)?
+                .remove((tenant.as_str(), name.as_str()))
+                .map_err(backend)?
+                .is_some();
+            tx.commit().map_err(backend)?;
+            Ok(found)
+        })
+        .await
+    }
 }

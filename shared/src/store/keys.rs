@@ -31,6 +31,9 @@ pub struct ApiKeyRecord {
     /// Requests per minute allowed for this key (None: the configured default).
     #[serde(default)]
     pub rpm: Option<u32>,
+    /// MCP servers a chat request uses when it names none (`mcp_servers`).
+    #[serde(default)]
+    pub mcp_servers: Vec<String>,
 }
 
 /// API key records.

@@ -7,8 +7,9 @@
 //! - [`KeyStore`]: API key records.
 //! - [`CounterStore`]: atomic counters and usage rows.
 //! - [`IdempotencyStore`]: Idempotency-Key claims.
+//! - [`McpServerStore`]: tenants' MCP server registrations.
 //!
-//! [`Store`] is all four, for what holds the one store of a process.
+//! [`Store`] is all five, for what holds the one store of a process.
 //! Every key begins with the tenant, so no lookup can cross tenants.
 
 mod conversations;
@@ -19,6 +20,7 @@ pub mod embedded;
 pub mod format;
 mod idempotency;
 mod keys;
+mod mcp_servers;
 mod size;
 pub mod window;
 
@@ -32,17 +34,24 @@ pub use idempotency::{
     MAX_REPLAY_BYTES, StoredResponse, unreplayable,
 };
 pub use keys::{ApiKeyRecord, KeyStore};
+pub use mcp_servers::{McpServerRecord, McpServerStore};
 pub use size::{
     MAX_TRANSACTION_ITEMS, PART_BYTES, TURN_OVERHEAD_ITEMS, check_turn_size, message_item_bytes,
     message_items_count, meta_item_bytes, request_message_items, split_parts,
 };
 pub use window::{WindowFn, WindowLimit};
 
-/// Everything a process's one store does: all four concerns. Code that needs
+/// Everything a process's one store does: all five concerns. Code that needs
 /// only one takes the narrow trait.
-pub trait Store: ConversationStore + KeyStore + CounterStore + IdempotencyStore {}
+pub trait Store:
+    ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore
+{
+}
 
-impl<T: ConversationStore + KeyStore + CounterStore + IdempotencyStore + ?Sized> Store for T {}
+impl<T: ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore + ?Sized>
+    Store for T
+{
+}
 
 /// How many times a write is re-read and re-tried after losing a race.
 pub const MAX_WRITE_ATTEMPTS: u32 = 8;
@@ -91,6 +100,9 @@ pub enum StoreError {
     /// started over) while the turn ran.
     #[error("the conversation was deleted while the turn ran")]
     Gone,
+    /// An item of that name already exists (a create lost to an earlier one).
+    #[error("an item of that name already exists")]
+    Exists,
     /// The backend failed otherwise (corrupt data, a bug, a misconfiguration).
     #[error("store backend error: {0}")]
     Backend(String),

@@ -201,7 +201,7 @@ async fn open_toolbox(
     asked: Option<Vec<String>>,
     request: &mut Request,
 ) -> Result<Option<Arc<Toolbox>>, ApiError> {
-    let names = asked.unwrap_or_default(); // MERGE: principal.mcp_servers default
+    let names = asked.unwrap_or_else(|| principal.mcp_servers.clone());
     if names.is_empty() {
         return Ok(None);
     }
@@ -217,6 +217,10 @@ async fn open_toolbox(
             ResolveError::Duplicate { index } => ApiError::invalid(
                 format!("mcp_servers[{index}]"),
                 "this MCP server is named twice",
+            ),
+            ResolveError::TooMany { limit } => ApiError::invalid(
+                "mcp_servers",
+                format!("at most {limit} MCP servers may be named"),
             ),
             ResolveError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
