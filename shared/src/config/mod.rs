@@ -8,12 +8,12 @@
 //! config depend on it, never the other way round.
 
 mod caching;
-mod mcp;
 mod context;
 mod env;
 mod file;
 mod jwt;
 mod limits;
+mod mcp;
 mod prices;
 mod providers;
 mod tenants;
@@ -26,11 +26,11 @@ use std::time::Duration;
 use file::{FileConfig, parse_file};
 
 pub use caching::{ModelCache, PromptCacheConfig, PromptCacheSettings, TenantCache};
-pub use mcp::{McpConfig, McpServerConfig};
 pub use context::{ContextConfig, Strategy};
 pub use env::ENV_VARS;
 pub use jwt::JwtConfig;
 pub use limits::{Limits, MAX_MESSAGES_PER_REQUEST};
+pub use mcp::{McpConfig, McpServerConfig};
 pub use prices::{Price, PriceTable, undated};
 pub use providers::{
     ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig, ProviderConfig, ProviderKind, RetryPolicy,

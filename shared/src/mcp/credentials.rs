@@ -21,8 +21,11 @@ pub trait Credentials: Send + Sync {
         values: &BTreeMap<String, String>,
     ) -> Result<(), CredentialsError>;
     /// The values of `tenant`'s server `server` (empty when none are kept).
-    async fn get(&self, tenant: &str, server: &str)
-    -> Result<BTreeMap<String, String>, CredentialsError>;
+    async fn get(
+        &self,
+        tenant: &str,
+        server: &str,
+    ) -> Result<BTreeMap<String, String>, CredentialsError>;
     /// Forgets them.
     async fn delete(&self, tenant: &str, server: &str) -> Result<(), CredentialsError>;
 }
