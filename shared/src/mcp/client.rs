@@ -118,8 +118,14 @@ impl Inner {
     }
 
     /// Keeps a list for the server's `ttlMs` (capped), else the configured time.
+    ///
+    /// A `ttlMs` of 0 counts as none: servers on the current revision must
+    /// send one and rmcp's fills in 0 when the server sets none, so honouring
+    /// it would mean listing before every turn; a changed list is caught
+    /// anyway by the failed call that drops it.
     pub(super) fn store(&self, key: CacheKey, tools: Arc<Vec<McpTool>>, ttl_ms: Option<u64>) {
         let ttl = ttl_ms
+            .filter(|&ms| ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(self.tools_ttl)
             .min(MAX_LIST_TTL);
@@ -242,6 +248,8 @@ impl Failure {
                     StreamableHttpError::InsufficientScope(_) => return Failure::Status(403),
                     StreamableHttpError::HttpStatus(s) => return Failure::Status(s.status),
                     StreamableHttpError::SessionExpired => return Failure::Status(404),
+                    // Not a `source` in rmcp: followed by hand.
+                    StreamableHttpError::Client(r) => return Failure::from_error(r),
                     StreamableHttpError::Deserialize(_)
                     | StreamableHttpError::UnexpectedContentType(_)
                     | StreamableHttpError::UnexpectedServerResponse(_)
@@ -250,6 +258,9 @@ impl Failure {
                     }
                     _ => {}
                 }
+            }
+            if let Some(d) = e.downcast_ref::<rmcp::transport::DynamicTransportError>() {
+                return Failure::from_error(d.error.as_ref());
             }
             if let Some(r) = e.downcast_ref::<reqwest::Error>() {
                 if let Some(status) = r.status() {
@@ -289,6 +300,9 @@ impl Failure {
                     return Failure::Rpc(d.code.0, d.message.to_string());
                 }
                 Some(Init::NoCompatibleProtocolVersion { .. }) => return Failure::Version,
+                Some(Init::TransportError { error, .. }) => {
+                    return Failure::from_error(error.error.as_ref());
+                }
                 Some(Init::ExpectedInitResponse(_)) | Some(Init::ExpectedInitResult(_)) => {
                     fallback = Failure::Malformed
                 }
