@@ -5,7 +5,8 @@
 //! Tools: `get_customer {id}` (text), `find_orders {customer}` (structured
 //! content only), `photo` (a PNG), `big` (`size` bytes of text), `broken`
 //! (an `isError` result), `hang` (answers only once cancelled), `echo`
-//! (its arguments back as text). `tools/list` is paginated two tools a page.
+//! (its arguments back as text), `garbled` (an answer that is no tool
+//! result). `tools/list` is paginated two tools a page.
 //! Every request must carry `Authorization: Bearer good-token` (401 without).
 
 use std::borrow::Cow;
@@ -243,7 +244,23 @@ async fn observe(State(probe): State<Arc<Probe>>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(GOOD_TOKEN);
-    let response = if authorized && probe.legacy && method == "server/discover" {
+    let id = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("id").cloned());
+    let tool = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["params"]["name"].as_str().map(str::to_owned));
+    let response = if authorized && method == "tools/call" && tool.as_deref() == Some("garbled") {
+        probe.calls.lock().unwrap().push("garbled".to_owned());
+        // A result that is no tool result: content must be a list.
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            json!({"jsonrpc": "2.0", "id": id, "result": {"content": "oops", "isError": "no"}})
+                .to_string(),
+        )
+            .into_response()
+    } else if authorized && probe.legacy && method == "server/discover" {
         // What a legacy server built with the Python SDK's stateful session
         // manager answers a request that is not `initialize` and has no session.
         (
@@ -303,6 +320,11 @@ fn tools() -> Vec<Tool> {
         Tool::new("broken", "Always fails", schema(object(json!({})))),
         Tool::new("hang", "Never answers", schema(object(json!({})))),
         Tool::new("echo", "Its arguments back", schema(object(json!({})))),
+        Tool::new(
+            "garbled",
+            "Answers with no tool result",
+            schema(object(json!({}))),
+        ),
     ]
 }
 

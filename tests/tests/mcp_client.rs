@@ -16,7 +16,7 @@ fn text(run: &ctxgate::mcp::ToolRun) -> String {
     run.result.text()
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "crm__get_customer",
     "crm__find_orders",
     "crm__photo",
@@ -24,6 +24,7 @@ const ALL: [&str; 7] = [
     "crm__broken",
     "crm__hang",
     "crm__echo",
+    "crm__garbled",
 ];
 
 #[tokio::test]
@@ -34,7 +35,7 @@ async fn every_page_is_listed_and_named_in_order() {
         let tb = mcp.toolbox("acme", vec![server.spec("crm")]).await;
         assert!(tb.unavailable().is_empty(), "{:?}", tb.unavailable());
         assert_eq!(names(tb.tools()), ALL, "{revision:?}");
-        // Seven tools, two a page.
+        // Eight tools, two a page.
         assert_eq!(server.lists(), 4, "{revision:?}");
         let Tool::Function {
             description,
@@ -88,7 +89,7 @@ async fn lists_are_cached_per_tenant_and_credential_until_a_call_fails() {
 
     // Another tenant, or another credential, lists for itself.
     let tb = mcp.toolbox("globex", vec![server.spec("crm")]).await;
-    assert_eq!(tb.tools().len(), 7);
+    assert_eq!(tb.tools().len(), 8);
     assert_eq!(server.lists(), 8);
     let mut other = server.spec("crm");
     other.headers.push(("X-Tenant".to_owned(), "2".to_owned()));
@@ -215,10 +216,22 @@ async fn each_outcome_of_a_call() {
             assert!(text(&run).contains("not a JSON object"), "{}", text(&run));
         }
 
+        let run = tb.call(&tool_call("c8", "crm__garbled", "{}")).await;
+        assert_eq!(run.outcome, Outcome::Malformed, "{}", text(&run));
+        assert!(run.result.is_error);
+        assert!(!text(&run).contains("oops"), "{}", text(&run));
+
         // The server never saw the bad calls.
         assert_eq!(
             server.calls(),
-            ["get_customer", "find_orders", "photo", "big", "broken"]
+            [
+                "get_customer",
+                "find_orders",
+                "photo",
+                "big",
+                "broken",
+                "garbled"
+            ]
         );
     }
 }
@@ -362,7 +375,7 @@ async fn a_server_that_is_down_is_left_out_and_the_others_listed() {
         ..up.spec("down")
     };
     let tb = mcp.toolbox("acme", vec![down, up.spec("crm")]).await;
-    assert_eq!(tb.tools().len(), 7);
+    assert_eq!(tb.tools().len(), 8);
     assert_eq!(
         tb.unavailable(),
         [("down".to_owned(), "connection refused".to_owned())]
@@ -417,7 +430,16 @@ async fn the_metadata_address_is_refused_without_a_connection() {
 
 #[tokio::test]
 async fn dropping_the_toolbox_cancels_a_hanging_call() {
-    let server = McpFixture::start(Revision::Current).await;
+    dropping_the_toolbox_cancels(Revision::Current).await;
+}
+
+#[tokio::test]
+async fn dropping_the_toolbox_cancels_a_hanging_call_on_a_legacy_server() {
+    dropping_the_toolbox_cancels(Revision::Legacy).await;
+}
+
+async fn dropping_the_toolbox_cancels(revision: Revision) {
+    let server = McpFixture::start(revision).await;
     let (mcp, _dir) = mcp(|_| {});
     let tb = mcp.toolbox("acme", vec![server.spec("crm")]).await;
     let call = tool_call("1", "crm__hang", "{}");
