@@ -71,6 +71,7 @@ pub struct Seen {
 #[derive(Default)]
 struct Probe {
     legacy: bool,
+    revoked: std::sync::atomic::AtomicBool,
     seen: Mutex<Vec<Seen>>,
     calls: Mutex<Vec<String>>,
     lists: AtomicUsize,
@@ -205,6 +206,11 @@ impl McpFixture {
         notified.await
     }
 
+    /// From now on every request is answered 401, good token or not.
+    pub fn revoke(&self) {
+        self.probe.revoked.store(true, Ordering::SeqCst);
+    }
+
     /// Stops the server and waits until its port is closed.
     pub async fn stop(&mut self) {
         self.signal_stop();
@@ -243,7 +249,8 @@ async fn observe(State(probe): State<Arc<Probe>>, req: Request, next: Next) -> R
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(GOOD_TOKEN);
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(GOOD_TOKEN)
+        && !probe.revoked.load(Ordering::SeqCst);
     let id = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v.get("id").cloned());

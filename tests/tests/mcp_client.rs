@@ -363,6 +363,24 @@ async fn a_wrong_credential_is_a_401_the_turn_reports() {
 }
 
 #[tokio::test]
+async fn a_credential_revoked_during_the_turn_fails_the_call_with_its_401() {
+    for revision in [Revision::Current, Revision::Legacy] {
+        let server = McpFixture::start(revision).await;
+        let (mcp, _dir) = mcp(|_| {});
+        let tb = mcp.toolbox("acme", vec![server.spec("crm")]).await;
+        assert_eq!(mcp.clients.cached_lists(), 1);
+        server.revoke();
+        let run = tb.call(&tool_call("1", "crm__echo", "{}")).await;
+        assert_eq!(run.outcome, Outcome::Failed, "{revision:?}");
+        assert_eq!(
+            text(&run),
+            "calling echo on crm failed: HTTP 401 from the server (check its credentials)"
+        );
+        assert_eq!(mcp.clients.cached_lists(), 0);
+    }
+}
+
+#[tokio::test]
 async fn a_server_that_is_down_is_left_out_and_the_others_listed() {
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
