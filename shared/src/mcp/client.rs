@@ -209,7 +209,7 @@ pub enum Failure {
     Dns,
     /// Could not connect (other reasons: TLS, reset...).
     Connect,
-    /// The time limit passed.
+    /// The time limit passed (zero: connecting).
     TimedOut(Duration),
     /// The answer was not a readable MCP message.
     Malformed,
@@ -232,6 +232,9 @@ impl Failure {
         while let Some(e) = found {
             if let Some(r) = e.downcast_ref::<Refused>() {
                 return Failure::Refused(r.clone());
+            }
+            if e.downcast_ref::<net::Unresolved>().is_some() {
+                return Failure::Dns;
             }
             if e.downcast_ref::<AuthRequiredError>().is_some() {
                 return Failure::Status(401);
@@ -279,11 +282,6 @@ impl Failure {
                     std::io::ErrorKind::ConnectionRefused => return Failure::ConnectionRefused,
                     std::io::ErrorKind::TimedOut => fallback = Failure::TimedOut(Duration::ZERO),
                     _ => {}
-                }
-                // tokio's lookup_host reports an unknown name as an io error
-                // whose message comes from getaddrinfo.
-                if matches!(fallback, Failure::Connect) && io.to_string().contains("lookup") {
-                    fallback = Failure::Dns;
                 }
             }
             if e.downcast_ref::<serde_json::Error>().is_some() {
@@ -337,6 +335,8 @@ impl Failure {
             Failure::ConnectionRefused => "connection refused".to_owned(),
             Failure::Dns => "the server's name does not resolve".to_owned(),
             Failure::Connect => "could not connect to the server".to_owned(),
+            // Zero: reqwest's own connect timeout, whose length it does not say.
+            Failure::TimedOut(d) if d.is_zero() => "timed out connecting to the server".to_owned(),
             Failure::TimedOut(d) => format!("timed out after {} s", d.as_secs_f64()),
             Failure::Malformed => "the server's answer is not a readable MCP message".to_owned(),
             Failure::Rpc(code, message) => {
@@ -361,4 +361,63 @@ pub(super) fn short(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_in_short_safe_words() {
+        let io = |k| std::io::Error::new(k, "Bearer secret in a message");
+        let cases: Vec<(Box<dyn std::error::Error>, &str)> = vec![
+            (
+                Box::new(io(std::io::ErrorKind::ConnectionRefused)),
+                "connection refused",
+            ),
+            (
+                Box::new(net::Unresolved(io(std::io::ErrorKind::Other))),
+                "the server's name does not resolve",
+            ),
+            (
+                Box::new(Refused::Forbidden("169.254.169.254".parse().unwrap())),
+                "refused: the server's address 169.254.169.254 is link-local or a cloud metadata address",
+            ),
+            (
+                Box::new(StreamableHttpError::<reqwest::Error>::HttpStatus(
+                    HttpStatusError::new(503, None),
+                )),
+                "HTTP 503 from the server",
+            ),
+            (
+                Box::new(rmcp::service::ServiceError::UnexpectedResponse),
+                "the server's answer is not a readable MCP message",
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(Failure::from_error(error.as_ref()).reason(), reason);
+        }
+        assert_eq!(
+            Failure::TimedOut(Duration::from_millis(2500)).reason(),
+            "timed out after 2.5 s"
+        );
+        assert_eq!(
+            Failure::Rpc(-32602, "é".repeat(150)).reason().len(),
+            "the server answered with error -32602: ".len() + 200
+        );
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_the_header_values() {
+        let spec = |v: &str| ServerSpec {
+            name: "crm".to_owned(),
+            url: "https://crm.example.com/mcp".parse().unwrap(),
+            headers: vec![("Authorization".to_owned(), v.to_owned())],
+            allowed_tools: None,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(Inner::key("a", &spec("x")) == Inner::key("a", &spec("x")));
+        assert!(Inner::key("a", &spec("x")) != Inner::key("a", &spec("y")));
+        assert!(Inner::key("a", &spec("x")) != Inner::key("b", &spec("x")));
+    }
 }

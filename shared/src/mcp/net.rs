@@ -75,6 +75,11 @@ pub fn check_url(url: &url::Url, allowed_hosts: &[String]) -> Result<(), Refused
     }
 }
 
+/// A server's name could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("the server's name does not resolve")]
+pub struct Unresolved(#[source] pub std::io::Error);
+
 /// Resolves with tokio, then drops the answer when [`permitted`] refuses it.
 struct GuardedResolver;
 
@@ -82,7 +87,9 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let found = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(Unresolved)?;
             let addrs = permitted(found)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

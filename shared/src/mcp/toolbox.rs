@@ -427,6 +427,47 @@ mod tests {
     }
 
     #[test]
+    fn tools_reach_the_model_as_functions() {
+        let mut t = rmcp::model::Tool::default();
+        t.name = "get.customer".into();
+        t.title = Some("Customer".to_owned());
+        let Tool::Function {
+            name,
+            description,
+            parameters,
+            strict,
+            cache,
+        } = model_tool("crm__get_customer", &t)
+        else {
+            panic!("a function")
+        };
+        assert_eq!(name, "crm__get_customer");
+        assert_eq!(description.as_deref(), Some("Customer"));
+        assert_eq!(
+            parameters,
+            Some(json!({"type": "object", "properties": {}}))
+        );
+        assert_eq!((strict, cache), (None, None));
+        t.description = Some("Reads a customer".into());
+        t.input_schema = std::sync::Arc::new(
+            json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let Tool::Function {
+            description,
+            parameters,
+            ..
+        } = model_tool("x", &t)
+        else {
+            panic!("a function")
+        };
+        assert_eq!(description.as_deref(), Some("Reads a customer"));
+        assert_eq!(parameters.unwrap()["required"], json!(["id"]));
+    }
+
+    #[test]
     fn arguments_must_be_an_object() {
         assert!(parse_arguments("").unwrap().is_empty());
         assert!(parse_arguments("  ").unwrap().is_empty());
