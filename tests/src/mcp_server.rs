@@ -124,6 +124,11 @@ impl McpFixture {
             .layer(axum::middleware::from_fn_with_state(probe.clone(), observe));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // As production servers do (uvicorn, for one): without it, Nagle
+        // holds an SSE answer's last chunk for the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router)

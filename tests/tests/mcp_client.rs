@@ -476,29 +476,31 @@ async fn dropping_the_toolbox_cancels(revision: Revision) {
 /// `--nocapture`; never asserted).
 #[tokio::test]
 async fn overhead_per_call_on_loopback() {
-    let server = McpFixture::start(Revision::Current).await;
-    let (mcp, _dir) = mcp(|_| {});
-    let tb = mcp.toolbox("acme", vec![server.spec("crm")]).await;
-    let call = tool_call("1", "crm__get_customer", r#"{"id":"c-1"}"#);
-    tb.call(&call).await; // warm the connection
-    let skip = server.seen().len();
-    let n = 200;
-    let mut total = Duration::ZERO;
-    for _ in 0..n {
-        let run = tb.call(&call).await;
-        assert_eq!(run.outcome, Outcome::Ok);
-        total += run.duration;
+    for revision in [Revision::Current, Revision::Legacy] {
+        let server = McpFixture::start(revision).await;
+        let (mcp, _dir) = mcp(|_| {});
+        let tb = mcp.toolbox("acme", vec![server.spec("crm")]).await;
+        let call = tool_call("1", "crm__get_customer", r#"{"id":"c-1"}"#);
+        tb.call(&call).await; // warm the connection
+        let skip = server.seen().len();
+        let n = 200;
+        let mut total = Duration::ZERO;
+        for _ in 0..n {
+            let run = tb.call(&call).await;
+            assert_eq!(run.outcome, Outcome::Ok);
+            total += run.duration;
+        }
+        let handled: Duration = server.seen()[skip..]
+            .iter()
+            .filter(|s| s.method == "tools/call")
+            .map(|s| s.handling)
+            .sum();
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "MCP call on loopback ({revision:?}) over {n} calls: {:.0} us per call, server {:.0} us, gateway {:.0} us",
+            per(total),
+            per(handled),
+            per(total.saturating_sub(handled))
+        );
     }
-    let handled: Duration = server.seen()[skip..]
-        .iter()
-        .filter(|s| s.method == "tools/call")
-        .map(|s| s.handling)
-        .sum();
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    println!(
-        "MCP call on loopback over {n} calls: {:.0} us per call, server {:.0} us, gateway {:.0} us",
-        per(total),
-        per(handled),
-        per(total.saturating_sub(handled))
-    );
 }
