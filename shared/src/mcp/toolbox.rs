@@ -25,6 +25,32 @@ pub struct Toolbox {
     inner: Option<Arc<Inner>>,
 }
 
+impl Drop for Toolbox {
+    /// Closes the turn's connections. A call abandoned just before (the
+    /// client went away) has queued its `notifications/cancelled`: the
+    /// connections are dropped on a task of their own after the runtime has
+    /// had a few turns to send it, so a legacy server hears it at once rather
+    /// than when its session is deleted. Dropping cancels them either way.
+    fn drop(&mut self) {
+        let conns: Vec<Connection> = self
+            .links
+            .drain(..)
+            .filter_map(|l| Arc::into_inner(l).and_then(|l| l.conn.into_inner()))
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for _ in 0..8 {
+                    tokio::task::yield_now().await;
+                }
+                drop(conns);
+            });
+        }
+    }
+}
+
 /// One server for the length of a turn.
 struct Link {
     spec: ServerSpec,
