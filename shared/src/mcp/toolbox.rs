@@ -21,8 +21,9 @@ pub struct Toolbox {
     unavailable: Vec<(String, String)>,
     /// Model name -> (index into `links`, the tool's own name).
     routes: HashMap<String, (usize, String)>,
-    links: Vec<Arc<Link>>,
+    links: Vec<Link>,
     inner: Option<Arc<Inner>>,
+    tenant: String,
 }
 
 impl Drop for Toolbox {
@@ -35,7 +36,7 @@ impl Drop for Toolbox {
         let conns: Vec<Connection> = self
             .links
             .drain(..)
-            .filter_map(|l| Arc::into_inner(l).and_then(|l| l.conn.into_inner()))
+            .filter_map(|l| l.conn.into_inner())
             .collect();
         if conns.is_empty() {
             return;
@@ -70,14 +71,12 @@ impl Mcp {
     /// cannot be listed is left out and reported by [`Toolbox::unavailable`].
     pub async fn toolbox(&self, tenant: &str, servers: Vec<ServerSpec>) -> Toolbox {
         let inner = self.clients.inner.clone();
-        let links: Vec<Arc<Link>> = servers
+        let links: Vec<Link> = servers
             .into_iter()
-            .map(|spec| {
-                Arc::new(Link {
-                    key: Inner::key(tenant, &spec),
-                    spec,
-                    conn: OnceCell::new(),
-                })
+            .map(|spec| Link {
+                key: Inner::key(tenant, &spec),
+                spec,
+                conn: OnceCell::new(),
             })
             .collect();
         // Servers are listed concurrently, each bounded by its own timeout.
@@ -116,7 +115,7 @@ impl Mcp {
                 }
                 Err(failure) => {
                     let reason = failure.reason();
-                    tracing::warn!(server = %link.spec.name, reason = %reason, "MCP server unavailable");
+                    tracing::warn!(tenant, server = %link.spec.name, reason = %reason, "MCP server unavailable");
                     unavailable.push((link.spec.name.clone(), reason));
                 }
             }
@@ -138,6 +137,7 @@ impl Mcp {
             routes,
             links,
             inner: Some(inner),
+            tenant: tenant.to_owned(),
         }
     }
 }
@@ -252,7 +252,7 @@ impl Toolbox {
                 // server): the next turn lists again.
                 inner.forget(&link.key);
                 let reason = failure.reason();
-                tracing::warn!(server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
+                tracing::warn!(tenant = %self.tenant, server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
                 (
                     outcome,
                     text_parts(format!("calling {tool} on {server} failed: {reason}")),
@@ -450,6 +450,16 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The tool loop runs toolboxes and calls on any task.
+    #[allow(dead_code)]
+    fn futures_are_send(mcp: &Mcp, tb: &Toolbox, call: &ToolCall) {
+        fn send<T: Send>(_: T) {}
+        fn send_sync<T: Send + Sync>() {}
+        send(mcp.toolbox("t", Vec::new()));
+        send(tb.call(call));
+        send_sync::<Toolbox>();
     }
 
     #[test]
