@@ -447,6 +447,36 @@ async fn the_metadata_address_is_refused_without_a_connection() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let server = McpFixture::start(Revision::Current).await;
+    let target = server.url().to_string();
+    let router = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (http::StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (mcp, _dir) = mcp(|_| {});
+    let spec = ServerSpec {
+        url: format!("http://{addr}/mcp").parse().unwrap(),
+        ..server.spec("hop")
+    };
+    let tb = mcp.toolbox("acme", vec![spec]).await;
+    assert_eq!(
+        tb.unavailable(),
+        [(
+            "hop".to_owned(),
+            "the server answered with a redirect (not followed)".to_owned()
+        )]
+    );
+    assert!(
+        server.seen().is_empty(),
+        "the credential went on to the target"
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_toolbox_cancels_a_hanging_call() {
     dropping_the_toolbox_cancels(Revision::Current).await;
 }

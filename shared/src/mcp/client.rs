@@ -203,6 +203,9 @@ pub enum Failure {
     BadHeader,
     /// The server answered with this HTTP status.
     Status(u16),
+    /// The server answered with a redirect (never followed: it could carry
+    /// the credential elsewhere).
+    Redirect,
     /// Nothing listens there.
     ConnectionRefused,
     /// The name does not resolve.
@@ -269,6 +272,9 @@ impl Failure {
                 if let Some(status) = r.status() {
                     return Failure::Status(status.as_u16());
                 }
+                if r.is_redirect() {
+                    return Failure::Redirect;
+                }
                 if r.is_timeout() {
                     fallback = Failure::TimedOut(Duration::ZERO);
                 } else if r.is_connect() {
@@ -332,6 +338,7 @@ impl Failure {
             Failure::BadHeader => "a registered header cannot be sent".to_owned(),
             Failure::Status(401) => "HTTP 401 from the server (check its credentials)".to_owned(),
             Failure::Status(s) => format!("HTTP {s} from the server"),
+            Failure::Redirect => "the server answered with a redirect (not followed)".to_owned(),
             Failure::ConnectionRefused => "connection refused".to_owned(),
             Failure::Dns => "the server's name does not resolve".to_owned(),
             Failure::Connect => "could not connect to the server".to_owned(),

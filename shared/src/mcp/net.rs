@@ -101,7 +101,11 @@ impl Resolve for GuardedResolver {
 /// the environment, the configured connect timeout, and the guarded resolver.
 pub fn client(config: &Config) -> reqwest::Client {
     reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+        // Not `Policy::none()`: that hands the 3xx to rmcp, which only sees
+        // an answer that is no MCP message; an error says what happened.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            attempt.error("redirects are not followed")
+        }))
         .no_proxy()
         .connect_timeout(config.connect_timeout)
         .dns_resolver(Arc::new(GuardedResolver))
