@@ -20,17 +20,24 @@ async fn no_header_value_or_tool_result_reaches_the_logs() {
         let mut spec = server.spec("crm");
         spec.headers
             .push(("X-Api-Key".to_owned(), "k-HEADERSECRET-77".to_owned()));
-        spec.timeout = Duration::from_millis(300);
         let tb = mcp.toolbox("acme", vec![spec.clone()]).await;
         for (name, args, outcome) in [
             ("crm__get_customer", r#"{"id":"ARGSECRET-1"}"#, Outcome::Ok),
             ("crm__broken", "{}", Outcome::ToolError),
             ("crm__garbled", "{}", Outcome::Malformed),
-            ("crm__hang", "{}", Outcome::TimedOut),
             ("crm__big", r#"{"size": 10}"#, Outcome::Ok),
         ] {
             assert_eq!(tb.call(&tool_call("1", name, args)).await.outcome, outcome);
         }
+        drop(tb);
+        // The list was dropped after the malformed answer: listed again, then
+        // a call past a short limit.
+        mcp.toolbox("acme", vec![spec.clone()]).await;
+        let mut short = spec.clone();
+        short.timeout = Duration::from_millis(300);
+        let tb = mcp.toolbox("acme", vec![short]).await;
+        let run = tb.call(&tool_call("2", "crm__hang", "{}")).await;
+        assert_eq!(run.outcome, Outcome::TimedOut);
         drop(tb);
         // A wrong credential: 401 while listing.
         spec.headers[0].1 = "Bearer WRONG-TOKEN-SECRET".to_owned();
