@@ -20,8 +20,9 @@ const PAYLOAD_DUMPERS: &[&str] = &[
 /// The log filter for a `RUST_LOG`-style spec, with the payload caps applied.
 pub fn filter(spec: &str) -> EnvFilter {
     let mut f = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
-    // rmcp logs MCP messages and server answers (tool results, body previews)
-    // even at info and error: silenced; ctxgate's own MCP lines say what failed.
+    // rmcp logs whole MCP messages (tool arguments and results) below info
+    // and servers' notifications and answer previews at info and error:
+    // silenced at every level; ctxgate's own MCP lines say what failed.
     if let Ok(d) = "rmcp=off".parse() {
         f = f.add_directive(d);
     }
