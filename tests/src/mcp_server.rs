@@ -51,6 +51,10 @@ pub enum Revision {
 pub struct Options {
     /// `ttlMs` on every `tools/list` page.
     pub ttl_ms: Option<u64>,
+    /// `tools/list` never answers (until cancelled).
+    pub list_hangs: bool,
+    /// `tools/list` answers with something that is no tool list.
+    pub list_garbled: bool,
 }
 
 /// One HTTP request the server received.
@@ -71,6 +75,7 @@ pub struct Seen {
 #[derive(Default)]
 struct Probe {
     legacy: bool,
+    list_garbled: bool,
     revoked: std::sync::atomic::AtomicBool,
     seen: Mutex<Vec<Seen>>,
     calls: Mutex<Vec<String>>,
@@ -106,6 +111,7 @@ impl McpFixture {
     pub async fn start_with(revision: Revision, options: Options) -> Self {
         let probe = Arc::new(Probe {
             legacy: revision == Revision::Legacy,
+            list_garbled: options.list_garbled,
             ..Probe::default()
         });
         let crm = Crm {
@@ -262,7 +268,14 @@ async fn observe(State(probe): State<Arc<Probe>>, req: Request, next: Next) -> R
     let tool = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v["params"]["name"].as_str().map(str::to_owned));
-    let response = if authorized && method == "tools/call" && tool.as_deref() == Some("garbled") {
+    let response = if authorized && method == "tools/list" && probe.list_garbled {
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            json!({"jsonrpc": "2.0", "id": id, "result": {"tools": "none today"}}).to_string(),
+        )
+            .into_response()
+    } else if authorized && method == "tools/call" && tool.as_deref() == Some("garbled") {
         probe.calls.lock().unwrap().push("garbled".to_owned());
         // A result that is no tool result: content must be a list.
         (
@@ -377,9 +390,12 @@ impl ServerHandler for Crm {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.probe.lists.fetch_add(1, Ordering::SeqCst);
+        if self.options.list_hangs {
+            context.ct.cancelled().await;
+        }
         let all = tools();
         let start: usize = request
             .and_then(|r| r.cursor)

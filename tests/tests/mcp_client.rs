@@ -126,6 +126,7 @@ async fn a_server_ttl_or_the_configured_time_bounds_the_cache() {
         Revision::Current,
         Options {
             ttl_ms: Some(60_000),
+            ..Options::default()
         },
     )
     .await;
@@ -400,6 +401,47 @@ async fn a_server_that_is_down_is_left_out_and_the_others_listed() {
         tb.unavailable(),
         [("down".to_owned(), "connection refused".to_owned())]
     );
+}
+
+#[tokio::test]
+async fn a_list_that_never_comes_or_cannot_be_read_leaves_the_server_out() {
+    for revision in [Revision::Current, Revision::Legacy] {
+        let slow = McpFixture::start_with(
+            revision,
+            Options {
+                list_hangs: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let garbled = McpFixture::start_with(
+            revision,
+            Options {
+                list_garbled: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let (mcp, _dir) = mcp(|_| {});
+        let mut slow_spec = slow.spec("slow");
+        slow_spec.timeout = Duration::from_millis(300);
+        let tb = mcp
+            .toolbox("acme", vec![slow_spec, garbled.spec("garbled")])
+            .await;
+        assert!(tb.tools().is_empty());
+        assert_eq!(
+            tb.unavailable(),
+            [
+                ("slow".to_owned(), "timed out after 0.3 s".to_owned()),
+                (
+                    "garbled".to_owned(),
+                    "the server's answer is not a readable MCP message".to_owned()
+                ),
+            ],
+            "{revision:?}"
+        );
+        assert_eq!(mcp.clients.cached_lists(), 0);
+    }
 }
 
 #[tokio::test]
