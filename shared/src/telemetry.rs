@@ -20,6 +20,12 @@ const PAYLOAD_DUMPERS: &[&str] = &[
 /// The log filter for a `RUST_LOG`-style spec, with the payload caps applied.
 pub fn filter(spec: &str) -> EnvFilter {
     let mut f = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    // rmcp logs whole MCP messages (tool arguments and results) below info
+    // and servers' notifications and answer previews at info and error:
+    // silenced at every level; ctxgate's own MCP lines say what failed.
+    if let Ok(d) = "rmcp=off".parse() {
+        f = f.add_directive(d);
+    }
     // A cap only matters when the spec enables trace; below that, adding
     // `crate=debug` would raise these crates above the spec (at `info`, a
     // dozen SDK and hyper lines per request in CloudWatch).

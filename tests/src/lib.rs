@@ -6,6 +6,7 @@ pub mod cache_sim;
 pub mod fault_proxy;
 pub mod fault_upstream;
 pub mod jwt;
+pub mod mcp_server;
 pub mod runtime_api;
 pub mod template;
 

@@ -1,26 +1,168 @@
 //! A turn's MCP tools: listed (cached per tenant and server), named for the
-//! model, and run.
+//! model, and run. One connection per server per turn, opened on first need
+//! and closed (cancelling what is in flight) when the Toolbox is dropped.
 
-use super::{Mcp, Outcome, ServerSpec, ToolRun};
-use crate::model::{Tool, ToolCall, ToolResult, ToolResultPart};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ResourceContents};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::client::{CacheKey, Connection, Failure, Inner, short};
+use super::{Mcp, Outcome, ServerSpec, ToolRun, names};
+use crate::model::{Image, MediaSource, Tool, ToolCall, ToolResult, ToolResultPart};
 
 /// The tools of the servers one turn uses.
+#[derive(Default)]
 pub struct Toolbox {
     tools: Vec<Tool>,
     unavailable: Vec<(String, String)>,
+    /// Model name -> (index into `links`, the tool's own name).
+    routes: HashMap<String, (usize, String)>,
+    links: Vec<Link>,
+    inner: Option<Arc<Inner>>,
+    tenant: String,
+}
+
+impl Drop for Toolbox {
+    /// Closes the turn's connections. A call abandoned just before (the
+    /// client went away) has queued its `notifications/cancelled`: the
+    /// connections are dropped on a task of their own after the runtime has
+    /// had a few turns to send it, so a legacy server hears it at once rather
+    /// than when its session is deleted. Dropping cancels them either way.
+    fn drop(&mut self) {
+        let conns: Vec<Connection> = self
+            .links
+            .drain(..)
+            .filter_map(|l| l.conn.into_inner())
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for _ in 0..8 {
+                    tokio::task::yield_now().await;
+                }
+                drop(conns);
+            });
+        }
+    }
+}
+
+/// One server for the length of a turn.
+struct Link {
+    spec: ServerSpec,
+    key: CacheKey,
+    conn: OnceCell<Connection>,
+}
+
+impl Link {
+    /// The turn's connection, opened on first use.
+    async fn conn(&self, inner: &Inner) -> Result<&Connection, Failure> {
+        self.conn.get_or_try_init(|| inner.open(&self.spec)).await
+    }
 }
 
 impl Mcp {
     /// Lists the servers' tools (from the cache when fresh). A server that
     /// cannot be listed is left out and reported by [`Toolbox::unavailable`].
-    pub async fn toolbox(&self, _tenant: &str, servers: Vec<ServerSpec>) -> Toolbox {
-        Toolbox {
-            tools: Vec::new(),
-            unavailable: servers
-                .into_iter()
-                .map(|s| (s.name, "not implemented".to_owned()))
-                .collect(),
+    pub async fn toolbox(&self, tenant: &str, servers: Vec<ServerSpec>) -> Toolbox {
+        let inner = self.clients.inner.clone();
+        let links: Vec<Link> = servers
+            .into_iter()
+            .map(|spec| Link {
+                key: Inner::key(tenant, &spec),
+                spec,
+                conn: OnceCell::new(),
+            })
+            .collect();
+        // Servers are listed concurrently, each bounded by its own timeout.
+        let lists = futures_util::future::join_all(links.iter().map(|link| {
+            let inner = &inner;
+            async move {
+                if let Some(tools) = inner.cached(&link.key) {
+                    return Ok::<_, Failure>(tools);
+                }
+                let timeout = link.spec.timeout;
+                let listed = tokio::time::timeout(timeout, async {
+                    let conn = link.conn(inner).await?;
+                    conn.list_all_tools_with_cache_hint()
+                        .await
+                        .map_err(|e| Failure::from_error(&e))
+                })
+                .await
+                .unwrap_or(Err(Failure::TimedOut(timeout)))?;
+                let tools = Arc::new(listed.items);
+                inner.store(link.key.clone(), tools.clone(), listed.ttl_ms);
+                Ok(tools)
+            }
+        }))
+        .await;
+
+        let mut unavailable = Vec::new();
+        // (link index, tool) in offer order: the request's server order, then the server's.
+        let mut offered = Vec::new();
+        for (i, (link, list)) in links.iter().zip(lists).enumerate() {
+            match list {
+                Ok(tools) => {
+                    let allowed = link.spec.allowed_tools.as_deref();
+                    for t in tools.iter().filter(|t| names::allowed(allowed, &t.name)) {
+                        offered.push((i, t.clone()));
+                    }
+                }
+                Err(failure) => {
+                    let reason = failure.reason();
+                    tracing::warn!(tenant, server = %link.spec.name, reason = %reason, "MCP server unavailable");
+                    unavailable.push((link.spec.name.clone(), reason));
+                }
+            }
         }
+        let pairs: Vec<(String, String)> = offered
+            .iter()
+            .map(|(i, t)| (links[*i].spec.name.clone(), t.name.to_string()))
+            .collect();
+        let model_names = names::assign(&pairs);
+        let mut tools = Vec::with_capacity(offered.len());
+        let mut routes = HashMap::with_capacity(offered.len());
+        for ((i, t), name) in offered.into_iter().zip(model_names) {
+            tools.push(model_tool(&name, &t));
+            routes.insert(name, (i, t.name.to_string()));
+        }
+        Toolbox {
+            tools,
+            unavailable,
+            routes,
+            links,
+            inner: Some(inner),
+            tenant: tenant.to_owned(),
+        }
+    }
+}
+
+/// An MCP tool as the model sees it.
+fn model_tool(name: &str, t: &rmcp::model::Tool) -> Tool {
+    let description = t
+        .description
+        .as_deref()
+        .map(str::to_owned)
+        .or_else(|| t.title.clone())
+        .or_else(|| t.annotations.as_ref().and_then(|a| a.title.clone()));
+    let mut schema = Value::Object((*t.input_schema).clone());
+    if schema.get("type").is_none() {
+        schema["type"] = Value::from("object");
+    }
+    if schema.get("properties").is_none() {
+        schema["properties"] = Value::Object(Default::default());
+    }
+    Tool::Function {
+        name: name.to_owned(),
+        description,
+        parameters: Some(schema),
+        strict: None,
+        cache: None,
     }
 }
 
@@ -37,7 +179,19 @@ impl Toolbox {
 
     /// Whether `name` (as the model saw it) is one of these tools.
     pub fn owns(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| t.name() == Some(name))
+        self.routes.contains_key(name)
+    }
+
+    /// The server and the tool's own name behind a model's tool name.
+    pub fn route(&self, name: &str) -> Option<(&str, &str)> {
+        self.routes
+            .get(name)
+            .map(|(i, tool)| (self.links[*i].spec.name.as_str(), tool.as_str()))
+    }
+
+    /// The server offering the tool the model calls `name`.
+    pub fn server_of(&self, name: &str) -> Option<&str> {
+        self.route(name).map(|(server, _)| server)
     }
 
     /// The (server, tool) a name the model saw stands for.
@@ -48,20 +202,375 @@ impl Toolbox {
 
     /// Runs one call; never fails: a failure is an error result the model sees.
     pub async fn call(&self, call: &ToolCall) -> ToolRun {
-        ToolRun {
-            server: String::new(),
-            tool: call.name.clone(),
-            outcome: Outcome::UnknownTool,
-            duration: std::time::Duration::ZERO,
-            result: ToolResult {
-                call_id: call.id.clone(),
-                content: vec![ToolResultPart::Text {
-                    text: format!("unknown tool {}", call.name),
-                    cache: None,
-                }],
-                is_error: true,
+        let (Some((i, tool)), Some(inner)) = (self.routes.get(&call.name), self.inner.as_deref())
+        else {
+            return run(
+                call,
+                "",
+                &call.name,
+                Outcome::UnknownTool,
+                Duration::ZERO,
+                text_parts(format!(
+                    "unknown tool {:?}: no MCP server of this request offers it",
+                    short(&call.name, 128)
+                )),
+            );
+        };
+        let link = &self.links[*i];
+        let server = link.spec.name.as_str();
+        let arguments = match parse_arguments(&call.arguments) {
+            Ok(a) => a,
+            Err(e) => {
+                return run(
+                    call,
+                    server,
+                    tool,
+                    Outcome::InvalidArguments,
+                    Duration::ZERO,
+                    text_parts(format!(
+                        "the arguments of {} are not a JSON object: {e}",
+                        call.name
+                    )),
+                );
+            }
+        };
+        let started = Instant::now();
+        let timeout = link.spec.timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let conn = link.conn(inner).await?;
+            let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
+            conn.call_tool(params)
+                .await
+                .map_err(|e| Failure::from_error(&e))
+        })
+        .await
+        .unwrap_or(Err(Failure::TimedOut(timeout)));
+        let duration = started.elapsed();
+        let (outcome, content) = match answer {
+            Ok(result) => convert(result, inner.max_result_bytes),
+            Err(failure) => {
+                let outcome = match failure {
+                    Failure::TimedOut(_) => Outcome::TimedOut,
+                    Failure::Malformed => Outcome::Malformed,
+                    _ => Outcome::Failed,
+                };
+                // The list may be what is wrong (a renamed tool, a moved
+                // server): the next turn lists again.
+                inner.forget(&link.key);
+                let reason = failure.reason();
+                tracing::warn!(tenant = %self.tenant, server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
+                (
+                    outcome,
+                    text_parts(format!("calling {tool} on {server} failed: {reason}")),
+                )
+            }
+        };
+        run(call, server, tool, outcome, duration, content)
+    }
+}
+
+fn run(
+    call: &ToolCall,
+    server: &str,
+    tool: &str,
+    outcome: Outcome,
+    duration: Duration,
+    content: Vec<ToolResultPart>,
+) -> ToolRun {
+    ToolRun {
+        server: server.to_owned(),
+        tool: tool.to_owned(),
+        outcome,
+        duration,
+        result: ToolResult {
+            call_id: call.id.clone(),
+            content,
+            is_error: !outcome.is_ok(),
+            cache: None,
+        },
+    }
+}
+
+fn text_parts(text: String) -> Vec<ToolResultPart> {
+    vec![ToolResultPart::Text { text, cache: None }]
+}
+
+/// The model's `arguments`: a JSON object (empty text means `{}`).
+pub fn parse_arguments(arguments: &str) -> Result<serde_json::Map<String, Value>, String> {
+    if arguments.trim().is_empty() {
+        return Ok(Default::default());
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!("expected an object, got {}", kind(&other))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A tool's answer as the model gets it, its text cut at `max_bytes`.
+pub fn convert(result: CallToolResult, max_bytes: usize) -> (Outcome, Vec<ToolResultPart>) {
+    let outcome = if result.is_error == Some(true) {
+        Outcome::ToolError
+    } else {
+        Outcome::Ok
+    };
+    let mut parts = Vec::new();
+    for block in result.content {
+        match block {
+            ContentBlock::Text(t) => parts.push(ToolResultPart::Text {
+                text: t.text,
                 cache: None,
-            },
+            }),
+            ContentBlock::Image(i) => parts.push(ToolResultPart::Image(Image {
+                source: MediaSource::Base64 {
+                    media_type: i.mime_type,
+                    data: i.data,
+                },
+                detail: None,
+                cache: None,
+            })),
+            ContentBlock::Audio(a) => parts.push(ToolResultPart::Text {
+                text: format!(
+                    "[audio ({}, {} bytes of base64) not shown]",
+                    a.mime_type,
+                    a.data.len()
+                ),
+                cache: None,
+            }),
+            ContentBlock::Resource(r) => {
+                let text = match r.resource {
+                    ResourceContents::TextResourceContents { text, .. } => text,
+                    ResourceContents::BlobResourceContents { uri, mime_type, .. } => format!(
+                        "[embedded resource {uri} ({}) not shown]",
+                        mime_type.as_deref().unwrap_or("binary")
+                    ),
+                    _ => "[embedded resource of an unknown kind not shown]".to_owned(),
+                };
+                parts.push(ToolResultPart::Text { text, cache: None })
+            }
+            ContentBlock::ResourceLink(link) => {
+                let v = serde_json::to_value(&link).unwrap_or_default();
+                let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                parts.push(ToolResultPart::Text {
+                    text: format!("[resource link: {} <{}>]", field("name"), field("uri")),
+                    cache: None,
+                })
+            }
+            // A content type newer than this client: said, not dropped silently.
+            #[allow(unreachable_patterns)]
+            _ => parts.push(ToolResultPart::Text {
+                text: "[content of an unknown type not shown]".to_owned(),
+                cache: None,
+            }),
         }
+    }
+    let has_text = parts
+        .iter()
+        .any(|p| matches!(p, ToolResultPart::Text { .. }));
+    if !has_text && let Some(structured) = result.structured_content {
+        parts.push(ToolResultPart::Text {
+            text: structured.to_string(),
+            cache: None,
+        });
+    }
+    if parts.is_empty() {
+        let text = if outcome == Outcome::ToolError {
+            "the tool reported an error"
+        } else {
+            "(the tool returned no content)"
+        };
+        parts.push(ToolResultPart::Text {
+            text: text.to_owned(),
+            cache: None,
+        });
+    }
+    (outcome, cap(parts, max_bytes))
+}
+
+/// Cuts the text parts once their total passes `max_bytes` (at a char
+/// boundary), with a visible marker; later text parts are dropped.
+pub fn cap(parts: Vec<ToolResultPart>, max_bytes: usize) -> Vec<ToolResultPart> {
+    let total: usize = parts
+        .iter()
+        .map(|p| match p {
+            ToolResultPart::Text { text, .. } => text.len(),
+            _ => 0,
+        })
+        .sum();
+    if total <= max_bytes {
+        return parts;
+    }
+    let mut left = max_bytes;
+    let mut out = Vec::with_capacity(parts.len());
+    let mut marked = false;
+    for part in parts {
+        match part {
+            ToolResultPart::Text { text, cache } => {
+                if marked {
+                    continue;
+                }
+                if text.len() <= left {
+                    left -= text.len();
+                    out.push(ToolResultPart::Text { text, cache });
+                    continue;
+                }
+                let kept = short(&text, left);
+                let shown = max_bytes - left + kept.len();
+                out.push(ToolResultPart::Text {
+                    text: format!(
+                        "{kept}\n[ctxgate: result truncated, {shown} of {total} bytes shown]"
+                    ),
+                    cache,
+                });
+                marked = true;
+                left = 0;
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{CallToolResult, ContentBlock};
+    use serde_json::json;
+
+    fn texts(parts: &[ToolResultPart]) -> Vec<String> {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                ToolResultPart::Text { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tool loop runs toolboxes and calls on any task.
+    #[allow(dead_code)]
+    fn futures_are_send(mcp: &Mcp, tb: &Toolbox, call: &ToolCall) {
+        fn send<T: Send>(_: T) {}
+        fn send_sync<T: Send + Sync>() {}
+        send(mcp.toolbox("t", Vec::new()));
+        send(tb.call(call));
+        send_sync::<Toolbox>();
+    }
+
+    #[test]
+    fn tools_reach_the_model_as_functions() {
+        let mut t = rmcp::model::Tool::default();
+        t.name = "get.customer".into();
+        t.title = Some("Customer".to_owned());
+        let Tool::Function {
+            name,
+            description,
+            parameters,
+            strict,
+            cache,
+        } = model_tool("crm__get_customer", &t)
+        else {
+            panic!("a function")
+        };
+        assert_eq!(name, "crm__get_customer");
+        assert_eq!(description.as_deref(), Some("Customer"));
+        assert_eq!(
+            parameters,
+            Some(json!({"type": "object", "properties": {}}))
+        );
+        assert_eq!((strict, cache), (None, None));
+        t.description = Some("Reads a customer".into());
+        t.input_schema = std::sync::Arc::new(
+            json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let Tool::Function {
+            description,
+            parameters,
+            ..
+        } = model_tool("x", &t)
+        else {
+            panic!("a function")
+        };
+        assert_eq!(description.as_deref(), Some("Reads a customer"));
+        assert_eq!(parameters.unwrap()["required"], json!(["id"]));
+    }
+
+    #[test]
+    fn arguments_must_be_an_object() {
+        assert!(parse_arguments("").unwrap().is_empty());
+        assert!(parse_arguments("  ").unwrap().is_empty());
+        assert_eq!(parse_arguments(r#"{"id":7}"#).unwrap()["id"], 7);
+        assert!(parse_arguments("[1]").unwrap_err().contains("an array"));
+        assert!(parse_arguments("{nope").is_err());
+    }
+
+    #[test]
+    fn content_maps_to_parts() {
+        let result = CallToolResult::success(vec![
+            ContentBlock::text("hello"),
+            ContentBlock::image("aGk=", "image/png"),
+        ]);
+        let (outcome, parts) = convert(result, 1000);
+        assert_eq!(outcome, Outcome::Ok);
+        assert_eq!(texts(&parts), ["hello"]);
+        assert!(matches!(
+            &parts[1],
+            ToolResultPart::Image(Image { source: MediaSource::Base64 { media_type, data }, .. })
+                if media_type == "image/png" && data == "aGk="
+        ));
+    }
+
+    #[test]
+    fn structured_content_is_text_when_there_is_no_text() {
+        let result = CallToolResult::structured(json!({"orders": [1, 2]}));
+        let (_, parts) = convert(result.clone(), 1000);
+        let t = texts(&parts);
+        assert_eq!(t.len(), 1);
+        let v: Value = serde_json::from_str(&t[0]).unwrap();
+        assert_eq!(v, json!({"orders": [1, 2]}));
+        let mut with_text = CallToolResult::success(vec![ContentBlock::text("two orders")]);
+        with_text.structured_content = Some(json!({"orders": [1, 2]}));
+        assert_eq!(texts(&convert(with_text, 1000).1), ["two orders"]);
+    }
+
+    #[test]
+    fn errors_are_flagged() {
+        let (outcome, parts) = convert(CallToolResult::error(vec![ContentBlock::text("no")]), 99);
+        assert_eq!(outcome, Outcome::ToolError);
+        assert_eq!(texts(&parts), ["no"]);
+        let (_, parts) = convert(CallToolResult::error(vec![]), 99);
+        assert_eq!(texts(&parts), ["the tool reported an error"]);
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_char_boundary_with_a_marker() {
+        let long = "é".repeat(100); // 200 bytes
+        let (_, parts) = convert(
+            CallToolResult::success(vec![ContentBlock::text(long), ContentBlock::text("more")]),
+            51,
+        );
+        let t = texts(&parts);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t[0],
+            format!(
+                "{}\n[ctxgate: result truncated, 50 of 204 bytes shown]",
+                "é".repeat(25)
+            )
+        );
     }
 }
