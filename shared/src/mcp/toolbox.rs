@@ -194,12 +194,6 @@ impl Toolbox {
         self.route(name).map(|(server, _)| server)
     }
 
-    /// The (server, tool) a name the model saw stands for.
-    pub fn route(&self, name: &str) -> Option<(&str, &str)> {
-        let _ = name;
-        None
-    }
-
     /// Runs one call; never fails: a failure is an error result the model sees.
     pub async fn call(&self, call: &ToolCall) -> ToolRun {
         let (Some((i, tool)), Some(inner)) = (self.routes.get(&call.name), self.inner.as_deref())
