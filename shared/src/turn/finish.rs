@@ -244,9 +244,10 @@ impl Done {
             .is_some_and(|c| c.tool_result_images)
     }
 
-    /// Counts one tool call per server for the turn's usage rows.
+    /// Counts one tool call per server for the turn's usage rows (a call
+    /// of a tool no server offers belongs to none).
     pub(super) fn count_tool_calls(&mut self, runs: &[ToolInfo]) {
-        for r in runs {
+        for r in runs.iter().filter(|r| !r.server.is_empty()) {
             let e = self.core.tool_calls.entry(r.server.clone()).or_default();
             e.0 += 1;
             if r.outcome != "ok" {
