@@ -969,3 +969,124 @@ async fn store_round_trips_of_a_three_step_turn() {
     assert_eq!(count("Query"), 1);
     assert_eq!(count("TransactWriteItems"), 1);
 }
+
+/// The loop through a fallback chain (OpenAI down, then Anthropic) and an
+/// OpenAI-compatible provider, on a legacy (2025-06-18) server, for a key
+/// whose default servers are used when the request names none.
+#[tokio::test]
+async fn fallback_chains_compatible_providers_legacy_servers_and_key_defaults() {
+    let (store, _dir) = embedded_store();
+    let mcp = McpFixture::start(Revision::Legacy).await;
+    let upstream = MockUpstream::start(|r| {
+        if r.path.starts_with("/openai/") {
+            return Reply::status(500, r#"{"error":{"message":"down"}}"#);
+        }
+        match r.path.as_str() {
+            "/v1/messages" => anthropic_model(r),
+            _ => openai_model(r),
+        }
+    })
+    .await;
+    let toml = format!(
+        "[mcp]\nallowed_hosts = [\"127.0.0.1\"]\n\
+         [retry]\nattempts = 1\n\
+         [providers.local]\nkind = \"openai_compatible\"\nbase_url = \"{u}/compat/v1\"\n\
+         [aliases]\nsmart = [\"openai/gpt-4o-mini\", \"anthropic/claude-sonnet-4-5\"]\n\
+         [tenants.{TENANT}.mcp_servers.crm]\nurl = \"{m}\"\n\
+         headers = {{ Authorization = \"Bearer good-token\" }}\n",
+        u = upstream.url,
+        m = mcp.url()
+    );
+    let openai = format!("{}/openai/v1", upstream.url);
+    let gw = Gateway::with_toml(
+        store.clone(),
+        &toml,
+        &[
+            ("OPENAI_BASE_URL", &openai),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("ANTHROPIC_BASE_URL", &upstream.url),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ],
+    );
+    // A key whose default is the CRM.
+    let mut k = ctxgate::auth::mint_key(TENANT, "defaults", &["chat".into()], None, 1).unwrap();
+    k.record.mcp_servers = vec!["crm".into()];
+    store.put_key(&k.record).await.unwrap();
+    let s = Setup {
+        gw,
+        upstream,
+        key: k.secret,
+    };
+    for (model, stream) in [("smart", false), ("smart", true), ("local/m", true)] {
+        let b = json!({"model": model, "stream": stream,
+            "messages": [{"role": "user", "content": r#"CALL crm__get_customer {"id":"5"}"#}]});
+        let a = ask(&s, b).await;
+        assert_eq!(a.status, 200, "{model}: {}", a.raw);
+        assert!(a.text.contains("customer 5: Ada"), "{model}: {}", a.text);
+        assert_eq!(a.finish, "stop");
+    }
+    // The legacy server was initialised once per turn that connected.
+    assert_eq!(mcp.initializes(), 3);
+    // `[]` turns the key's default off: no tools reach the model.
+    let before = s.upstream.received().len();
+    let a = ask(
+        &s,
+        json!({"model": "local/m", "mcp_servers": [],
+               "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(s.upstream.received()[before].body["tools"].is_null());
+}
+
+/// Tool results go through the redaction policy: `upstream` for what the
+/// model sees, `stored` for the conversation; images reach the model where
+/// the provider takes them; a long result is cut with a visible marker.
+#[tokio::test]
+async fn results_are_redacted_cut_and_shown_as_the_provider_takes_them() {
+    let (store, _dir) = embedded_store();
+    let mcp = McpFixture::start(Revision::Current).await;
+    let extra = format!(
+        "max_result_bytes = 2000\n[tenants.{TENANT}.redaction]\nupstream = \"redact\"\nstored = \"redact\"\n"
+    );
+    for wire in [Wire::OpenAi, Wire::Anthropic] {
+        let s = setup(store.clone(), wire, mcp.url().as_str(), &extra).await;
+        let id = ctxgate_tests::unique("redact");
+        let a = ask(
+            &s,
+            body(
+                wire,
+                r#"CALL crm__get_customer {"id":"1"} || crm__photo {} || crm__big {"size":50000}"#,
+                Some(&id),
+                false,
+            ),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.raw);
+        let seen = s.upstream.received();
+        let sent = seen[1].body.to_string();
+        assert!(!sent.contains("ada@example.com"), "{sent}");
+        assert!(sent.contains("[EMAIL]"), "{sent}");
+        assert!(sent.contains("result truncated"), "the cut is visible");
+        match wire {
+            // Anthropic takes the image in the tool result.
+            Wire::Anthropic => assert!(sent.contains(r#""type":"image""#), "{sent}"),
+            // OpenAI takes text only there.
+            Wire::OpenAi => {
+                assert!(!sent.contains("image_url"), "{sent}");
+                assert!(sent.contains("cannot be shown"), "{sent}");
+            }
+        }
+        let (status, _, v) =
+            s.gw.call(
+                "GET",
+                &format!("/v1/conversations/{id}"),
+                Some(&s.key),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let stored = v.to_string();
+        assert!(!stored.contains("ada@example.com"), "{stored}");
+    }
+}

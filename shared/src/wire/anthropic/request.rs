@@ -11,7 +11,7 @@ use super::blocks::{decode_block, decode_cache, encode_block, opaque, put_cache,
 use super::types::{MessageContent, MessageRole, MessagesRequest, SystemPrompt};
 use crate::model::{
     self, Block, Breakpoint, CacheHint, Extensions, Message, Reasoning, Role, Tool, ToolChoice,
-    WireFormat,
+    ToolResultPart, WireFormat,
 };
 use crate::wire::CodecError;
 
@@ -294,8 +294,14 @@ fn encode_message(
                     )
                 })?)
             }
-            // A tool message (OpenAI's shape) carries its result as text.
-            Block::ToolResult(r) if m.role == Role::Tool => {
+            // A tool message (OpenAI's shape) carries its result as text;
+            // one with media (the tool loop's) keeps its blocks.
+            Block::ToolResult(r)
+                if m.role == Role::Tool
+                    && r.content
+                        .iter()
+                        .all(|p| matches!(p, ToolResultPart::Text { .. })) =>
+            {
                 let mut v =
                     json!({"type": "tool_result", "tool_use_id": r.call_id, "content": r.text()});
                 if r.is_error {
