@@ -81,7 +81,7 @@ class Article(BaseModel):
     article_id: str
     title: str
     summary: str
-    score: int = Field(description="How many of the query's words the article matches")
+    score: int = Field(description="How many of the query's words the article matches (as words or their beginnings)")
 
 
 class Articles(BaseModel):
@@ -131,11 +131,16 @@ KB: list[tuple[str, str, str]] = [
 ]
 
 WORD = re.compile(r"[a-z0-9]+")
+# Words too common to say what an article is about.
+STOP_WORDS = frozenset(
+    "a an and are be can do does for from how i in is it my of on or the to what when where why with".split()
+)
 
 
 def words(text: str) -> set[str]:
-    """Lower-case words of `text`, with a trailing plural `s` dropped so "returns" finds "return"."""
-    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in WORD.findall(text.lower())}
+    """Lower-case words of `text` without stop words, a trailing plural `s` dropped ("returns" finds "return")."""
+    found = (w[:-1] if len(w) > 3 and w.endswith("s") else w for w in WORD.findall(text.lower()))
+    return {w for w in found if w not in STOP_WORDS}
 
 
 def unknown_customer(customer_id: str) -> ToolError:
@@ -198,7 +203,9 @@ def search_kb(
     wanted = words(query)
     scored = []
     for article_id, title, body in KB:
-        score = len(wanted & words(title + " " + body))
+        present = words(title + " " + body)
+        # A query word matches an article word it begins ("cancel" finds "cancelling").
+        score = sum(1 for w in wanted if any(p.startswith(w) for p in present))
         if score:
             scored.append(Article(article_id=article_id, title=title, summary=body, score=score))
     # Deterministic: more matched words first, then the article id.

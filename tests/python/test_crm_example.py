@@ -133,7 +133,8 @@ def test_each_tool_answers_with_text_and_structured_content(crm):
     assert none.structured_content["orders"] == []
     assert none.content[0].text == "No orders for c-1003."
 
-    # "refund" and "return" both appear in kb-101 and kb-102; kb-105 has "return" alone.
+    # "refund" and "return" both begin words of kb-101 and kb-102 ("for" and "a" are stop words);
+    # kb-105 has "return" alone.
     assert [a["article_id"] for a in kb.structured_content["articles"]] == ["kb-101", "kb-102"]
     assert kb.content[0].text.startswith("[kb-101] Returning an item:")
 
@@ -145,9 +146,12 @@ def test_search_ranking_is_deterministic(crm):
             first = await client.call_tool("search_kb", {"query": "shipped order"})
             again = await client.call_tool("search_kb", {"query": "shipped order"})
             nothing = await client.call_tool("search_kb", {"query": "quantum"})
-            return first, again, nothing
+            stem = await client.call_tool("search_kb", {"query": "How do I cancel an order?", "limit": 1})
+            return first, again, nothing, stem
 
-    first, again, nothing = run(go)
+    first, again, nothing, stem = run(go)
+    # "cancel" finds "Cancelling"; "order" is everywhere, the rest are stop words.
+    assert [(a["article_id"], a["score"]) for a in stem.structured_content["articles"]] == [("kb-105", 2)]
     ids = [a["article_id"] for a in first.structured_content["articles"]]
     assert ids == [a["article_id"] for a in again.structured_content["articles"]]
     assert len(ids) == 3
