@@ -36,6 +36,7 @@ import sys
 from typing import Annotated, Any
 
 import uvicorn
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
@@ -152,15 +153,7 @@ def unknown_customer(customer_id: str) -> ToolError:
 # ---------------------------------------------------------------------------
 # The tools.
 
-crm = MCPServer(
-    name="crm",
-    version="1.0.0",
-    instructions="Customer records, orders and the support knowledge base of an example shop.",
-    log_level="WARNING",
-)
 
-
-@crm.tool(title="Get a customer")
 def get_customer(
     customer_id: Annotated[str, Field(description="The customer's id, e.g. 'c-1001'")],
 ) -> Annotated[CallToolResult, Customer]:
@@ -172,7 +165,6 @@ def get_customer(
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=customer.model_dump(mode="json"))
 
 
-@crm.tool(title="List a customer's orders")
 def list_orders(
     customer_id: Annotated[str, Field(description="The customer's id, e.g. 'c-1001'")],
     status: Annotated[
@@ -194,7 +186,6 @@ def list_orders(
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json"))
 
 
-@crm.tool(title="Search the knowledge base")
 def search_kb(
     query: Annotated[str, Field(description="Words to look for, e.g. 'refund after return'")],
     limit: Annotated[int, Field(description="At most this many articles", ge=1, le=10)] = 3,
@@ -217,6 +208,22 @@ def search_kb(
     else:
         text = f"No article matches {query!r}."
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json"))
+
+
+def build(tools_ttl_ms: int) -> MCPServer:
+    """The MCP server with the three tools; tool lists may be reused for `tools_ttl_ms` (2026-07-28 only)."""
+    server = MCPServer(
+        name="crm",
+        version="1.0.0",
+        instructions="Customer records, orders and the support knowledge base of an example shop.",
+        log_level="WARNING",
+        # The tools never change while the server runs; without a hint the SDK says ttlMs 0.
+        cache_hints={"tools/list": CacheHint(ttl_ms=tools_ttl_ms)},
+    )
+    server.add_tool(get_customer, title="Get a customer")
+    server.add_tool(list_orders, title="List a customer's orders")
+    server.add_tool(search_kb, title="Search the knowledge base")
+    return server
 
 
 # ---------------------------------------------------------------------------
@@ -334,9 +341,17 @@ def main(argv: list[str] | None = None) -> None:
         help="current: 2026-07-28, stateless; legacy: 2025-11-25 and earlier, initialize + Mcp-Session-Id",
     )
     parser.add_argument("--token", help="require Authorization: Bearer TOKEN on every request")
+    parser.add_argument(
+        "--tools-ttl-ms",
+        type=int,
+        default=60_000,
+        help="the ttlMs hint of tools/list answers in current mode (default 60000; 0: do not reuse)",
+    )
     args = parser.parse_args(argv)
 
-    app = crm.streamable_http_app(stateless_http=args.mode == "current", host=args.host)
+    if args.tools_ttl_ms < 0:
+        parser.error("--tools-ttl-ms must be 0 or more")
+    app = build(args.tools_ttl_ms).streamable_http_app(stateless_http=args.mode == "current", host=args.host)
     # Bind first, so that port 0 is resolved before the URL is announced.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

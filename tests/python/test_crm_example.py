@@ -24,8 +24,8 @@ META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextproto
 class CrmProcess:
     """`server.py` as a child process; `url` is read from its `listening on` line."""
 
-    def __init__(self, mode, token=None):
-        args = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--mode", mode]
+    def __init__(self, mode, token=None, extra=()):
+        args = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--mode", mode, *extra]
         if token is not None:
             args += ["--token", token]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -265,6 +265,7 @@ def test_raw_server_discover_is_answered_without_a_session():
         server.stop()
     assert discover.status_code == 200
     assert "mcp-session-id" not in discover.headers
+    assert discover.headers["content-type"] == "application/json"
     assert discover.json()["result"]["supportedVersions"] == [MODERN]
     # A handshake-era client is told which revision this server speaks.
     assert initialize.status_code == 400
@@ -323,3 +324,19 @@ def test_the_server_refuses_a_busy_port():
         first.stop()
     assert proc.returncode != 0
     assert "listening on" not in proc.stdout
+
+
+def test_tool_lists_carry_a_ttl_in_the_current_mode():
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": META}}
+    headers = {"mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+    answers = {}
+    for ttl in (None, "0", "1500"):
+        server = CrmProcess("current", extra=() if ttl is None else ("--tools-ttl-ms", ttl))
+        try:
+            answers[ttl] = raw_post(server.url, body, headers).json()["result"]
+        finally:
+            server.stop()
+    assert answers[None]["ttlMs"] == 60000
+    assert answers["0"]["ttlMs"] == 0
+    assert answers["1500"]["ttlMs"] == 1500
+    assert {a["cacheScope"] for a in answers.values()} == {"private"}

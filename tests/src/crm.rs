@@ -51,10 +51,16 @@ impl CrmServer {
     /// Starts the server; with `token`, every request needs `Authorization: Bearer TOKEN`.
     /// Returns once it accepts connections (it prints its URL then).
     pub async fn start(mode: CrmMode, token: Option<&str>) -> CrmServer {
+        Self::start_with(mode, token, &[]).await
+    }
+
+    /// As `start`, with more options of server.py (e.g. `["--tools-ttl-ms", "0"]`).
+    pub async fn start_with(mode: CrmMode, token: Option<&str>, options: &[&str]) -> CrmServer {
         let mut command = Command::new(python());
         command
             .arg(script())
             .args(["--host", "127.0.0.1", "--port", "0", "--mode", mode.arg()])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -71,6 +71,13 @@ async fn the_current_mode_is_stateless_and_refuses_initialize() {
         json!([CURRENT_REVISION])
     );
 
+    // The tool list's freshness hint: 60 s unless told otherwise.
+    let (_, tools) = crm.rpc(&http, &[], "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["ttlMs"], 60_000);
+    let quick = CrmServer::start_with(CrmMode::Current, None, &["--tools-ttl-ms", "0"]).await;
+    let (_, tools) = quick.rpc(&http, &[], "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["ttlMs"], 0);
+
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "t", "version": "1"}}});
