@@ -35,6 +35,7 @@ import socket
 import sys
 from typing import Annotated, Any
 
+import anyio
 import uvicorn
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import MCPServer
@@ -151,13 +152,44 @@ def unknown_customer(customer_id: str) -> ToolError:
 
 
 # ---------------------------------------------------------------------------
+# Test aids, off unless asked for on the command line: they let a gateway's tests
+# make a tool hang, and prove that calls run concurrently, without timing anything.
+
+
+class TestAids:
+    """`--hang TOOL`: calls of TOOL never answer. `--rendezvous N`: the first N calls wait
+    until all N are in flight together, so that N calls made one after the other never finish."""
+
+    def __init__(self) -> None:
+        self.hanging: set[str] = set()
+        self.rendezvous = 0
+        self.arrived = 0
+        self.met: anyio.Event | None = None
+
+    async def before_call(self, tool: str) -> None:
+        if tool in self.hanging:
+            await anyio.sleep_forever()
+        if self.arrived < self.rendezvous:
+            self.arrived += 1
+            if self.met is None:
+                self.met = anyio.Event()
+            if self.arrived == self.rendezvous:
+                self.met.set()
+            await self.met.wait()
+
+
+TEST_AIDS = TestAids()
+
+
+# ---------------------------------------------------------------------------
 # The tools.
 
 
-def get_customer(
+async def get_customer(
     customer_id: Annotated[str, Field(description="The customer's id, e.g. 'c-1001'")],
 ) -> Annotated[CallToolResult, Customer]:
     """Look up one customer by id: name, email, support tier and customer-since date."""
+    await TEST_AIDS.before_call("get_customer")
     customer = CUSTOMERS.get(customer_id)
     if customer is None:
         raise unknown_customer(customer_id)
@@ -165,13 +197,14 @@ def get_customer(
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=customer.model_dump(mode="json"))
 
 
-def list_orders(
+async def list_orders(
     customer_id: Annotated[str, Field(description="The customer's id, e.g. 'c-1001'")],
     status: Annotated[
         str | None, Field(description="Only orders in this status: open, shipped, delivered or cancelled")
     ] = None,
 ) -> Annotated[CallToolResult, Orders]:
     """List a customer's orders, newest first, optionally only those in one status."""
+    await TEST_AIDS.before_call("list_orders")
     if customer_id not in CUSTOMERS:
         raise unknown_customer(customer_id)
     if status is not None and status not in ORDER_STATUSES:
@@ -186,11 +219,12 @@ def list_orders(
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json"))
 
 
-def search_kb(
+async def search_kb(
     query: Annotated[str, Field(description="Words to look for, e.g. 'refund after return'")],
     limit: Annotated[int, Field(description="At most this many articles", ge=1, le=10)] = 3,
 ) -> Annotated[CallToolResult, Articles]:
     """Search the support knowledge base; articles matching more of the query's words come first."""
+    await TEST_AIDS.before_call("search_kb")
     wanted = words(query)
     scored = []
     for article_id, title, body in KB:
@@ -341,6 +375,14 @@ def main(argv: list[str] | None = None) -> None:
         help="current: 2026-07-28, stateless; legacy: 2025-11-25 and earlier, initialize + Mcp-Session-Id",
     )
     parser.add_argument("--token", help="require Authorization: Bearer TOKEN on every request")
+    parser.add_argument("--hang", action="append", default=[], metavar="TOOL", help="test aid: calls of TOOL never answer")
+    parser.add_argument(
+        "--rendezvous",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test aid: the first N tool calls answer only once all N are in flight together",
+    )
     parser.add_argument(
         "--tools-ttl-ms",
         type=int,
@@ -351,6 +393,11 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.tools_ttl_ms < 0:
         parser.error("--tools-ttl-ms must be 0 or more")
+    unknown = sorted(set(args.hang) - {"get_customer", "list_orders", "search_kb"})
+    if unknown:
+        parser.error(f"--hang: no tool {', '.join(unknown)}")
+    TEST_AIDS.hanging = set(args.hang)
+    TEST_AIDS.rendezvous = max(args.rendezvous, 0)
     app = build(args.tools_ttl_ms).streamable_http_app(stateless_http=args.mode == "current", host=args.host)
     # Bind first, so that port 0 is resolved before the URL is announced.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

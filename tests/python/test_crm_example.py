@@ -340,3 +340,57 @@ def test_tool_lists_carry_a_ttl_in_the_current_mode():
     assert answers["0"]["ttlMs"] == 0
     assert answers["1500"]["ttlMs"] == 1500
     assert {a["cacheScope"] for a in answers.values()} == {"private"}
+
+
+@pytest.mark.parametrize("mode", ["current", "legacy"])
+def test_rendezvous_calls_answer_when_all_are_in_flight_together(mode):
+    server = CrmProcess(mode, extra=("--rendezvous", "3"))
+    try:
+        async def go():
+            client, _ = await session(server.url)
+            results = {}
+            async with client:
+                async def call(name, args):
+                    results[name] = await client.call_tool(name, args)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call, "get_customer", {"customer_id": "c-1002"})
+                    tg.start_soon(call, "list_orders", {"customer_id": "c-1002"})
+                    tg.start_soon(call, "search_kb", {"query": "warranty"})
+                # Past the rendezvous, calls answer at once.
+                results["after"] = await client.call_tool("get_customer", {"customer_id": "c-1003"})
+            return results
+
+        results = run(go)
+    finally:
+        server.stop()
+    assert not any(r.is_error for r in results.values())
+    assert results["get_customer"].structured_content["name"] == "Grace Hopper"
+    assert results["after"].structured_content["name"] == "Alan Turing"
+
+
+@pytest.mark.parametrize("mode", ["current", "legacy"])
+def test_a_hanging_tool_never_answers_and_the_others_do(mode):
+    server = CrmProcess(mode, extra=("--hang", "list_orders"))
+    try:
+        async def go():
+            client, _ = await session(server.url)
+            async with client:
+                answered = await client.call_tool("get_customer", {"customer_id": "c-1001"})
+                # The bound is the test's only way to see "never"; no answer can come.
+                with anyio.move_on_after(1) as scope:
+                    await client.call_tool("list_orders", {"customer_id": "c-1001"})
+                return answered, scope.cancelled_caught
+
+        answered, hung = run(go)
+    finally:
+        server.stop()
+    assert not answered.is_error
+    assert hung
+
+
+def test_hang_names_a_tool():
+    proc = subprocess.run([sys.executable, str(SERVER), "--port", "0", "--hang", "nope"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--hang: no tool nope" in proc.stderr

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ pub struct CrmServer {
     child: Child,
     stderr: Arc<Mutex<String>>,
     session: tokio::sync::Mutex<Option<String>>,
+    next_id: AtomicU64,
 }
 
 impl CrmServer {
@@ -54,7 +56,9 @@ impl CrmServer {
         Self::start_with(mode, token, &[]).await
     }
 
-    /// As `start`, with more options of server.py (e.g. `["--tools-ttl-ms", "0"]`).
+    /// As `start`, with more options of server.py: `["--hang", "list_orders"]` (its calls
+    /// never answer), `["--rendezvous", "2"]` (the first 2 calls answer only once both are
+    /// in flight: proof of concurrency without timing), `["--tools-ttl-ms", "0"]`.
     pub async fn start_with(mode: CrmMode, token: Option<&str>, options: &[&str]) -> CrmServer {
         let mut command = Command::new(python());
         command
@@ -115,6 +119,7 @@ impl CrmServer {
             child,
             stderr,
             session: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -151,7 +156,9 @@ impl CrmServer {
                 extra.push(("mcp-protocol-version".into(), LEGACY_REVISION.into()));
             }
         }
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        // Ids are unique per server: a legacy session routes answers by id.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let response = post(http, &self.url, headers, &extra, &body).await;
         let status = response.status().as_u16();
         (status, jsonrpc_body(response).await)

@@ -142,3 +142,24 @@ async fn a_token_is_required_and_a_stopped_server_refuses_connections() {
         assert!(refused.unwrap_err().is_connect(), "{mode:?}");
     }
 }
+
+#[tokio::test]
+async fn rendezvous_calls_answer_together_in_both_modes() {
+    let http = reqwest::Client::new();
+    for mode in [CrmMode::Current, CrmMode::Legacy] {
+        let crm = CrmServer::start_with(mode, None, &["--rendezvous", "2"]).await;
+        let one = json!({"name": "get_customer", "arguments": {"customer_id": "c-1001"}});
+        let two = json!({"name": "search_kb", "arguments": {"query": "refund"}});
+        // Neither answers until both are in flight.
+        let ((s1, a1), (s2, a2)) = tokio::join!(
+            crm.rpc(&http, &[], "tools/call", one),
+            crm.rpc(&http, &[], "tools/call", two)
+        );
+        assert_eq!((s1, s2), (200, 200), "{mode:?}: {a1} {a2}");
+        assert_eq!(a1["result"]["isError"], false);
+        assert_eq!(
+            a2["result"]["structuredContent"]["articles"][0]["article_id"],
+            "kb-101"
+        );
+    }
+}
