@@ -12,6 +12,8 @@ mkdir -p "$CACHE"
 . scripts/lib/test-env.sh
 
 ensure_test_venv
+# The Python with the mcp SDK, for the example CRM server the Rust tests start (tests/src/crm.rs).
+export CTXGATE_TEST_PYTHON="$VENV/bin/python"
 
 # The deployment template, offline: cfn-lint (with the SAM translator), and SAM's
 # own validator when the SAM CLI is installed (it runs the same two tools).

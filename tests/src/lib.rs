@@ -3,6 +3,7 @@
 //! built from the real handlers.
 
 pub mod cache_sim;
+pub mod crm;
 pub mod fault_proxy;
 pub mod fault_upstream;
 pub mod jwt;
