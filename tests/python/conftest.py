@@ -7,7 +7,12 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import sys
+from pathlib import Path
+
 import pytest
+
+SERVER = Path(__file__).resolve().parents[2] / "examples" / "crm" / "server.py"
 
 
 class MockOpenAI:
@@ -123,3 +128,26 @@ def server(upstream, tmp_path):
     srv.base_url = f"http://127.0.0.1:{port}/v1"
     yield srv
     srv.stop()
+
+
+class CrmProcess:
+    """`server.py` as a child process; `url` is read from its `listening on` line."""
+
+    def __init__(self, mode, token=None, extra=()):
+        args = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--mode", mode, *extra]
+        if token is not None:
+            args += ["--token", token]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr = []
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        # Blocks until the line arrives, or until the process exits (EOF: an empty line).
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"server.py did not start: {line!r} {''.join(self.stderr)}")
+        self.url = line.removeprefix("listening on ").strip()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()

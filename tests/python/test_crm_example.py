@@ -16,32 +16,10 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "crm" / "server.py"
+from conftest import SERVER, CrmProcess
+
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-
-
-class CrmProcess:
-    """`server.py` as a child process; `url` is read from its `listening on` line."""
-
-    def __init__(self, mode, token=None, extra=()):
-        args = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--mode", mode, *extra]
-        if token is not None:
-            args += ["--token", token]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.stderr = []
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
-        # Blocks until the line arrives, or until the process exits (EOF: an empty line).
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f"server.py did not start: {line!r} {''.join(self.stderr)}")
-        self.url = line.removeprefix("listening on ").strip()
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture(params=["current", "legacy"])
