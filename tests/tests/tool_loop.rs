@@ -411,10 +411,12 @@ async fn ask(s: &Setup, body: Value) -> Answer {
             a.usage = v["usage"].clone();
         }
     }
-    assert!(
-        raw.ends_with("data: [DONE]\n\n"),
-        "one stream ending in [DONE]: {raw}"
-    );
+    if !raw.contains("\"error\"") {
+        assert!(
+            raw.ends_with("data: [DONE]\n\n"),
+            "one stream ending in [DONE]: {raw}"
+        );
+    }
     a
 }
 
@@ -1089,4 +1091,69 @@ async fn results_are_redacted_cut_and_shown_as_the_provider_takes_them() {
         let stored = v.to_string();
         assert!(!stored.contains("ada@example.com"), "{stored}");
     }
+}
+
+/// A provider that fails after the first step: the turn fails, nothing is
+/// stored, and the first step's usage is still recorded (it was paid for).
+#[tokio::test]
+async fn a_provider_failure_mid_loop_stores_nothing() {
+    let (store, _dir) = embedded_store();
+    let mcp = McpFixture::start(Revision::Current).await;
+    let s = setup(
+        store.clone(),
+        Wire::OpenAi,
+        mcp.url().as_str(),
+        "[retry]\nattempts = 1\n",
+    )
+    .await;
+    s.upstream.respond(|r| {
+        if openai_results(&r.body).is_empty() {
+            openai_model(r)
+        } else {
+            Reply::status(
+                400,
+                r#"{"error":{"message":"bad request","type":"invalid_request_error"}}"#,
+            )
+        }
+    });
+    let before = usage_row(&store, "openai/gpt-4o-mini").await;
+    let spent_before = spent(&store).await;
+    let id = ctxgate_tests::unique("midfail");
+    for stream in [false, true] {
+        let a = ask(
+            &s,
+            body(
+                Wire::OpenAi,
+                r#"CALL crm__get_customer {"id":"1"}"#,
+                Some(&id),
+                stream,
+            ),
+        )
+        .await;
+        if stream {
+            assert!(a.raw.contains("\"error\""), "{}", a.raw);
+            assert!(!a.raw.contains("[DONE]"), "{}", a.raw);
+        } else {
+            assert_eq!(a.status, 400, "{}", a.raw);
+        }
+    }
+    let (status, _, _) =
+        s.gw.call(
+            "GET",
+            &format!("/v1/conversations/{id}"),
+            Some(&s.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "nothing stored");
+    ctxgate_tests::eventually("the first steps' usage recorded", || {
+        let store = store.clone();
+        async move { usage_row(&store, "openai/gpt-4o-mini").await.0 >= before.0 + 2 }
+    })
+    .await;
+    ctxgate_tests::eventually("only what was spent stays counted", || {
+        let store = store.clone();
+        async move { spent(&store).await - spent_before == 60 }
+    })
+    .await;
 }
