@@ -3,7 +3,7 @@
 //! tool-list cache, and short, safe descriptions of failures.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
@@ -37,7 +37,10 @@ pub struct Clients {
 
 /// What a turn's [`super::Toolbox`] keeps of [`Clients`].
 pub(super) struct Inner {
-    pub(super) http: reqwest::Client,
+    /// Built on first use: a cold start that serves no MCP turn does not
+    /// pay for a second TLS client (about 3 ms).
+    http: OnceLock<reqwest::Client>,
+    connect_timeout: Duration,
     pub(super) allowed_hosts: Vec<String>,
     pub(super) tools_ttl: Duration,
     pub(super) max_result_bytes: usize,
@@ -64,7 +67,8 @@ impl Clients {
     pub fn new(config: &Config) -> Self {
         Self {
             inner: Arc::new(Inner {
-                http: net::client(config),
+                http: OnceLock::new(),
+                connect_timeout: config.connect_timeout,
                 allowed_hosts: config.mcp.allowed_hosts.clone(),
                 tools_ttl: Duration::from_secs(config.mcp.tools_ttl_seconds),
                 max_result_bytes: config.mcp.max_result_bytes,
@@ -87,6 +91,11 @@ impl Clients {
 }
 
 impl Inner {
+    /// The servers' HTTP client.
+    pub(super) fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| net::client(self.connect_timeout))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Cached>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -176,7 +185,7 @@ impl Inner {
         let config = StreamableHttpClientTransportConfig::with_uri(spec.url.as_str())
             .custom_headers(headers)
             .reinit_on_expired_session(false);
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let transport = StreamableHttpClientTransport::with_client(self.http().clone(), config);
         let info = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("ctxgate", env!("CARGO_PKG_VERSION")),

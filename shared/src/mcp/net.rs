@@ -4,10 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-
-use crate::config::Config;
 
 /// Addresses no MCP server may have: link-local (cloud metadata services
 /// live there: 169.254.169.254, fd00:ec2::254), unspecified and broadcast.
@@ -99,7 +98,7 @@ impl Resolve for GuardedResolver {
 /// The HTTP client every MCP request goes through, built once: rustls, no
 /// redirects (a redirect could carry the credential elsewhere), no proxy from
 /// the environment, the configured connect timeout, and the guarded resolver.
-pub fn client(config: &Config) -> reqwest::Client {
+pub fn client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         // Not `Policy::none()`: that hands the 3xx to rmcp, which only sees
         // an answer that is no MCP message; an error says what happened.
@@ -107,7 +106,7 @@ pub fn client(config: &Config) -> reqwest::Client {
             attempt.error("redirects are not followed")
         }))
         .no_proxy()
-        .connect_timeout(config.connect_timeout)
+        .connect_timeout(connect_timeout)
         .dns_resolver(Arc::new(GuardedResolver))
         .user_agent(concat!("ctxgate/", env!("CARGO_PKG_VERSION")))
         .build()
