@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{PathId, QueryMap, RequestLog, caller, read_json_body, with_log};
+use super::{PathId, QueryMap, RequestLog, caller, read_json_body};
 use crate::auth::{SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context;
 use crate::model::{Message, Role};
@@ -43,11 +43,6 @@ pub const MAX_METADATA: (usize, usize, usize) = (16, 64, 512);
 pub const MAX_RETENTION_DAYS: i64 = 3650;
 /// Largest request body of this API.
 const MAX_BODY: usize = 512 * 1024;
-
-/// Wraps a handler's result with the access-log fields.
-fn respond(result: Result<Response, ApiError>, log: RequestLog) -> Response {
-    with_log(result.unwrap_or_else(IntoResponse::into_response), log)
-}
 
 fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(validate::conversation_id(id, "id")?)
@@ -246,7 +241,7 @@ pub async fn list(
         .into_response())
     }
     .await;
-    respond(result, log)
+    super::logged(result, log)
 }
 
 // ---- read -------------------------------------------------------------------
@@ -319,7 +314,7 @@ pub async fn get(
         Ok(Json(Value::Object(view)).into_response())
     }
     .await;
-    respond(result, log)
+    super::logged(result, log)
 }
 
 // ---- create and update ------------------------------------------------------
@@ -561,7 +556,7 @@ pub async fn create(
             .into_response())
     }
     .await;
-    respond(result, log)
+    super::logged(result, log)
 }
 
 /// `PATCH /v1/conversations/{id}`: title, system prompt, metadata, retention.
@@ -602,7 +597,7 @@ pub async fn update(
         Ok(Json(Value::Object(conversation_view(&id, &meta, true))).into_response())
     }
     .await;
-    respond(result, log)
+    super::logged(result, log)
 }
 
 // ---- delete -----------------------------------------------------------------
@@ -622,7 +617,7 @@ pub async fn delete(
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
-    respond(result, log)
+    super::logged(result, log)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{RequestLog, read_json_body, with_log};
-use crate::auth::{Principal, SCOPE_ADMIN};
+use super::{RequestLog, read_json_body};
+use crate::auth::SCOPE_ADMIN;
 use crate::config::McpServerConfig;
 use crate::mcp::registry::{self, Invalid, ServerRecord};
 use crate::store::StoreError;
@@ -270,18 +270,6 @@ async fn body_fields(
     fields(value, allowed)
 }
 
-async fn admin(
-    state: &AppState,
-    headers: &HeaderMap,
-    log: &mut RequestLog,
-) -> Result<Principal, ApiError> {
-    super::caller(state, headers, SCOPE_ADMIN, log).await
-}
-
-fn respond(log: RequestLog, r: Result<Response, ApiError>) -> Response {
-    with_log(r.unwrap_or_else(IntoResponse::into_response), log)
-}
-
 /// `POST /v1/admin/mcp-servers`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -290,7 +278,7 @@ pub async fn create(
 ) -> Response {
     let mut log = RequestLog::default();
     let r = create_inner(&state, &headers, body, &mut log).await;
-    respond(log, r)
+    super::logged(r, log)
 }
 
 async fn create_inner(
@@ -299,7 +287,7 @@ async fn create_inner(
     body: Body,
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
-    let p = admin(state, headers, log).await?;
+    let p = super::caller(state, headers, SCOPE_ADMIN, log).await?;
     let f = body_fields(
         headers,
         body,
@@ -364,7 +352,7 @@ async fn create_inner(
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let mut log = RequestLog::default();
     let r = async {
-        let p = admin(&state, &headers, &mut log).await?;
+        let p = super::caller(&state, &headers, SCOPE_ADMIN, &mut log).await?;
         let mut data: Vec<ServerView> = declared(&state, &p.tenant)
             .into_iter()
             .flatten()
@@ -376,7 +364,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(Json(serde_json::json!({"object": "list", "data": data})).into_response())
     }
     .await;
-    respond(log, r)
+    super::logged(r, log)
 }
 
 /// `GET /v1/admin/mcp-servers/{name}`.
@@ -387,7 +375,7 @@ pub async fn get(
 ) -> Response {
     let mut log = RequestLog::default();
     let r = async {
-        let p = admin(&state, &headers, &mut log).await?;
+        let p = super::caller(&state, &headers, SCOPE_ADMIN, &mut log).await?;
         if let Some(s) = declared(&state, &p.tenant).and_then(|d| d.get(&name)) {
             return Ok(Json(declared_view(&name, s)).into_response());
         }
@@ -402,7 +390,7 @@ pub async fn get(
         Ok(Json(ServerView::from(rec)).into_response())
     }
     .await;
-    respond(log, r)
+    super::logged(r, log)
 }
 
 /// `PATCH /v1/admin/mcp-servers/{name}`: any of `url`, `headers` (replaced
@@ -415,7 +403,7 @@ pub async fn update(
 ) -> Response {
     let mut log = RequestLog::default();
     let r = update_inner(&state, &headers, name, body, &mut log).await;
-    respond(log, r)
+    super::logged(r, log)
 }
 
 async fn update_inner(
@@ -425,7 +413,7 @@ async fn update_inner(
     body: Body,
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
-    let p = admin(state, headers, log).await?;
+    let p = super::caller(state, headers, SCOPE_ADMIN, log).await?;
     let tenant = p.tenant.as_str();
     if declared(state, tenant).is_some_and(|d| d.contains_key(&name)) {
         return Err(read_only(&name));
@@ -512,7 +500,7 @@ pub async fn delete(
 ) -> Response {
     let mut log = RequestLog::default();
     let r = async {
-        let p = admin(&state, &headers, &mut log).await?;
+        let p = super::caller(&state, &headers, SCOPE_ADMIN, &mut log).await?;
         let tenant = p.tenant.as_str();
         if declared(&state, tenant).is_some_and(|d| d.contains_key(&name)) {
             return Err(read_only(&name));
@@ -530,5 +518,5 @@ pub async fn delete(
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
-    respond(log, r)
+    super::logged(r, log)
 }

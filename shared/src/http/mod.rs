@@ -70,6 +70,15 @@ pub fn with_log(mut resp: Response, log: RequestLog) -> Response {
     resp
 }
 
+/// A handler's result (the response, or its error rendered) with the
+/// access-log fields attached.
+fn logged(result: Result<Response, ApiError>, log: RequestLog) -> Response {
+    with_log(
+        result.unwrap_or_else(axum::response::IntoResponse::into_response),
+        log,
+    )
+}
+
 /// The chat function's routes.
 pub fn chat_routes(state: Arc<AppState>) -> Router {
     finish(
