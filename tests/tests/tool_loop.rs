@@ -1117,6 +1117,7 @@ async fn a_provider_failure_mid_loop_stores_nothing() {
         }
     });
     let before = usage_row(&store, "openai/gpt-4o-mini").await;
+    let tools_before = usage_row(&store, "mcp/crm").await;
     let spent_before = spent(&store).await;
     let id = ctxgate_tests::unique("midfail");
     for stream in [false, true] {
@@ -1149,6 +1150,12 @@ async fn a_provider_failure_mid_loop_stores_nothing() {
     ctxgate_tests::eventually("the first steps' usage recorded", || {
         let store = store.clone();
         async move { usage_row(&store, "openai/gpt-4o-mini").await.0 >= before.0 + 2 }
+    })
+    .await;
+    // The tool calls were made all the same: counted though nothing was stored.
+    ctxgate_tests::eventually("the tool calls recorded", || {
+        let store = store.clone();
+        async move { usage_row(&store, "mcp/crm").await.0 == tools_before.0 + 2 }
     })
     .await;
     ctxgate_tests::eventually("only what was spent stays counted", || {

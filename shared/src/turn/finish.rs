@@ -14,7 +14,7 @@ use crate::model::{Assembler, Block, FinishReason, Message, Response, ToolChoice
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::Place;
-use crate::store::{IdempotencyDone, StoredResponse, ToolInfo, UsageRow};
+use crate::store::{IdempotencyDone, Store, StoredResponse, ToolInfo, UsageRow};
 use crate::{ApiError, AppState, context, idempotency, summary, usage};
 
 /// An earlier model step of a turn, kept until the turn commits.
@@ -244,16 +244,9 @@ impl Done {
             .is_some_and(|c| c.tool_result_images)
     }
 
-    /// Counts one tool call per server for the turn's usage rows (a call
-    /// of a tool no server offers belongs to none).
+    /// Counts the tool calls of a step for the turn's usage rows.
     pub(super) fn count_tool_calls(&mut self, runs: &[ToolInfo]) {
-        for r in runs.iter().filter(|r| !r.server.is_empty()) {
-            let e = self.core.tool_calls.entry(r.server.clone()).or_default();
-            e.0 += 1;
-            if r.outcome != "ok" {
-                e.1 += 1;
-            }
-        }
+        self.core.tool_calls.count(runs);
     }
 
     /// The turn's usage as billed, every model step of it (the estimate
@@ -309,7 +302,7 @@ impl Done {
         };
         let meter = guard.meter.take();
         let steps = std::mem::take(&mut self.core.steps);
-        let tool_rows = tool_rows(&self.core.tool_calls, now);
+        let tool_rows = self.core.tool_calls.take_rows();
         match (self.core.turn.take(), self.stored.take(), meter) {
             (Some(turn), Some(stored), Some(meter)) => {
                 let finished = Finished {
@@ -383,20 +376,75 @@ struct Finished {
     tool_rows: Vec<UsageRow>,
 }
 
-/// One usage row per MCP server the turn called (`mcp/{server}`): its calls
-/// as requests and its failed calls as tool errors, no tokens.
-fn tool_rows(calls: &BTreeMap<String, (u64, u64)>, now: i64) -> Vec<UsageRow> {
-    let day = usage::day(now);
-    calls
-        .iter()
-        .map(|(server, (n, errors))| UsageRow {
-            day: day.clone(),
-            model: format!("mcp/{server}"),
-            requests: *n,
-            tool_errors: *errors,
-            ..UsageRow::default()
-        })
-        .collect()
+/// A turn's tool calls per MCP server: (calls, failures). They become usage
+/// rows (`mcp/{server}`: the calls as requests, the failures as tool errors,
+/// no tokens) written with the turn; a turn that ends without a commit (a
+/// client gone, a provider failing after the tools ran) writes them on their
+/// own when dropped, since the servers did the work all the same.
+pub(super) struct ToolTally {
+    store: Arc<dyn Store>,
+    tenant: String,
+    now: i64,
+    calls: BTreeMap<String, (u64, u64)>,
+}
+
+impl ToolTally {
+    /// An empty tally for `tenant`'s turn at `now`.
+    pub(super) fn new(store: Arc<dyn Store>, tenant: &str, now: i64) -> Self {
+        Self {
+            store,
+            tenant: tenant.to_owned(),
+            now,
+            calls: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one call per run (a call of a tool no server offers belongs to none).
+    fn count(&mut self, runs: &[ToolInfo]) {
+        for r in runs.iter().filter(|r| !r.server.is_empty()) {
+            let e = self.calls.entry(r.server.clone()).or_default();
+            e.0 += 1;
+            if r.outcome != "ok" {
+                e.1 += 1;
+            }
+        }
+    }
+
+    /// The rows, handed to whoever writes them (nothing is left to write on drop).
+    fn take_rows(&mut self) -> Vec<UsageRow> {
+        let day = usage::day(self.now);
+        std::mem::take(&mut self.calls)
+            .into_iter()
+            .map(|(server, (n, errors))| UsageRow {
+                day: day.clone(),
+                model: format!("mcp/{server}"),
+                requests: n,
+                tool_errors: errors,
+                ..UsageRow::default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for ToolTally {
+    fn drop(&mut self) {
+        let rows = self.take_rows();
+        if rows.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("tool calls of an abandoned turn could not be recorded");
+            return;
+        };
+        let (store, tenant) = (self.store.clone(), std::mem::take(&mut self.tenant));
+        handle.spawn(async move {
+            for row in &rows {
+                if let Err(e) = store.add_usage(&tenant, row).await {
+                    tracing::error!(error = %e, "tool usage accounting failed");
+                }
+            }
+        });
+    }
 }
 
 /// Stores a finished turn with its usage rows (and summary), in a task of

@@ -1,7 +1,6 @@
 //! The first stage of a turn: everything that must hold before a provider
 //! is paid.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,8 +81,8 @@ pub(super) struct Core {
     pub(super) streamed: bool,
     /// The MCP tools the model may use, when the turn names servers.
     pub(super) toolbox: Option<Arc<Toolbox>>,
-    /// Tool calls so far per MCP server: (calls, failures).
-    pub(super) tool_calls: BTreeMap<String, (u64, u64)>,
+    /// Tool calls so far per MCP server.
+    pub(super) tool_calls: super::finish::ToolTally,
 }
 
 /// The chain of models `model` names, refused when the caller may not use
@@ -192,6 +191,9 @@ fn priced(
     Ok(Some(worst))
 }
 
+/// Most tools one request may hand the model (OpenAI's limit per request).
+const MAX_TOOLS: usize = 128;
+
 /// The MCP servers' tools for a turn that names servers (or whose key does),
 /// added to the request's tools after the client's own. A server that cannot
 /// be listed is left out, and said so in the log and to the client.
@@ -201,6 +203,7 @@ async fn open_toolbox(
     asked: Option<Vec<String>>,
     request: &mut Request,
 ) -> Result<Option<Arc<Toolbox>>, ApiError> {
+    let from_key = asked.is_none();
     let names = asked.unwrap_or_else(|| principal.mcp_servers.clone());
     if names.is_empty() {
         return Ok(None);
@@ -210,6 +213,15 @@ async fn open_toolbox(
         .resolve(&principal.tenant, &names)
         .await
         .map_err(|e| match e {
+            // The key's default names a server since removed: the client
+            // sent no `mcp_servers`, so say where the name came from.
+            ResolveError::Unknown { name, .. } if from_key => ApiError::invalid(
+                "mcp_servers",
+                format!(
+                    "this API key's default MCP server '{name}' is no longer registered; \
+                     name the servers in mcp_servers, or change the key"
+                ),
+            ),
             ResolveError::Unknown { index, name } => ApiError::invalid(
                 format!("mcp_servers[{index}]"),
                 format!("no MCP server named '{name}' is registered for this tenant"),
@@ -242,6 +254,16 @@ async fn open_toolbox(
                 format!("'{name}' is the name of a tool of an MCP server this request uses"),
             ));
         }
+    }
+    let total = request.tools.len() + toolbox.tools().len();
+    if total > MAX_TOOLS {
+        return Err(ApiError::invalid(
+            "mcp_servers",
+            format!(
+                "the request's tools and its MCP servers' tools number {total}; models take at \
+                 most {MAX_TOOLS} (narrow a server's allowed_tools, or name fewer servers)"
+            ),
+        ));
     }
     request.tools.extend(toolbox.tools().iter().cloned());
     Ok(Some(Arc::new(toolbox)))
@@ -354,7 +376,7 @@ async fn build(
         steps: Vec::new(),
         streamed: false,
         toolbox,
-        tool_calls: BTreeMap::new(),
+        tool_calls: super::finish::ToolTally::new(state.store.clone(), tenant, now),
     };
     reserve(&mut core, guard).await?;
 
