@@ -196,7 +196,7 @@ const MAX_TOOLS: usize = 128;
 
 /// The MCP servers' tools for a turn that names servers (or whose key does),
 /// added to the request's tools after the client's own. A server that cannot
-/// be listed is left out, and said so in the log and to the client.
+/// be listed is left out (the toolbox logs why; the front door tells the client).
 async fn open_toolbox(
     state: &AppState,
     principal: &Principal,
@@ -242,9 +242,6 @@ async fn open_toolbox(
             ),
         })?;
     let toolbox = state.mcp.toolbox(&principal.tenant, servers).await;
-    for (server, why) in toolbox.unavailable() {
-        tracing::warn!(server = %server, reason = %why, "an MCP server's tools are unavailable");
-    }
     for (i, t) in request.tools.iter().enumerate() {
         if let Some(name) = t.name()
             && toolbox.owns(name)
