@@ -53,6 +53,10 @@ enum KeysCommand {
         /// An MCP server chat requests use when they name none (repeatable).
         #[arg(long = "mcp-server")]
         mcp_servers: Vec<String>,
+        /// A glob over federated tools (`{server}__{tool}`, e.g. `crm__get_*`)
+        /// the key may use through `/mcp` (repeatable); default: all.
+        #[arg(long = "mcp-tool")]
+        mcp_tools: Vec<String>,
         /// Requests per minute for this key (default: the configured limit).
         #[arg(long)]
         rpm: Option<u32>,
@@ -141,9 +145,26 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
             scopes,
             models,
             mcp_servers,
+            mcp_tools,
             rpm,
             expires_in_days,
         } => {
+            if let Some(bad) = mcp_tools
+                .iter()
+                .find(|g| !ctxgate::mcp::names::is_tool_glob(g))
+            {
+                return Err(format!(
+                    "--mcp-tool {bad:?}: globs are 1-128 characters from A-Z, a-z, 0-9, '_', '*', '.' and '-'"
+                )
+                .into());
+            }
+            if mcp_tools.len() > ctxgate::mcp::names::MAX_TOOL_GLOBS {
+                return Err(format!(
+                    "at most {} --mcp-tool globs",
+                    ctxgate::mcp::names::MAX_TOOL_GLOBS
+                )
+                .into());
+            }
             if let Some(bad) = mcp_servers
                 .iter()
                 .find(|s| !ctxgate::mcp::registry::is_server_name(s))
@@ -162,6 +183,7 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
                 rpm,
                 valid_until: expires_in_days.map(|d| now + i64::from(d) * 86_400),
                 mcp_servers,
+                mcp_tools,
             };
             let key = auth::mint(&spec, now)?;
             store.put_key(&key.record).await?;

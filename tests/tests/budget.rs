@@ -33,6 +33,7 @@ async fn key(store: &Arc<dyn Store>, tenant: &str, scopes: &[&str], rpm: Option<
         rpm,
         valid_until: None,
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     };
     let k = mint(&spec, ctxgate::now_secs()).unwrap();
     store.put_key(&k.record).await.unwrap();

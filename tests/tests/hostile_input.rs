@@ -625,6 +625,7 @@ async fn known_hostile_cases() {
         rpm: Some(10),
         valid_until: Some(ctxgate::now_secs() + 86_400),
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     };
     let minted = ctxgate::auth::mint(&spec, ctxgate::now_secs()).unwrap();
     gw.state.store.put_key(&minted.record).await.unwrap();

@@ -27,6 +27,7 @@ async fn key(
         rpm,
         valid_until,
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     };
     let k = mint(&spec, ctxgate::now_secs()).unwrap();
     store.put_key(&k.record).await.unwrap();

@@ -144,6 +144,7 @@ async fn key(
         rpm,
         valid_until: None,
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     };
     let k = mint(&spec, ctxgate::now_secs()).unwrap();
     store.put_key(&k.record).await.unwrap();
@@ -359,6 +360,7 @@ async fn rate_limit_holds(store: Arc<dyn Store>) {
         rpm: Some(20),
         expires_at: None,
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     };
     let cfg = Arc::new(ctxgate::config::Config::from_lookup(|_| None).unwrap());
     let mut tasks = Vec::new();

@@ -24,6 +24,7 @@ fn principal() -> Principal {
         rpm: None,
         expires_at: None,
         mcp_servers: Vec::new(),
+        mcp_tools: Vec::new(),
     }
 }
 

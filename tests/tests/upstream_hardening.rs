@@ -325,6 +325,7 @@ fn jwt_config(issuer: &Issuer, jwks_url: &str) -> JwtConfig {
         jwks_url: Some(jwks_url.into()),
         tenant_claim: "tenant".into(),
         models_claim: None,
+        mcp_tools_claim: "mcp_tools".into(),
         leeway_seconds: 30,
         jwks_cache_seconds: 300,
         jwks_refetch_seconds: 10,

@@ -30,6 +30,8 @@ pub struct Requested {
     pub rpm: Option<u32>,
     /// Expiry, Unix seconds (None: never).
     pub valid_until: Option<i64>,
+    /// Globs over federated MCP tools (empty: all).
+    pub mcp_tools: Vec<String>,
 }
 
 /// Bounds `req` by `creator`: refuses what exceeds it and fills in what was
@@ -96,6 +98,24 @@ pub fn bound(
         }
     }
 
+    // A creator limited to some federated tools hands out at most those: a
+    // key asking none inherits the creator's globs; each glob asked must be
+    // one of the creator's, or a plain tool name one of them matches.
+    if !creator.mcp_tools.is_empty() {
+        if req.mcp_tools.is_empty() {
+            req.mcp_tools = creator.mcp_tools.clone();
+        } else if let Some(g) = req
+            .mcp_tools
+            .iter()
+            .find(|g| !crate::mcp::names::glob_within(&creator.mcp_tools, g))
+        {
+            return Err(refuse(
+                "mcp_tools",
+                format!("cannot grant the MCP tools '{g}', beyond this credential's own mcp_tools"),
+            ));
+        }
+    }
+
     if let Some(limit) = creator.expires_at {
         match req.valid_until {
             None => req.valid_until = Some(limit),
@@ -132,6 +152,7 @@ mod tests {
             rpm,
             expires_at,
             mcp_servers: Vec::new(),
+            mcp_tools: Vec::new(),
         }
     }
 
@@ -141,6 +162,7 @@ mod tests {
             models: models.iter().map(|m| m.to_string()).collect(),
             rpm,
             valid_until,
+            mcp_tools: Vec::new(),
         }
     }
 

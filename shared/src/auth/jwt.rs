@@ -166,6 +166,15 @@ impl JwtVerifier {
                 .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
             // Tokens carry no default MCP servers: requests name their own.
             mcp_servers: Vec::new(),
+            mcp_tools: match claims.get(&self.config.mcp_tools_claim) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+                _ => Vec::new(),
+            },
         })
     }
 

@@ -49,6 +49,8 @@ pub struct KeySpec {
     pub valid_until: Option<i64>,
     /// Default MCP servers of chat requests (each a server name).
     pub mcp_servers: Vec<String>,
+    /// Globs over the federated tools the key may use through `/mcp` (empty: all).
+    pub mcp_tools: Vec<String>,
 }
 
 /// Mints a key for `tenant` with default models and limits.
@@ -120,6 +122,7 @@ pub fn mint(spec: &KeySpec, now: i64) -> Result<NewKey, String> {
         models: spec.models.clone(),
         rpm: spec.rpm,
         mcp_servers: spec.mcp_servers.clone(),
+        mcp_tools: spec.mcp_tools.clone(),
     };
     Ok(NewKey { secret, record })
 }
@@ -168,6 +171,7 @@ impl KeyAuth {
             rpm: record.rpm,
             expires_at: record.valid_until,
             mcp_servers: record.mcp_servers,
+            mcp_tools: record.mcp_tools,
         })
     }
 

@@ -93,6 +93,9 @@ pub struct Principal {
     /// MCP servers a chat request uses when it names none (a key's
     /// default; empty for tokens).
     pub mcp_servers: Vec<String>,
+    /// Globs over federated tool names (`{server}__{tool}`) the principal
+    /// may list and call through `/mcp`; empty: every federated tool.
+    pub mcp_tools: Vec<String>,
 }
 
 impl Principal {
@@ -174,6 +177,7 @@ mod tests {
             rpm: None,
             expires_at: None,
             mcp_servers: Vec::new(),
+            mcp_tools: Vec::new(),
         };
         assert!(p.require(SCOPE_CHAT).is_ok());
         assert!(matches!(

@@ -21,6 +21,11 @@ pub struct JwtConfig {
     /// Optional claim listing the models the token may use.
     #[serde(default)]
     pub models_claim: Option<String>,
+    /// Claim listing globs over the federated MCP tools (`{server}__{tool}`)
+    /// the token may use through `/mcp` (default `mcp_tools`; absent or
+    /// empty in the token: every tool).
+    #[serde(default = "default_mcp_tools_claim")]
+    pub mcp_tools_claim: String,
     /// Clock skew allowed on `exp`/`nbf`, seconds.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
@@ -42,6 +47,10 @@ fn default_refetch() -> u64 {
 }
 pub(super) fn default_max_stale() -> u64 {
     3600
+}
+
+fn default_mcp_tools_claim() -> String {
+    "mcp_tools".into()
 }
 
 fn default_tenant_claim() -> String {
@@ -102,6 +111,7 @@ pub(super) fn jwt_config(
             jwks_url: None,
             tenant_claim: default_tenant_claim(),
             models_claim: None,
+            mcp_tools_claim: default_mcp_tools_claim(),
             leeway_seconds: default_leeway(),
             jwks_cache_seconds: default_jwks_ttl(),
             jwks_refetch_seconds: default_refetch(),

@@ -38,6 +38,9 @@ pub struct KeyView {
     pub rpm: Option<u32>,
     /// MCP servers chat requests use when they name none.
     pub mcp_servers: Vec<String>,
+    /// Globs over the federated tools (`{server}__{tool}`) the key may use
+    /// through `/mcp` (empty: all).
+    pub mcp_tools: Vec<String>,
     /// Unix seconds.
     pub created: i64,
     /// Expiry, Unix seconds.
@@ -58,6 +61,7 @@ impl From<ApiKeyRecord> for KeyView {
             models: k.models,
             rpm: k.rpm,
             mcp_servers: k.mcp_servers,
+            mcp_tools: k.mcp_tools,
             created: k.created,
             expires_at: k.valid_until,
             revoked: k.revoked,
@@ -78,6 +82,8 @@ struct CreateKey {
     expires_in_days: Option<u32>,
     #[serde(default)]
     mcp_servers: Vec<String>,
+    #[serde(default)]
+    mcp_tools: Vec<String>,
 }
 
 async fn admin(
@@ -188,6 +194,20 @@ async fn create_inner(
             ),
         ));
     }
+    for (i, g) in req.mcp_tools.iter().enumerate() {
+        if !crate::mcp::names::is_tool_glob(g) {
+            return Err(ApiError::invalid(
+                format!("mcp_tools[{i}]"),
+                "globs are 1-128 characters from A-Z, a-z, 0-9, '_', '*', '.' and '-'",
+            ));
+        }
+    }
+    if req.mcp_tools.len() > crate::mcp::names::MAX_TOOL_GLOBS {
+        return Err(ApiError::invalid(
+            "mcp_tools",
+            format!("at most {} globs", crate::mcp::names::MAX_TOOL_GLOBS),
+        ));
+    }
     if req.rpm == Some(0) {
         return Err(ApiError::invalid(
             "rpm",
@@ -204,6 +224,7 @@ async fn create_inner(
         rpm: req.rpm,
         valid_until: req.expires_in_days.map(|d| now + i64::from(d) * 86_400),
         mcp_servers: req.mcp_servers,
+        mcp_tools: req.mcp_tools,
     };
     let mut new = auth::mint(&spec, now).map_err(|m| {
         let param = if m.starts_with("tenant") {
@@ -225,6 +246,7 @@ async fn create_inner(
             models: std::mem::take(&mut rec.models),
             rpm: rec.rpm,
             valid_until: rec.valid_until,
+            mcp_tools: std::mem::take(&mut rec.mcp_tools),
         },
         state.config.limits.requests_per_minute,
         |m| {
@@ -246,6 +268,7 @@ async fn create_inner(
     rec.models = bounded.models;
     rec.rpm = bounded.rpm;
     rec.valid_until = bounded.valid_until;
+    rec.mcp_tools = bounded.mcp_tools;
     state.store.put_key(&new.record).await?;
     tracing::info!(key_id = %new.record.key_id, key_tenant = %new.record.tenant, "api key created");
     let mut view = KeyView::from(new.record);

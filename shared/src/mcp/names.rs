@@ -95,6 +95,31 @@ pub fn allowed(allowed: Option<&[String]>, tool: &str) -> bool {
     }
 }
 
+/// The most `mcp_tools` globs a key carries.
+pub const MAX_TOOL_GLOBS: usize = 64;
+
+/// Whether `s` is a valid `mcp_tools` glob: 1-128 of `A-Za-z0-9_*.-`.
+pub fn is_tool_glob(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'*' | b'.' | b'-'))
+}
+
+/// Whether a principal whose `mcp_tools` are `globs` may use the federated
+/// tool `name` (no globs: every tool).
+pub fn tool_permitted(globs: &[String], name: &str) -> bool {
+    globs.is_empty() || allowed(Some(globs), name)
+}
+
+/// Whether `glob` grants nothing beyond `within` (no globs: everything): it
+/// is one of them, or a plain name (no `*`) one of them matches.
+pub fn glob_within(within: &[String], glob: &str) -> bool {
+    within.is_empty()
+        || within.iter().any(|w| w == glob)
+        || (!glob.contains('*') && allowed(Some(within), glob))
+}
+
 /// `*`-only glob match over chars.
 fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

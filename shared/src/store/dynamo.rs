@@ -306,6 +306,12 @@ fn key_item(pk: &str, sk: &str, k: &ApiKeyRecord) -> Item {
             AttributeValue::L(k.mcp_servers.iter().map(s).collect()),
         );
     }
+    if !k.mcp_tools.is_empty() {
+        item.insert(
+            "mcp_tools".into(),
+            AttributeValue::L(k.mcp_tools.iter().map(s).collect()),
+        );
+    }
     item
 }
 
@@ -339,6 +345,7 @@ fn parse_key(item: &Item) -> Result<ApiKeyRecord, StoreError> {
         } else {
             Vec::new()
         },
+        mcp_tools: string_list(item, "mcp_tools")?,
     })
 }
 

@@ -34,6 +34,10 @@ pub struct ApiKeyRecord {
     /// MCP servers a chat request uses when it names none (`mcp_servers`).
     #[serde(default)]
     pub mcp_servers: Vec<String>,
+    /// Globs over federated tool names (`{server}__{tool}`) the key may use
+    /// through `/mcp` (`mcp_tools`); empty: every federated tool.
+    #[serde(default)]
+    pub mcp_tools: Vec<String>,
 }
 
 /// API key records.
