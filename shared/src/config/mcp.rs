@@ -25,6 +25,9 @@ pub struct McpConfig {
     /// Prefix of the Secrets Manager secrets holding servers' header values
     /// (`{prefix}/{tenant}/{server}`).
     pub secret_prefix: String,
+    /// How long audit rows of federated calls (`GET /v1/admin/mcp-calls`)
+    /// are kept, days (DynamoDB's TTL drops them after).
+    pub audit_retention_days: u32,
 }
 
 impl Default for McpConfig {
@@ -36,6 +39,7 @@ impl Default for McpConfig {
             max_result_bytes: 64 * 1024,
             default_timeout_seconds: 10,
             secret_prefix: "ctxgate/mcp".to_owned(),
+            audit_retention_days: 90,
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::model::{Image, MediaSource, Tool, ToolCall, ToolResult, ToolResultPar
 #[derive(Default)]
 pub struct Toolbox {
     tools: Vec<Tool>,
+    /// The same tools as their servers described them, renamed `{server}__{tool}`.
+    served: Vec<rmcp::model::Tool>,
     unavailable: Vec<(String, String)>,
     /// Model name -> (index into `links`, the tool's own name).
     routes: HashMap<String, (usize, String)>,
@@ -126,13 +128,18 @@ impl Mcp {
             .collect();
         let model_names = names::assign(&pairs);
         let mut tools = Vec::with_capacity(offered.len());
+        let mut served = Vec::with_capacity(offered.len());
         let mut routes = HashMap::with_capacity(offered.len());
         for ((i, t), name) in offered.into_iter().zip(model_names) {
             tools.push(model_tool(&name, &t));
+            let mut renamed = t.clone();
+            renamed.name = name.clone().into();
+            served.push(renamed);
             routes.insert(name, (i, t.name.to_string()));
         }
         Toolbox {
             tools,
+            served,
             unavailable,
             routes,
             links,
@@ -170,6 +177,75 @@ impl Toolbox {
     /// The tools as the model sees them (`{server}__{tool}`), in a stable order.
     pub fn tools(&self) -> &[Tool] {
         &self.tools
+    }
+
+    /// The same tools as their servers described them (title, schemas,
+    /// annotations kept), named `{server}__{tool}`, in the same order.
+    pub fn served_tools(&self) -> &[rmcp::model::Tool] {
+        &self.served
+    }
+
+    /// Runs a call on the server behind `name` and returns its result as the
+    /// server gave it (text cut at `max_result_bytes`); `None` when `name` is
+    /// none of these tools. A failure is an `isError` result with a short,
+    /// safe reason.
+    pub async fn call_served(
+        &self,
+        name: &str,
+        arguments: Option<rmcp::model::JsonObject>,
+    ) -> Option<ServedRun> {
+        let (i, tool) = self.routes.get(name)?;
+        let inner = self.inner.as_deref()?;
+        let link = &self.links[*i];
+        let server = link.spec.name.as_str();
+        let started = Instant::now();
+        let timeout = link.spec.timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let conn = link.conn(inner).await?;
+            let mut params = CallToolRequestParams::new(tool.clone());
+            if let Some(arguments) = arguments {
+                params = params.with_arguments(arguments);
+            }
+            conn.call_tool(params)
+                .await
+                .map_err(|e| Failure::from_error(&e))
+        })
+        .await
+        .unwrap_or(Err(Failure::TimedOut(timeout)));
+        let duration = started.elapsed();
+        let (outcome, result) = match answer {
+            Ok(result) => {
+                let outcome = if result.is_error == Some(true) {
+                    Outcome::ToolError
+                } else {
+                    Outcome::Ok
+                };
+                (outcome, cap_result(result, inner.max_result_bytes))
+            }
+            Err(failure) => {
+                let outcome = match failure {
+                    Failure::TimedOut(_) => Outcome::TimedOut,
+                    Failure::Malformed => Outcome::Malformed,
+                    _ => Outcome::Failed,
+                };
+                inner.forget(&link.key);
+                let reason = failure.reason();
+                tracing::warn!(tenant = %self.tenant, server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
+                (
+                    outcome,
+                    CallToolResult::error(vec![ContentBlock::text(format!(
+                        "calling {tool} on {server} failed: {reason}"
+                    ))]),
+                )
+            }
+        };
+        Some(ServedRun {
+            server: server.to_owned(),
+            tool: tool.clone(),
+            outcome,
+            duration,
+            result,
+        })
     }
 
     /// Servers whose tools could not be listed, with why (no secrets in it).
@@ -261,6 +337,69 @@ impl Toolbox {
         };
         run(call, server, tool, outcome, duration, content)
     }
+}
+
+/// One call run for a client of ctxgate's own MCP endpoint.
+#[derive(Debug, Clone)]
+pub struct ServedRun {
+    /// The server.
+    pub server: String,
+    /// The tool's name on its server.
+    pub tool: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Time from sending the call to its result (or failure).
+    pub duration: Duration,
+    /// The server's result (or an `isError` one saying why there is none).
+    pub result: CallToolResult,
+}
+
+/// A server's result with its text cut like the loop's ([`cap`]);
+/// `structuredContent` longer than `max_bytes` (as JSON) is dropped, since a
+/// cut object would not parse, and a text block says so.
+pub fn cap_result(mut result: CallToolResult, max_bytes: usize) -> CallToolResult {
+    let total: usize = result
+        .content
+        .iter()
+        .filter_map(|b| b.as_text().map(|t| t.text.len()))
+        .sum();
+    if total > max_bytes {
+        let mut left = max_bytes;
+        let mut marked = false;
+        let mut out = Vec::with_capacity(result.content.len());
+        for block in std::mem::take(&mut result.content) {
+            let Some(text) = block.as_text().map(|t| t.text.clone()) else {
+                out.push(block);
+                continue;
+            };
+            if marked {
+                continue;
+            }
+            if text.len() <= left {
+                left -= text.len();
+                out.push(block);
+                continue;
+            }
+            let kept = short(&text, left);
+            let shown = max_bytes - left + kept.len();
+            out.push(ContentBlock::text(format!(
+                "{kept}\n[ctxgate: result truncated, {shown} of {total} bytes shown]"
+            )));
+            marked = true;
+            left = 0;
+        }
+        result.content = out;
+    }
+    if let Some(structured) = &result.structured_content {
+        let size = structured.to_string().len();
+        if size > max_bytes {
+            result.structured_content = None;
+            result.content.push(ContentBlock::text(format!(
+                "[ctxgate: structuredContent of {size} bytes dropped, over the {max_bytes}-byte limit]"
+            )));
+        }
+    }
+    result
 }
 
 fn run(

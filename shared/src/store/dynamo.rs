@@ -41,7 +41,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
+    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
     KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore,
     MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
@@ -1372,6 +1372,112 @@ fn mcp_item(tenant: &str, r: &McpServerRecord) -> Result<Item, StoreError> {
 
 fn parse_mcp(item: &Item) -> Result<McpServerRecord, StoreError> {
     serde_json::from_str(&get_s(item, "doc")?).map_err(|_| bad("doc"))
+}
+
+/// The partition holding a tenant's audit rows of one UTC day (`YYYY-MM-DD`
+/// of the call's start): a day's rows are one Query, and no partition grows
+/// without bound.
+fn audit_pk(tenant: &str, at_ms: i64) -> String {
+    let day = at_ms.div_euclid(86_400_000);
+    let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    format!(
+        "T#{tenant}#A#{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+fn audit_item(tenant: &str, r: &AuditRecord) -> Item {
+    let mut item = Item::new();
+    item.insert("PK".into(), s(audit_pk(tenant, r.at_ms)));
+    item.insert("SK".into(), s(&r.id));
+    item.insert("key_id".into(), s(&r.key_id));
+    item.insert("server".into(), s(&r.server));
+    item.insert("tool".into(), s(&r.tool));
+    item.insert("at_ms".into(), n(r.at_ms));
+    item.insert("duration_ms".into(), n(r.duration_ms));
+    item.insert("outcome".into(), s(&r.outcome));
+    item.insert(TTL_ATTRIBUTE.into(), n(r.expires_at));
+    item
+}
+
+fn parse_audit(item: &Item) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        id: get_s(item, "SK")?,
+        key_id: get_s(item, "key_id")?,
+        server: get_s(item, "server")?,
+        tool: get_s(item, "tool")?,
+        at_ms: get_n(item, "at_ms")?,
+        duration_ms: get_n(item, "duration_ms")?,
+        outcome: get_s(item, "outcome")?,
+        expires_at: get_n(item, TTL_ATTRIBUTE)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for DynamoStore {
+    async fn record_call(&self, tenant: &str, record: &AuditRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(tenant, record)))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn list_calls(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<AuditPage, StoreError> {
+        let low = super::audit::lower_bound(from_ms);
+        let high = super::audit::upper_bound(to_ms, before);
+        let mut page = AuditPage::default();
+        if low >= high {
+            return Ok(page);
+        }
+        // The newest millisecond the range may hold picks the first day.
+        let high_ms: i64 = high[..13].parse().map_err(|_| bad("cursor"))?;
+        let mut day = high_ms.div_euclid(86_400_000);
+        let first_day = from_ms.max(0).div_euclid(86_400_000);
+        while day >= first_day {
+            // BETWEEN is inclusive: `high` itself (a cursor's row) is skipped below.
+            let mut items = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(audit_pk(tenant, day * 86_400_000)))
+                .expression_attribute_values(":lo", s(&low))
+                .expression_attribute_values(":hi", s(&high))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = items.next().await {
+                let record = parse_audit(&item.map_err(sdk_err)?)?;
+                if record.id == high {
+                    continue;
+                }
+                if page.records.len() == limit {
+                    page.has_more = true;
+                    return Ok(page);
+                }
+                page.records.push(record);
+            }
+            day -= 1;
+        }
+        Ok(page)
+    }
 }
 
 fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {

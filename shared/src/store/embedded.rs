@@ -20,7 +20,7 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 
 use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
+    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
     KeyStore, ListPosition, McpServerRecord, McpServerStore, MessagePage, Order, StoreError,
     StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
@@ -48,6 +48,8 @@ const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
 const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
 /// Tenant, server name -> the registration (JSON).
 const MCP_SERVERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_servers");
+/// (tenant, audit id) -> the row as JSON; ids sort by time.
+const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_audit");
 
 /// Messages one range read of a windowed read takes.
 const WINDOW_PAGE: usize = 32;
@@ -109,6 +111,7 @@ impl EmbeddedStore {
         tx.open_table(COUNTER_EXPIRY).map_err(backend)?;
         tx.open_table(COUNTER_TTL).map_err(backend)?;
         tx.open_table(MCP_SERVERS).map_err(backend)?;
+        tx.open_table(AUDIT).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -1138,6 +1141,59 @@ impl McpServerStore for EmbeddedStore {
                 .is_some();
             tx.commit().map_err(backend)?;
             Ok(found)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn record_call(&self, tenant: &str, record: &AuditRecord) -> Result<(), StoreError> {
+        let (tenant, record) = (tenant.to_owned(), record.clone());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut t = tx.open_table(AUDIT).map_err(backend)?;
+                let bytes = serde_json::to_vec(&record).map_err(backend)?;
+                t.insert((tenant.as_str(), record.id.as_str()), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_calls(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<AuditPage, StoreError> {
+        let tenant = tenant.to_owned();
+        let low = super::audit::lower_bound(from_ms);
+        let high = super::audit::upper_bound(to_ms, before);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(AUDIT).map_err(backend)?;
+            let mut page = AuditPage::default();
+            if low >= high {
+                return Ok(page);
+            }
+            let range = t
+                .range((tenant.as_str(), low.as_str())..(tenant.as_str(), high.as_str()))
+                .map_err(backend)?;
+            for row in range.rev() {
+                let (_, v) = row.map_err(backend)?;
+                if page.records.len() == limit {
+                    page.has_more = true;
+                    break;
+                }
+                page.records
+                    .push(serde_json::from_slice(v.value()).map_err(backend)?);
+            }
+            Ok(page)
         })
         .await
     }

@@ -8,10 +8,12 @@
 //! - [`CounterStore`]: atomic counters and usage rows.
 //! - [`IdempotencyStore`]: Idempotency-Key claims.
 //! - [`McpServerStore`]: tenants' MCP server registrations.
+//! - [`AuditStore`]: the audit of federated MCP tool calls.
 //!
-//! [`Store`] is all five, for what holds the one store of a process.
+//! [`Store`] is all six, for what holds the one store of a process.
 //! Every key begins with the tenant, so no lookup can cross tenants.
 
+mod audit;
 mod conversations;
 mod counters;
 pub mod dynamo;
@@ -24,6 +26,7 @@ mod mcp_servers;
 mod size;
 pub mod window;
 
+pub use audit::{AuditPage, AuditRecord, AuditStore};
 pub use conversations::{
     Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessagePage,
     Order, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, listing_key,
@@ -41,15 +44,22 @@ pub use size::{
 };
 pub use window::{WindowFn, WindowLimit};
 
-/// Everything a process's one store does: all five concerns. Code that needs
+/// Everything a process's one store does: all six concerns. Code that needs
 /// only one takes the narrow trait.
 pub trait Store:
-    ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore
+    ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore + AuditStore
 {
 }
 
-impl<T: ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore + ?Sized>
-    Store for T
+impl<
+    T: ConversationStore
+        + KeyStore
+        + CounterStore
+        + IdempotencyStore
+        + McpServerStore
+        + AuditStore
+        + ?Sized,
+> Store for T
 {
 }
 
