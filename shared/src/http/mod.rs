@@ -5,6 +5,8 @@ pub mod chat;
 pub mod conversations;
 pub mod health;
 pub mod keys;
+pub mod mcp;
+pub mod mcp_calls;
 pub mod mcp_servers;
 pub mod models;
 pub mod usage;
@@ -49,6 +51,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/admin/mcp-servers/{name}", "keys"),
     ("PATCH", "/v1/admin/mcp-servers/{name}", "keys"),
     ("DELETE", "/v1/admin/mcp-servers/{name}", "keys"),
+    ("GET", "/v1/admin/mcp-calls", "keys"),
     ("GET", "/v1/usage", "usage"),
     ("GET", "/health", "*"),
 ];
@@ -136,6 +139,7 @@ fn keys_router() -> Router<Arc<AppState>> {
                 .patch(mcp_servers::update)
                 .delete(mcp_servers::delete),
         )
+        .route("/v1/admin/mcp-calls", get(mcp_calls::list))
 }
 
 /// Every route, for the local server.

@@ -368,7 +368,7 @@ impl Failure {
 }
 
 /// `s` cut to `max` bytes at a char boundary.
-pub(super) fn short(s: &str, max: usize) -> &str {
+pub fn short(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -1445,7 +1445,10 @@ impl AuditStore for DynamoStore {
             return Ok(page);
         }
         // The newest millisecond the range may hold picks the first day.
-        let high_ms: i64 = high[..13].parse().map_err(|_| bad("cursor"))?;
+        let high_ms: i64 = high
+            .get(..13)
+            .and_then(|h| h.parse().ok())
+            .ok_or_else(|| bad("cursor"))?;
         let mut day = high_ms.div_euclid(86_400_000);
         let first_day = from_ms.max(0).div_euclid(86_400_000);
         while day >= first_day {

@@ -1,0 +1,5 @@
+//! ctxgate's own MCP endpoint (`POST /mcp`).
+//!
+//! - [`federation`]: the tenant's registered servers' tools, re-exposed.
+
+pub mod federation;
