@@ -101,8 +101,7 @@ pub const MAX_TOOL_GLOBS: usize = 64;
 /// Whether `s` is a valid `mcp_tools` glob: 1-128 of `A-Za-z0-9_*.-`.
 pub fn is_tool_glob(s: &str) -> bool {
     (1..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'*' | b'.' | b'-'))
 }
 

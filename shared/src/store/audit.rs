@@ -57,7 +57,8 @@ pub trait AuditStore: Send + Sync {
 
     /// `tenant`'s rows with `from_ms <= at_ms < to_ms`, newest first, at most
     /// `limit`; `before` (the `id` of the last row of a previous page) starts
-    /// past it.
+    /// past it. DynamoDB reads one partition per UTC day of the range, so
+    /// callers bound it (the admin API: the retention plus a day).
     async fn list_calls(
         &self,
         tenant: &str,

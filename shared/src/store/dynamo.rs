@@ -41,11 +41,12 @@ use aws_sdk_dynamodb::types::{
 
 use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
-    IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
-    KeyStore, ListPosition, MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore,
-    MessagePage, Order, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
-    conversation_count_key, listing_key,
+    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
+    ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
+    IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
+    MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessagePage, Order,
+    StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key,
+    listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -20,10 +20,11 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 
 use super::window::NewestFirst;
 use super::{
-    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage, ConversationStore, CounterKey, CounterStore,
-    IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
-    KeyStore, ListPosition, McpServerRecord, McpServerStore, MessagePage, Order, StoreError,
-    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
+    ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
+    ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
+    IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
+    McpServerRecord, McpServerStore, MessagePage, Order, StoreError, StoredMessage, TurnWrite,
+    UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
