@@ -175,6 +175,24 @@ mod tests {
         }
     }
 
+    // Issue 16: a key's mcp_tools stay within its creator's; none asked: inherited.
+    #[test]
+    fn mcp_tools_are_bounded() {
+        let mut creator = admin(&[], None, None);
+        let mut r = ask(&[], None, None);
+        r.mcp_tools = vec!["crm__*".into()];
+        let open = bound(&creator, r.clone(), 0, chain).unwrap();
+        assert_eq!(open.mcp_tools, ["crm__*"]);
+        creator.mcp_tools = vec!["crm__get_*".into()];
+        let e = bound(&creator, r, 0, chain).unwrap_err();
+        assert_eq!(e.param, "mcp_tools");
+        let inherited = bound(&creator, ask(&[], None, None), 0, chain).unwrap();
+        assert_eq!(inherited.mcp_tools, ["crm__get_*"]);
+        let mut narrow = ask(&[], None, None);
+        narrow.mcp_tools = vec!["crm__get_customer".into()];
+        assert!(bound(&creator, narrow, 0, chain).is_ok());
+    }
+
     // Issue 12, point 2: scopes stay a subset of the creator's.
     #[test]
     fn scopes_are_bounded() {

@@ -234,4 +234,25 @@ mod tests {
         assert!(glob("a*b*c", "aXXbYYbc"));
         assert!(!glob("a*b*c", "aXXbYYb"));
     }
+
+    #[test]
+    fn tool_globs() {
+        assert!(is_tool_glob("crm__get_*"));
+        assert!(is_tool_glob("kb.v2-*"));
+        assert!(!is_tool_glob(""));
+        assert!(!is_tool_glob("a b"));
+        assert!(!is_tool_glob(&"a".repeat(129)));
+        let globs = vec!["crm__get_*".to_owned(), "kb__search".to_owned()];
+        assert!(tool_permitted(&[], "anything"));
+        assert!(tool_permitted(&globs, "crm__get_customer"));
+        assert!(tool_permitted(&globs, "kb__search"));
+        assert!(!tool_permitted(&globs, "crm__delete"));
+        // A minted key's globs stay within its minter's.
+        assert!(glob_within(&[], "crm__*"));
+        assert!(glob_within(&globs, "crm__get_*"));
+        assert!(glob_within(&globs, "crm__get_customer"));
+        assert!(!glob_within(&globs, "crm__*"));
+        assert!(!glob_within(&globs, "crm__get_c*"));
+        assert!(!glob_within(&globs, "kb__delete"));
+    }
 }

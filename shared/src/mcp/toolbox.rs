@@ -690,6 +690,34 @@ mod tests {
     }
 
     #[test]
+    fn served_results_are_cut_like_the_loops() {
+        let mut r = CallToolResult::success(vec![
+            ContentBlock::text("é".repeat(100)),
+            ContentBlock::image("aGk=", "image/png"),
+            ContentBlock::text("more"),
+        ]);
+        r.structured_content = Some(json!({"k": "v"}));
+        let cut = cap_result(r.clone(), 51);
+        assert_eq!(cut.content.len(), 2);
+        assert_eq!(
+            cut.content[0].as_text().unwrap().text,
+            format!(
+                "{}\n[ctxgate: result truncated, 50 of 204 bytes shown]",
+                "é".repeat(25)
+            )
+        );
+        assert!(cut.content[1].as_image().is_some());
+        assert_eq!(cut.structured_content, Some(json!({"k": "v"})));
+        assert_eq!(cap_result(r.clone(), 1000), r);
+        // Structured content over the limit is dropped, and says so.
+        let mut big = CallToolResult::structured(json!({"x": "y".repeat(100)}));
+        big.content.clear();
+        let cut = cap_result(big, 50);
+        assert_eq!(cut.structured_content, None);
+        assert!(cut.content[0].as_text().unwrap().text.contains("dropped"));
+    }
+
+    #[test]
     fn long_text_is_cut_at_a_char_boundary_with_a_marker() {
         let long = "é".repeat(100); // 200 bytes
         let (_, parts) = convert(

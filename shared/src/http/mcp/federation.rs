@@ -178,3 +178,26 @@ fn now_ms() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_names_are_the_serde_names() {
+        for o in [
+            Outcome::Ok,
+            Outcome::ToolError,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Malformed,
+            Outcome::UnknownTool,
+            Outcome::InvalidArguments,
+        ] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::from(outcome_name(o))
+            );
+        }
+    }
+}
