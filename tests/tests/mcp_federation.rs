@@ -10,7 +10,7 @@ use ctxgate::auth::Principal;
 use ctxgate::http::mcp::federation;
 use ctxgate::store::{AuditRecord, Store};
 use ctxgate_tests::jwt::Issuer;
-use ctxgate_tests::mcp_server::{McpFixture, Revision};
+use ctxgate_tests::mcp_server::{McpFixture, Options, Revision};
 use ctxgate_tests::{Gateway, unique};
 use serde_json::{Value, json};
 
@@ -126,7 +126,25 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
     let tenant = unique("t");
     let crm = McpFixture::start(Revision::Current).await;
     let mut kb = McpFixture::start(Revision::Legacy).await;
-    let gw = Gateway::with_toml(store, &toml(&tenant, &crm, ""), &[]);
+    let stuck = McpFixture::start_with(
+        Revision::Current,
+        Options {
+            list_hangs: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    // `slow` is the CRM with a one-second limit (its `hang` tool never
+    // answers); `stuck` never answers `tools/list`.
+    let extra = format!(
+        "[tenants.{tenant}.mcp_servers.slow]\nurl = \"{}\"\n\
+         headers = {{ Authorization = \"Bearer good-token\" }}\ntimeout_seconds = 1\n\
+         [tenants.{tenant}.mcp_servers.stuck]\nurl = \"{}\"\n\
+         headers = {{ Authorization = \"Bearer good-token\" }}\ntimeout_seconds = 1\n",
+        crm.url(),
+        stuck.url()
+    );
+    let gw = Gateway::with_toml(store, &toml(&tenant, &crm, &extra), &[]);
     let admin = gw.key(&tenant, &["admin"]).await;
     register_kb(&gw, &admin, &kb).await;
     let p = principal(&tenant, "key_fed", &[]);
@@ -144,10 +162,12 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
     ] {
         assert!(listed.contains(&want.to_owned()), "{want} in {listed:?}");
     }
-    assert!(
-        !listed.iter().any(|n| n.starts_with("down__")),
-        "{listed:?}"
-    );
+    assert!(listed.contains(&"slow__hang".to_owned()), "{listed:?}");
+    // Down (connection refused) and stuck (no list within its limit): only
+    // their own tools are missing.
+    for gone in ["down__", "stuck__"] {
+        assert!(!listed.iter().any(|n| n.starts_with(gone)), "{listed:?}");
+    }
     // The registration's allowed_tools still apply.
     assert!(!listed.contains(&"kb__broken".to_owned()), "{listed:?}");
     let get = tools
@@ -194,6 +214,13 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
         .await
         .unwrap();
     assert_eq!(r.is_error, Some(true));
+    // A call past its server's limit.
+    let r = federation::call(&gw.state, &p, "slow__hang", None)
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let reason = r.content[0].as_text().unwrap().text.clone();
+    assert!(reason.contains("timed out"), "{reason}");
     // Through the legacy server, then with it gone: an isError result.
     let r = federation::call(&gw.state, &p, "kb__echo", args(json!({"q": ARG_MARK})))
         .await
@@ -224,9 +251,12 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
             .is_none()
     );
 
-    // The audit, newest first, the same at any page size.
+    // The audit, newest first, the same at any page size. (Calls within
+    // one millisecond may list in either order: compared as a set.)
     let rows = audit_rows(&gw, &admin, 500).await;
-    let outcomes: Vec<(&str, &str, &str)> = rows
+    let times: Vec<i64> = rows.iter().map(|r| r["at_ms"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let mut outcomes: Vec<(&str, &str, &str)> = rows
         .iter()
         .map(|r| {
             (
@@ -236,17 +266,19 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
             )
         })
         .collect();
+    outcomes.sort();
     assert_eq!(
         outcomes,
         [
-            ("", "down__anything", "unknown_tool"),
             ("", "crm__nope", "unknown_tool"),
-            ("kb", "echo", "failed"),
-            ("kb", "echo", "ok"),
-            ("crm", "garbled", "malformed"),
+            ("", "down__anything", "unknown_tool"),
             ("crm", "broken", "tool_error"),
             ("crm", "find_orders", "ok"),
+            ("crm", "garbled", "malformed"),
             ("crm", "get_customer", "ok"),
+            ("kb", "echo", "failed"),
+            ("kb", "echo", "ok"),
+            ("slow", "hang", "timed_out"),
         ]
     );
     for r in &rows {
