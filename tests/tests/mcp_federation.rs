@@ -646,6 +646,31 @@ mod embedded {
         let (store, _dir) = ctxgate_tests::embedded_store();
         super::audit_store(store).await;
     }
+
+    // DynamoDB's TTL drops audit rows; the embedded store's sweep does.
+    #[tokio::test]
+    async fn expired_audit_rows_are_swept() {
+        use ctxgate::store::AuditStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ctxgate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        let row = |at_ms: i64, expires_at: i64| AuditRecord {
+            id: AuditRecord::new_id(at_ms),
+            key_id: "k".into(),
+            server: "crm".into(),
+            tool: "get_customer".into(),
+            at_ms,
+            duration_ms: 1,
+            outcome: "ok".into(),
+            expires_at,
+        };
+        let (old, kept) = (row(1_000, 100), row(2_000, 10_000));
+        store.record_call("t", &old).await.unwrap();
+        store.record_call("t", &kept).await.unwrap();
+        let swept = store.sweep(5_000).await.unwrap();
+        assert_eq!(swept.audit, 1);
+        let left = store.list_calls("t", 0, 10_000, 10, None).await.unwrap();
+        assert_eq!(left.records, [kept]);
+    }
 }
 
 mod dynamodb {

@@ -51,6 +51,9 @@ const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("co
 const MCP_SERVERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_servers");
 /// (tenant, audit id) -> the row as JSON; ids sort by time.
 const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_audit");
+/// (expires_at, tenant, audit id): audit rows by when they may go.
+const AUDIT_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("mcp_audit_expiry");
 
 /// Messages one range read of a windowed read takes.
 const WINDOW_PAGE: usize = 32;
@@ -69,6 +72,8 @@ pub struct Swept {
     pub idempotency: usize,
     /// Expired conversations and tombstones past their keep time.
     pub conversations: usize,
+    /// Audit rows of MCP calls past their retention.
+    pub audit: usize,
 }
 
 /// A file-backed store.
@@ -113,6 +118,7 @@ impl EmbeddedStore {
         tx.open_table(COUNTER_TTL).map_err(backend)?;
         tx.open_table(MCP_SERVERS).map_err(backend)?;
         tx.open_table(AUDIT).map_err(backend)?;
+        tx.open_table(AUDIT_EXPIRY).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -120,8 +126,9 @@ impl EmbeddedStore {
         })
     }
 
-    /// Removes what expired by `now`: counters, idempotency records, and
-    /// conversations (tombstones included) past their keep time, at most
+    /// Removes what expired by `now`: counters, idempotency records,
+    /// conversations (tombstones included) past their keep time, and audit
+    /// rows past their retention, at most
     /// [`SWEEP_BATCH`] of each. Writes run it every [`SWEEP_EVERY`] times,
     /// so the file does not grow with what nobody can read any more.
     pub async fn sweep(&self, now: i64) -> Result<Swept, StoreError> {
@@ -131,6 +138,7 @@ impl EmbeddedStore {
                 counters: sweep_counters(&tx, now)?,
                 idempotency: sweep_idempotency(&tx, now)?,
                 conversations: sweep_conversations(&tx, now)?,
+                audit: sweep_audit(&tx, now)?,
             };
             tx.commit().map_err(backend)?;
             Ok(swept)
@@ -949,6 +957,28 @@ fn sweep_idempotency(tx: &redb::WriteTransaction, now: i64) -> Result<usize, Sto
     Ok(removed)
 }
 
+fn sweep_audit(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreError> {
+    let mut index = tx.open_table(AUDIT_EXPIRY).map_err(backend)?;
+    let mut gone = Vec::new();
+    for row in index.range(..(now + 1, "", "")).map_err(backend)? {
+        if gone.len() == SWEEP_BATCH {
+            break;
+        }
+        let (k, _) = row.map_err(backend)?;
+        let (at, tenant, id) = k.value();
+        gone.push((at, tenant.to_owned(), id.to_owned()));
+    }
+    let mut rows = tx.open_table(AUDIT).map_err(backend)?;
+    for (at, tenant, id) in &gone {
+        index
+            .remove((*at, tenant.as_str(), id.as_str()))
+            .map_err(backend)?;
+        rows.remove((tenant.as_str(), id.as_str()))
+            .map_err(backend)?;
+    }
+    Ok(gone.len())
+}
+
 fn sweep_conversations(tx: &redb::WriteTransaction, now: i64) -> Result<usize, StoreError> {
     let mut index = tx.open_table(CONV_EXPIRY).map_err(backend)?;
     let mut gone = Vec::new();
@@ -1158,10 +1188,16 @@ impl AuditStore for EmbeddedStore {
                 let bytes = serde_json::to_vec(&record).map_err(backend)?;
                 t.insert((tenant.as_str(), record.id.as_str()), bytes.as_slice())
                     .map_err(backend)?;
+                tx.open_table(AUDIT_EXPIRY)
+                    .map_err(backend)?
+                    .insert((record.expires_at, tenant.as_str(), record.id.as_str()), ())
+                    .map_err(backend)?;
             }
             tx.commit().map_err(backend)
         })
-        .await
+        .await?;
+        self.wrote().await;
+        Ok(())
     }
 
     async fn list_calls(
