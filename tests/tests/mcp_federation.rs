@@ -325,6 +325,15 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
         .await;
     assert_eq!(body["data"].as_array().unwrap().len(), rows.len());
 
+    // Another tenant's principal sees and calls none of these servers.
+    let stranger = principal(&unique("t"), "key_other", &[]);
+    assert!(federation::list(&gw.state, &stranger).await.is_empty());
+    assert!(
+        federation::call(&gw.state, &stranger, "crm__get_customer", None)
+            .await
+            .is_none()
+    );
+
     // Another tenant sees none of it, nor can use its cursors.
     let other = gw.key(&unique("t"), &["admin"]).await;
     assert!(audit_rows(&gw, &other, 100).await.is_empty());
