@@ -21,6 +21,8 @@ pub const SCOPE_CONVERSATIONS_READ: &str = "conversations:read";
 pub const SCOPE_CONVERSATIONS_WRITE: &str = "conversations:write";
 /// Scope needed to read the tenant's usage.
 pub const SCOPE_USAGE_READ: &str = "usage:read";
+/// Scope needed to call the MCP endpoint (`/mcp`), besides each tool's own.
+pub const SCOPE_MCP: &str = "mcp";
 /// Scope needed to manage the tenant's keys.
 pub const SCOPE_ADMIN: &str = "admin";
 /// Cross-tenant key management; only the CLI can grant it.
@@ -38,6 +40,7 @@ pub const KNOWN_SCOPES: &[&str] = &[
     SCOPE_CONVERSATIONS_READ,
     SCOPE_CONVERSATIONS_WRITE,
     SCOPE_USAGE_READ,
+    SCOPE_MCP,
     SCOPE_ADMIN,
     SCOPE_SUPERADMIN,
 ];
