@@ -5,6 +5,7 @@ pub mod chat;
 pub mod conversations;
 pub mod health;
 pub mod keys;
+pub mod mcp;
 pub mod mcp_servers;
 pub mod models;
 pub mod usage;
@@ -50,6 +51,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("PATCH", "/v1/admin/mcp-servers/{name}", "keys"),
     ("DELETE", "/v1/admin/mcp-servers/{name}", "keys"),
     ("GET", "/v1/usage", "usage"),
+    ("POST", "/mcp", "mcp"),
+    ("GET", "/.well-known/oauth-protected-resource", "mcp"),
+    ("GET", "/.well-known/oauth-protected-resource/mcp", "mcp"),
     ("GET", "/health", "*"),
 ];
 
@@ -138,6 +142,11 @@ fn keys_router() -> Router<Arc<AppState>> {
         )
 }
 
+/// The MCP function's routes: `/mcp` and its Protected Resource Metadata.
+pub fn mcp_routes(state: Arc<AppState>) -> Router {
+    finish(mcp::router(), state)
+}
+
 /// Every route, for the local server.
 pub fn app(state: Arc<AppState>) -> Router {
     finish(
@@ -146,7 +155,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             .route("/v1/models", get(models::list))
             .route("/v1/usage", get(usage::get))
             .merge(conversations_router())
-            .merge(keys_router()),
+            .merge(keys_router())
+            .merge(mcp::router()),
         state,
     )
 }
