@@ -105,19 +105,32 @@ async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     .into_response()
 }
 
-/// A JSON-RPC error answered with HTTP 400.
-fn rpc_error(id: Option<Value>, code: i32, message: &str) -> Response {
-    let mut body = json!({"jsonrpc": "2.0", "error": {"code": code, "message": message}});
-    if let Some(id) = id {
-        body["id"] = id;
+/// A message refused before rmcp sees it: a JSON-RPC error, with HTTP 400.
+struct Refusal {
+    id: Option<Value>,
+    code: i32,
+    message: &'static str,
+}
+
+fn rpc_error(id: Option<Value>, code: i32, message: &'static str) -> Refusal {
+    Refusal { id, code, message }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut body =
+            json!({"jsonrpc": "2.0", "error": {"code": self.code, "message": self.message}});
+        if let Some(id) = self.id {
+            body["id"] = id;
+        }
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
     }
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 /// What rmcp answers with a 415 or a plain-text body, as the spec's errors:
 /// malformed JSON -32700, a message that is not JSON-RPC -32600, a request
 /// whose params do not fit its method -32602 (all HTTP 400).
-fn check_envelope(bytes: &[u8]) -> Result<(), Response> {
+fn check_envelope(bytes: &[u8]) -> Result<(), Refusal> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|_| rpc_error(None, -32700, "Parse error: the body is not JSON"))?;
     let Value::Object(o) = &v else {
@@ -134,7 +147,7 @@ fn check_envelope(bytes: &[u8]) -> Result<(), Response> {
         Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
         Some(_) => false,
     };
-    let invalid = |msg: &str| rpc_error(id.clone().filter(|_| id_ok), -32600, msg);
+    let invalid = |msg: &'static str| rpc_error(id.clone().filter(|_| id_ok), -32600, msg);
     if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("Invalid Request: 'jsonrpc' must be \"2.0\""));
     }
@@ -231,8 +244,8 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    if let Err(resp) = check_envelope(&bytes) {
-        return resp;
+    if let Err(refusal) = check_envelope(&bytes) {
+        return refusal.into_response();
     }
     parts.extensions.insert(principal);
     let handler_state = state.clone();
