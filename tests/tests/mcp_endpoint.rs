@@ -557,3 +557,62 @@ async fn chat_remembers_on_the_embedded_store() {
 async fn chat_remembers_on_dynamodb() {
     chat_remembers(dynamo_store().await).await;
 }
+
+/// A JWT calls `/mcp` only when its audience is the endpoint's resource; the
+/// API's own audience is for the HTTP routes; the PRM names the issuer.
+#[tokio::test]
+async fn a_jwt_must_be_issued_for_the_mcp_resource() {
+    let issuer = ctxgate_tests::jwt::Issuer::start(false).await;
+    let config = format!(
+        "[jwt]\nissuer = \"{}\"\naudience = [\"ctxgate-api\"]\njwks_url = \"{}\"\njwks_refetch_seconds = 0\n\
+         [mcp_server]\nresource = \"https://api.example.com/mcp\"\nallowed_hosts = [\"localhost\"]\n",
+        issuer.issuer, issuer.jwks_url
+    );
+    let (store, _dir) = embedded_store();
+    let gw = Gateway::with_toml(store, &config, &[]);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let send = |token: String| {
+        let gw = &gw;
+        let ping = ping.clone();
+        async move {
+            gw.call_raw(
+                "POST",
+                "/mcp",
+                Some(&token),
+                &raw_headers(),
+                ping.into_bytes(),
+            )
+            .await
+        }
+    };
+    let for_mcp = issuer.rs256(&issuer.claims("acme", "https://api.example.com/mcp", "mcp"));
+    let (status, _, body) = send(for_mcp).await;
+    assert_eq!(status, 200, "{body}");
+    let for_api = issuer.rs256(&issuer.claims("acme", "ctxgate-api", "mcp"));
+    let (status, headers, body) = send(for_api.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audience"),
+        "{body}"
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    let no_scope = issuer.rs256(&issuer.claims("acme", "https://api.example.com/mcp", "chat"));
+    let (status, _, _) = send(no_scope).await;
+    assert_eq!(status, 403);
+    // The API's audience still works on the HTTP routes.
+    let (status, _, _) = gw.call("GET", "/v1/models", Some(&for_api), None).await;
+    assert_eq!(status, 200);
+    let (_, _, body) = gw
+        .call_raw(
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(body["authorization_servers"], json!([issuer.issuer]));
+}

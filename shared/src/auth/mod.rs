@@ -145,6 +145,17 @@ impl Authenticator {
         authorization: Option<&str>,
         now: i64,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_for(authorization, now, None).await
+    }
+
+    /// [`Self::authenticate`], where a JWT must name `audience` (when given)
+    /// as its `aud`; API keys are not audience-bound.
+    pub async fn authenticate_for(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+        audience: Option<&str>,
+    ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -156,7 +167,7 @@ impl Authenticator {
         }
         match &self.jwt {
             Some(verifier) if token.bytes().filter(|b| *b == b'.').count() == 2 => {
-                verifier.verify(token).await
+                verifier.verify_for(token, audience).await
             }
             _ => Err(AuthError::Invalid),
         }

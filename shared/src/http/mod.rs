@@ -431,8 +431,22 @@ pub async fn authenticated(
     headers: &HeaderMap,
     log: &mut RequestLog,
 ) -> Result<crate::auth::Principal, ApiError> {
+    authenticated_for(state, headers, None, log).await
+}
+
+/// [`authenticated`], where a JWT must carry `audience` (when given) as its
+/// `aud` (the MCP endpoint's resource URL).
+pub async fn authenticated_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: Option<&str>,
+    log: &mut RequestLog,
+) -> Result<crate::auth::Principal, ApiError> {
     let now = crate::now_secs();
-    let p = state.auth.authenticate(authorization(headers), now).await?;
+    let p = state
+        .auth
+        .authenticate_for(authorization(headers), now, audience)
+        .await?;
     log.tenant = Some(p.tenant.clone());
     crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
     Ok(p)

@@ -33,7 +33,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use super::{RequestLog, authenticated, read_body, with_log};
+use super::{RequestLog, authenticated_for, read_body, with_log};
 use crate::auth::{KNOWN_SCOPES, Principal, SCOPE_MCP, SCOPE_SUPERADMIN};
 use crate::{ApiError, AppState};
 
@@ -233,7 +233,9 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
             "this Origin may not call /mcp; see mcp_server.allowed_origins",
         );
     }
-    let principal = match authenticated(state, &parts.headers, log).await {
+    // A token must have been issued for this resource (RFC 8707/9728).
+    let audience = resource(state, &parts.headers);
+    let principal = match authenticated_for(state, &parts.headers, Some(&audience), log).await {
         Ok(p) => p,
         Err(e) => return challenge(state, &parts.headers, e),
     };
