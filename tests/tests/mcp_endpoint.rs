@@ -616,3 +616,65 @@ async fn a_jwt_must_be_issued_for_the_mcp_resource() {
         .await;
     assert_eq!(body["authorization_servers"], json!([issuer.issuer]));
 }
+
+/// rmcp's own client against the router served on a loopback port, in both
+/// lifecycles (discover, and the legacy handshake): tools listed, `chat`
+/// answered, an unknown tool a protocol error.
+#[tokio::test]
+async fn rmcp_client_in_both_lifecycles() {
+    use rmcp::model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    };
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let (store, _dir) = embedded_store();
+    let gw = gateway(store);
+    let key = gw.key("acme", ALL).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = gw.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    for mode in [
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+        ClientLifecycleMode::Initialize,
+    ] {
+        let legacy = matches!(mode, ClientLifecycleMode::Initialize);
+        let config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
+            .auth_header(key.clone());
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let mut info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("test", "1"),
+        );
+        if legacy {
+            info.protocol_version = ProtocolVersion::V_2025_11_25;
+        }
+        let client = info
+            .serve_with_lifecycle(transport, mode)
+            .await
+            .unwrap_or_else(|e| panic!("legacy={legacy}: {e}"));
+        let tools = client.list_all_tools().await.unwrap();
+        assert_eq!(tools.len(), 5, "legacy={legacy}");
+        let args = json!({"model": "echo", "message": "hello there"});
+        let r = client
+            .call_tool(
+                CallToolRequestParams::new("chat")
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.is_error, Some(false), "legacy={legacy}: {r:?}");
+        assert_eq!(r.structured_content.unwrap()["model"], "echo");
+        let unknown = client
+            .call_tool(CallToolRequestParams::new("no_such_tool"))
+            .await;
+        assert!(unknown.is_err(), "legacy={legacy}");
+        client.cancel().await.unwrap();
+    }
+    server.abort();
+}
