@@ -531,6 +531,18 @@ async fn chat_remembers(store: Arc<dyn Store>) {
         &gw,
         &key,
         "tools/call",
+        Some("get_conversation"),
+        json!({"name": "get_conversation", "arguments": {"conversation_id": conv}}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["isError"], false,
+        "the refused delete changed nothing: {body}"
+    );
+    let (_, _, body) = current(
+        &gw,
+        &key,
+        "tools/call",
         Some("delete_conversation"),
         json!({"name": "delete_conversation", "arguments": {"conversation_id": conv}}),
     )
