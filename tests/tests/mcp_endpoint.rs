@@ -393,6 +393,17 @@ async fn bad_input_gets_the_spec_errors_and_never_a_5xx() {
         .to_string()
         .into_bytes()
     };
+    let (status, _, body) = send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert!(status < 500, "{status}");
+    assert_eq!(
+        body["error"]["code"], -32602,
+        "a call without a name: {body}"
+    );
     let (status, _, body) = send(call("no_such_tool", json!({}))).await;
     assert!(status < 500, "{status}");
     assert_eq!(body["error"]["code"], -32602, "{body}");

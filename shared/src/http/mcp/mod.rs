@@ -22,10 +22,10 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::Full;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, ErrorData, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
-    ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest,
+    ErrorData, Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -43,6 +43,23 @@ pub const PATH: &str = "/mcp";
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 /// The Protected Resource Metadata for `/mcp` (RFC 9728 §3.1).
 pub const METADATA_MCP_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+/// The client requests of the protocol: with unparseable params, -32602.
+const STANDARD_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
 /// How long a client may cache `tools/list` and `resources/list` (ms).
 const LIST_TTL_MS: u64 = 60_000;
 
@@ -63,12 +80,10 @@ fn resource(state: &AppState, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
+    // Loopback is plain http locally; anything else is served over TLS.
     let name = host.split(':').next().unwrap_or(host);
-    let scheme = if matches!(name, "localhost" | "127.0.0.1" | "[") || host.starts_with('[') {
-        "http"
-    } else {
-        "https"
-    };
+    let loopback = matches!(name, "localhost" | "127.0.0.1") || host.starts_with("[::1]");
+    let scheme = if loopback { "http" } else { "https" };
     format!("{scheme}://{host}{PATH}")
 }
 
@@ -165,14 +180,22 @@ fn check_envelope(bytes: &[u8]) -> Result<(), Refusal> {
     if o.get("params").is_some_and(|p| !p.is_object()) {
         return Err(invalid("Invalid Request: 'params' must be an object"));
     }
-    if serde_json::from_value::<rmcp::model::ClientJsonRpcMessage>(v.clone()).is_err() {
-        return Err(rpc_error(
-            id,
+    let bad_params = || {
+        rpc_error(
+            id.clone(),
             -32602,
             "Invalid params: the params do not fit the method",
-        ));
+        )
+    };
+    match serde_json::from_value::<ClientJsonRpcMessage>(v.clone()) {
+        Err(_) => Err(bad_params()),
+        // rmcp reads a standard method whose params do not parse as a custom
+        // request (then -32601); its params are what is wrong.
+        Ok(ClientJsonRpcMessage::Request(r)) if matches!(&r.request, ClientRequest::CustomRequest(c) if STANDARD_METHODS.contains(&c.method.as_str())) => {
+            Err(bad_params())
+        }
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// A 401 or 403 with its `WWW-Authenticate` challenge.
@@ -395,5 +418,51 @@ impl ServerHandler for Gateway {
         let contents =
             ResourceContents::text(text, request.uri.clone()).with_mime_type("application/json");
         Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_url_puts_the_well_known_path_before_the_resource_path() {
+        assert_eq!(
+            metadata_url("https://api.example.com/mcp"),
+            "https://api.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            metadata_url("http://localhost:8787/prod/mcp/"),
+            "http://localhost:8787/.well-known/oauth-protected-resource/prod/mcp"
+        );
+        assert_eq!(
+            metadata_url("https://api.example.com"),
+            "https://api.example.com/.well-known/oauth-protected-resource"
+        );
+    }
+
+    #[test]
+    fn envelopes_are_checked_before_rmcp() {
+        let code = |body: &str| check_envelope(body.as_bytes()).err().map(|r| r.code);
+        assert_eq!(code("{"), Some(-32700));
+        assert_eq!(code("[]"), Some(-32600));
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#),
+            Some(-32600)
+        );
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), None);
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            None
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#),
+            Some(-32602)
+        );
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"no/such"}"#), None);
     }
 }
