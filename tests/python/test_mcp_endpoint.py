@@ -102,6 +102,10 @@ def test_chat_twice_on_a_conversation_remembers_the_first_turn(server, upstream,
     assert second.structured_content["conversation_id"] == conversation
     assert second.structured_content["text"] == second.content[0].text
     assert len(upstream.received) == 2
+    # The provider got ctxgate's own key; the client's credential stayed at the endpoint.
+    for r in upstream.received:
+        assert r["headers"]["authorization"] == "Bearer sk-upstream-secret-for-tests"
+        assert key not in str(r["headers"]) and key not in json.dumps(r["body"])
     messages = stored.structured_content["messages"]["data"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     # A bad argument is an isError result naming it; nothing reached the model.
