@@ -521,14 +521,30 @@ async fn every_function_binary_starts_and_answers_its_routes() {
                     body["result"]["content"][0]["text"], "saw: hello from MCP",
                     "{body}"
                 );
+                // On the execute-api domain every URL carries the stage.
+                let stage = e["requestContext"]["stage"].as_str().unwrap().to_owned();
+                let base =
+                    format!("https://abcdef1234.execute-api.eu-west-1.amazonaws.com/{stage}");
                 let path = "/.well-known/oauth-protected-resource/mcp";
                 let (status, body, _) = func
                     .call("mcp-prm", &rest_event("GET", path, path, None, None))
                     .await;
                 assert_eq!(status, 200, "{body}");
+                assert_eq!(body["resource"], format!("{base}/mcp"));
+                e["headers"]["Authorization"] = json!("Bearer nope");
+                e["multiValueHeaders"]["Authorization"] = json!(["Bearer nope"]);
+                let RuntimeEvent::Response { body, .. } = func.invoke("mcp-anon", &e).await else {
+                    panic!("no response");
+                };
+                let doc: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(doc["statusCode"], 401, "{doc}");
+                let challenge = doc["headers"]["www-authenticate"]
+                    .as_str()
+                    .or(doc["multiValueHeaders"]["www-authenticate"][0].as_str());
                 assert_eq!(
-                    body["resource"],
-                    "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/mcp"
+                    challenge,
+                    Some(format!("Bearer resource_metadata=\"{base}{path}\"").as_str()),
+                    "{doc}"
                 );
             }
             "usage" => {

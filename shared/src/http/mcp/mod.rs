@@ -19,8 +19,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
+use lambda_http::request::RequestContext as LambdaContext;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest,
     ErrorData, Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
@@ -71,12 +73,15 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(METADATA_MCP_PATH, get(metadata))
 }
 
-/// The canonical resource URL: configured, else this request's host.
-fn resource(state: &AppState, headers: &HeaderMap) -> String {
+/// The canonical resource URL and its metadata URL: configured, else from
+/// this request's host (and, on an execute-api domain, the stage that
+/// prefixes every path there; lambda_http hands routes the path without it).
+fn urls(state: &AppState, parts: &Parts) -> (String, String) {
     if let Some(r) = &state.config.mcp_server.resource {
-        return r.clone();
+        return (r.clone(), metadata_url(r));
     }
-    let host = headers
+    let host = parts
+        .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
@@ -84,7 +89,20 @@ fn resource(state: &AppState, headers: &HeaderMap) -> String {
     let name = host.split(':').next().unwrap_or(host);
     let loopback = matches!(name, "localhost" | "127.0.0.1") || host.starts_with("[::1]");
     let scheme = if loopback { "http" } else { "https" };
-    format!("{scheme}://{host}{PATH}")
+    let stage = match parts.extensions.get::<LambdaContext>() {
+        Some(LambdaContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(LambdaContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty() && s != "$default" && name.ends_with(".amazonaws.com"));
+    let base = match stage {
+        Some(stage) => format!("{scheme}://{host}/{stage}"),
+        None => format!("{scheme}://{host}"),
+    };
+    (
+        format!("{base}{PATH}"),
+        format!("{base}{METADATA_MCP_PATH}"),
+    )
 }
 
 /// The metadata URL of a resource: the well-known path between its origin
@@ -99,7 +117,8 @@ fn metadata_url(resource: &str) -> String {
 }
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]`.
-async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn metadata(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
     let servers: Vec<String> = if state.config.mcp_server.authorization_servers.is_empty() {
         state.config.jwt.iter().map(|j| j.issuer.clone()).collect()
     } else {
@@ -111,7 +130,7 @@ async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         .filter(|s| *s != SCOPE_SUPERADMIN)
         .collect();
     axum::Json(json!({
-        "resource": resource(&state, &headers),
+        "resource": urls(&state, &parts).0,
         "authorization_servers": servers,
         "scopes_supported": scopes,
         "bearer_methods_supported": ["header"],
@@ -199,8 +218,8 @@ fn check_envelope(bytes: &[u8]) -> Result<(), Refusal> {
 }
 
 /// A 401 or 403 with its `WWW-Authenticate` challenge.
-fn challenge(state: &AppState, headers: &HeaderMap, e: ApiError) -> Response {
-    let metadata = metadata_url(&resource(state, headers));
+fn challenge(state: &AppState, parts: &Parts, e: ApiError) -> Response {
+    let (_, metadata) = urls(state, parts);
     let value = match e.status {
         StatusCode::UNAUTHORIZED => Some(format!("Bearer resource_metadata=\"{metadata}\"")),
         StatusCode::FORBIDDEN if e.code == "insufficient_scope" => Some(format!(
@@ -257,13 +276,13 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
         );
     }
     // A token must have been issued for this resource (RFC 8707/9728).
-    let audience = resource(state, &parts.headers);
+    let (audience, _) = urls(state, &parts);
     let principal = match authenticated_for(state, &parts.headers, Some(&audience), log).await {
         Ok(p) => p,
-        Err(e) => return challenge(state, &parts.headers, e),
+        Err(e) => return challenge(state, &parts, e),
     };
     if let Err(e) = principal.require(SCOPE_MCP) {
-        return challenge(state, &parts.headers, e.into());
+        return challenge(state, &parts, e.into());
     }
     let bytes = match read_body(&parts.headers, body, state.config.max_body_bytes).await {
         Ok(b) => b,
