@@ -34,11 +34,15 @@ const REQUIRED: &[&str] = &[
 /// Variables only functions that call providers get (with the IAM to use them).
 const PROVIDER_FUNCTIONS_ONLY: &[(&str, &str)] = &[(
     "CTXGATE_SECRET_ID",
-    "provider keys: only chat calls providers, and only chat and the admin readiness report may read the secret",
+    "provider keys: only chat and the MCP endpoint (its chat tool) call providers, and only they and the admin readiness report may read the secret",
 )];
 
 /// Variables deliberately not set in Lambda, and why.
 const NOT_IN_LAMBDA: &[(&str, &str)] = &[
+    (
+        "CTXGATE_MCP_ALLOWED_HOSTS",
+        "in Lambda /mcp answers the request's own Host: API Gateway only delivers requests addressed to the API's domains (the function cannot name its own API without a cycle)",
+    ),
     (
         "CTXGATE_DATA_DIR",
         "embedded store only; Lambda uses DynamoDB",
@@ -228,7 +232,7 @@ fn every_variable_the_gateway_reads_is_set_or_deliberately_absent() {
         let calls_providers = f
             .routes
             .iter()
-            .any(|(_, p)| p == "/v1/chat/completions" || p == "/v1/admin/ready");
+            .any(|(_, p)| p == "/v1/chat/completions" || p == "/v1/admin/ready" || p == "/mcp");
         for (var, _) in PROVIDER_FUNCTIONS_ONLY {
             assert_eq!(
                 set.contains(var),
@@ -346,7 +350,7 @@ fn mcp_secrets_are_written_by_the_admin_function_and_read_by_chat() {
                 "secretsmanager:GetSecretValue",
                 "secretsmanager:PutSecretValue",
             ],
-            "chat" => &["secretsmanager:GetSecretValue"],
+            "chat" | "mcp" => &["secretsmanager:GetSecretValue"],
             _ => &[],
         };
         assert_eq!(actions, expected, "{}", f.logical_id);

@@ -500,6 +500,53 @@ async fn every_function_binary_starts_and_answers_its_routes() {
                 assert_eq!(status, 200, "{body}");
                 assert_eq!(body["data"][0]["id"], "bin-c");
             }
+            "mcp" => {
+                // The API Gateway host (the fixture's execute-api domain) is
+                // served; a chat tool call reaches the provider and answers JSON.
+                let key = stack.key(&["mcp", "chat"]).await;
+                let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                    "name": "chat",
+                    "arguments": {"model": "openai/gpt-4o-mini", "message": "hello from MCP"}}});
+                let mut e = rest_event("POST", "/mcp", "/mcp", Some(&key), Some(call));
+                for (h, v) in [
+                    ("Accept", "application/json, text/event-stream"),
+                    ("MCP-Protocol-Version", "2025-06-18"),
+                ] {
+                    e["headers"][h] = json!(v);
+                    e["multiValueHeaders"][h] = json!([v]);
+                }
+                let (status, body, _) = func.call("mcp-1", &e).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(
+                    body["result"]["content"][0]["text"], "saw: hello from MCP",
+                    "{body}"
+                );
+                // On the execute-api domain every URL carries the stage.
+                let stage = e["requestContext"]["stage"].as_str().unwrap().to_owned();
+                let base =
+                    format!("https://abcdef1234.execute-api.eu-west-1.amazonaws.com/{stage}");
+                let path = "/.well-known/oauth-protected-resource/mcp";
+                let (status, body, _) = func
+                    .call("mcp-prm", &rest_event("GET", path, path, None, None))
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["resource"], format!("{base}/mcp"));
+                e["headers"]["Authorization"] = json!("Bearer nope");
+                e["multiValueHeaders"]["Authorization"] = json!(["Bearer nope"]);
+                let RuntimeEvent::Response { body, .. } = func.invoke("mcp-anon", &e).await else {
+                    panic!("no response");
+                };
+                let doc: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(doc["statusCode"], 401, "{doc}");
+                let challenge = doc["headers"]["www-authenticate"]
+                    .as_str()
+                    .or(doc["multiValueHeaders"]["www-authenticate"][0].as_str());
+                assert_eq!(
+                    challenge,
+                    Some(format!("Bearer resource_metadata=\"{base}{path}\"").as_str()),
+                    "{doc}"
+                );
+            }
             "usage" => {
                 let e = rest_event("GET", "/v1/usage", "/v1/usage", Some(&admin), None);
                 let (status, body, _) = func.call("usage-1", &e).await;

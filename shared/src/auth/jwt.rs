@@ -71,6 +71,16 @@ impl JwtVerifier {
 
     /// Verifies a token and maps its claims to a principal.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_for(token, None).await
+    }
+
+    /// [`Self::verify`], with `audience` (when given) the only accepted `aud`
+    /// instead of the configured ones: a resource's own tokens (RFC 8707).
+    pub async fn verify_for(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<Principal, AuthError> {
         let header =
             decode_header(token).map_err(|_| AuthError::Token("malformed token header".into()))?;
         if !ALLOWED.contains(&header.alg) {
@@ -93,7 +103,10 @@ impl JwtVerifier {
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audience);
+        match audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.set_audience(&self.config.audience),
+        }
         validation.leeway = self.config.leeway_seconds;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);

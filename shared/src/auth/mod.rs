@@ -21,6 +21,8 @@ pub const SCOPE_CONVERSATIONS_READ: &str = "conversations:read";
 pub const SCOPE_CONVERSATIONS_WRITE: &str = "conversations:write";
 /// Scope needed to read the tenant's usage.
 pub const SCOPE_USAGE_READ: &str = "usage:read";
+/// Scope needed to call the MCP endpoint (`/mcp`), besides each tool's own.
+pub const SCOPE_MCP: &str = "mcp";
 /// Scope needed to manage the tenant's keys.
 pub const SCOPE_ADMIN: &str = "admin";
 /// Cross-tenant key management; only the CLI can grant it.
@@ -38,6 +40,7 @@ pub const KNOWN_SCOPES: &[&str] = &[
     SCOPE_CONVERSATIONS_READ,
     SCOPE_CONVERSATIONS_WRITE,
     SCOPE_USAGE_READ,
+    SCOPE_MCP,
     SCOPE_ADMIN,
     SCOPE_SUPERADMIN,
 ];
@@ -145,6 +148,17 @@ impl Authenticator {
         authorization: Option<&str>,
         now: i64,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_for(authorization, now, None).await
+    }
+
+    /// [`Self::authenticate`], where a JWT must name `audience` (when given)
+    /// as its `aud`; API keys are not audience-bound.
+    pub async fn authenticate_for(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+        audience: Option<&str>,
+    ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -156,7 +170,7 @@ impl Authenticator {
         }
         match &self.jwt {
             Some(verifier) if token.bytes().filter(|b| *b == b'.').count() == 2 => {
-                verifier.verify(token).await
+                verifier.verify_for(token, audience).await
             }
             _ => Err(AuthError::Invalid),
         }

@@ -72,6 +72,8 @@ pub(super) struct FileConfig {
     pub(super) prompt_cache: Option<PromptCacheConfig>,
     #[serde(default)]
     pub(super) mcp: Option<super::McpConfig>,
+    #[serde(default)]
+    pub(super) mcp_server: Option<super::McpEndpointConfig>,
 }
 
 /// Parses the file's text; `path` names it in the error.

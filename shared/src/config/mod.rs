@@ -14,6 +14,7 @@ mod file;
 mod jwt;
 mod limits;
 mod mcp;
+mod mcp_server;
 mod prices;
 mod providers;
 mod tenants;
@@ -31,6 +32,7 @@ pub use env::ENV_VARS;
 pub use jwt::JwtConfig;
 pub use limits::{Limits, MAX_MESSAGES_PER_REQUEST};
 pub use mcp::{McpConfig, McpServerConfig};
+pub use mcp_server::McpEndpointConfig;
 pub use prices::{Price, PriceTable, undated};
 pub use providers::{
     ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig, ProviderConfig, ProviderKind, RetryPolicy,
@@ -126,6 +128,8 @@ pub struct Config {
     pub prompt_cache: PromptCacheConfig,
     /// MCP servers as tool sources: reaching them, the tool loop.
     pub mcp: McpConfig,
+    /// ctxgate's own MCP endpoint (`/mcp`).
+    pub mcp_server: McpEndpointConfig,
     /// Models' own prompt-cache settings.
     pub model_caches: BTreeMap<String, PromptCacheSettings>,
     /// Alias -> `provider/model`, or a fallback chain of them.
@@ -265,6 +269,10 @@ impl Config {
             context: file.context.unwrap_or_default(),
             prompt_cache: file.prompt_cache.unwrap_or_default(),
             mcp: file.mcp.unwrap_or_default(),
+            mcp_server: file
+                .mcp_server
+                .unwrap_or_default()
+                .resolve(env("CTXGATE_MCP_ALLOWED_HOSTS"), in_lambda)?,
             model_caches,
             aliases: file
                 .aliases

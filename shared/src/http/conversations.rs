@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{PathId, QueryMap, RequestLog, caller, read_json_body};
-use crate::auth::{SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
+use crate::auth::{Principal, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context;
 use crate::model::{Message, Role};
 use crate::processor::{self, Counts};
@@ -207,41 +207,50 @@ pub async fn list(
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
-        let limit = page_limit(&q)?;
-        let tag = tag(&p.tenant, None);
-        let after = match q.get("cursor") {
-            None => None,
-            Some(raw) => {
-                let c = decode_cursor(raw, &tag)?;
-                let (updated, id) =
-                    c.u.ok_or_else(|| ApiError::invalid("cursor", "invalid cursor"))?;
-                check_id(&id).map_err(|_| ApiError::invalid("cursor", "invalid cursor"))?;
-                Some(ListPosition { updated, id })
-            }
-        };
-        let page = state
-            .store
-            .list_conversations(&p.tenant, now_secs(), after.as_ref(), limit)
-            .await?;
-        let data: Vec<Value> = page
-            .conversations
-            .iter()
-            .map(|(id, m)| Value::Object(conversation_view(id, m, false)))
-            .collect();
-        let next = page.next.map(|pos| {
-            encode_cursor(&Cursor {
-                t: tag.clone(),
-                u: Some((pos.updated, pos.id)),
-                m: None,
-            })
-        });
-        Ok(Json(json!({
-            "object": "list", "data": data, "has_more": next.is_some(), "next_cursor": next,
-        }))
-        .into_response())
+        Ok(Json(list_page(&state, &p, &q).await?).into_response())
     }
     .await;
     super::logged(result, log)
+}
+
+/// A page of the tenant's conversations (`limit`, `cursor` as in the
+/// query string), newest-updated first; the caller checked the scope.
+pub async fn list_page(
+    state: &AppState,
+    p: &Principal,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let limit = page_limit(q)?;
+    let tag = tag(&p.tenant, None);
+    let after = match q.get("cursor") {
+        None => None,
+        Some(raw) => {
+            let c = decode_cursor(raw, &tag)?;
+            let (updated, id) =
+                c.u.ok_or_else(|| ApiError::invalid("cursor", "invalid cursor"))?;
+            check_id(&id).map_err(|_| ApiError::invalid("cursor", "invalid cursor"))?;
+            Some(ListPosition { updated, id })
+        }
+    };
+    let page = state
+        .store
+        .list_conversations(&p.tenant, now_secs(), after.as_ref(), limit)
+        .await?;
+    let data: Vec<Value> = page
+        .conversations
+        .iter()
+        .map(|(id, m)| Value::Object(conversation_view(id, m, false)))
+        .collect();
+    let next = page.next.map(|pos| {
+        encode_cursor(&Cursor {
+            t: tag.clone(),
+            u: Some((pos.updated, pos.id)),
+            m: None,
+        })
+    });
+    Ok(json!({
+        "object": "list", "data": data, "has_more": next.is_some(), "next_cursor": next,
+    }))
 }
 
 // ---- read -------------------------------------------------------------------
@@ -257,64 +266,75 @@ pub async fn get(
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
-        check_id(&id)?;
-        let limit = page_limit(&q)?;
-        let order = match q.get("order").map(String::as_str) {
-            None | Some("asc") => Order::Asc,
-            Some("desc") => Order::Desc,
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "order",
-                    "'order' must be 'asc' or 'desc'",
-                ));
-            }
-        };
-        let tag = tag(&p.tenant, Some(&id));
-        let after = match q.get("cursor") {
-            None => None,
-            Some(raw) => {
-                let (seq, asc) = decode_cursor(raw, &tag)?
-                    .m
-                    .ok_or_else(|| ApiError::invalid("cursor", "invalid cursor"))?;
-                if asc != (order == Order::Asc) {
-                    return Err(ApiError::invalid(
-                        "cursor",
-                        "this cursor belongs to the other order",
-                    ));
-                }
-                Some(seq)
-            }
-        };
-        let page = state
-            .store
-            .message_page(&p.tenant, &id, now_secs(), order, after, limit)
-            .await?;
-        let meta = page.meta.ok_or_else(|| not_found(&id))?;
-        let next = page
-            .has_more
-            .then(|| page.messages.last())
-            .flatten()
-            .map(|m| {
-                encode_cursor(&Cursor {
-                    t: tag.clone(),
-                    u: None,
-                    m: Some((m.seq, order == Order::Asc)),
-                })
-            });
-        let mut view = conversation_view(&id, &meta, true);
-        view.insert(
-            "messages".into(),
-            json!({
-                "object": "list",
-                "data": page.messages.iter().map(message_view).collect::<Vec<_>>(),
-                "has_more": next.is_some(),
-                "next_cursor": next,
-            }),
-        );
-        Ok(Json(Value::Object(view)).into_response())
+        Ok(Json(read(&state, &p, &id, &q).await?).into_response())
     }
     .await;
     super::logged(result, log)
+}
+
+/// One conversation with a page of its messages (`limit`, `cursor`, `order`
+/// as in the query string); the caller checked the scope.
+pub async fn read(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    check_id(id)?;
+    let limit = page_limit(q)?;
+    let order = match q.get("order").map(String::as_str) {
+        None | Some("asc") => Order::Asc,
+        Some("desc") => Order::Desc,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "order",
+                "'order' must be 'asc' or 'desc'",
+            ));
+        }
+    };
+    let tag = tag(&p.tenant, Some(id));
+    let after = match q.get("cursor") {
+        None => None,
+        Some(raw) => {
+            let (seq, asc) = decode_cursor(raw, &tag)?
+                .m
+                .ok_or_else(|| ApiError::invalid("cursor", "invalid cursor"))?;
+            if asc != (order == Order::Asc) {
+                return Err(ApiError::invalid(
+                    "cursor",
+                    "this cursor belongs to the other order",
+                ));
+            }
+            Some(seq)
+        }
+    };
+    let page = state
+        .store
+        .message_page(&p.tenant, id, now_secs(), order, after, limit)
+        .await?;
+    let meta = page.meta.ok_or_else(|| not_found(id))?;
+    let next = page
+        .has_more
+        .then(|| page.messages.last())
+        .flatten()
+        .map(|m| {
+            encode_cursor(&Cursor {
+                t: tag.clone(),
+                u: None,
+                m: Some((m.seq, order == Order::Asc)),
+            })
+        });
+    let mut view = conversation_view(id, &meta, true);
+    view.insert(
+        "messages".into(),
+        json!({
+            "object": "list",
+            "data": page.messages.iter().map(message_view).collect::<Vec<_>>(),
+            "has_more": next.is_some(),
+            "next_cursor": next,
+        }),
+    );
+    Ok(Value::Object(view))
 }
 
 // ---- create and update ------------------------------------------------------
@@ -612,12 +632,19 @@ pub async fn delete(
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
-        check_id(&id)?;
-        state.store.delete_conversation(&p.tenant, &id).await?;
+        remove(&state, &p, &id).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
     super::logged(result, log)
+}
+
+/// Deletes one conversation and its messages (nothing to delete is no
+/// error); the caller checked the scope.
+pub async fn remove(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
+    check_id(id)?;
+    state.store.delete_conversation(&p.tenant, id).await?;
+    Ok(())
 }
 
 #[cfg(test)]

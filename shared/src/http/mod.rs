@@ -53,6 +53,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/v1/admin/mcp-servers/{name}", "keys"),
     ("GET", "/v1/admin/mcp-calls", "keys"),
     ("GET", "/v1/usage", "usage"),
+    ("POST", "/mcp", "mcp"),
+    ("GET", "/.well-known/oauth-protected-resource", "mcp"),
+    ("GET", "/.well-known/oauth-protected-resource/mcp", "mcp"),
     ("GET", "/health", "*"),
 ];
 
@@ -142,6 +145,11 @@ fn keys_router() -> Router<Arc<AppState>> {
         .route("/v1/admin/mcp-calls", get(mcp_calls::list))
 }
 
+/// The MCP function's routes: `/mcp` and its Protected Resource Metadata.
+pub fn mcp_routes(state: Arc<AppState>) -> Router {
+    finish(mcp::router(), state)
+}
+
 /// Every route, for the local server.
 pub fn app(state: Arc<AppState>) -> Router {
     finish(
@@ -150,7 +158,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             .route("/v1/models", get(models::list))
             .route("/v1/usage", get(usage::get))
             .merge(conversations_router())
-            .merge(keys_router()),
+            .merge(keys_router())
+            .merge(mcp::router()),
         state,
     )
 }
@@ -425,8 +434,22 @@ pub async fn authenticated(
     headers: &HeaderMap,
     log: &mut RequestLog,
 ) -> Result<crate::auth::Principal, ApiError> {
+    authenticated_for(state, headers, None, log).await
+}
+
+/// [`authenticated`], where a JWT must carry `audience` (when given) as its
+/// `aud` (the MCP endpoint's resource URL).
+pub async fn authenticated_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: Option<&str>,
+    log: &mut RequestLog,
+) -> Result<crate::auth::Principal, ApiError> {
     let now = crate::now_secs();
-    let p = state.auth.authenticate(authorization(headers), now).await?;
+    let p = state
+        .auth
+        .authenticate_for(authorization(headers), now, audience)
+        .await?;
     log.tenant = Some(p.tenant.clone());
     crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
     Ok(p)
