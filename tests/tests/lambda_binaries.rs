@@ -347,13 +347,14 @@ fn binary(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     // The shipping build (CTXGATE_LAMBDA_PROFILE=release, or cargo-lambda's
     // output) must meet the size budget; profile lambda-test skips fat LTO and
-    // is larger. 12 MB since issue 15: the MCP client (rmcp, the official SDK)
-    // adds 1.85 MB of protocol types (docs/benchmarks.md, the size note).
+    // is larger. 13 MB since issue 16: rmcp (the official MCP SDK) adds its
+    // protocol types to chat (client, 11.94 MB) and mcp (server and client,
+    // 12.83 MB) on x86_64 (docs/benchmarks.md, the size note).
     if dir.ends_with("release") || path.ends_with("bootstrap") {
         let size = path.metadata().unwrap().len();
         assert!(
-            size < 12_000_000,
-            "{}: {size} bytes, over 12 MB",
+            size < 13_000_000,
+            "{}: {size} bytes, over 13 MB",
             path.display()
         );
     }
