@@ -45,7 +45,8 @@ def test_schemathesis_finds_no_contract_violation(server, tmp_path):
     cli = pathlib.Path(sys.executable).with_name("schemathesis")
     origin = server.base_url.removesuffix("/v1")
     cmd = [
-        str(cli), "run", str(ROOT / "openapi.yaml"),
+        str(cli), "--config-file", str(ROOT / "tests" / "python" / "schemathesis.toml"),
+        "run", str(ROOT / "openapi.yaml"),
         "--url", origin,
         "--header", f"Authorization: Bearer {key}",
         "--checks", CHECKS,
