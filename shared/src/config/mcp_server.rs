@@ -106,11 +106,26 @@ impl McpEndpointConfig {
         })
     }
 
-    /// Whether a present `Origin` may call.
-    pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins
+    /// Whether a present `Origin` may call a request addressed to `host`: a
+    /// configured origin, or a loopback page calling a loopback server (a
+    /// local tool such as an MCP inspector; DNS rebinding is a remote page
+    /// reaching a loopback server, which stays refused).
+    pub fn origin_allowed(&self, origin: &str, host: &str) -> bool {
+        let configured = self
+            .allowed_origins
             .iter()
-            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin.trim()))
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin.trim()));
+        let loopback = |h: &str| {
+            LOOPBACK_HOSTS
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(strip_port(h).trim_matches(['[', ']'])))
+        };
+        let origin_host = origin
+            .trim()
+            .strip_prefix("http://")
+            .or_else(|| origin.trim().strip_prefix("https://"))
+            .unwrap_or("");
+        configured || (loopback(origin_host) && loopback(&host.trim().to_ascii_lowercase()))
     }
 }
 
@@ -130,6 +145,21 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_page_may_call_a_loopback_server_only() {
+        let cfg = McpEndpointConfig {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..McpEndpointConfig::default()
+        };
+        assert!(cfg.origin_allowed("https://app.example.com", "api.example.com"));
+        assert!(cfg.origin_allowed("http://localhost:6274", "127.0.0.1:8787"));
+        assert!(cfg.origin_allowed("http://127.0.0.1:3000", "localhost:8787"));
+        // DNS rebinding: a remote page reaching a loopback server.
+        assert!(!cfg.origin_allowed("http://evil.example", "localhost:8787"));
+        // A loopback page reaching a public host.
+        assert!(!cfg.origin_allowed("http://localhost:6274", "api.example.com"));
+    }
 
     #[test]
     fn hosts_default_by_place_and_match_with_or_without_port() {

@@ -62,6 +62,17 @@ const STANDARD_METHODS: &[&str] = &[
     "completion/complete",
     "logging/setLevel",
 ];
+/// The methods 2026-07-28 removed: asked in that revision, they are unknown
+/// (HTTP 404, -32601), however their params look.
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+/// The current revision.
+const CURRENT_REVISION: &str = "2026-07-28";
 /// How long a client may cache `tools/list` and `resources/list` (ms).
 const LIST_TTL_MS: u64 = 60_000;
 
@@ -139,15 +150,22 @@ async fn metadata(State(state): State<Arc<AppState>>, req: Request) -> Response 
     .into_response()
 }
 
-/// A message refused before rmcp sees it: a JSON-RPC error, with HTTP 400.
+/// A message refused before rmcp sees it: a JSON-RPC error, with HTTP 400
+/// (404 for a method the request's revision does not have).
 struct Refusal {
     id: Option<Value>,
     code: i32,
     message: &'static str,
+    status: StatusCode,
 }
 
 fn rpc_error(id: Option<Value>, code: i32, message: &'static str) -> Refusal {
-    Refusal { id, code, message }
+    Refusal {
+        id,
+        code,
+        message,
+        status: StatusCode::BAD_REQUEST,
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -157,14 +175,14 @@ impl IntoResponse for Refusal {
         if let Some(id) = self.id {
             body["id"] = id;
         }
-        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        (self.status, axum::Json(body)).into_response()
     }
 }
 
 /// What rmcp answers with a 415 or a plain-text body, as the spec's errors:
 /// malformed JSON -32700, a message that is not JSON-RPC -32600, a request
 /// whose params do not fit its method -32602 (all HTTP 400).
-fn check_envelope(bytes: &[u8]) -> Result<(), Refusal> {
+fn check_envelope(bytes: &[u8], header_revision: Option<&str>) -> Result<(), Refusal> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|_| rpc_error(None, -32700, "Parse error: the body is not JSON"))?;
     let Value::Object(o) = &v else {
@@ -198,6 +216,26 @@ fn check_envelope(bytes: &[u8]) -> Result<(), Refusal> {
     }
     if o.get("params").is_some_and(|p| !p.is_object()) {
         return Err(invalid("Invalid Request: 'params' must be an object"));
+    }
+    // A method 2026-07-28 removed, asked in that revision (by header or
+    // `_meta`), is unknown there: 404 and -32601, as the revision says.
+    let method = o.get("method").and_then(Value::as_str).unwrap_or("");
+    let meta_revision = o
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/protocolVersion"))
+        .and_then(Value::as_str);
+    if REMOVED_IN_2026.contains(&method)
+        && (header_revision == Some(CURRENT_REVISION) || meta_revision == Some(CURRENT_REVISION))
+    {
+        return Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            ..rpc_error(
+                id.clone(),
+                -32601,
+                "Method not found: removed in protocol revision 2026-07-28",
+            )
+        });
     }
     let bad_params = || {
         rpc_error(
@@ -268,7 +306,7 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
         );
     }
     if let Some(origin) = parts.headers.get(header::ORIGIN)
-        && !origin.to_str().is_ok_and(|o| cfg.origin_allowed(o))
+        && !origin.to_str().is_ok_and(|o| cfg.origin_allowed(o, host))
     {
         return forbidden(
             "origin",
@@ -288,7 +326,11 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    if let Err(refusal) = check_envelope(&bytes) {
+    let revision = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok());
+    if let Err(refusal) = check_envelope(&bytes, revision) {
         return refusal.into_response();
     }
     parts.extensions.insert(principal);
@@ -462,7 +504,7 @@ mod tests {
 
     #[test]
     fn envelopes_are_checked_before_rmcp() {
-        let code = |body: &str| check_envelope(body.as_bytes()).err().map(|r| r.code);
+        let code = |body: &str| check_envelope(body.as_bytes(), None).err().map(|r| r.code);
         assert_eq!(code("{"), Some(-32700));
         assert_eq!(code("[]"), Some(-32600));
         assert_eq!(
@@ -483,5 +525,21 @@ mod tests {
             Some(-32602)
         );
         assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"no/such"}"#), None);
+    }
+
+    #[test]
+    fn methods_2026_07_28_removed_are_unknown_there() {
+        let refused = |body: &str, header: Option<&str>| {
+            check_envelope(body.as_bytes(), header)
+                .err()
+                .map(|r| (r.status.as_u16(), r.code))
+        };
+        let meta = r#"{"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(refused(meta, None), Some((404, -32601)));
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        assert_eq!(refused(init, Some("2026-07-28")), Some((404, -32601)));
+        // The legacy revisions still have them.
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert_eq!(refused(ping, Some("2025-11-25")), None);
     }
 }
