@@ -47,6 +47,9 @@ export CTXGATE_LAMBDA_BIN_DIR="$CARGO_TARGET_DIR/$PROFILE_DIR"
 echo "== cargo test"
 cargo test --workspace --locked
 
-echo "== OpenAI Python SDK against the local server"
+echo "== the official OpenAI and MCP Python SDKs against the local server"
 cargo build --locked -p ctxgate --bin ctxgate
 CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" "$VENV/bin/python" -m pytest -q tests/python
+
+echo "== MCP conformance suite against the local server's /mcp"
+CACHE="$CACHE" VENV="$VENV" CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" scripts/mcp-conformance.sh
