@@ -104,3 +104,41 @@ def test_a_chat_uses_the_registered_crm(server, crm):
     # The CRM's credential never reached the gateway's log.
     server.stop()
     assert TOKEN not in "".join(server.log)
+
+
+@pytest.mark.parametrize("client_mode", ["auto", "legacy"])
+def test_an_mcp_client_calls_the_crm_through_ctxgate(server, crm, client_mode):
+    """Issue 16, point 6: the official MCP client, pointed at ctxgate's /mcp, lists the tenant's
+    registered CRM tools and calls one; the CRM gets the registered credential, never the
+    client's key."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    key = server.create_key("shop", "mcp", "admin")
+    status, _ = admin(server, key, "POST", "/admin/mcp-servers", {
+        "name": "crm", "url": crm.url, "headers": {"Authorization": f"Bearer {TOKEN}"}})
+    assert status == 201
+
+    async def go():
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+        url = server.base_url.removesuffix("/v1") + "/mcp"
+        async with Client(streamable_http_client(url, http_client=http), mode=client_mode) as client:
+            tools = [t.name for t in (await client.list_tools()).tools]
+            result = await client.call_tool("crm__get_customer", {"customer_id": "c-1002"})
+            return tools, result
+
+    tools, result = anyio.run(go)
+    assert {"crm__get_customer", "crm__list_orders", "crm__search_kb"} <= set(tools), tools
+    assert not result.is_error, result
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "Grace Hopper" in text, text
+    assert result.structured_content["name"] == "Grace Hopper", result.structured_content
+
+    # The call was audited, without its arguments.
+    status, calls = admin(server, key, "GET", "/admin/mcp-calls")
+    assert status == 200, calls
+    assert [(c["server"], c["tool"], c["outcome"]) for c in calls["data"]] == [
+        ("crm", "get_customer", "ok")]
+    assert "c-1002" not in json.dumps(calls)

@@ -420,7 +420,13 @@ impl ServerHandler for Gateway {
             return Ok(r.into());
         }
         match federation::call(&self.0, &p, &name, request.arguments).await {
-            Some(r) => Ok(r.into()),
+            // A legacy server's result carries no `resultType`; ours must on
+            // 2026-07-28 (rmcp takes it off again for legacy peers).
+            Some(mut r) => {
+                r.result_type
+                    .get_or_insert(rmcp::model::ResultType::COMPLETE);
+                Ok(r.into())
+            }
             None => Err(ErrorData::invalid_params(
                 format!("unknown tool '{name}'"),
                 Some(json!({"field": "params.name"})),
