@@ -15,11 +15,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{PathId, QueryMap, RequestLog, caller, read_json_body};
 use crate::auth::{Principal, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
@@ -79,32 +77,17 @@ struct Cursor {
 }
 
 fn tag(tenant: &str, conversation: Option<&str>) -> String {
-    let mut h = Sha256::new();
-    h.update(b"ctxgate-cursor\0");
-    h.update(tenant.as_bytes());
-    h.update([0]);
-    h.update(conversation.unwrap_or("").as_bytes());
-    hex::encode(&h.finalize()[..12])
+    super::cursor::tag("ctxgate-cursor", &[tenant, conversation.unwrap_or("")])
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    let json = serde_json::to_vec(c).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    super::cursor::encode(c)
 }
 
 fn decode_cursor(raw: &str, expected_tag: &str) -> Result<Cursor, ApiError> {
-    let bad = || {
-        ApiError::invalid(
-            "cursor",
-            "invalid cursor: pass the next_cursor of a previous page",
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let c: Cursor = super::cursor::decode(raw)?;
     if c.t != expected_tag {
-        return Err(bad());
+        return Err(super::cursor::invalid());
     }
     Ok(c)
 }

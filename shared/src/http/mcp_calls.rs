@@ -7,10 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{QueryMap, RequestLog};
 use crate::auth::SCOPE_ADMIN;
@@ -160,37 +158,24 @@ struct Cursor {
 }
 
 fn tag(tenant: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"ctxgate-mcp-calls-cursor\0");
-    h.update(tenant.as_bytes());
-    hex::encode(&h.finalize()[..12])
+    super::cursor::tag("ctxgate-mcp-calls-cursor", &[tenant])
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    let json = serde_json::to_vec(c).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    super::cursor::encode(c)
 }
 
 /// The row id a cursor points past; refused unless it was issued to this
 /// tenant and holds a well-formed id.
 fn decode_cursor(raw: &str, expected_tag: &str) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::invalid(
-            "cursor",
-            "invalid cursor: pass the next_cursor of a previous page",
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let c: Cursor = super::cursor::decode(raw)?;
     let well_formed = c.b.len() <= 64
         && c.b.len() > 14
         && c.b.as_bytes()[..13].iter().all(u8::is_ascii_digit)
         && c.b.as_bytes()[13] == b'#'
         && c.b[14..].bytes().all(|b| b.is_ascii_hexdigit());
     if c.t != expected_tag || !well_formed {
-        return Err(bad());
+        return Err(super::cursor::invalid());
     }
     Ok(c.b)
 }

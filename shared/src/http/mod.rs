@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod conversations;
+pub mod cursor;
 pub mod health;
 pub mod keys;
 pub mod mcp;
