@@ -26,7 +26,10 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-export CTXGATE_STORE=embedded CTXGATE_DATA_DIR="$WORK/data" CTXGATE_LISTEN="127.0.0.1:$PORT"
+# The suite's fixture tools, resources and prompts: a test-only flag of the local server.
+printf '[mcp_server]\nconformance_fixtures = true\n' > "$WORK/ctxgate.toml"
+export CTXGATE_STORE=embedded CTXGATE_DATA_DIR="$WORK/data" CTXGATE_LISTEN="127.0.0.1:$PORT" \
+  CTXGATE_CONFIG="$WORK/ctxgate.toml"
 CTXGATE_KEY="$("$CTXGATE_BIN" keys create --tenant conformance --name suite --scope mcp --scope chat \
   --scope conversations:read --scope conversations:write --scope usage:read | tail -n 1)"
 export CTXGATE_KEY

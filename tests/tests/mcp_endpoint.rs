@@ -701,3 +701,83 @@ async fn rmcp_client_in_both_lifecycles() {
     }
     server.abort();
 }
+
+#[tokio::test]
+async fn the_conformance_fixtures_are_served_only_under_their_test_flag() {
+    let (store, dir) = embedded_store();
+    let plain = gateway(store.clone());
+    let key = plain.key("acme", ALL).await;
+
+    let call = json!({"name": "test_simple_text", "arguments": {}});
+    let (status, _, body) = current(
+        &plain,
+        &key,
+        "tools/call",
+        Some("test_simple_text"),
+        call.clone(),
+    )
+    .await;
+    // An unknown tool: a JSON-RPC error in a 200, as for any tool name.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    let (status, _, body) = current(&plain, &key, "prompts/list", None, json!({})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!(-32601)),
+        "{body}"
+    );
+    let (_, _, body) = current(&plain, &key, "server/discover", None, json!({})).await;
+    assert!(
+        body["result"]["capabilities"]["prompts"].is_null(),
+        "{body}"
+    );
+    let read = json!({"uri": "test://static-text"});
+    let (_, _, body) = current(
+        &plain,
+        &key,
+        "resources/read",
+        Some("test://static-text"),
+        read.clone(),
+    )
+    .await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert_eq!(body["error"]["data"]["uri"], "test://static-text", "{body}");
+
+    let path = dir.path().join("fixtures.toml");
+    std::fs::write(&path, "[mcp_server]\nconformance_fixtures = true\n").unwrap();
+    let fixtures = Gateway::new(store, &[("CTXGATE_CONFIG", path.to_str().unwrap())]);
+    let (status, _, body) = current(
+        &fixtures,
+        &key,
+        "tools/call",
+        Some("test_simple_text"),
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+    let (_, _, body) = current(&fixtures, &key, "prompts/list", None, json!({})).await;
+    assert_eq!(
+        body["result"]["prompts"].as_array().unwrap().len(),
+        5,
+        "{body}"
+    );
+    let (_, _, body) = current(
+        &fixtures,
+        &key,
+        "resources/read",
+        Some("test://static-text"),
+        read,
+    )
+    .await;
+    assert_eq!(
+        body["result"]["contents"][0]["mimeType"], "text/plain",
+        "{body}"
+    );
+    // The flag adds a surface; it takes nothing away from authentication.
+    let (status, _, _) = current(&fixtures, "", "tools/call", Some("test_simple_text"), call).await;
+    assert_eq!(status, 401);
+}

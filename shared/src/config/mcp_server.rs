@@ -29,6 +29,10 @@ pub struct McpEndpointConfig {
     /// (default: the JWT issuer, if one is configured).
     #[serde(default)]
     pub authorization_servers: Vec<String>,
+    /// Test-only: also serve the MCP conformance suite's fixture tools,
+    /// resources and prompts. Only the local server has them; Lambda refuses it.
+    #[serde(default)]
+    pub conformance_fixtures: bool,
 }
 
 /// Hosts served when none are configured and the process runs locally.
@@ -87,6 +91,12 @@ impl McpEndpointConfig {
                     "mcp_server.authorization_servers has '{a}', not an http(s) URL"
                 )));
             }
+        }
+        if self.conformance_fixtures && (in_lambda || !cfg!(feature = "cli")) {
+            return Err(ConfigError::Invalid(
+                "mcp_server.conformance_fixtures is test-only: the local server (`ctxgate serve`) has it, a Lambda function does not"
+                    .into(),
+            ));
         }
         Ok(self)
     }
@@ -177,6 +187,16 @@ mod tests {
         assert!(set.host_allowed("other.example:8443"));
         assert!(!set.host_allowed("other.example:9000"));
         assert!(!set.host_allowed("abc.execute-api.eu-west-1.amazonaws.com"));
+    }
+
+    #[test]
+    fn the_conformance_fixtures_are_refused_in_lambda() {
+        let fixtures = McpEndpointConfig {
+            conformance_fixtures: true,
+            ..Default::default()
+        };
+        assert!(fixtures.clone().resolve(None, true).is_err());
+        assert_eq!(fixtures.resolve(None, false).is_ok(), cfg!(feature = "cli"));
     }
 
     #[test]

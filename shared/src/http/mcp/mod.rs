@@ -10,6 +10,8 @@
 //! rmcp hands to them; the client's token stays here (a turn never sees it).
 
 pub mod federation;
+#[cfg(feature = "cli")]
+pub mod fixtures;
 pub mod own_tools;
 
 use std::sync::Arc;
@@ -25,9 +27,11 @@ use http_body_util::Full;
 use lambda_http::request::RequestContext as LambdaContext;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, ClientRequest,
-    ErrorData, Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
+    CompleteRequestMethod, CompleteRequestParams, CompleteResult, ErrorData,
+    GetPromptRequestMethod, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsRequestMethod, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -355,6 +359,13 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
 /// federated ones; conversations as resources.
 struct Gateway(Arc<AppState>);
 
+impl Gateway {
+    /// Whether the conformance suite's fixtures are served (test-only).
+    fn fixtures(&self) -> bool {
+        self.0.config.mcp_server.conformance_fixtures
+    }
+}
+
 /// The principal the endpoint put on the request.
 fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
     ctx.extensions
@@ -376,21 +387,35 @@ fn resource_error(e: &ApiError) -> ErrorData {
 
 impl ServerHandler for Gateway {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
+        let capabilities = if self.fixtures() {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
-                .build(),
-        )
-        .with_server_info(Implementation::new("ctxgate", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "ctxgate: chat with any configured model over stored conversations \
+                .enable_prompts()
+                .enable_completions()
+                .build()
+        } else {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build()
+        };
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("ctxgate", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "ctxgate: chat with any configured model over stored conversations \
              (tool `chat`), read and delete conversations, read usage, and call the \
              tenant's registered MCP servers' tools ({server}__{tool}).",
-        )
+            )
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
+        #[cfg(feature = "cli")]
+        if self.fixtures()
+            && let Some(t) = fixtures::tool(name)
+        {
+            return Some(t);
+        }
         own_tools::tools().into_iter().find(|t| t.name == name)
     }
 
@@ -401,6 +426,10 @@ impl ServerHandler for Gateway {
     ) -> Result<ListToolsResult, ErrorData> {
         let p = principal(&ctx)?;
         let mut tools = own_tools::tools();
+        #[cfg(feature = "cli")]
+        if self.fixtures() {
+            tools.extend(fixtures::tools());
+        }
         let mut federated = federation::list(&self.0, &p).await;
         federated.sort_by(|a, b| a.name.cmp(&b.name));
         tools.extend(federated);
@@ -418,6 +447,12 @@ impl ServerHandler for Gateway {
         let name = request.name.to_string();
         if let Some(r) = own_tools::call(&self.0, &p, &name, request.arguments.clone()).await {
             return Ok(r.into());
+        }
+        #[cfg(feature = "cli")]
+        if self.fixtures()
+            && let Some(r) = fixtures::call(&request, &ctx).await
+        {
+            return r;
         }
         match federation::call(&self.0, &p, &name, request.arguments).await {
             // A legacy server's result carries no `resultType`; ours must on
@@ -441,9 +476,17 @@ impl ServerHandler for Gateway {
     ) -> Result<ListResourcesResult, ErrorData> {
         let p = principal(&ctx)?;
         let cursor = request.and_then(|r| r.cursor);
+        #[cfg(feature = "cli")]
+        let with_fixtures = self.fixtures() && cursor.is_none();
         let (resources, next) = own_tools::conversation_resources(&self.0, &p, cursor)
             .await
             .map_err(|e| resource_error(&e))?;
+        #[cfg(feature = "cli")]
+        let resources = if with_fixtures {
+            [resources, fixtures::resources()].concat()
+        } else {
+            resources
+        };
         let mut r = ListResourcesResult::with_all_items(resources)
             .with_ttl_ms(0)
             .with_cache_scope(CacheScope::Private);
@@ -462,7 +505,14 @@ impl ServerHandler for Gateway {
         );
         t.description = Some("A stored conversation and its messages, as JSON.".into());
         t.mime_type = Some("application/json".into());
-        Ok(ListResourceTemplatesResult::with_all_items(vec![t])
+        let templates = vec![t];
+        #[cfg(feature = "cli")]
+        let templates = if self.fixtures() {
+            [templates, fixtures::templates()].concat()
+        } else {
+            templates
+        };
+        Ok(ListResourceTemplatesResult::with_all_items(templates)
             .with_ttl_ms(LIST_TTL_MS)
             .with_cache_scope(CacheScope::Public))
     }
@@ -473,10 +523,19 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let p = principal(&ctx)?;
+        #[cfg(feature = "cli")]
+        if self.fixtures()
+            && let Some(contents) = fixtures::read(&request.uri)
+        {
+            return Ok(ReadResourceResult::new(vec![contents])
+                .with_ttl_ms(LIST_TTL_MS)
+                .with_cache_scope(CacheScope::Public)
+                .into());
+        }
         let Some(id) = own_tools::conversation_of(&request.uri) else {
             return Err(ErrorData::resource_not_found(
                 format!("no resource '{}'", request.uri),
-                Some(json!({"field": "params.uri"})),
+                Some(json!({"field": "params.uri", "uri": request.uri})),
             ));
         };
         let text = own_tools::conversation_text(&self.0, &p, id)
@@ -484,7 +543,56 @@ impl ServerHandler for Gateway {
             .map_err(|e| resource_error(&e))?;
         let contents =
             ResourceContents::text(text, request.uri.clone()).with_mime_type("application/json");
-        Ok(ReadResourceResult::new(vec![contents]).into())
+        // A conversation changes with every turn, and is the tenant's own.
+        Ok(ReadResourceResult::new(vec![contents])
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private)
+            .into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        #[cfg(feature = "cli")]
+        if self.fixtures() {
+            return Ok(ListPromptsResult::with_all_items(fixtures::prompts())
+                .with_ttl_ms(LIST_TTL_MS)
+                .with_cache_scope(CacheScope::Public));
+        }
+        Err(ErrorData::method_not_found::<ListPromptsRequestMethod>())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if !self.fixtures() {
+            return Err(ErrorData::method_not_found::<GetPromptRequestMethod>());
+        }
+        #[cfg(feature = "cli")]
+        if let Some(r) = fixtures::prompt(&request) {
+            return r;
+        }
+        Err(ErrorData::invalid_params(
+            format!("unknown prompt '{}'", request.name),
+            Some(json!({"field": "params.name"})),
+        ))
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        #[cfg(feature = "cli")]
+        if self.fixtures() {
+            return Ok(fixtures::complete(&request));
+        }
+        let _ = request;
+        Err(ErrorData::method_not_found::<CompleteRequestMethod>())
     }
 }
 
