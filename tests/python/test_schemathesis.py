@@ -3,7 +3,8 @@
 schemathesis reads openapi.yaml and sends generated requests (schema examples,
 boundary values, random data, valid and invalid, then sequences that follow
 the document's links: create, read, update, delete) to every operation of a
-real `ctxgate serve` on the embedded store, with a key holding every scope.
+real `ctxgate serve` on the embedded store, with a key holding every scope (`mcp` too, so `/mcp` is fuzzed past
+its auth).
 It fails on any 5xx, on a status code the document does not list, on a
 response whose content type, headers or body do not match the document, on
 an undocumented method that is not a 405 with `Allow`, and on an operation
@@ -39,7 +40,7 @@ CHECKS = ",".join([
 
 def test_schemathesis_finds_no_contract_violation(server, tmp_path):
     key = server.create_key(
-        "schemathesis", "chat", "conversations:read", "conversations:write", "usage:read", "admin")
+        "schemathesis", "chat", "conversations:read", "conversations:write", "usage:read", "admin", "mcp")
     examples = os.environ.get("CTXGATE_SCHEMATHESIS_EXAMPLES", "30")
     seed = os.environ.get("CTXGATE_SCHEMATHESIS_SEED", "1")
     cli = pathlib.Path(sys.executable).with_name("schemathesis")

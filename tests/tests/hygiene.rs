@@ -89,6 +89,34 @@ async fn no_secret_or_content_reaches_the_logs() {
             .await;
         assert_eq!(status, 200);
     }
+    // The same turn through the MCP endpoint's `chat` tool.
+    let mcp_key = gw.key("acme", &["mcp", "chat"]).await;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "chat",
+        "arguments": {"model": "openai/gpt-4o-mini", "conversation_id": "hygiene-mcp", "message": MESSAGE},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}},
+    }});
+    let (status, _, answer) = gw
+        .call_raw(
+            "POST",
+            "/mcp",
+            Some(&mcp_key),
+            &[
+                ("host", "localhost"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "chat"),
+            ],
+            call.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["result"]["isError"]),
+        (200, &json!(false)),
+        "{answer}"
+    );
     assert_eq!(responses[0].0, 200);
     assert_eq!(responses[1].0, 200);
     assert_eq!(responses[2].0, 502);
@@ -119,6 +147,16 @@ async fn no_secret_or_content_reaches_the_logs() {
         "the capture saw the session:\n{logs}"
     );
     assert!(logs.contains("\"message\":\"request\""));
+    // The /mcp access line names the chat tool's model and usage, as /v1/chat's does.
+    let mcp_line = logs
+        .lines()
+        .find(|l| l.contains("\"path\":\"/mcp\"") && l.contains("\"message\":\"request\""))
+        .expect("an access line for /mcp");
+    assert!(
+        mcp_line.contains("\"model\":\"openai/gpt-4o-mini\""),
+        "{mcp_line}"
+    );
+    assert!(mcp_line.contains("\"prompt_tokens\":10"), "{mcp_line}");
     let signature = jwt.rsplit('.').next().unwrap();
     for secret in [
         api_key.as_str(),

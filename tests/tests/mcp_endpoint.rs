@@ -378,6 +378,31 @@ async fn bad_input_gets_the_spec_errors_and_never_a_5xx() {
     let (status, _, body) = send(vec![b' '; 9 * 1024 * 1024]).await;
     assert_eq!(status, 413, "{body}");
 
+    // Accept and Content-Type: refused as JSON-RPC errors naming the header.
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+    for (header, value, status, field) in [
+        ("accept", "application/json", 406, "accept"),
+        ("content-type", "text/plain", 415, "content-type"),
+    ] {
+        let mut headers: Vec<(&str, &str)> = raw_headers()
+            .into_iter()
+            .filter(|(k, _)| *k != header)
+            .collect();
+        headers.push((header, value));
+        let (got, _, body) = gw
+            .call_raw(
+                "POST",
+                "/mcp",
+                Some(&key),
+                &headers,
+                ping.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["error"]["code"], -32600, "{body}");
+        assert_eq!(body["error"]["data"]["field"], field, "{body}");
+    }
+
     let (status, _, body) = send(
         json!({"jsonrpc": "2.0", "id": 1, "method": "no/such/method"})
             .to_string()

@@ -41,6 +41,7 @@ use serde_json::{Value, json};
 
 use super::{RequestLog, authenticated_for, read_body, with_log};
 use crate::auth::{KNOWN_SCOPES, Principal, SCOPE_MCP, SCOPE_SUPERADMIN};
+use crate::model::Usage;
 use crate::{ApiError, AppState};
 
 /// The endpoint's path.
@@ -338,6 +339,8 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
         return refusal.into_response();
     }
     parts.extensions.insert(principal);
+    let note = TurnNote::default();
+    parts.extensions.insert(note.clone());
     let handler_state = state.clone();
     let service = StreamableHttpService::new(
         move || Ok(Gateway(handler_state.clone())),
@@ -352,7 +355,47 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
     let resp = service
         .handle(http::Request::from_parts(parts, Full::new(bytes)))
         .await;
+    if let Some((model, usage)) = note.take() {
+        log.model = Some(model);
+        log.usage = Some(usage);
+    }
+    // rmcp answers these two in plain text; a client gets them as JSON-RPC
+    // errors naming the header, like every other refusal here.
+    let media = match resp.status() {
+        StatusCode::NOT_ACCEPTABLE => Some((
+            "accept",
+            "Not Acceptable: send Accept: application/json, text/event-stream",
+        )),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some((
+            "content-type",
+            "Unsupported Media Type: send Content-Type: application/json",
+        )),
+        _ => None,
+    };
+    if let Some((field, message)) = media {
+        let body = json!({"jsonrpc": "2.0",
+            "error": {"code": -32600, "message": message, "data": {"field": field}}});
+        return (resp.status(), axum::Json(body)).into_response();
+    }
     resp.map(Body::new)
+}
+
+/// The model and usage of a `chat` call, for the request's access-log line:
+/// rmcp runs the handler apart from the request, so it reports through this.
+#[derive(Clone, Default)]
+pub struct TurnNote(Arc<std::sync::Mutex<Option<(String, Usage)>>>);
+
+impl TurnNote {
+    /// Records the turn's model and usage.
+    pub fn set(&self, model: String, usage: Usage) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((model, usage));
+        }
+    }
+
+    fn take(&self) -> Option<(String, Usage)> {
+        self.0.lock().ok()?.take()
+    }
 }
 
 /// The rmcp handler of one request: ctxgate's tools, then the tenant's
@@ -445,7 +488,14 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let p = principal(&ctx)?;
         let name = request.name.to_string();
-        if let Some(r) = own_tools::call(&self.0, &p, &name, request.arguments.clone()).await {
+        let note = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<TurnNote>())
+            .cloned()
+            .unwrap_or_default();
+        if let Some(r) = own_tools::call(&self.0, &p, &name, request.arguments.clone(), &note).await
+        {
             return Ok(r.into());
         }
         #[cfg(feature = "cli")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
 use serde_json::{Value, json};
 
+use super::TurnNote;
 use crate::auth::{
     Principal, SCOPE_ADMIN, SCOPE_CHAT, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE,
     SCOPE_USAGE_READ,
@@ -123,13 +124,14 @@ pub async fn call(
     principal: &Principal,
     name: &str,
     arguments: Option<JsonObject>,
+    note: &TurnNote,
 ) -> Option<CallToolResult> {
     if !is_own(name) {
         return None;
     }
     let args = arguments.unwrap_or_default();
     let result = match name {
-        "chat" => chat(state, principal, &args).await,
+        "chat" => chat(state, principal, &args, note).await,
         "list_conversations" => list_conversations(state, principal, &args).await,
         "get_conversation" => get_conversation(state, principal, &args).await,
         "delete_conversation" => delete_conversation(state, principal, &args).await,
@@ -213,6 +215,7 @@ async fn chat(
     state: &Arc<AppState>,
     p: &Principal,
     args: &JsonObject,
+    note: &TurnNote,
 ) -> Result<CallToolResult, ApiError> {
     p.require(SCOPE_CHAT)?;
     only(
@@ -291,6 +294,7 @@ async fn chat(
     let conversation = done.conversation().map(str::to_owned);
     let model = done.model().id.clone();
     done.commit(None).await.map_err(fail)?;
+    note.set(model.clone(), usage);
     let mut r = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
     r.structured_content = Some(json!({
         "conversation_id": conversation,
