@@ -1,5 +1,7 @@
-//! The one place where library errors become HTTP responses: an OpenAI-style
-//! envelope `{"error":{"message","type","code","param"}}` with the right status.
+//! The one place where library errors become HTTP responses, in each front
+//! door's envelope ([`Dialect`]): OpenAI's `{"error":{"message","type",
+//! "code","param"}}`, or Anthropic's `{"type":"error","error":{"type",
+//! "message"}}`, with the right status.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -128,9 +130,55 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, self.body()).into_response();
+/// The wire format an error is written in: each front door's own envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's (`/v1/chat/completions` and every ctxgate route).
+    OpenAi,
+    /// Anthropic's (`/v1/messages`).
+    Anthropic,
+}
+
+impl ApiError {
+    /// Anthropic's error type for this error's status.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 | 409 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The message as Anthropic's envelope carries it: it has no `param`,
+    /// so the offending field leads the message.
+    pub fn anthropic_message(&self) -> String {
+        match &self.param {
+            Some(p) if !p.is_empty() => format!("{p}: {}", self.message),
+            _ => self.message.clone(),
+        }
+    }
+
+    /// The envelope in `dialect`, as bytes.
+    pub fn body_in(&self, dialect: Dialect) -> Vec<u8> {
+        match dialect {
+            Dialect::OpenAi => self.body(),
+            Dialect::Anthropic => serde_json::to_vec(&serde_json::json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.anthropic_message()},
+            }))
+            .unwrap_or_default(),
+        }
+    }
+
+    /// The response in `dialect`: status, envelope, `Retry-After`.
+    pub fn render(self, dialect: Dialect) -> Response {
+        let mut resp = (self.status, self.body_in(dialect)).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -145,6 +193,12 @@ impl IntoResponse for ApiError {
         }
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.render(Dialect::OpenAi)
     }
 }
 

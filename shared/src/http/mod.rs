@@ -1,9 +1,11 @@
 //! HTTP glue shared by the Lambda functions and the local server: the route
 //! table, request ids, access logging, body limits, Lambda stage handling.
 
+pub mod answer;
 pub mod chat;
 pub mod conversations;
 pub mod cursor;
+pub mod door;
 pub mod health;
 pub mod keys;
 pub mod mcp;

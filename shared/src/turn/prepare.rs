@@ -51,6 +51,13 @@ impl Prepared {
     pub fn counts(&self) -> &Counts {
         &self.core.counts
     }
+
+    /// The gateway's estimate of the prompt's tokens (history, instructions
+    /// and tools included), for a stream that must report input usage
+    /// before the provider does.
+    pub fn prompt_estimate(&self) -> u64 {
+        self.core.prompt_estimate
+    }
 }
 
 /// Everything a prepared turn established.
