@@ -24,6 +24,11 @@ pub fn completion_id() -> String {
     random_token::<18>("chatcmpl-")
 }
 
+/// A new `msg_...` id for an Anthropic Messages answer.
+pub fn message_id() -> String {
+    random_token::<18>("msg_")
+}
+
 /// A new request id (used when the platform gives none).
 pub fn request_id() -> String {
     hex::encode(random_bytes::<12>())

@@ -42,8 +42,12 @@ pub trait Wire: Send + 'static {
     fn end(&mut self, out: &mut Vec<Bytes>);
     /// The terminator, sent once the turn is stored.
     fn done(&self) -> Bytes;
-    /// What a silence sends.
+    /// The keep-alive a silence sends (never kept in a replay).
     fn keep_alive(&self) -> Bytes;
+    /// A silence: the keep-alive, after whatever must precede it.
+    fn silence(&mut self, out: &mut Vec<Bytes>) {
+        out.push(self.keep_alive());
+    }
     /// The error event that ends a failed stream.
     fn error(&self, e: &ApiError) -> Bytes;
 }
@@ -227,7 +231,7 @@ impl<W: Wire> Run<W> {
         let mut out = Vec::new();
         match answering.next().await {
             Ok(Step::Event(e)) => self.wire.event(&e, &mut out),
-            Ok(Step::Silence) => out.push(self.keep_alive.clone()),
+            Ok(Step::Silence) => self.wire.silence(&mut out),
             Ok(Step::Tool(note)) => out.push(tool_comment(&note)),
             Ok(Step::End) => return self.complete().await,
             Err(e) => {

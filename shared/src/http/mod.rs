@@ -11,6 +11,7 @@ pub mod keys;
 pub mod mcp;
 pub mod mcp_calls;
 pub mod mcp_servers;
+pub mod messages;
 pub mod models;
 pub mod usage;
 
@@ -91,7 +92,10 @@ fn logged(result: Result<Response, ApiError>, log: RequestLog) -> Response {
 /// The chat function's routes.
 pub fn chat_routes(state: Arc<AppState>) -> Router {
     finish(
-        Router::new().route("/v1/chat/completions", post(chat::completions)),
+        Router::new()
+            .route("/v1/chat/completions", post(chat::completions))
+            .route("/v1/messages", post(messages::create))
+            .route("/v1/messages/count_tokens", post(messages::count_tokens)),
         state,
     )
 }
@@ -158,6 +162,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     finish(
         Router::new()
             .route("/v1/chat/completions", post(chat::completions))
+            .route("/v1/messages", post(messages::create))
+            .route("/v1/messages/count_tokens", post(messages::count_tokens))
             .route("/v1/models", get(models::list))
             .route("/v1/usage", get(usage::get))
             .merge(conversations_router())
@@ -203,6 +209,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             ])
             .allow_headers([
                 http::header::AUTHORIZATION,
+                http::HeaderName::from_static(API_KEY_HEADER),
+                http::HeaderName::from_static("anthropic-version"),
+                http::HeaderName::from_static("anthropic-beta"),
                 http::header::CONTENT_TYPE,
                 http::HeaderName::from_static("x-conversation-id"),
                 http::HeaderName::from_static("idempotency-key"),
@@ -451,7 +460,7 @@ pub async fn authenticated_for(
     let now = crate::now_secs();
     let p = state
         .auth
-        .authenticate_for(authorization(headers), now, audience)
+        .authenticate_for(authorization(headers).as_deref(), now, audience)
         .await?;
     log.tenant = Some(p.tenant.clone());
     crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
@@ -470,12 +479,18 @@ pub async fn caller(
     Ok(p)
 }
 
-/// The `Authorization` header as text.
-pub fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// The caller's credential as an `Authorization` value: the header, or
+/// else Anthropic's `x-api-key` (which Anthropic's SDKs send), as a bearer.
+pub fn authorization(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        return v.to_str().ok().map(std::borrow::Cow::Borrowed);
+    }
+    let key = headers.get(API_KEY_HEADER)?.to_str().ok()?;
+    Some(std::borrow::Cow::Owned(format!("Bearer {}", key.trim())))
 }
+
+/// Anthropic's credential header.
+pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// A path parameter (`{id}`) whose rejection (for example a percent-encoded
 /// byte that is not UTF-8) is the JSON error envelope rather than axum's

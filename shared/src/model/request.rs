@@ -183,6 +183,9 @@ pub struct Extensions {
     pub format: Option<WireFormat>,
     /// The fields, as sent.
     pub fields: Map<String, Value>,
+    /// Headers of the format's API that its provider should see too
+    /// (Anthropic's `anthropic-beta`), lower-case names; never credentials.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Extensions {

@@ -188,6 +188,12 @@ pub trait Provider: Send + Sync {
     /// Starts a streamed completion. Failures before the answer starts (HTTP
     /// errors, refused requests) come back here; later ones end the stream.
     async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError>;
+
+    /// The request's input tokens as the provider counts them, where it has
+    /// an API for that; `None`: it has none (the gateway estimates).
+    async fn count_tokens(&self, _call: Call<'_>) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
 }
 
 impl ProviderError {
@@ -365,6 +371,28 @@ impl Providers {
         });
         // The stream's own deadline is long; the answer must still start in time.
         tokio::time::timeout(self.config.upstream_timeout, started)
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                provider: model.provider.clone(),
+            })?
+    }
+
+    /// The request's input tokens as `model`'s provider counts them; `None`
+    /// when it cannot.
+    pub async fn count_tokens(
+        &self,
+        model: &ResolvedModel,
+        request: &Request,
+    ) -> Result<Option<u64>, ProviderError> {
+        let adapter = &self.adapters[&model.provider];
+        let key = self.key(model, adapter.capabilities()).await?;
+        let counting = adapter.count_tokens(Call {
+            model: &model.upstream,
+            request,
+            api_key: key.as_deref(),
+            cache: None,
+        });
+        tokio::time::timeout(self.config.upstream_timeout, counting)
             .await
             .map_err(|_| ProviderError::Timeout {
                 provider: model.provider.clone(),

@@ -16,12 +16,14 @@
 //! A front door only decodes its wire format into [`Input`] and encodes the
 //! events and errors back; nothing here knows a wire format.
 
+mod count;
 mod finish;
 mod generate;
 mod guard;
 mod prepare;
 mod tool_loop;
 
+pub use count::{TokenCount, count_tokens};
 pub use finish::{Committed, Done};
 pub use generate::Step;
 pub use guard::Guard;

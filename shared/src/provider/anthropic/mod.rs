@@ -18,12 +18,15 @@ use crate::wire::anthropic::{self as codec, UpstreamOptions};
 
 /// The API version this provider speaks.
 pub const API_VERSION: &str = "2023-06-01";
+/// The header naming the API betas a request opts into.
+pub const BETA_HEADER: &str = "anthropic-beta";
 
 /// The Anthropic provider.
 pub struct Anthropic {
     name: String,
     client: reqwest::Client,
     url: String,
+    count_url: String,
     default_max_tokens: u32,
     caps: Caps,
 }
@@ -35,6 +38,10 @@ impl Anthropic {
             name: name.into(),
             client,
             url: join_url(cfg.base_url.as_deref().unwrap_or_default(), "v1/messages"),
+            count_url: join_url(
+                cfg.base_url.as_deref().unwrap_or_default(),
+                "v1/messages/count_tokens",
+            ),
             default_max_tokens: cfg
                 .default_max_tokens
                 .unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS),
@@ -47,6 +54,18 @@ impl Anthropic {
         &self,
         call: &Call<'_>,
         stream: bool,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        self.request_to(&self.url, call, stream, true)
+    }
+
+    /// A request to `url`; without `generation`, the body leaves out what
+    /// only generating takes (the count endpoint refuses those fields).
+    fn request_to(
+        &self,
+        url: &str,
+        call: &Call<'_>,
+        stream: bool,
+        generation: bool,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let breakpoints = call
             .cache
@@ -62,12 +81,35 @@ impl Anthropic {
         let key = call.api_key.ok_or_else(|| ProviderError::MissingKey {
             provider: self.name.clone(),
         })?;
-        Ok(self
+        let mut http = self
             .client
-            .post(&self.url)
+            .post(url)
             .header("x-api-key", key)
-            .header("anthropic-version", API_VERSION)
-            .json(&body))
+            .header("anthropic-version", API_VERSION);
+        // Betas the client opted into through the Anthropic front door.
+        for (name, value) in &call.request.extensions.headers {
+            if name == BETA_HEADER {
+                http = http.header(BETA_HEADER, value);
+            }
+        }
+        if !generation {
+            let mut body = body;
+            if let Some(o) = body.as_object_mut() {
+                for k in [
+                    "max_tokens",
+                    "stream",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "stop_sequences",
+                    "metadata",
+                ] {
+                    o.remove(k);
+                }
+            }
+            return Ok(http.json(&body));
+        }
+        Ok(http.json(&body))
     }
 }
 
@@ -87,6 +129,18 @@ impl Provider for Anthropic {
         let http = self.request(&call, false)?;
         let answer = send_json(&self.name, http, self.caps.body).await?;
         codec::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
+    }
+
+    async fn count_tokens(&self, call: Call<'_>) -> Result<Option<u64>, ProviderError> {
+        let http = self.request_to(&self.count_url, &call, false, false)?;
+        let answer = send_json(&self.name, http, self.caps.body).await?;
+        answer["input_tokens"]
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ProviderError::BadResponse {
+                provider: self.name.clone(),
+                detail: "count_tokens answered without input_tokens".into(),
+            })
     }
 
     async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {

@@ -106,6 +106,7 @@ pub fn decode_request(req: &MessagesRequest) -> Result<model::Request, CodecErro
         extensions: Extensions {
             format: Some(WireFormat::Anthropic),
             fields,
+            ..Extensions::default()
         },
         ..model::Request::default()
     })

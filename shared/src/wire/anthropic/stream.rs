@@ -20,6 +20,11 @@ pub struct EventEncoder {
     /// The usage `message_start` carried, once sent.
     started: Option<Usage>,
     finish: Option<(FinishReason, Option<String>)>,
+    /// The block open now: Anthropic's clients expect one at a time, while
+    /// an OpenAI upstream may keep its text open as tool calls begin.
+    open: Option<u32>,
+    /// Blocks closed early, whose own stop is then dropped.
+    closed_early: Vec<u32>,
 }
 
 impl EventEncoder {
@@ -32,6 +37,8 @@ impl EventEncoder {
             usage: Usage::new(input_estimate, 0),
             started: None,
             finish: None,
+            open: None,
+            closed_early: Vec::new(),
         }
     }
 
@@ -47,6 +54,17 @@ impl EventEncoder {
             } => self.finish = Some((*reason, stop_sequence.clone())),
             Event::BlockStart { index, block } => {
                 self.start(out);
+                if let Some(open) = self.open.take()
+                    && open != *index
+                {
+                    self.closed_early.push(open);
+                    sse(
+                        out,
+                        "content_block_stop",
+                        &json!({"type": "content_block_stop", "index": open}),
+                    );
+                }
+                self.open = Some(*index);
                 let b = match block {
                     BlockStart::Text | BlockStart::Refusal => json!({"type": "text", "text": ""}),
                     BlockStart::ToolCall { id, name } => {
@@ -85,6 +103,13 @@ impl EventEncoder {
                 );
             }
             Event::BlockStop { index } => {
+                if let Some(at) = self.closed_early.iter().position(|i| i == index) {
+                    self.closed_early.swap_remove(at);
+                    return;
+                }
+                if self.open == Some(*index) {
+                    self.open = None;
+                }
                 self.start(out);
                 sse(
                     out,
@@ -95,10 +120,16 @@ impl EventEncoder {
         }
     }
 
-    /// Ends the answer: `message_delta` with the stop reason and the final
-    /// usage (input counts only where they changed since `message_start`),
-    /// then `message_stop`.
+    /// Ends the answer: [`EventEncoder::delta`], then [`EventEncoder::stop`].
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.delta(out);
+        out.extend_from_slice(&Self::stop());
+    }
+
+    /// `message_delta` with the stop reason and the final usage (input
+    /// counts only where they changed since `message_start`). A front door
+    /// sends [`EventEncoder::stop`] once the turn is stored.
+    pub fn delta(&mut self, out: &mut Vec<u8>) {
         self.start(out);
         let (reason, seq) = self.finish.take().unwrap_or((FinishReason::Stop, None));
         let mut u = json!({"output_tokens": self.usage.output});
@@ -123,7 +154,19 @@ impl EventEncoder {
             "message_delta",
             &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(reason), "stop_sequence": seq}, "usage": u}),
         );
-        sse(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+
+    /// The `message_stop` event.
+    pub fn stop() -> Vec<u8> {
+        let mut out = Vec::new();
+        sse(&mut out, "message_stop", &json!({"type": "message_stop"}));
+        out
+    }
+
+    /// Sends `message_start` now if it has not gone out (a `ping` may only
+    /// follow it), with the usage known so far.
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
+        self.start(out);
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {

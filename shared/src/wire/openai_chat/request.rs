@@ -100,6 +100,7 @@ pub fn decode_request(req: &ChatRequest) -> model::Request {
         extensions: Extensions {
             format: (!fields.is_empty()).then_some(FORMAT),
             fields,
+            ..Extensions::default()
         },
         stable: None,
     }

@@ -771,6 +771,7 @@ fn model_request_round_trips() {
         extensions: Extensions {
             format: Some(WireFormat::OpenaiChat),
             fields,
+            ..Extensions::default()
         },
         stable: None,
     };

@@ -1,5 +1,8 @@
-//! Request validation: turns a body into a [`ChatRequest`] or an error that
-//! names the offending field as a path (`messages[2].role`).
+//! Request validation: turns a body into a [`ChatRequest`] (or, in
+//! [`messages`], an Anthropic Messages request) or an error that names the
+//! offending field as a path (`messages[2].role`).
+
+pub mod messages;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -160,10 +163,17 @@ pub fn chat_request(body: &[u8], limits: &Limits) -> Result<ChatRequest, Validat
             ));
         }
     }
-    let req: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+    let req: ChatRequest = typed(value)?;
+    check_semantics(&req, limits)?;
+    Ok(req)
+}
+
+/// `value` as `T`, a type error named by its path (a missing field by its
+/// own name: serde reports it at its parent).
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let mut path = e.path().to_string();
         let inner = e.inner().to_string();
-        // serde reports a missing field at its parent; name the field itself.
         if let Some(field) = inner
             .strip_prefix("missing field `")
             .and_then(|r| r.split('`').next())
@@ -175,9 +185,7 @@ pub fn chat_request(body: &[u8], limits: &Limits) -> Result<ChatRequest, Validat
             };
         }
         ValidationError::at(path, format!("invalid value: {inner}"))
-    })?;
-    check_semantics(&req, limits)?;
-    Ok(req)
+    })
 }
 
 fn check_semantics(req: &ChatRequest, limits: &Limits) -> Result<(), ValidationError> {
