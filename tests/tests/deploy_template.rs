@@ -187,12 +187,16 @@ fn no_stale_pending_entries() {
 }
 
 #[test]
-fn only_the_chat_route_streams() {
+fn only_the_chat_function_s_routes_stream() {
     let t = Template::load();
     let streamed: Vec<_> = t.functions().into_iter().flat_map(|f| f.streamed).collect();
     assert_eq!(
         streamed,
-        [("POST".to_owned(), "/v1/chat/completions".to_owned())]
+        [
+            ("POST".to_owned(), "/v1/chat/completions".to_owned()),
+            ("POST".to_owned(), "/v1/messages".to_owned()),
+            ("POST".to_owned(), "/v1/messages/count_tokens".to_owned()),
+        ]
     );
 }
 
@@ -229,10 +233,15 @@ fn every_variable_the_gateway_reads_is_set_or_deliberately_absent() {
                 f.logical_id
             );
         }
-        let calls_providers = f
-            .routes
-            .iter()
-            .any(|(_, p)| p == "/v1/chat/completions" || p == "/v1/admin/ready" || p == "/mcp");
+        let calls_providers = f.routes.iter().any(|(_, p)| {
+            [
+                "/v1/chat/completions",
+                "/v1/messages",
+                "/v1/admin/ready",
+                "/mcp",
+            ]
+            .contains(&p.as_str())
+        });
         for (var, _) in PROVIDER_FUNCTIONS_ONLY {
             assert_eq!(
                 set.contains(var),

@@ -40,6 +40,8 @@ use crate::{AppState, ids};
 /// local server serves all of them; each Lambda function serves its own.
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", "chat"),
+    ("POST", "/v1/messages", "chat"),
+    ("POST", "/v1/messages/count_tokens", "chat"),
     ("GET", "/v1/models", "models"),
     ("GET", "/v1/conversations", "conversations"),
     ("POST", "/v1/conversations", "conversations"),
