@@ -499,3 +499,82 @@ async fn models_answer_in_anthropic_s_shape_when_asked_so() {
     assert_eq!(status, 200);
     assert_eq!(openai_shape["object"], "list");
 }
+
+/// The openai stream of a card number and an email split across chunks.
+fn openai_pii_stream() -> String {
+    let mut s = String::new();
+    for p in [
+        "Card: 4111 11",
+        "11 1111 1111, mail bob.sm",
+        "ith@exa",
+        "mple.com. Done.",
+    ] {
+        let c = json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
+        s.push_str(&format!("data: {c}\n\n"));
+    }
+    s + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+}
+
+#[tokio::test]
+async fn fallbacks_cross_providers_streams_are_redacted_and_retries_replay() {
+    let (store, _dir) = embedded_store();
+    let openai = MockUpstream::start(|r| {
+        if r.body["stream"] == true {
+            Reply::sse(openai_pii_stream())
+        } else {
+            Reply::json(ctxgate_tests::openai_completion("from openai", 10, 2))
+        }
+    })
+    .await;
+    let anthropic = MockUpstream::start(|_| {
+        Reply::status(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    })
+    .await;
+    let base = format!("{}/v1", openai.url);
+    let gw = Gateway::with_toml(
+        store,
+        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\n[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o-mini\"]\n",
+        &[
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-openai-PROVIDER"),
+            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-PROVIDER"),
+        ],
+    );
+    let key = gw.key("acme", &["chat"]).await;
+
+    // Anthropic is overloaded: the chain moves on to OpenAI.
+    let body = json!({"model": "smart", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let (status, headers, text) = messages(&gw, &key, &[], body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-ctxgate-model"], "openai/gpt-4o-mini");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["content"][0]["text"], "saw: from openai");
+    assert!(!anthropic.received().is_empty());
+
+    // A streamed answer is redacted on the way out, however it is split;
+    // the same Idempotency-Key replays it byte for byte, upstream once.
+    let body = json!({"model": "openai/gpt-4o-mini", "max_tokens": 50, "stream": true,
+        "messages": [{"role": "user", "content": "pii"}]});
+    let calls = openai.received().len();
+    let (status, _, first) = messages(&gw, &key, &[("idempotency-key", "k-1")], body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let text: String = events(&first)
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "Card: [CARD], mail [EMAIL]. Done.");
+    assert!(
+        !first.contains("4111") && !first.contains("bob."),
+        "{first}"
+    );
+    let (status, headers, again) = messages(&gw, &key, &[("idempotency-key", "k-1")], body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(again, first);
+    assert_eq!(openai.received().len(), calls + 1);
+}

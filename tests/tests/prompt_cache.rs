@@ -204,6 +204,22 @@ async fn converse(s: &Setup, tenant: &str, model: &str, conv: &str, turns: usize
     }
 }
 
+/// As [`converse`], through the Anthropic Messages door.
+async fn converse_messages(s: &Setup, tenant: &str, model: &str, conv: &str, turns: usize) {
+    let key = s.gw.key(tenant, &[]).await;
+    for i in 0..turns {
+        let mut body = json!({"model": model, "max_tokens": 300, "stream": i % 2 == 1,
+            "messages": [{"role": "user", "content": question(i)}]});
+        if i == 0 {
+            body["system"] = json!(system_prompt());
+        }
+        let (status, _, text) =
+            s.gw.call_text("/v1/messages", &key, &[("x-conversation-id", conv)], body)
+                .await;
+        assert_eq!(status, 200, "turn {i}: {text}");
+    }
+}
+
 /// Where a request's breakpoints are: indices into its units.
 fn marks(units: &[Unit]) -> Vec<usize> {
     (0..units.len())
@@ -380,6 +396,32 @@ async fn anthropic_breakpoints_follow_the_conversation_on_the_embedded_store() {
 #[tokio::test]
 async fn anthropic_breakpoints_follow_the_conversation_on_dynamodb() {
     anthropic_breakpoints_follow_the_conversation(dynamo_store().await).await;
+}
+
+#[tokio::test]
+async fn the_messages_door_caches_the_stored_prefix_as_chat_does() {
+    let (store, _dir) = embedded_store();
+    let s = setup(store, "").await;
+    converse_messages(
+        &s,
+        "acme",
+        "anthropic/claude-sonnet-4-5",
+        "via-messages",
+        12,
+    )
+    .await;
+    let calls = s.anthropic.calls("claude-sonnet-4-5");
+    assert_eq!(calls.len(), 12);
+    assert_eq!(marks(&anthropic_units(&calls[0].0)), [0]);
+    let prefix = check_prefix(&calls);
+    assert!(prefix.changes.is_empty(), "{:?}", prefix.changes);
+    let last = calls[11].1;
+    assert!(
+        last.read as f64 > 0.8 * last.total as f64,
+        "turn 12 read {} of {}",
+        last.read,
+        last.total
+    );
 }
 
 /// A model whose window holds about eight turns besides the system prompt.

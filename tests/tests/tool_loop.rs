@@ -1164,3 +1164,59 @@ async fn a_provider_failure_mid_loop_stores_nothing() {
     })
     .await;
 }
+
+/// The tool loop behind the Anthropic Messages door: `mcp_servers` in the
+/// body, the calls hidden from the client, whole and streamed, on both wires.
+#[tokio::test]
+async fn the_messages_door_runs_the_loop_too() {
+    let mcp = McpFixture::start(Revision::Current).await;
+    for wire in [Wire::Anthropic, Wire::OpenAi] {
+        let (store, _dir) = embedded_store();
+        let s = setup(store, wire, mcp.url().as_str(), "").await;
+        for stream in [false, true] {
+            let body = json!({"model": wire.model(), "max_tokens": 200, "stream": stream,
+                "mcp_servers": ["crm"],
+                "messages": [{"role": "user", "content": r#"CALL crm__get_customer {"id":"42"}"#}]});
+            let (status, _, raw) = s.gw.call_text("/v1/messages", &s.key, &[], body).await;
+            assert_eq!(status, 200, "{raw}");
+            let text = if stream {
+                assert!(
+                    !raw.contains("\"tool_use\""),
+                    "no MCP call reaches the client: {raw}"
+                );
+                assert!(raw.contains(": ctxgate-tool "), "{raw}");
+                assert!(
+                    raw.trim_end()
+                        .ends_with("data: {\"type\":\"message_stop\"}"),
+                    "{raw}"
+                );
+                raw.lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+                    .collect::<String>()
+            } else {
+                let v: Value = serde_json::from_str(&raw).unwrap();
+                assert_eq!(v["stop_reason"], "end_turn", "{v}");
+                assert!(
+                    v["content"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|b| b["type"] == "text"),
+                    "{v}"
+                );
+                v["content"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<String>()
+            };
+            assert!(
+                text.contains("customer 42: Ada"),
+                "{wire:?} stream={stream}: {text}"
+            );
+        }
+    }
+}

@@ -50,7 +50,10 @@ pub fn messages_request(
     })?;
     // An optional field is given or left out; `null` is neither.
     if let Some((k, _)) = obj.iter().find(|(_, v)| v.is_null()) {
-        return Err(at(k.as_str(), format!("'{k}' must not be null; leave it out")));
+        return Err(at(
+            k.as_str(),
+            format!("'{k}' must not be null; leave it out"),
+        ));
     }
     match obj.get("model") {
         Some(Value::String(s)) if !s.trim().is_empty() => {}
