@@ -578,3 +578,30 @@ async fn fallbacks_cross_providers_streams_are_redacted_and_retries_replay() {
     assert_eq!(again, first);
     assert_eq!(openai.received().len(), calls + 1);
 }
+
+#[tokio::test]
+async fn a_failure_mid_stream_is_an_error_event_and_stores_nothing() {
+    let (store, _dir) = embedded_store();
+    let openai = MockUpstream::start(|_| {
+        let c = json!({"choices": [{"index": 0, "delta": {"content": "half an ans"}, "finish_reason": null}]});
+        Reply::sse(format!("data: {c}\n\ndata: {{\"choices\""))
+    })
+    .await;
+    let anthropic = MockUpstream::anthropic().await;
+    let gw = gateway(store, &openai, &anthropic);
+    let key = gw.key("acme", &["chat", "conversations:read"]).await;
+    let body = json!({"model": "openai/gpt-4o-mini", "max_tokens": 50, "stream": true,
+        "messages": [{"role": "user", "content": "go"}]});
+    let (status, _, text) = messages(&gw, &key, &[("x-conversation-id", "cut")], body).await;
+    assert_eq!(status, 200);
+    let evs = events(&text);
+    let (last, data) = evs.last().unwrap();
+    assert_eq!(last, "error", "{text}");
+    assert_eq!(data["type"], "error");
+    assert!(data["error"]["type"].is_string(), "{data}");
+    assert!(!text.contains("message_stop"), "{text}");
+    let (status, _, _) = gw
+        .call("GET", "/v1/conversations/cut", Some(&key), None)
+        .await;
+    assert_eq!(status, 404, "nothing stored");
+}

@@ -217,3 +217,61 @@ async fn count(
         .insert(COUNT_SOURCE_HEADER, HeaderValue::from_static(source));
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BlockDelta, BlockStart};
+
+    fn names(out: &[Bytes]) -> Vec<String> {
+        out.iter()
+            .flat_map(|b| {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("event: ").map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_silence_pings_after_message_start_and_a_failure_is_an_error_event() {
+        let mut w = MessagesWire {
+            encoder: EventEncoder::new("msg_1", "m", 42),
+            id: "msg_1".into(),
+        };
+        let mut out = Vec::new();
+        w.silence(&mut out);
+        assert_eq!(names(&out), ["message_start", "ping"]);
+        assert!(String::from_utf8_lossy(&out[0]).contains("\"input_tokens\":42"));
+        out.clear();
+        w.event(
+            &Event::BlockStart {
+                index: 0,
+                block: BlockStart::Text,
+            },
+            &mut out,
+        );
+        w.event(
+            &Event::BlockDelta {
+                index: 0,
+                delta: BlockDelta::Text("hi".into()),
+            },
+            &mut out,
+        );
+        w.silence(&mut out);
+        assert_eq!(
+            names(&out),
+            ["content_block_start", "content_block_delta", "ping"]
+        );
+        let e = w.error(&ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "upstream_unavailable",
+            "the provider is unavailable",
+        ));
+        let text = String::from_utf8_lossy(&e).into_owned();
+        assert!(text.starts_with("event: error\n"), "{text}");
+        assert!(text.contains("\"type\":\"overloaded_error\""), "{text}");
+    }
+}
