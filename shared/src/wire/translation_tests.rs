@@ -637,6 +637,49 @@ async fn interleaved_openai_calls_become_consecutive_tool_use_blocks() {
     assert_eq!(inputs, [r#"{"city": "Oslo"}"#, r#"{"tz":"CET"}"#]);
 }
 
+// Issue 17 (a): OpenAI-compatible servers that number every parallel call 0
+// (or leave `index` out) still start each call with its own id: a new id
+// at an index is a new call, so calls are neither merged nor their
+// arguments run together.
+#[tokio::test]
+async fn calls_all_numbered_zero_stay_apart() {
+    let chunks = vec![
+        oa_role(),
+        oa_call_start(0, "call_a", "weather", "{\"city\":"),
+        oa_call_args(0, "\"Oslo\"}"),
+        oa_call_start(0, "call_b", "time", "{\"tz\":\"CET\"}"),
+        oa_chunk(
+            json!({"tool_calls": [
+                {"id": "call_c", "type": "function", "function": {"name": "search", "arguments": "{}"}},
+            ]}),
+            Value::Null,
+        ),
+        // A repeated id is the same call (some servers repeat it).
+        oa_chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_c", "function": {"arguments": ""}}]}),
+            Value::Null,
+        ),
+        oa_chunk(json!({}), json!("tool_calls")),
+    ];
+    let events = from_openai(&oa_sse(&chunks, false)).await;
+    let (blocks, _, _) = messages_blocks(&to_messages(&events, 0));
+    let calls: Vec<(Value, String)> = blocks
+        .iter()
+        .map(|b| (b.start["id"].clone(), b.input_json()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (json!("call_a"), r#"{"city":"Oslo"}"#.into()),
+            (json!("call_b"), r#"{"tz":"CET"}"#.into()),
+            (json!("call_c"), "{}".into()),
+        ]
+    );
+    let chat = chat_answer(&to_chunks(&events, None));
+    let ids: Vec<&str> = chat.calls.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(ids, ["call_a", "call_b", "call_c"]);
+}
+
 fn parallel_anthropic_stream() -> Vec<Value> {
     let tool =
         |id: &str, name: &str| json!({"type": "tool_use", "id": id, "name": name, "input": {}});
