@@ -801,6 +801,68 @@ async fn signed_thinking_passes_anthropic_to_anthropic_byte_exact() {
     );
 }
 
+// Issue 17, point 3: a server tool's streamed input (a block type the
+// model has no type for, kept whole) passes Anthropic -> Anthropic byte for
+// byte, is kept in the assembled answer as the whole answer has it, and is
+// no tool call of an OpenAI client's.
+#[tokio::test]
+async fn server_tool_input_passes_anthropic_to_anthropic_whole() {
+    let upstream_events = vec![
+        an_start(json!({"input_tokens": 9, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0, "output_tokens": 1})),
+        an_block_start(
+            0,
+            json!({"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {}}),
+        ),
+        an_delta(
+            0,
+            json!({"type": "input_json_delta", "partial_json": "{\"query\": "}),
+        ),
+        an_delta(
+            0,
+            json!({"type": "input_json_delta", "partial_json": "\"Q3 figures\"}"}),
+        ),
+        an_block_stop(0),
+        an_block_start(
+            1,
+            json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01", "content": []}),
+        ),
+        an_block_stop(1),
+        an_block_start(2, json!({"type": "text", "text": ""})),
+        an_delta(2, json!({"type": "text_delta", "text": "Found it."})),
+        an_block_stop(2),
+        an_message_delta("end_turn", Value::Null, json!({"output_tokens": 20})),
+        an_stop(),
+    ];
+    let body = an_sse(&upstream_events);
+    let events = from_anthropic(&body).await;
+    let mut enc = EventEncoder::new("msg_up", "claude-up", 0);
+    let mut out = Vec::new();
+    for e in &events {
+        enc.push(e, &mut out);
+    }
+    enc.finish(&mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(body).unwrap()
+    );
+
+    let whole = anthropic::decode_response(json!({"id": "msg_up", "model": "claude-up",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {"query": "Q3 figures"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01", "content": []},
+            {"type": "text", "text": "Found it."}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 9, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0, "output_tokens": 20}}))
+    .unwrap();
+    assert_eq!(assemble(&events, true), whole);
+
+    let chat = chat_answer(&to_chunks(&events, None));
+    assert_eq!(chat.calls, []);
+    assert_eq!(chat.content, "Found it.");
+}
+
 // Issue 17 (b), Anthropic -> OpenAI: OpenAI Chat has no thinking: streamed,
 // the reasoning text goes out only under a configured reasoning field and
 // the signature and redacted thinking never; whole, the answer is its text.
