@@ -540,6 +540,7 @@ async fn upstream_bodies_cut_at_every_byte_translate_the_same() {
     let want_chunks = to_chunks(&events, None);
     assert_eq!(chat_answer(&want_chunks).calls[0].2, ARGS);
     let want_messages = to_messages(&events, 0);
+    messages_blocks(&want_messages);
     for split in splits(&body) {
         let events = upstream(split, EventDecoder::new()).await;
         assert_eq!(to_chunks(&events, None), want_chunks);
@@ -782,23 +783,29 @@ fn thinking_anthropic_stream() -> Vec<Value> {
     ]
 }
 
+/// Anthropic -> Anthropic: `events`, decoded from the upstream `body`, give
+/// a Messages client (named as upstream) `body` again, byte for byte.
+fn assert_passes_byte_exact(body: &[u8], events: &[Event]) {
+    let mut enc = EventEncoder::new("msg_up", "claude-up", 0);
+    let mut out = Vec::new();
+    for e in events {
+        enc.push(e, &mut out);
+    }
+    enc.finish(&mut out);
+    messages_blocks(&out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(body.to_vec()).unwrap()
+    );
+}
+
 // Issue 17 (b), Anthropic -> Anthropic: thinking with its signature and
 // redacted thinking pass through the model to a Messages client byte for
 // byte as the upstream sent them.
 #[tokio::test]
 async fn signed_thinking_passes_anthropic_to_anthropic_byte_exact() {
-    let upstream_events = thinking_anthropic_stream();
-    let body = an_sse(&upstream_events);
-    let mut enc = EventEncoder::new("msg_up", "claude-up", 0);
-    let mut out = Vec::new();
-    for e in &from_anthropic(&body).await {
-        enc.push(e, &mut out);
-    }
-    enc.finish(&mut out);
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(body).unwrap()
-    );
+    let body = an_sse(&thinking_anthropic_stream());
+    assert_passes_byte_exact(&body, &from_anthropic(&body).await);
 }
 
 // Issue 17, point 3: a server tool's streamed input (a block type the
@@ -807,7 +814,7 @@ async fn signed_thinking_passes_anthropic_to_anthropic_byte_exact() {
 // no tool call of an OpenAI client's.
 #[tokio::test]
 async fn server_tool_input_passes_anthropic_to_anthropic_whole() {
-    let upstream_events = vec![
+    let body = an_sse(&[
         an_start(json!({"input_tokens": 9, "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0, "output_tokens": 1})),
         an_block_start(
@@ -833,19 +840,9 @@ async fn server_tool_input_passes_anthropic_to_anthropic_whole() {
         an_block_stop(2),
         an_message_delta("end_turn", Value::Null, json!({"output_tokens": 20})),
         an_stop(),
-    ];
-    let body = an_sse(&upstream_events);
+    ]);
     let events = from_anthropic(&body).await;
-    let mut enc = EventEncoder::new("msg_up", "claude-up", 0);
-    let mut out = Vec::new();
-    for e in &events {
-        enc.push(e, &mut out);
-    }
-    enc.finish(&mut out);
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(body).unwrap()
-    );
+    assert_passes_byte_exact(&body, &events);
 
     let whole = anthropic::decode_response(json!({"id": "msg_up", "model": "claude-up",
         "content": [
