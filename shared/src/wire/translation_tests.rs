@@ -1001,8 +1001,8 @@ fn golden(name: &str) -> Value {
         .clone()
 }
 
-// Issue 17 (a), (b): requests both ways, with base64 and URL images (in a
-// user turn and in a tool result), tools and a tool round, against the
+// Issue 17 (a), (b): requests both ways, with base64 and URL images, cache
+// hints, tools, a tool round and the sampling parameters, against the
 // golden bodies in `anthropic/golden/translation.json`.
 #[test]
 fn requests_translate_to_the_golden_bodies_both_ways() {
@@ -1045,6 +1045,38 @@ fn images_survive_a_trip_through_the_other_format() {
     let m = anthropic::decode_request(&req).unwrap();
     let round = openai_chat::encode_request(&m, "gpt", &openai_opts()).unwrap();
     assert_eq!(round["messages"], openai["messages"]);
+}
+
+// Issue 17 (a): OpenAI takes only text in a tool message, so an Anthropic
+// tool result's image (a screenshot tool's) and document go in a user
+// message after the tool messages; the results keep their text.
+#[test]
+fn tool_result_media_from_a_messages_client_goes_in_a_user_message() {
+    let req = messages_request(json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Look."}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "screenshot", "input": {}},
+            {"type": "tool_use", "id": "t2", "name": "read", "input": {"path": "a.pdf"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "text", "text": "Taken."},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]},
+            {"type": "tool_result", "tool_use_id": "t2", "content": [
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/p1.png"}}]},
+            {"type": "text", "text": "What do you see?"}]}]}));
+    let m = anthropic::decode_request(&req).unwrap();
+    let body = openai_chat::encode_request(&m, "gpt", &openai_opts()).unwrap();
+    assert_eq!(
+        body["messages"].as_array().unwrap()[2..],
+        [
+            json!({"role": "tool", "tool_call_id": "t1", "content": "Taken."}),
+            json!({"role": "tool", "tool_call_id": "t2", "content": ""}),
+            json!({"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/p1.png"}}]}),
+            json!({"role": "user", "content": "What do you see?"}),
+        ]
+    );
 }
 
 // ------------------------------------------------------- 5. stop reasons
