@@ -799,7 +799,7 @@ fn assert_passes_byte_exact(body: &[u8], events: &[Event]) {
     );
 }
 
-// Issue 17 (b), Anthropic -> Anthropic: thinking with its signature and
+// Issue 17, point 3, Anthropic -> Anthropic: thinking with its signature and
 // redacted thinking pass through the model to a Messages client byte for
 // byte as the upstream sent them.
 #[tokio::test]
