@@ -86,4 +86,4 @@ pub fn is_reason(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod translation_tests;
+mod tests;
