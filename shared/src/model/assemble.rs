@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{
-    Block, BlockDelta, BlockStart, Event, FinishReason, Message, Response, Role, ToolCall, Usage,
+    Block, BlockDelta, BlockStart, Event, FinishReason, Message, Opaque, Response, Role, ToolCall,
+    Usage,
 };
 
 /// A block being assembled.
@@ -17,7 +18,9 @@ enum Partial {
     Reasoning(String, Option<String>),
     Encrypted(String),
     Refusal(String),
-    Whole(Block),
+    /// A block of one format kept whole, and the input JSON streamed into
+    /// it (a server tool's `input_json_delta`s).
+    Opaque(Opaque, String),
 }
 
 /// Accumulates events into a [`Response`].
@@ -61,7 +64,7 @@ impl Assembler {
                     BlockStart::Reasoning => Partial::Reasoning(String::new(), None),
                     BlockStart::EncryptedReasoning { data } => Partial::Encrypted(data.clone()),
                     BlockStart::Refusal => Partial::Refusal(String::new()),
-                    BlockStart::Opaque(o) => Partial::Whole(Block::Opaque(o.clone())),
+                    BlockStart::Opaque(o) => Partial::Opaque(o.clone(), String::new()),
                 };
                 self.blocks.insert(*index, p);
             }
@@ -96,6 +99,7 @@ impl Assembler {
             (Partial::Text(t, _), BlockDelta::Text(s)) => t.push_str(s),
             (Partial::Text(_, c), BlockDelta::Citation(v)) => c.push(v.clone()),
             (Partial::Call(c), BlockDelta::Arguments(s)) => c.arguments.push_str(s),
+            (Partial::Opaque(_, input), BlockDelta::Arguments(s)) => input.push_str(s),
             (Partial::Reasoning(t, _), BlockDelta::Reasoning(s)) => t.push_str(s),
             (Partial::Reasoning(_, sig), BlockDelta::Signature(s)) => {
                 sig.get_or_insert_with(String::new).push_str(s)
@@ -119,7 +123,8 @@ impl Assembler {
                     s.push_str(t)
                 }
                 Partial::Call(c) => s.push_str(&c.arguments),
-                Partial::Encrypted(_) | Partial::Whole(_) => {}
+                Partial::Opaque(_, input) => s.push_str(input),
+                Partial::Encrypted(_) => {}
             }
         }
         s
@@ -156,7 +161,16 @@ impl Assembler {
                     encrypted: Some(data),
                 }),
                 Partial::Refusal(text) => Some(Block::Refusal { text }),
-                Partial::Whole(b) => Some(b),
+                Partial::Opaque(mut o, input) => {
+                    // The streamed input replaces the empty one the block
+                    // started with, as the whole answer has it.
+                    if let Ok(v) = serde_json::from_str::<Value>(&input)
+                        && let Some(block) = o.value.as_object_mut()
+                    {
+                        block.insert("input".into(), v);
+                    }
+                    Some(Block::Opaque(o))
+                }
             })
             .collect();
         let (finish, stop_sequence) = self.finish.unwrap_or((FinishReason::Stop, None));

@@ -84,3 +84,6 @@ pub fn is_reason(s: &str) -> bool {
         })
         && s.split(['_', '.', '-']).all(|run| run.len() <= 24)
 }
+
+#[cfg(test)]
+mod tests;

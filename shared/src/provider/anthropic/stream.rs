@@ -142,15 +142,14 @@ impl StreamDecoder for EventDecoder {
                 let d = ev.delta.unwrap_or_default();
                 let delta = match d["type"].as_str() {
                     Some("text_delta") => text_of(&d, "text").map(BlockDelta::Text),
-                    Some("input_json_delta") => {
-                        match (text_of(&d, "partial_json"), self.tool(index)) {
-                            (Some(fragment), Some(tool)) => {
-                                tool.1 = true;
-                                Some(BlockDelta::Arguments(fragment))
-                            }
-                            _ => None,
+                    // A tool's input, or a server tool's (an opaque block,
+                    // whose input the assembler writes into it).
+                    Some("input_json_delta") => text_of(&d, "partial_json").map(|fragment| {
+                        if let Some(tool) = self.tool(index) {
+                            tool.1 = true;
                         }
-                    }
+                        BlockDelta::Arguments(fragment)
+                    }),
                     Some("thinking_delta") => text_of(&d, "thinking").map(BlockDelta::Reasoning),
                     Some("signature_delta") => text_of(&d, "signature").map(BlockDelta::Signature),
                     Some("citations_delta") => d.get("citation").cloned().map(BlockDelta::Citation),

@@ -15,7 +15,7 @@ enum Slot {
     Text,
     Refusal,
     Reasoning,
-    /// A tool call, by OpenAI's `index` among tool calls.
+    /// A tool call, by its number among the answer's calls.
     Call(u32),
 }
 
@@ -25,7 +25,12 @@ pub struct ChunkDecoder {
     started: bool,
     /// Blocks in order of first appearance: a block's index is its position.
     blocks: Vec<Slot>,
-    /// Tool calls whose start (id and name) was already passed on.
+    /// Tool calls in order of first appearance (a call's number is its
+    /// position): the OpenAI `index` and the id each came with. Usually
+    /// index and number agree; servers that number every parallel call 0
+    /// start each with a new id instead.
+    calls: Vec<(u32, String)>,
+    /// Tool calls (by number) whose start (id and name) was already passed on.
     calls_started: Vec<u32>,
     /// Blocks open (not yet stopped), by index.
     open: Vec<u32>,
@@ -49,6 +54,29 @@ impl ChunkDecoder {
                 (index, true)
             }
         }
+    }
+
+    /// The number of the call a tool call delta at OpenAI `index` belongs
+    /// to: the index's current call, unless the delta names another id,
+    /// which starts a new call (a repeated id is the same call).
+    fn call_number(&mut self, index: u32, id: Option<&str>) -> u32 {
+        let current = self.calls.iter().rposition(|c| c.0 == index);
+        let number = match (current, id) {
+            (Some(n), Some(id)) if self.calls[n].1.is_empty() => {
+                self.calls[n].1 = id.to_owned();
+                n
+            }
+            (Some(n), Some(id)) if self.calls[n].1 != id => {
+                self.calls.push((index, id.to_owned()));
+                self.calls.len() - 1
+            }
+            (Some(n), _) => n,
+            (None, id) => {
+                self.calls.push((index, id.unwrap_or_default().to_owned()));
+                self.calls.len() - 1
+            }
+        };
+        number as u32
     }
 
     /// Appends `delta` to `slot`'s block, opening it first if it is new.
@@ -227,15 +255,15 @@ impl StreamDecoder for ChunkDecoder {
                         .function
                         .map(|f| (f.name, f.arguments))
                         .unwrap_or_default();
-                    let (index, _) = self.block(Slot::Call(call.index));
-                    if !self.calls_started.contains(&call.index)
-                        && (call.id.is_some() || name.is_some())
-                    {
-                        self.calls_started.push(call.index);
+                    let id = non_empty(call.id);
+                    let number = self.call_number(call.index, id.as_deref());
+                    let (index, _) = self.block(Slot::Call(number));
+                    if !self.calls_started.contains(&number) && (id.is_some() || name.is_some()) {
+                        self.calls_started.push(number);
                         out.push(Event::BlockStart {
                             index,
                             block: BlockStart::ToolCall {
-                                id: call.id.unwrap_or_default(),
+                                id: id.unwrap_or_default(),
                                 name: name.unwrap_or_default(),
                             },
                         });

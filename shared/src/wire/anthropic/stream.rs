@@ -12,6 +12,14 @@ use crate::model::{Block, BlockDelta, BlockStart, Event, FinishReason, Usage};
 /// `event: X\ndata: {...}\n\n` bytes out. `message_start` waits for the
 /// first block (or the end), so that it carries the usage known by then;
 /// the finish reason waits for [`EventEncoder::finish`].
+///
+/// Blocks go out one at a time, numbered 0, 1, 2... in the order they went
+/// out: Messages clients (the SDKs' accumulators) index their content by
+/// the order of `content_block_start` and expect each block stopped before
+/// the next starts. A model stream may interleave blocks (an OpenAI upstream
+/// streams parallel tool calls by index and stops every block only at its
+/// finish), so a block that starts while another is open is held, with its
+/// deltas, until the open one stops.
 #[derive(Debug)]
 pub struct EventEncoder {
     id: String,
@@ -20,11 +28,27 @@ pub struct EventEncoder {
     /// The usage `message_start` carried, once sent.
     started: Option<Usage>,
     finish: Option<(FinishReason, Option<String>)>,
-    /// The block open now: Anthropic's clients expect one at a time, while
-    /// an OpenAI upstream may keep its text open as tool calls begin.
-    open: Option<u32>,
-    /// Blocks closed early, whose own stop is then dropped.
-    closed_early: Vec<u32>,
+    /// The block streaming now: its model index and its index on the wire.
+    open: Option<(u32, u32)>,
+    /// Blocks started while another was open, in order of start.
+    held: Vec<Held>,
+    /// The wire index of the next block to go out.
+    next: u32,
+    /// Model indices of the blocks already stopped on the wire.
+    closed: Vec<u32>,
+}
+
+/// A block held back while another streams.
+#[derive(Debug)]
+struct Held {
+    /// Its model index.
+    index: u32,
+    /// Its `content_block`.
+    block: Value,
+    /// Its deltas so far.
+    deltas: Vec<Value>,
+    /// Whether it already stopped.
+    stopped: bool,
 }
 
 impl EventEncoder {
@@ -38,7 +62,9 @@ impl EventEncoder {
             started: None,
             finish: None,
             open: None,
-            closed_early: Vec::new(),
+            held: Vec::new(),
+            next: 0,
+            closed: Vec::new(),
         }
     }
 
@@ -54,17 +80,6 @@ impl EventEncoder {
             } => self.finish = Some((*reason, stop_sequence.clone())),
             Event::BlockStart { index, block } => {
                 self.start(out);
-                if let Some(open) = self.open.take()
-                    && open != *index
-                {
-                    self.closed_early.push(open);
-                    sse(
-                        out,
-                        "content_block_stop",
-                        &json!({"type": "content_block_stop", "index": open}),
-                    );
-                }
-                self.open = Some(*index);
                 let b = match block {
                     BlockStart::Text | BlockStart::Refusal => json!({"type": "text", "text": ""}),
                     BlockStart::ToolCall { id, name } => {
@@ -77,11 +92,7 @@ impl EventEncoder {
                     BlockStart::Opaque(o) => answer_block(&Block::Opaque(o.clone()))
                         .unwrap_or_else(|| json!({"type": "text", "text": ""})),
                 };
-                sse(
-                    out,
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": index, "content_block": b}),
-                );
+                self.block_start(*index, b, out);
             }
             Event::BlockDelta { index, delta } => {
                 self.start(out);
@@ -96,28 +107,93 @@ impl EventEncoder {
                     BlockDelta::Signature(s) => json!({"type": "signature_delta", "signature": s}),
                     BlockDelta::Citation(c) => json!({"type": "citations_delta", "citation": c}),
                 };
-                sse(
-                    out,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index, "delta": d}),
-                );
+                self.block_delta(*index, delta, d, out);
             }
             Event::BlockStop { index } => {
-                if let Some(at) = self.closed_early.iter().position(|i| i == index) {
-                    self.closed_early.swap_remove(at);
-                    return;
-                }
-                if self.open == Some(*index) {
-                    self.open = None;
-                }
                 self.start(out);
-                sse(
-                    out,
-                    "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": index}),
-                );
+                self.block_stop(*index, out);
             }
         }
+    }
+
+    /// A block opens: it goes out now if none is open, else it is held.
+    fn block_start(&mut self, index: u32, block: Value, out: &mut Vec<u8>) {
+        if self.open.is_none() && self.held.is_empty() {
+            self.send_start(index, &block, out);
+        } else {
+            self.held.push(Held {
+                index,
+                block,
+                deltas: Vec::new(),
+                stopped: false,
+            });
+        }
+    }
+
+    fn block_delta(&mut self, index: u32, delta: &BlockDelta, d: Value, out: &mut Vec<u8>) {
+        if let Some((open, wire)) = self.open
+            && open == index
+        {
+            send_delta(out, wire, &d);
+        } else if let Some(h) = self.held.iter_mut().find(|h| h.index == index) {
+            h.deltas.push(d);
+        } else if !self.closed.contains(&index) {
+            // A delta for a block that never opened opens it (lenient
+            // providers), as the assembler reads it.
+            let block = match delta {
+                BlockDelta::Arguments(_) => {
+                    json!({"type": "tool_use", "id": "", "name": "", "input": {}})
+                }
+                BlockDelta::Reasoning(_) | BlockDelta::Signature(_) => {
+                    json!({"type": "thinking", "thinking": ""})
+                }
+                _ => json!({"type": "text", "text": ""}),
+            };
+            self.block_start(index, block, out);
+            self.block_delta(index, delta, d, out);
+        }
+    }
+
+    fn block_stop(&mut self, index: u32, out: &mut Vec<u8>) {
+        if let Some((open, wire)) = self.open
+            && open == index
+        {
+            send_stop(out, wire);
+            self.open = None;
+            self.closed.push(index);
+            self.release(out);
+        } else if let Some(h) = self.held.iter_mut().find(|h| h.index == index) {
+            h.stopped = true;
+        }
+    }
+
+    /// Sends held blocks, in order, until one is still open.
+    fn release(&mut self, out: &mut Vec<u8>) {
+        while self.open.is_none() && !self.held.is_empty() {
+            let h = self.held.remove(0);
+            let wire = self.send_start(h.index, &h.block, out);
+            for d in &h.deltas {
+                send_delta(out, wire, d);
+            }
+            if h.stopped {
+                send_stop(out, wire);
+                self.open = None;
+                self.closed.push(h.index);
+            }
+        }
+    }
+
+    /// Sends `content_block_start` and opens the block; its wire index.
+    fn send_start(&mut self, index: u32, block: &Value, out: &mut Vec<u8>) -> u32 {
+        let wire = self.next;
+        self.next += 1;
+        self.open = Some((index, wire));
+        sse(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": wire, "content_block": block}),
+        );
+        wire
     }
 
     /// Ends the answer: [`EventEncoder::delta`], then [`EventEncoder::stop`].
@@ -126,11 +202,19 @@ impl EventEncoder {
         out.extend_from_slice(&Self::stop());
     }
 
-    /// `message_delta` with the stop reason and the final usage (input
-    /// counts only where they changed since `message_start`). A front door
-    /// sends [`EventEncoder::stop`] once the turn is stored.
+    /// Closes what is open and sends `message_delta` with the stop reason
+    /// and the final usage (input counts only where they changed since
+    /// `message_start`). A front door sends [`EventEncoder::stop`] once the
+    /// turn is stored.
     pub fn delta(&mut self, out: &mut Vec<u8>) {
         self.start(out);
+        // Blocks the upstream left open are closed, held ones sent whole.
+        for h in &mut self.held {
+            h.stopped = true;
+        }
+        if let Some((index, _)) = self.open {
+            self.block_stop(index, out);
+        }
         let (reason, seq) = self.finish.take().unwrap_or((FinishReason::Stop, None));
         let mut u = json!({"output_tokens": self.usage.output});
         let inputs = |u: &Usage| (u.input, u.cache_read, u.cache_write, u.cache_write_1h);
@@ -207,6 +291,22 @@ impl EventEncoder {
         );
         out
     }
+}
+
+fn send_delta(out: &mut Vec<u8>, wire: u32, delta: &Value) {
+    sse(
+        out,
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": wire, "delta": delta}),
+    );
+}
+
+fn send_stop(out: &mut Vec<u8>, wire: u32) {
+    sse(
+        out,
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": wire}),
+    );
 }
 
 fn sse(out: &mut Vec<u8>, event: &str, data: &Value) {

@@ -598,13 +598,15 @@ fn encoder_events() {
     let start: Value = serde_json::from_str(&ev[0].1).unwrap();
     assert_eq!(start["message"]["id"], "msg_x");
     assert_eq!(start["message"]["usage"]["input_tokens"], 7);
-    let delta: Value = serde_json::from_str(&ev[2].1).unwrap();
+    // The block the model never stopped is stopped before the end.
+    assert_eq!(ev[2].0, "content_block_stop");
+    let delta: Value = serde_json::from_str(&ev[3].1).unwrap();
     assert_eq!(
         delta,
         json!({"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},
             "usage":{"output_tokens":2,"input_tokens":5,"cache_read_input_tokens":4,"cache_creation_input_tokens":0}})
     );
-    assert_eq!(ev[3].0, "message_stop");
+    assert_eq!(ev[4].0, "message_stop");
     assert_eq!(
         EventEncoder::ping(),
         b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
@@ -762,6 +764,73 @@ fn one_hour_cache_writes_are_counted_apart() {
     enc.push(&Event::Usage(want), &mut out);
     enc.finish(&mut out);
     let ev = sse_events(std::str::from_utf8(&out).unwrap());
-    let delta: Value = serde_json::from_str(&ev[2].1).unwrap();
+    let delta: Value = serde_json::from_str(&ev[3].1).unwrap();
     assert_eq!(delta["usage"], usage);
+}
+
+// Issue 17, point 2: blocks go out one at a time, numbered in the order they
+// go out, whatever the model stream interleaves: a block started while
+// another is open is held with its deltas (and its stop) until that one
+// stops; blocks left open are stopped at the end.
+#[test]
+fn encoder_sends_interleaved_blocks_one_at_a_time() {
+    use model::{BlockDelta as D, BlockStart as S};
+    let delta = |index, delta| Event::BlockDelta { index, delta };
+    let mut enc = EventEncoder::new("m", "c", 1);
+    let mut out = Vec::new();
+    for e in [
+        Event::BlockStart {
+            index: 0,
+            block: S::Text,
+        },
+        Event::BlockStart {
+            index: 1,
+            block: S::ToolCall {
+                id: "a".into(),
+                name: "f".into(),
+            },
+        },
+        delta(1, D::Arguments("{\"x\":".into())),
+        delta(0, D::Text("hi".into())),
+        delta(1, D::Arguments("1}".into())),
+        Event::BlockStop { index: 1 },
+        Event::BlockStart {
+            index: 2,
+            block: S::Reasoning,
+        },
+        delta(2, D::Reasoning("hm".into())),
+        Event::BlockStop { index: 0 },
+        // A stray delta for a stopped block opens nothing.
+        delta(0, D::Text("late".into())),
+    ] {
+        enc.push(&e, &mut out);
+    }
+    enc.finish(&mut out);
+    let got: Vec<Value> = sse_events(std::str::from_utf8(&out).unwrap())
+        .into_iter()
+        .map(|(_, d)| serde_json::from_str(&d).unwrap())
+        .skip(1)
+        .collect();
+    let start =
+        |i: u32, b: Value| json!({"type":"content_block_start","index":i,"content_block":b});
+    let delta = |i: u32, d: Value| json!({"type":"content_block_delta","index":i,"delta":d});
+    let stop = |i: u32| json!({"type":"content_block_stop","index":i});
+    assert_eq!(
+        got[..got.len() - 2],
+        [
+            start(0, json!({"type":"text","text":""})),
+            delta(0, json!({"type":"text_delta","text":"hi"})),
+            stop(0),
+            start(1, json!({"type":"tool_use","id":"a","name":"f","input":{}})),
+            delta(
+                1,
+                json!({"type":"input_json_delta","partial_json":"{\"x\":"})
+            ),
+            delta(1, json!({"type":"input_json_delta","partial_json":"1}"})),
+            stop(1),
+            start(2, json!({"type":"thinking","thinking":""})),
+            delta(2, json!({"type":"thinking_delta","thinking":"hm"})),
+            stop(2),
+        ]
+    );
 }

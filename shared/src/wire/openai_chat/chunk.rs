@@ -142,7 +142,8 @@ impl ChunkEncoder {
                 _ => return,
             },
             BlockDelta::Arguments(fragment) => {
-                if fragment.is_empty() {
+                // A server tool's input (an opaque block) is no call of the client's.
+                if fragment.is_empty() || kind == Some(Kind::Silent) {
                     return;
                 }
                 // Arguments before their call's start: the call is numbered now.

@@ -517,6 +517,49 @@ fn encode_tool_choice(c: &ToolChoice) -> Option<Value> {
     })
 }
 
+/// OpenAI takes only text in a tool message; an Anthropic tool result may
+/// hold images and documents (a screenshot tool's). For a request from the
+/// Anthropic front door, a tool message keeps its text and its other parts
+/// go in a user message after the run of tool messages, where the model
+/// sees them next to the results. (An OpenAI client's tool messages go as
+/// sent: some compatible servers take media there.)
+fn media_out_of_tool_messages(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let user = |parts| ChatMessage {
+        role: Role::User,
+        content: Some(Content::Parts(parts)),
+        name: None,
+        tool_calls: None,
+        tool_call_id: None,
+        refusal: None,
+    };
+    let mut out = Vec::with_capacity(messages.len());
+    let mut media: Vec<ContentPart> = Vec::new();
+    for mut m in messages {
+        if m.role != Role::Tool && !media.is_empty() {
+            out.push(user(std::mem::take(&mut media)));
+        }
+        if m.role == Role::Tool
+            && let Some(Content::Parts(parts)) = &mut m.content
+        {
+            let (text, other): (Vec<ContentPart>, Vec<ContentPart>) = std::mem::take(parts)
+                .into_iter()
+                .partition(|p| matches!(p, ContentPart::Text { .. }));
+            media.extend(other);
+            m.content = Some(match <[ContentPart; 1]>::try_from(text) {
+                Ok([ContentPart::Text { text, .. }]) => Content::Text(text),
+                Ok(one) => Content::Parts(one.into()),
+                Err(text) if text.is_empty() => Content::Text(String::new()),
+                Err(text) => Content::Parts(text),
+            });
+        }
+        out.push(m);
+    }
+    if !media.is_empty() {
+        out.push(user(media));
+    }
+    out
+}
+
 /// The body for an OpenAI-protocol upstream.
 pub fn encode_request(
     req: &model::Request,
@@ -525,7 +568,10 @@ pub fn encode_request(
 ) -> Result<Value, CodecError> {
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
-    let messages = encode_messages(&req.messages)?;
+    let mut messages = encode_messages(&req.messages)?;
+    if req.extensions.format == Some(WireFormat::Anthropic) {
+        messages = media_out_of_tool_messages(messages);
+    }
     body.insert(
         "messages".into(),
         serde_json::to_value(messages).map_err(|_| CodecError::new("messages", "unencodable"))?,
