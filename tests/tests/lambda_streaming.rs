@@ -90,3 +90,30 @@ async fn plain_request_still_gets_its_whole_json_body() {
     let v: Value = serde_json::from_slice(&pieces.concat()).unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
 }
+
+#[tokio::test]
+async fn the_messages_door_streams_through_the_adapter_too() {
+    let (gw, _dir) = gateway();
+    let key = gw.key("acme", &[]).await;
+    let text = "Anthropic events through the Lambda adapter, word by word";
+    let body = json!({"model": "echo", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": text}]});
+    let mut request = event(&key, body);
+    if let LambdaRequest::ApiGatewayV1(r) = &mut request {
+        r.path = Some("/v1/messages".into());
+        r.resource = Some("/v1/messages".into());
+    }
+    let (status, content_type, pieces) = invoke(&gw, request).await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    assert!(pieces.len() >= 5, "{pieces:?}");
+    let all: String = pieces.iter().map(|p| String::from_utf8_lossy(p)).collect();
+    assert!(all.starts_with("event: message_start\n"), "{all}");
+    assert!(all.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    let streamed: String = all
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(streamed, text);
+}
