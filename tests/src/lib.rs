@@ -379,7 +379,7 @@ impl Gateway {
         )
     }
 
-    /// Sends raw bytes with extra headers.
+    /// Sends raw bytes with extra headers; the body as JSON (`Null` when it is not).
     pub async fn call_raw(
         &self,
         method: &str,
@@ -388,6 +388,23 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, HeaderMap, Value) {
+        let (status, headers, text) = self.call_raw_text(method, path, key, headers, body).await;
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends raw bytes with extra headers; the body as text (a stream's too).
+    pub async fn call_raw_text(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, HeaderMap, String) {
         let mut req = Request::builder().method(method).uri(path);
         if !headers
             .iter()
@@ -413,7 +430,7 @@ impl Gateway {
         (
             status,
             headers,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&bytes).into_owned(),
         )
     }
 

@@ -46,23 +46,10 @@ async fn post(
     headers: &[(&str, &str)],
     body: String,
 ) -> (u16, http::HeaderMap, String) {
-    let mut req = Request::post(path)
-        .header("content-type", "application/json")
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = gw
-        .router
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
+    let mut all = vec![("x-api-key", key), ("anthropic-version", "2023-06-01")];
+    all.extend_from_slice(headers);
+    gw.call_raw_text("POST", path, None, &all, body.into_bytes())
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 /// `(event, data)` of each SSE event.

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::RequestLog;
 use super::chat::{CONVERSATION_HEADER, MCP_UNAVAILABLE_HEADER, MODEL_HEADER, REDACTIONS_HEADER};
 use crate::error::Dialect;
-use crate::model::{self, Assembler, Event};
+use crate::model::{self, Event};
 use crate::store::StoredResponse;
 use crate::turn::{self, Answering, Step, TurnError};
 use crate::{ApiError, idempotency};
@@ -69,14 +69,7 @@ pub async fn whole<W: Wire>(
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let fail = |e: TurnError| e.into_api(W::ANSWER_PARAM, W::ANSWER_PARAM);
-    let mut sent = Assembler::new(false);
-    loop {
-        match answering.next().await.map_err(fail)? {
-            Step::Event(e) => sent.push(&e),
-            Step::Silence | Step::Tool(_) => {}
-            Step::End => break,
-        }
-    }
+    let sent = answering.assemble().await.map_err(fail)?;
     let keeps_replay = answering.keeps_replay();
     let unavailable = unavailable_header(&answering);
     let done = answering.done().await.map_err(fail)?;

@@ -181,6 +181,19 @@ impl Answering {
         self.keeps_replay
     }
 
+    /// Runs the answer to its end, assembled (a whole answer: silences and
+    /// tool runs are nobody's to see).
+    pub async fn assemble(&mut self) -> Result<crate::model::Assembler, TurnError> {
+        let mut sent = crate::model::Assembler::new(false);
+        loop {
+            match self.next().await? {
+                Step::Event(e) => sent.push(&e),
+                Step::Silence | Step::Tool(_) => {}
+                Step::End => return Ok(sent),
+            }
+        }
+    }
+
     /// The next step of the answer. An error ends it: by then the provider's
     /// work so far is accounted, nothing is stored, and the claim and any
     /// summary are given back.

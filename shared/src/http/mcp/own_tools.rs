@@ -15,8 +15,7 @@ use crate::auth::{
     SCOPE_USAGE_READ,
 };
 use crate::http::{conversations, usage};
-use crate::model::Assembler;
-use crate::turn::{self, Input, Step};
+use crate::turn::{self, Input};
 use crate::wire::openai_chat as codec;
 use crate::{ApiError, AppState, validate};
 
@@ -279,14 +278,7 @@ async fn chat(
     let fail = |e: turn::TurnError| e.into_api("text", "text");
     let prepared = turn::prepare(state, p, input).await?;
     let mut answering = turn::generate(prepared, false).await?;
-    let mut sent = Assembler::new(false);
-    loop {
-        match answering.next().await.map_err(fail)? {
-            Step::Event(e) => sent.push(&e),
-            Step::Silence | Step::Tool(_) => {}
-            Step::End => break,
-        }
-    }
+    let sent = answering.assemble().await.map_err(fail)?;
     let done = answering.done().await.map_err(fail)?;
     let usage = done.usage();
     let answer = sent.finish();
