@@ -17,6 +17,15 @@ enum Slot {
     Reasoning,
     /// A tool call, by its number among the answer's calls.
     Call(u32),
+    /// A text-like block that was stopped; its slot's text goes on in a new one.
+    Retired,
+}
+
+impl Slot {
+    /// Text, refusal or reasoning: upstreams write one of those at a time.
+    fn is_text_like(self) -> bool {
+        matches!(self, Slot::Text | Slot::Refusal | Slot::Reasoning)
+    }
 }
 
 /// Decoder state for one OpenAI stream.
@@ -43,17 +52,32 @@ impl ChunkDecoder {
         Self::default()
     }
 
-    /// The index of `slot`'s block and whether it is new.
-    fn block(&mut self, slot: Slot) -> (u32, bool) {
-        match self.blocks.iter().position(|s| *s == slot) {
-            Some(i) => (i as u32, false),
-            None => {
-                self.blocks.push(slot);
-                let index = (self.blocks.len() - 1) as u32;
-                self.open.push(index);
-                (index, true)
+    /// The index of `slot`'s block and whether it is new. A new block stops
+    /// the text-like block open before it (reasoning before the text, the
+    /// text before the tool calls), so that a client that shows one block
+    /// at a time (Anthropic's) sees each as it streams; text that resumes
+    /// after that opens a block of its own.
+    fn block(&mut self, slot: Slot, out: &mut Vec<Event>) -> (u32, bool) {
+        if let Some(i) = self.blocks.iter().position(|s| *s == slot) {
+            if self.open.contains(&(i as u32)) {
+                return (i as u32, false);
             }
+            self.blocks[i] = Slot::Retired;
         }
+        let stopping: Vec<u32> = self
+            .open
+            .iter()
+            .copied()
+            .filter(|&i| self.blocks[i as usize].is_text_like())
+            .collect();
+        for index in stopping {
+            self.open.retain(|&o| o != index);
+            out.push(Event::BlockStop { index });
+        }
+        self.blocks.push(slot);
+        let index = (self.blocks.len() - 1) as u32;
+        self.open.push(index);
+        (index, true)
     }
 
     /// The number of the call a tool call delta at OpenAI `index` belongs
@@ -87,7 +111,7 @@ impl ChunkDecoder {
         delta: BlockDelta,
         out: &mut Vec<Event>,
     ) {
-        let (index, new) = self.block(slot);
+        let (index, new) = self.block(slot, out);
         if new {
             out.push(Event::BlockStart {
                 index,
@@ -257,7 +281,7 @@ impl StreamDecoder for ChunkDecoder {
                         .unwrap_or_default();
                     let id = non_empty(call.id);
                     let number = self.call_number(call.index, id.as_deref());
-                    let (index, _) = self.block(Slot::Call(number));
+                    let (index, _) = self.block(Slot::Call(number), out);
                     if !self.calls_started.contains(&number) && (id.is_some() || name.is_some()) {
                         self.calls_started.push(number);
                         out.push(Event::BlockStart {
