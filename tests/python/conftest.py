@@ -1,4 +1,4 @@
-"""Fixtures: a mock OpenAI upstream and a real `ctxgate serve` process."""
+"""Fixtures: mock OpenAI and Anthropic upstreams and a real `ctxgate serve` process."""
 
 import json
 import os
@@ -29,6 +29,9 @@ class MockOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.received.append({"path": self.path, "headers": self.headers, "body": body})
+                if body.get("stream"):
+                    send_sse(self, [("", json.dumps(c)) for c in outer.chunks(body)] + [("", "[DONE]")])
+                    return
                 users = [m["content"] if isinstance(m["content"], str)
                          else " ".join(p.get("text", "") for p in m["content"])
                          for m in body["messages"] if m["role"] == "user"]
@@ -52,6 +55,163 @@ class MockOpenAI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def chunks(self, body):
+        """A streamed answer as chat.completion.chunk objects: text, then (when
+        the request has tools) a call of the first tool whose arguments
+        arrive in several pieces, then usage in a final chunk of its own."""
+        def chunk(delta, finish=None, usage=None):
+            return {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+                    "model": body["model"], "usage": usage,
+                    "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        out = [chunk({"role": "assistant", "content": ""})]
+        out += [chunk({"content": p}) for p in STREAM_TEXT]
+        finish = "stop"
+        if body.get("tools"):
+            finish = "tool_calls"
+            name = self.tool_name or body["tools"][0]["function"]["name"]
+            args = json.dumps(self.tool_input, ensure_ascii=False)
+            out.append(chunk({"tool_calls": [{"index": 0, "id": "call_mock1", "type": "function",
+                                              "function": {"name": name, "arguments": ""}}]}))
+            out += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                    for piece in pieces(args)]
+        out.append(chunk({}, finish))
+        out.append(chunk(None, usage={"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366}))
+        return out
+
+    tool_name = None
+    tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
+
+    def close(self):
+        self.server.shutdown()
+
+
+STREAM_TEXT = ["I'll", " look", " that up", " — 日本 ✓."]
+
+
+def pieces(text, size=7):
+    """`text` cut in pieces of `size` characters (so a JSON token, or a
+    multi-byte character's neighbours, are split across events)."""
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def send_sse(handler, events):
+    """Writes `(event name, data)` pairs as a server-sent event stream, one
+    flush per event; a gateway that hung up early ends it."""
+    handler.send_response(200)
+    handler.send_header("content-type", "text/event-stream")
+    handler.end_headers()
+    try:
+        for name, data in events:
+            handler.wfile.write(((f"event: {name}\n" if name else "") + f"data: {data}\n\n").encode())
+            handler.wfile.flush()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def send_json(handler, value, status=200):
+    data = json.dumps(value).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def user_text(body):
+    """Every user text of an Anthropic Messages body, joined."""
+    out = []
+    for m in body["messages"]:
+        if m["role"] != "user":
+            continue
+        if isinstance(m["content"], str):
+            out.append(m["content"])
+        else:
+            out += [b["text"] for b in m["content"] if b.get("type") == "text"]
+    return " | ".join(out)
+
+
+class MockAnthropic:
+    """An Anthropic Messages API server that reports what it received: a
+    `message` as JSON, or with `stream: true` the event sequence Anthropic
+    sends (ping, a thinking block closed by its signature, text, and when
+    the request has tools a tool_use block whose input arrives as several
+    input_json_delta pieces); `/v1/messages/count_tokens` answers
+    `count_tokens`."""
+
+    tool_name = None
+    tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
+    count_tokens = 4321
+    signature = "EqQBCkYIARgCIkBsig-mock-signature=="
+
+    def __init__(self):
+        self.received = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                outer.received.append({"path": self.path, "headers": self.headers, "body": body})
+                if self.path.endswith("/v1/messages/count_tokens"):
+                    send_json(self, {"input_tokens": outer.count_tokens})
+                elif body.get("stream"):
+                    send_sse(self, [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)])
+                else:
+                    send_json(self, outer.message(body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def message(self, body):
+        return {
+            "id": "msg_mock_whole", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": "saw: " + user_text(body)}],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 4,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 20},
+        }
+
+    def events(self, body):
+        def delta(index, d):
+            return {"type": "content_block_delta", "index": index, "delta": d}
+        out = [
+            {"type": "message_start", "message": {
+                "id": "msg_mock_stream", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 1200, "output_tokens": 1,
+                          "cache_creation_input_tokens": 300, "cache_read_input_tokens": 9000}}},
+            {"type": "ping"},
+            {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+            delta(0, {"type": "thinking_delta", "thinking": "The user wants"}),
+            delta(0, {"type": "thinking_delta", "thinking": " a lookup."}),
+            delta(0, {"type": "signature_delta", "signature": self.signature}),
+            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        ]
+        out += [delta(1, {"type": "text_delta", "text": p}) for p in STREAM_TEXT]
+        out.append({"type": "content_block_stop", "index": 1})
+        stop = "end_turn"
+        if body.get("tools"):
+            stop = "tool_use"
+            name = self.tool_name or body["tools"][0]["name"]
+            out.append({"type": "content_block_start", "index": 2, "content_block": {
+                "type": "tool_use", "id": "toolu_mock1", "name": name, "input": {}}})
+            # Anthropic's first input_json_delta is often empty.
+            out.append(delta(2, {"type": "input_json_delta", "partial_json": ""}))
+            out += [delta(2, {"type": "input_json_delta", "partial_json": p})
+                    for p in pieces(json.dumps(self.tool_input, ensure_ascii=False))]
+            out.append({"type": "content_block_stop", "index": 2})
+        out += [
+            {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+             "usage": {"output_tokens": 87}},
+            {"type": "message_stop"},
+        ]
+        return out
 
     def close(self):
         self.server.shutdown()
@@ -126,6 +286,37 @@ def server(upstream, tmp_path):
     }
     srv = Server(binary, env)
     srv.base_url = f"http://127.0.0.1:{port}/v1"
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def anthropic_upstream():
+    mock = MockAnthropic()
+    yield mock
+    mock.close()
+
+
+@pytest.fixture
+def both_server(upstream, anthropic_upstream, tmp_path):
+    """`ctxgate serve` with two upstreams: `upstream` (OpenAI's wire, for
+    `openai/...` models) and `anthropic_upstream` (for `anthropic/...`);
+    `origin` is the server's root, as Anthropic's SDK takes it."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "CTXGATE_STORE": "embedded",
+        "CTXGATE_DATA_DIR": str(tmp_path / "data"),
+        "CTXGATE_LISTEN": f"127.0.0.1:{port}",
+        "OPENAI_BASE_URL": upstream.url + "/v1",
+        "OPENAI_API_KEY": "sk-upstream-secret-for-tests",
+        "ANTHROPIC_BASE_URL": anthropic_upstream.url,
+        "ANTHROPIC_API_KEY": "sk-ant-upstream-secret-for-tests",
+        "RUST_LOG": "info",
+    }
+    srv = Server(os.environ["CTXGATE_BIN"], env)
+    srv.origin = f"http://127.0.0.1:{port}"
+    srv.base_url = srv.origin + "/v1"
     yield srv
     srv.stop()
 

@@ -1,0 +1,340 @@
+"""The official Anthropic Python SDK against the local server's Messages
+door (`/v1/messages`, `/v1/messages/count_tokens`, `/v1/models`): only the
+base URL changes. Each call runs against an Anthropic-wire upstream (the
+request passes through unchanged) and an OpenAI-wire one (translated both
+ways, streaming included), and each test checks what the upstream got."""
+
+import inspect
+import json
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from conftest import STREAM_TEXT
+
+MODELS = {"anthropic": "anthropic/claude-sonnet-4-5", "openai": "openai/gpt-4o-mini"}
+UPSTREAM_MODEL = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o-mini"}
+PROVIDER_KEYS = {"anthropic": "sk-ant-upstream-secret-for-tests", "openai": "sk-upstream-secret-for-tests"}
+RECORDING = json.loads((Path(__file__).parent / "fixtures" / "agent_request.json").read_text())
+
+WEATHER = {"name": "get_weather", "description": "The weather forecast for a city.",
+           "input_schema": {"type": "object", "properties": {
+               "city": {"type": "string"}, "days": {"type": "integer"}, "note": {"type": "string"}},
+               "required": ["city"]}}
+CLOCK = {"name": "get_time", "description": "The time in a timezone.",
+         "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}}}
+
+
+@pytest.fixture
+def mocks(upstream, anthropic_upstream):
+    return {"openai": upstream, "anthropic": anthropic_upstream}
+
+
+def sdk(server, key):
+    return anthropic.Anthropic(base_url=server.origin, api_key=key, max_retries=0)
+
+
+def only(mocks, provider):
+    """The one request `provider`'s upstream received; the other got none."""
+    other = "openai" if provider == "anthropic" else "anthropic"
+    assert mocks[other].received == []
+    assert len(mocks[provider].received) == 1, mocks[provider].received
+    return mocks[provider].received[0]
+
+
+def check_upstream_auth(got, provider, client_key):
+    """The provider's key went upstream, never the client's ctxgate key."""
+    headers = dict(got["headers"].items())
+    assert client_key not in json.dumps(headers)
+    if provider == "anthropic":
+        assert got["headers"]["x-api-key"] == PROVIDER_KEYS["anthropic"]
+        assert got["headers"]["authorization"] is None
+        assert got["headers"]["anthropic-version"] == "2023-06-01"
+    else:
+        assert got["headers"]["authorization"] == "Bearer " + PROVIDER_KEYS["openai"]
+        assert got["headers"]["x-api-key"] is None
+        assert got["headers"]["anthropic-beta"] is None
+
+
+def as_params(blocks):
+    """An answer's content blocks as request blocks (the next turn's history)."""
+    return [b.model_dump(exclude_none=True, exclude={"citations", "caller"}) for b in blocks]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_messages_create(both_server, mocks, provider):
+    """A whole answer; thinking signatures, cache_control and the beta
+    header reach Anthropic unchanged; OpenAI gets Chat Completions."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    system = [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Earlier thought.", "signature": "sig-OLD-123"},
+            {"type": "text", "text": "Hello."}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "What next?", "cache_control": {"type": "ephemeral"}}]},
+    ]
+    answer = c.beta.messages.create(model=MODELS[provider], max_tokens=256, system=system, messages=messages,
+                                    betas=["interleaved-thinking-2025-05-14"])
+    assert answer.type == "message" and answer.role == "assistant"
+    assert answer.id.startswith("msg_")
+    assert answer.model == MODELS[provider]
+    assert [b.type for b in answer.content] == ["text"]
+    assert answer.content[0].text == "saw: Hi | What next?"
+    assert answer.stop_reason == "end_turn"
+
+    got = only(mocks, provider)
+    check_upstream_auth(got, provider, key)
+    body = got["body"]
+    assert body["model"] == UPSTREAM_MODEL[provider]
+    if provider == "anthropic":
+        assert got["path"] == "/v1/messages"
+        assert got["headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+        assert body["system"] == system
+        assert body["messages"] == messages
+        assert body["max_tokens"] == 256
+        assert (answer.usage.input_tokens, answer.usage.output_tokens) == (25, 4)
+        assert answer.usage.cache_read_input_tokens == 20
+    else:
+        assert got["path"] == "/v1/chat/completions"
+        assert body["messages"][0] == {"role": "system", "content": "You are terse."}
+        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+        assert "Hello." in json.dumps(body["messages"][2])
+        # Anthropic-only hints stay behind; the thinking block has no Chat form.
+        assert "cache_control" not in json.dumps(body)
+        assert "sig-OLD-123" not in json.dumps(body)
+        assert (answer.usage.input_tokens, answer.usage.output_tokens) == (40, 3)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_messages_stream_with_tools(both_server, mocks, provider):
+    """The SDK's stream helper accumulates the translated events into a
+    message: the tool_use block's input whole though it came in pieces,
+    stop_reason tool_use, and the upstream's usage."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓ — \"quoted\", {braces}"}
+    mocks[provider].tool_input = tool_input
+    kinds, json_pieces, text = [], 0, ""
+    with c.messages.stream(model=MODELS[provider], max_tokens=1024, tools=[WEATHER, CLOCK],
+                           tool_choice={"type": "auto"},
+                           messages=[{"role": "user", "content": "Weather in Oslo for 3 days?"}],
+                           extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"}) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "input_json":
+                json_pieces += 1
+            if event.type == "text":
+                text += event.text
+        final = stream.get_final_message()
+
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert json_pieces >= 3, kinds
+    assert text == "".join(STREAM_TEXT)
+    assert final.stop_reason == "tool_use"
+    tools = [b for b in final.content if b.type == "tool_use"]
+    assert len(tools) == 1
+    assert tools[0].name == "get_weather"
+    assert tools[0].input == tool_input
+    assert tools[0].id
+    texts = [b.text for b in final.content if b.type == "text"]
+    assert texts == ["".join(STREAM_TEXT)]
+
+    got = only(mocks, provider)
+    check_upstream_auth(got, provider, key)
+    body = got["body"]
+    assert body["stream"] is True
+    if provider == "anthropic":
+        thinking = [b for b in final.content if b.type == "thinking"]
+        assert thinking[0].thinking == "The user wants a lookup."
+        assert thinking[0].signature == mocks["anthropic"].signature
+        assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+        assert (final.usage.input_tokens, final.usage.output_tokens) == (1200, 87)
+        assert final.usage.cache_read_input_tokens == 9000
+        assert final.usage.cache_creation_input_tokens == 300
+        assert body["tools"] == [WEATHER, CLOCK]
+        assert body["tool_choice"] == {"type": "auto"}
+        assert got["headers"]["anthropic-beta"] == "fine-grained-tool-streaming-2025-05-14"
+    else:
+        assert [b.type for b in final.content] == ["text", "tool_use"]
+        assert (final.usage.input_tokens, final.usage.output_tokens) == (321, 45)
+        assert body["tools"] == [
+            {"type": "function", "function": {"name": t["name"], "description": t["description"],
+                                              "parameters": t["input_schema"]}} for t in (WEATHER, CLOCK)]
+        assert body["tool_choice"] == "auto"
+        assert body["messages"] == [{"role": "user", "content": "Weather in Oslo for 3 days?"}]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_messages_count_tokens(both_server, mocks, provider):
+    """Anthropic's own count for its models; ctxgate's estimate, marked, elsewhere."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    raw = c.messages.with_raw_response.count_tokens(
+        model=MODELS[provider], system="Be brief.", tools=[WEATHER],
+        messages=[{"role": "user", "content": "How many tokens is this sentence?"}])
+    counted = raw.parse()
+    if provider == "anthropic":
+        assert counted.input_tokens == mocks["anthropic"].count_tokens
+        assert raw.headers["x-ctxgate-token-count"] == "provider"
+        got = only(mocks, "anthropic")
+        check_upstream_auth(got, "anthropic", key)
+        assert got["path"] == "/v1/messages/count_tokens"
+        assert got["body"]["model"] == UPSTREAM_MODEL["anthropic"]
+        assert got["body"]["tools"] == [WEATHER]
+        assert "max_tokens" not in got["body"]
+    else:
+        assert counted.input_tokens > 10, "an estimate, never a made-up zero"
+        assert raw.headers["x-ctxgate-token-count"] == "estimate"
+        assert mocks["openai"].received == [] and mocks["anthropic"].received == []
+
+
+def test_models_list_pages_through_the_sdk_paginator(both_server, mocks):
+    """`models.list` in Anthropic's shape; the SDK's auto-pagination walks
+    pages of one by `after_id` and sees every model exactly once."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    whole = c.models.list(limit=1000)
+    assert whole.has_more is False
+    ids = [m.id for m in whole.data]
+    assert MODELS["anthropic"] in ids and MODELS["openai"] in ids
+    assert whole.first_id == ids[0] and whole.last_id == ids[-1]
+    assert all(m.type == "model" for m in whole.data)
+
+    first = c.models.list(limit=1)
+    assert first.has_more is True and len(first.data) == 1
+    walked = [m.id for m in c.models.list(limit=1)]
+    assert walked == ids
+    assert c.models.list(limit=2, after_id=ids[0]).data[0].id == ids[1]
+    assert mocks["openai"].received == [] and mocks["anthropic"].received == []
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_sdk_sees_anthropic_errors(both_server, mocks, provider):
+    """A body without max_tokens (sent raw: the SDK would not) is the SDK's
+    BadRequestError naming the field; a wrong key its AuthenticationError."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.post("/v1/messages", cast_to=object,
+               body={"model": MODELS[provider], "messages": [{"role": "user", "content": "hi"}]})
+    assert e.value.status_code == 400
+    assert e.value.body["type"] == "error"
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+    assert e.value.body["error"]["message"].startswith("max_tokens")
+    assert "max_tokens" in str(e.value)
+
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        sdk(both_server, "cgk_not-a-key").messages.create(
+            model=MODELS[provider], max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 401
+    assert e.value.body["error"]["type"] == "authentication_error"
+    assert mocks["openai"].received == [] and mocks["anthropic"].received == []
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_conversation_by_header(both_server, mocks, provider):
+    """Two turns with `x-conversation-id`: the second upstream request
+    carries the first turn and its answer before the new question."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    conv = {"x-conversation-id": f"sdk-conv-{provider}"}
+    r1 = c.messages.create(model=MODELS[provider], max_tokens=100, extra_headers=conv,
+                           messages=[{"role": "user", "content": "My favourite colour is teal."}])
+    assert r1.content[0].text == "saw: My favourite colour is teal."
+    raw = c.messages.with_raw_response.create(model=MODELS[provider], max_tokens=100, extra_headers=conv,
+                                              messages=[{"role": "user", "content": "What is my favourite colour?"}])
+    assert raw.headers["x-conversation-id"] == conv["x-conversation-id"]
+    assert "teal" in raw.parse().content[0].text
+
+    second = mocks[provider].received[1]["body"]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert "My favourite colour is teal." in json.dumps(second[0])
+    assert "saw: My favourite colour is teal." in json.dumps(second[1])
+    assert "What is my favourite colour?" in json.dumps(second[2])
+
+
+def replay(c, recording, model, messages=None):
+    """Sends the recorded request through the SDK's stream helper, with the
+    recorded headers; returns the events' kinds and the final message."""
+    body = {k: v for k, v in recording["body"].items() if k != "stream"}
+    body["model"] = model
+    if messages is not None:
+        body["messages"] = messages
+    headers = {k: v for k, v in recording["headers"].items()
+               if k not in ("accept", "content-type", "anthropic-version")}
+    # Fields this SDK version has no parameter for (temperature, in 2.x) go as extra_body.
+    known = inspect.signature(c.messages.stream).parameters
+    extra = {k: body.pop(k) for k in list(body) if k not in known}
+    with c.messages.stream(**body, extra_headers=headers, extra_body=extra) as stream:
+        kinds = [e.type for e in stream]
+        return kinds, stream.get_final_message()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
+    """A coding agent's recorded first request (a large cached system
+    prompt, twenty tools, anthropic-beta, thinking, streaming) and its
+    follow-up with the tool_result: Anthropic gets both bodies as sent
+    (model aside) with the beta header; OpenAI gets 20 function tools and
+    then a tool message; either way the SDK parses a `Read` tool_use."""
+    key = both_server.create_key("agent-tenant")
+    c = sdk(both_server, key)
+    mock = mocks[provider]
+    mock.tool_name = "Read"
+    mock.tool_input = {"file_path": "/home/dev/parser/src/parse.rs", "offset": 1, "limit": 200}
+    recorded = RECORDING["body"]
+    assert len(recorded["tools"]) == 20
+
+    kinds, first = replay(c, RECORDING, MODELS[provider])
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert first.stop_reason == "tool_use"
+    call = [b for b in first.content if b.type == "tool_use"]
+    assert [(b.name, b.input) for b in call] == [("Read", mock.tool_input)]
+
+    history = recorded["messages"] + [
+        {"role": "assistant", "content": as_params(first.content)},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0].id,
+                                      "content": "fn parse(input: &str) -> Result<Ast> {\n    if input.is_empty() {"
+                                                 " return Err(Error::Empty); }\n"},
+                                     {"type": "text", "text": "So?", "cache_control": {"type": "ephemeral"}}]},
+    ]
+    mock.tool_name = None
+    kinds, second = replay(c, RECORDING, MODELS[provider], messages=history)
+    assert kinds[-1] == "message_stop"
+    assert second.content[-1].type == "tool_use"  # the mock calls a tool whenever tools are offered
+
+    assert len(mock.received) == 2
+    for got in mock.received:
+        check_upstream_auth(got, provider, key)
+    first_up, second_up = (g["body"] for g in mock.received)
+    if provider == "anthropic":
+        assert [b.type for b in first.content] == ["thinking", "text", "tool_use"]
+        assert first.content[0].signature == mocks["anthropic"].signature
+        for got, messages in zip(mock.received, (recorded["messages"], history)):
+            assert got["headers"]["anthropic-beta"] == RECORDING["headers"]["anthropic-beta"]
+            assert got["body"] == {**recorded, "model": UPSTREAM_MODEL["anthropic"], "messages": messages}
+        # The thinking block went back with its signature, as Anthropic requires.
+        assert second_up["messages"][1]["content"][0]["signature"] == mocks["anthropic"].signature
+    else:
+        assert [b.type for b in first.content] == ["text", "tool_use"]
+        for body in (first_up, second_up):
+            assert body["stream"] is True
+            assert [t["function"]["name"] for t in body["tools"]] == [t["name"] for t in recorded["tools"]]
+            assert all(t["type"] == "function" for t in body["tools"])
+            read = next(t for t in body["tools"] if t["function"]["name"] == "Read")
+            assert read["function"]["parameters"]["required"] == ["file_path"]
+            assert "cache_control" not in json.dumps(body)
+            assert body["messages"][0]["role"] == "system"
+            assert "You are Claude Code" in json.dumps(body["messages"][0])
+        roles = [m["role"] for m in second_up["messages"]]
+        assert roles == ["system", "user", "assistant", "tool", "user"]
+        assistant, tool = second_up["messages"][2], second_up["messages"][3]
+        assert assistant["tool_calls"][0]["function"]["name"] == "Read"
+        assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == \
+            {"file_path": "/home/dev/parser/src/parse.rs", "offset": 1, "limit": 200}
+        assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] == call[0].id
+        assert "Error::Empty" in json.dumps(tool["content"])
