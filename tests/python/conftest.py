@@ -303,10 +303,14 @@ def both_server(upstream, anthropic_upstream, tmp_path):
     `openai/...` models) and `anthropic_upstream` (for `anthropic/...`);
     `origin` is the server's root, as Anthropic's SDK takes it."""
     port = free_port()
+    # Coding agents send Anthropic's bare model ids: an alias routes one.
+    config = tmp_path / "ctxgate.toml"
+    config.write_text('[aliases]\n"claude-sonnet-5-5" = "anthropic/claude-sonnet-5-5"\n')
     env = {
         "PATH": os.environ.get("PATH", ""),
         "CTXGATE_STORE": "embedded",
         "CTXGATE_DATA_DIR": str(tmp_path / "data"),
+        "CTXGATE_CONFIG": str(config),
         "CTXGATE_LISTEN": f"127.0.0.1:{port}",
         "OPENAI_BASE_URL": upstream.url + "/v1",
         "OPENAI_API_KEY": "sk-upstream-secret-for-tests",

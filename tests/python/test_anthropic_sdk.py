@@ -118,13 +118,15 @@ def test_messages_stream_with_tools(both_server, mocks, provider):
     c = sdk(both_server, key)
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓ — \"quoted\", {braces}"}
     mocks[provider].tool_input = tool_input
-    kinds, json_pieces, text = [], 0, ""
+    kinds, json_pieces, text, started = [], 0, "", None
     with c.messages.stream(model=MODELS[provider], max_tokens=1024, tools=[WEATHER, CLOCK],
                            tool_choice={"type": "auto"},
                            messages=[{"role": "user", "content": "Weather in Oslo for 3 days?"}],
                            extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"}) as stream:
         for event in stream:
             kinds.append(event.type)
+            if event.type == "message_start":
+                started = event.message.usage
             if event.type == "input_json":
                 json_pieces += 1
             if event.type == "text":
@@ -152,6 +154,7 @@ def test_messages_stream_with_tools(both_server, mocks, provider):
         assert thinking[0].thinking == "The user wants a lookup."
         assert thinking[0].signature == mocks["anthropic"].signature
         assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+        assert started.input_tokens == 1200
         assert (final.usage.input_tokens, final.usage.output_tokens) == (1200, 87)
         assert final.usage.cache_read_input_tokens == 9000
         assert final.usage.cache_creation_input_tokens == 300
@@ -160,6 +163,8 @@ def test_messages_stream_with_tools(both_server, mocks, provider):
         assert got["headers"]["anthropic-beta"] == "fine-grained-tool-streaming-2025-05-14"
     else:
         assert [b.type for b in final.content] == ["text", "tool_use"]
+        # OpenAI reports usage only at the end: message_start has an estimate.
+        assert 0 < started.input_tokens
         assert (final.usage.input_tokens, final.usage.output_tokens) == (321, 45)
         assert body["tools"] == [
             {"type": "function", "function": {"name": t["name"], "description": t["description"],
@@ -257,11 +262,52 @@ def test_conversation_by_header(both_server, mocks, provider):
     assert "What is my favourite colour?" in json.dumps(second[2])
 
 
-def replay(c, recording, model, messages=None):
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_streamed_tool_call_continues_in_a_stored_conversation(both_server, mocks, provider):
+    """A streamed tool_use answer is stored whole; the next turn sends only
+    the tool_result (with a Bearer key, as `auth_token`), and the upstream
+    gets the stored call (with its thinking signature, for Anthropic) before it."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    conv = {"x-conversation-id": f"sdk-tools-{provider}"}
+    with c.messages.stream(model=MODELS[provider], max_tokens=512, tools=[WEATHER], extra_headers=conv,
+                           messages=[{"role": "user", "content": "Weather in Oslo?"}]) as stream:
+        first = stream.get_final_message()
+    call = next(b for b in first.content if b.type == "tool_use")
+
+    bearer = anthropic.Anthropic(base_url=both_server.origin, auth_token=key, max_retries=0)
+    second = bearer.messages.create(
+        model=MODELS[provider], max_tokens=512, tools=[WEATHER], extra_headers=conv,
+        messages=[{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny, 21 °C"}]}])
+    assert second.stop_reason in ("end_turn", "tool_use")
+
+    mock = mocks[provider]
+    assert len(mock.received) == 2
+    check_upstream_auth(mock.received[1], provider, key)
+    history = mock.received[1]["body"]["messages"]
+    if provider == "anthropic":
+        assert [m["role"] for m in history] == ["user", "assistant", "user"]
+        assert [b["type"] for b in history[1]["content"]] == ["thinking", "text", "tool_use"]
+        assert history[1]["content"][0]["signature"] == mock.signature
+        assert history[1]["content"][2] == {"type": "tool_use", "id": call.id, "name": "get_weather",
+                                            "input": mock.tool_input}
+        assert history[2]["content"][0]["tool_use_id"] == call.id
+    else:
+        assert [m["role"] for m in history] == ["user", "assistant", "tool"]
+        calls = history[1]["tool_calls"]
+        assert [c["id"] for c in calls] == [call.id]
+        assert json.loads(calls[0]["function"]["arguments"]) == mock.tool_input
+        assert history[2]["tool_call_id"] == call.id
+        assert "Sunny" in json.dumps(history[2]["content"])
+
+
+def replay(c, recording, model=None, messages=None):
     """Sends the recorded request through the SDK's stream helper, with the
     recorded headers; returns the events' kinds and the final message."""
     body = {k: v for k, v in recording["body"].items() if k != "stream"}
-    body["model"] = model
+    if model is not None:
+        body["model"] = model
     if messages is not None:
         body["messages"] = messages
     headers = {k: v for k, v in recording["headers"].items()
@@ -269,7 +315,9 @@ def replay(c, recording, model, messages=None):
     # Fields this SDK version has no parameter for (temperature, in 2.x) go as extra_body.
     known = inspect.signature(c.messages.stream).parameters
     extra = {k: body.pop(k) for k in list(body) if k not in known}
-    with c.messages.stream(**body, extra_headers=headers, extra_body=extra) as stream:
+    # Claude Code posts to /v1/messages?beta=true.
+    with c.messages.stream(**body, extra_headers=headers, extra_body=extra,
+                           extra_query={"beta": "true"}) as stream:
         kinds = [e.type for e in stream]
         return kinds, stream.get_final_message()
 
@@ -289,7 +337,9 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
     recorded = RECORDING["body"]
     assert len(recorded["tools"]) == 20
 
-    kinds, first = replay(c, RECORDING, MODELS[provider])
+    # Anthropic: the recorded bare model id, an alias (conftest); OpenAI: a model of its own.
+    model = None if provider == "anthropic" else MODELS[provider]
+    kinds, first = replay(c, RECORDING, model)
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert first.stop_reason == "tool_use"
     call = [b for b in first.content if b.type == "tool_use"]
@@ -303,7 +353,7 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
                                      {"type": "text", "text": "So?", "cache_control": {"type": "ephemeral"}}]},
     ]
     mock.tool_name = None
-    kinds, second = replay(c, RECORDING, MODELS[provider], messages=history)
+    kinds, second = replay(c, RECORDING, model, messages=history)
     assert kinds[-1] == "message_stop"
     assert second.content[-1].type == "tool_use"  # the mock calls a tool whenever tools are offered
 
@@ -316,7 +366,8 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
         assert first.content[0].signature == mocks["anthropic"].signature
         for got, messages in zip(mock.received, (recorded["messages"], history)):
             assert got["headers"]["anthropic-beta"] == RECORDING["headers"]["anthropic-beta"]
-            assert got["body"] == {**recorded, "model": UPSTREAM_MODEL["anthropic"], "messages": messages}
+            assert got["path"] == "/v1/messages"
+            assert got["body"] == {**recorded, "messages": messages}
         # The thinking block went back with its signature, as Anthropic requires.
         assert second_up["messages"][1]["content"][0]["signature"] == mocks["anthropic"].signature
     else:
