@@ -30,7 +30,8 @@ class MockOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.received.append({"path": self.path, "headers": self.headers, "body": body})
                 if body.get("stream"):
-                    send_sse(self, [("", json.dumps(c)) for c in outer.chunks(body)] + [("", "[DONE]")])
+                    events = [("", json.dumps(c)) for c in outer.chunks(body)] + [("", "[DONE]")]
+                    send_sse(self, events[:outer.cut_after])
                     return
                 users = [m["content"] if isinstance(m["content"], str)
                          else " ".join(p.get("text", "") for p in m["content"])
@@ -81,6 +82,8 @@ class MockOpenAI:
 
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
+    # A number of events after which a stream is cut (the upstream hangs up).
+    cut_after = None
 
     def close(self):
         self.server.shutdown()
@@ -142,6 +145,8 @@ class MockAnthropic:
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
     count_tokens = 4321
+    # A number of events after which a stream is cut (the upstream hangs up).
+    cut_after = None
     signature = "EqQBCkYIARgCIkBsig-mock-signature=="
 
     def __init__(self):
@@ -158,7 +163,8 @@ class MockAnthropic:
                 if self.path.endswith("/v1/messages/count_tokens"):
                     send_json(self, {"input_tokens": outer.count_tokens})
                 elif body.get("stream"):
-                    send_sse(self, [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)])
+                    events = [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)]
+                    send_sse(self, events[:outer.cut_after])
                 else:
                     send_json(self, outer.message(body))
 

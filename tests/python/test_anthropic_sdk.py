@@ -302,6 +302,33 @@ def test_streamed_tool_call_continues_in_a_stored_conversation(both_server, mock
         assert "Sunny" in json.dumps(history[2]["content"])
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_stream_cut_upstream_is_an_error_event_the_sdk_raises(both_server, mocks, provider):
+    """The upstream hangs up mid-answer: the SDK has the text so far, then
+    raises the `error` event ctxgate sends; the turn is not stored."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    conv = {"x-conversation-id": f"sdk-cut-{provider}"}
+    # Cut after the first text delta (OpenAI: after two), before any stop.
+    mocks[provider].cut_after = 9 if provider == "anthropic" else 3
+    text = ""
+    with pytest.raises(anthropic.APIStatusError) as e:
+        with c.messages.stream(model=MODELS[provider], max_tokens=100, extra_headers=conv,
+                               messages=[{"role": "user", "content": "Tell me."}]) as stream:
+            for event in stream:
+                if event.type == "text":
+                    text += event.text
+    assert e.value.body["type"] == "error"
+    assert e.value.body["error"]["type"] in ("api_error", "overloaded_error")
+    assert text and "".join(STREAM_TEXT).startswith(text)
+
+    mocks[provider].cut_after = None
+    c.messages.create(model=MODELS[provider], max_tokens=100, extra_headers=conv,
+                      messages=[{"role": "user", "content": "Again."}])
+    last = mocks[provider].received[-1]["body"]["messages"]
+    assert "Tell me." not in json.dumps(last), "the failed turn was not stored"
+
+
 def replay(c, recording, model=None, messages=None):
     """Sends the recorded request through the SDK's stream helper, with the
     recorded headers; returns the events' kinds and the final message."""
@@ -389,3 +416,27 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
             {"file_path": "/home/dev/parser/src/parse.rs", "offset": 1, "limit": 200}
         assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] == call[0].id
         assert "Error::Empty" in json.dumps(tool["content"])
+
+
+def test_logs_of_the_messages_door_carry_no_content_or_keys(both_server, mocks):
+    """Access lines for /v1/messages name tenant, model and status; no
+    message content, client key or provider key reaches the log."""
+    key = both_server.create_key("sdk-logs")
+    c = sdk(both_server, key)
+    for provider in ("anthropic", "openai"):
+        c.messages.create(model=MODELS[provider], max_tokens=50,
+                          messages=[{"role": "user", "content": "zebra-secret-phrase"}])
+        with c.messages.stream(model=MODELS[provider], max_tokens=50, tools=[WEATHER],
+                               messages=[{"role": "user", "content": "zebra-secret-phrase"}]) as s:
+            s.get_final_message()
+    c.messages.count_tokens(model=MODELS["anthropic"], messages=[{"role": "user", "content": "zebra-secret-phrase"}])
+    both_server.stop()
+    log = "".join(both_server.log)
+    for secret in ("zebra-secret-phrase", "Oslo", key, *PROVIDER_KEYS.values()):
+        assert secret not in log
+    lines = [json.loads(line) for line in both_server.log if line.strip()]
+    access = [l for l in lines if l.get("message") == "request" and l.get("path") == "/v1/messages"]
+    assert [(l["status"], l["model"], l["tenant"]) for l in access] == [
+        (200, MODELS[p], "sdk-logs") for p in ("anthropic", "anthropic", "openai", "openai")]
+    counts = [l for l in lines if l.get("message") == "request" and l.get("path") == "/v1/messages/count_tokens"]
+    assert counts and counts[-1]["status"] == 200
