@@ -145,6 +145,8 @@ class MockAnthropic:
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
     count_tokens = 4321
+    # (status, body) to answer every request with, when set.
+    fail_with = None
     # A number of events after which a stream is cut (the upstream hangs up).
     cut_after = None
     signature = "EqQBCkYIARgCIkBsig-mock-signature=="
@@ -160,7 +162,9 @@ class MockAnthropic:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.received.append({"path": self.path, "headers": self.headers, "body": body})
-                if self.path.endswith("/v1/messages/count_tokens"):
+                if outer.fail_with is not None:
+                    send_json(self, outer.fail_with[1], status=outer.fail_with[0])
+                elif self.path.endswith("/v1/messages/count_tokens"):
                     send_json(self, {"input_tokens": outer.count_tokens})
                 elif body.get("stream"):
                     events = [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)]
@@ -311,7 +315,9 @@ def both_server(upstream, anthropic_upstream, tmp_path):
     port = free_port()
     # Coding agents send Anthropic's bare model ids: an alias routes one.
     config = tmp_path / "ctxgate.toml"
-    config.write_text('[aliases]\n"claude-sonnet-5-5" = "anthropic/claude-sonnet-5-5"\n')
+    # `agent` falls back across providers; one attempt per model keeps it quick.
+    config.write_text('[retry]\nattempts = 1\n[aliases]\n"claude-sonnet-5-5" = "anthropic/claude-sonnet-5-5"\n'
+                      'agent = ["anthropic/claude-sonnet-5-5", "openai/gpt-4o-mini"]\n')
     env = {
         "PATH": os.environ.get("PATH", ""),
         "CTXGATE_STORE": "embedded",

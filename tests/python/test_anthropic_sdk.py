@@ -440,3 +440,27 @@ def test_logs_of_the_messages_door_carry_no_content_or_keys(both_server, mocks):
         (200, MODELS[p], "sdk-logs") for p in ("anthropic", "anthropic", "openai", "openai")]
     counts = [l for l in lines if l.get("message") == "request" and l.get("path") == "/v1/messages/count_tokens"]
     assert counts and counts[-1]["status"] == 200
+
+
+def test_recorded_agent_request_falls_back_across_providers(both_server, mocks):
+    """An alias whose Anthropic model is overloaded falls back to an OpenAI
+    model: the agent's request is translated there (20 function tools, no
+    Anthropic-only hints) and its answer streams back as Anthropic events."""
+    key = both_server.create_key("agent-tenant")
+    c = sdk(both_server, key)
+    mocks["anthropic"].fail_with = (529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    mocks["openai"].tool_name = "Read"
+    mocks["openai"].tool_input = {"file_path": "/home/dev/parser/src/parse.rs"}
+    kinds, answer = replay(c, RECORDING, "agent")
+    assert kinds[-1] == "message_stop"
+    assert answer.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in answer.content if b.type == "tool_use"] == \
+        [("Read", {"file_path": "/home/dev/parser/src/parse.rs"})]
+    tried = mocks["anthropic"].received
+    assert len(tried) == 1 and tried[0]["headers"]["anthropic-beta"] == RECORDING["headers"]["anthropic-beta"]
+    up = mocks["openai"].received
+    assert len(up) == 1
+    assert up[0]["body"]["model"] == "gpt-4o-mini"
+    assert len(up[0]["body"]["tools"]) == 20
+    assert "cache_control" not in json.dumps(up[0]["body"])
+    assert up[0]["headers"]["anthropic-beta"] is None
