@@ -137,7 +137,8 @@ def user_text(body):
 class MockAnthropic:
     """An Anthropic Messages API server that reports what it received: a
     `message` as JSON, or with `stream: true` the event sequence Anthropic
-    sends (ping, a thinking block closed by its signature, text, and when
+    sends (ping, a thinking block closed by its signature, optionally a
+    redacted_thinking block, text, and when
     the request has tools a tool_use block whose input arrives as several
     input_json_delta pieces); `/v1/messages/count_tokens` answers
     `count_tokens`."""
@@ -145,6 +146,8 @@ class MockAnthropic:
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
     count_tokens = 4321
+    # A redacted_thinking block's data, streamed after the thinking block when set.
+    redacted = None
     # (status, body) to answer every request with, when set.
     fail_with = None
     # A number of events after which a stream is cut (the upstream hangs up).
@@ -201,21 +204,28 @@ class MockAnthropic:
             delta(0, {"type": "thinking_delta", "thinking": " a lookup."}),
             delta(0, {"type": "signature_delta", "signature": self.signature}),
             {"type": "content_block_stop", "index": 0},
-            {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
         ]
-        out += [delta(1, {"type": "text_delta", "text": p}) for p in STREAM_TEXT]
-        out.append({"type": "content_block_stop", "index": 1})
+        index = 1
+        if self.redacted is not None:
+            out += [{"type": "content_block_start", "index": index,
+                     "content_block": {"type": "redacted_thinking", "data": self.redacted}},
+                    {"type": "content_block_stop", "index": index}]
+            index += 1
+        out.append({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+        out += [delta(index, {"type": "text_delta", "text": p}) for p in STREAM_TEXT]
+        out.append({"type": "content_block_stop", "index": index})
+        index += 1
         stop = "end_turn"
         if body.get("tools"):
             stop = "tool_use"
             name = self.tool_name or body["tools"][0]["name"]
-            out.append({"type": "content_block_start", "index": 2, "content_block": {
+            out.append({"type": "content_block_start", "index": index, "content_block": {
                 "type": "tool_use", "id": "toolu_mock1", "name": name, "input": {}}})
             # Anthropic's first input_json_delta is often empty.
-            out.append(delta(2, {"type": "input_json_delta", "partial_json": ""}))
-            out += [delta(2, {"type": "input_json_delta", "partial_json": p})
+            out.append(delta(index, {"type": "input_json_delta", "partial_json": ""}))
+            out += [delta(index, {"type": "input_json_delta", "partial_json": p})
                     for p in pieces(json.dumps(self.tool_input, ensure_ascii=False))]
-            out.append({"type": "content_block_stop", "index": 2})
+            out.append({"type": "content_block_stop", "index": index})
         out += [
             {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
              "usage": {"output_tokens": 87}},

@@ -266,10 +266,12 @@ def test_conversation_by_header(both_server, mocks, provider):
 def test_streamed_tool_call_continues_in_a_stored_conversation(both_server, mocks, provider):
     """A streamed tool_use answer is stored whole; the next turn sends only
     the tool_result (with a Bearer key, as `auth_token`), and the upstream
-    gets the stored call (with its thinking signature, for Anthropic) before it."""
+    gets the stored call (with its thinking signature and redacted thinking,
+    for Anthropic) before it."""
     key = both_server.create_key("sdk-tenant")
     c = sdk(both_server, key)
     conv = {"x-conversation-id": f"sdk-tools-{provider}"}
+    mocks["anthropic"].redacted = "EmwKAhgBEgyREDACTED=="
     with c.messages.stream(model=MODELS[provider], max_tokens=512, tools=[WEATHER], extra_headers=conv,
                            messages=[{"role": "user", "content": "Weather in Oslo?"}]) as stream:
         first = stream.get_final_message()
@@ -288,9 +290,10 @@ def test_streamed_tool_call_continues_in_a_stored_conversation(both_server, mock
     history = mock.received[1]["body"]["messages"]
     if provider == "anthropic":
         assert [m["role"] for m in history] == ["user", "assistant", "user"]
-        assert [b["type"] for b in history[1]["content"]] == ["thinking", "text", "tool_use"]
+        assert [b["type"] for b in history[1]["content"]] == ["thinking", "redacted_thinking", "text", "tool_use"]
         assert history[1]["content"][0]["signature"] == mock.signature
-        assert history[1]["content"][2] == {"type": "tool_use", "id": call.id, "name": "get_weather",
+        assert history[1]["content"][1] == {"type": "redacted_thinking", "data": mock.redacted}
+        assert history[1]["content"][3] == {"type": "tool_use", "id": call.id, "name": "get_weather",
                                             "input": mock.tool_input}
         assert history[2]["content"][0]["tool_use_id"] == call.id
     else:
@@ -361,6 +364,8 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
     mock = mocks[provider]
     mock.tool_name = "Read"
     mock.tool_input = {"file_path": "/home/dev/parser/src/parse.rs", "offset": 1, "limit": 200}
+    if provider == "anthropic":
+        mock.redacted = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj"
     recorded = RECORDING["body"]
     assert len(recorded["tools"]) == 20
 
@@ -389,14 +394,16 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
         check_upstream_auth(got, provider, key)
     first_up, second_up = (g["body"] for g in mock.received)
     if provider == "anthropic":
-        assert [b.type for b in first.content] == ["thinking", "text", "tool_use"]
+        assert [b.type for b in first.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
         assert first.content[0].signature == mocks["anthropic"].signature
+        assert first.content[1].data == mock.redacted
         for got, messages in zip(mock.received, (recorded["messages"], history)):
             assert got["headers"]["anthropic-beta"] == RECORDING["headers"]["anthropic-beta"]
             assert got["path"] == "/v1/messages"
             assert got["body"] == {**recorded, "messages": messages}
         # The thinking block went back with its signature, as Anthropic requires.
         assert second_up["messages"][1]["content"][0]["signature"] == mocks["anthropic"].signature
+        assert second_up["messages"][1]["content"][1] == {"type": "redacted_thinking", "data": mock.redacted}
     else:
         assert [b.type for b in first.content] == ["text", "tool_use"]
         for body in (first_up, second_up):
