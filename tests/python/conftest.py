@@ -134,6 +134,15 @@ def user_text(body):
     return " | ".join(out)
 
 
+def count_key(value, key):
+    """How many objects in `value` (nested) have `key`."""
+    if isinstance(value, dict):
+        return (key in value) + sum(count_key(v, key) for v in value.values())
+    if isinstance(value, list):
+        return sum(count_key(v, key) for v in value)
+    return 0
+
+
 class MockAnthropic:
     """An Anthropic Messages API server that reports what it received: a
     `message` as JSON, or with `stream: true` the event sequence Anthropic
@@ -141,7 +150,8 @@ class MockAnthropic:
     redacted_thinking block, text, and when
     the request has tools a tool_use block whose input arrives as several
     input_json_delta pieces); `/v1/messages/count_tokens` answers
-    `count_tokens`."""
+    `count_tokens`. Like Anthropic, it refuses more than four cache_control
+    breakpoints."""
 
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
@@ -165,8 +175,15 @@ class MockAnthropic:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.received.append({"path": self.path, "headers": self.headers, "body": body})
+                hints = count_key(body, "cache_control")
                 if outer.fail_with is not None:
                     send_json(self, outer.fail_with[1], status=outer.fail_with[0])
+                elif hints > 4:
+                    # As Anthropic: at most four cache breakpoints a request.
+                    send_json(self, {"type": "error", "error": {
+                        "type": "invalid_request_error",
+                        "message": f"A maximum of 4 blocks with cache_control may be provided. Found {hints}."}},
+                        status=400)
                 elif self.path.endswith("/v1/messages/count_tokens"):
                     send_json(self, {"input_tokens": outer.count_tokens})
                 elif body.get("stream"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from conftest import STREAM_TEXT
+from conftest import STREAM_TEXT, count_key
 
 MODELS = {"anthropic": "anthropic/claude-sonnet-4-5", "openai": "openai/gpt-4o-mini"}
 UPSTREAM_MODEL = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o-mini"}
@@ -332,7 +332,7 @@ def test_a_stream_cut_upstream_is_an_error_event_the_sdk_raises(both_server, moc
     assert "Tell me." not in json.dumps(last), "the failed turn was not stored"
 
 
-def replay(c, recording, model=None, messages=None):
+def replay(c, recording, model=None, messages=None, headers=None):
     """Sends the recorded request through the SDK's stream helper, with the
     recorded headers; returns the events' kinds and the final message."""
     body = {k: v for k, v in recording["body"].items() if k != "stream"}
@@ -340,8 +340,8 @@ def replay(c, recording, model=None, messages=None):
         body["model"] = model
     if messages is not None:
         body["messages"] = messages
-    headers = {k: v for k, v in recording["headers"].items()
-               if k not in ("accept", "content-type", "anthropic-version")}
+    headers = {**{k: v for k, v in recording["headers"].items()
+                  if k not in ("accept", "content-type", "anthropic-version")}, **(headers or {})}
     # Fields this SDK version has no parameter for (temperature, in 2.x) go as extra_body.
     known = inspect.signature(c.messages.stream).parameters
     extra = {k: body.pop(k) for k in list(body) if k not in known}
@@ -471,3 +471,43 @@ def test_recorded_agent_request_falls_back_across_providers(both_server, mocks):
     assert len(up[0]["body"]["tools"]) == 20
     assert "cache_control" not in json.dumps(up[0]["body"])
     assert up[0]["headers"]["anthropic-beta"] is None
+
+
+def test_recorded_agent_session_in_a_stored_conversation_keeps_prompt_caching(both_server, mocks):
+    """The agent's request (four cache_control hints of its own) continued
+    in a stored conversation: the client's hints are kept and never pushed
+    past Anthropic's limit of four; once the client leaves room, ctxgate's
+    breakpoint marks the end of the stored history."""
+    key = both_server.create_key("agent-tenant")
+    c = sdk(both_server, key)
+    mock = mocks["anthropic"]
+    mock.tool_name = "Read"
+    mock.tool_input = {"file_path": "/home/dev/parser/src/parse.rs"}
+    conv = {"x-conversation-id": "agent-session"}
+    recorded = RECORDING["body"]
+    assert count_key(recorded, "cache_control") == 4
+
+    _, first = replay(c, RECORDING, headers=conv)
+    assert first.stop_reason == "tool_use"
+    up = mock.received[-1]["body"]
+    assert up["system"] == recorded["system"] and up["tools"] == recorded["tools"]
+    assert up["messages"] == recorded["messages"]
+
+    call = next(b for b in first.content if b.type == "tool_use")
+    result = [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": call.id, "content": "fn parse(input: &str)"},
+        {"type": "text", "text": "So?"}]}]
+    _, second = replay(c, RECORDING, messages=result, headers=conv)
+    assert second.stop_reason == "tool_use"
+    up = mock.received[-1]["body"]
+    assert count_key(up, "cache_control") == 4
+    assert up["system"] == recorded["system"] and up["tools"] == recorded["tools"]
+    assert [m["role"] for m in up["messages"]] == ["user", "assistant", "user"]
+    # Hints are the client's for one request: the stored turn has none.
+    assert up["messages"][0] == {"role": "user", "content": [
+        {k: v for k, v in b.items() if k != "cache_control"} for b in recorded["messages"][0]["content"]]}
+    assert up["messages"][2]["content"] == result[0]["content"]
+    stored_answer = up["messages"][1]["content"]
+    assert [b["type"] for b in stored_answer] == ["thinking", "text", "tool_use"]
+    # ctxgate's own breakpoint: the end of the stored history.
+    assert "cache_control" in stored_answer[-1]
