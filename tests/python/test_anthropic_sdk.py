@@ -377,7 +377,9 @@ def test_recorded_coding_agent_request_replayed(both_server, mocks, provider):
     call = [b for b in first.content if b.type == "tool_use"]
     assert [(b.name, b.input) for b in call] == [("Read", mock.tool_input)]
 
-    history = recorded["messages"] + [
+    # As the agent does, the follow-up's message breakpoint moves to its last block.
+    history = [{"role": "user", "content": [{k: v for k, v in b.items() if k != "cache_control"}
+                                            for b in recorded["messages"][0]["content"]]}] + [
         {"role": "assistant", "content": as_params(first.content)},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call[0].id,
                                       "content": "fn parse(input: &str) -> Result<Ast> {\n    if input.is_empty() {"
