@@ -134,6 +134,11 @@ def user_text(body):
     return " | ".join(out)
 
 
+# The fields Anthropic's count_tokens accepts.
+COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+                "context_management", "output_config", "output_format"}
+
+
 def count_key(value, key):
     """How many objects in `value` (nested) have `key`."""
     if isinstance(value, dict):
@@ -185,7 +190,14 @@ class MockAnthropic:
                         "message": f"A maximum of 4 blocks with cache_control may be provided. Found {hints}."}},
                         status=400)
                 elif self.path.endswith("/v1/messages/count_tokens"):
-                    send_json(self, {"input_tokens": outer.count_tokens})
+                    extra = sorted(set(body) - COUNT_FIELDS)
+                    if extra:
+                        # As Anthropic: the count takes no turn settings.
+                        send_json(self, {"type": "error", "error": {
+                            "type": "invalid_request_error",
+                            "message": f"{extra[0]}: Extra inputs are not permitted"}}, status=400)
+                    else:
+                        send_json(self, {"input_tokens": outer.count_tokens})
                 elif body.get("stream"):
                     events = [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)]
                     send_sse(self, events[:outer.cut_after])

@@ -513,3 +513,27 @@ def test_recorded_agent_session_in_a_stored_conversation_keeps_prompt_caching(bo
     assert [b["type"] for b in stored_answer] == ["thinking", "text", "tool_use"]
     # ctxgate's own breakpoint: the end of the stored history.
     assert "cache_control" in stored_answer[-1]
+
+
+def test_recorded_agent_request_counted(both_server, mocks):
+    """The agent counts its context before compacting it: the recorded
+    request's countable fields go to Anthropic's count_tokens as sent (the
+    mock refuses turn settings, as Anthropic does) with the beta header;
+    an OpenAI model gets ctxgate's estimate, in the thousands for this prompt."""
+    key = both_server.create_key("agent-tenant")
+    c = sdk(both_server, key)
+    countable = {k: v for k, v in RECORDING["body"].items()
+                 if k in ("model", "messages", "system", "tools", "thinking")}
+    beta = {"anthropic-beta": RECORDING["headers"]["anthropic-beta"]}
+    counted = c.messages.count_tokens(**countable, extra_headers=beta, extra_query={"beta": "true"})
+    assert counted.input_tokens == mocks["anthropic"].count_tokens
+    got = only(mocks, "anthropic")
+    assert got["path"] == "/v1/messages/count_tokens"
+    assert got["body"] == countable
+    assert got["headers"]["anthropic-beta"] == beta["anthropic-beta"]
+
+    raw = c.messages.with_raw_response.count_tokens(**{**countable, "model": MODELS["openai"]})
+    assert raw.headers["x-ctxgate-token-count"] == "estimate"
+    # The system prompt alone is about 25,000 characters.
+    assert 4000 < raw.parse().input_tokens < 40000
+    assert mocks["openai"].received == []
