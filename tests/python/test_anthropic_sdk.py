@@ -537,3 +537,75 @@ def test_recorded_agent_request_counted(both_server, mocks):
     # The system prompt alone is about 25,000 characters.
     assert 4000 < raw.parse().input_tokens < 40000
     assert mocks["openai"].received == []
+
+
+DELTAS = {"text": {"text_delta"}, "tool_use": {"input_json_delta"},
+          "thinking": {"thinking_delta", "signature_delta"}, "redacted_thinking": set()}
+
+
+def check_grammar(events):
+    """Anthropic's event sequence: message_start first (pings only after
+    it), then blocks one at a time with indices 0, 1, ... and only the
+    deltas of their type, then one message_delta and message_stop last."""
+    names = [n for n, _ in events]
+    assert names[0] == "message_start", names
+    assert names[-2:] == ["message_delta", "message_stop"], names
+    assert names.count("message_delta") == 1 and names.count("message_stop") == 1
+    open_block, next_index, kinds = None, 0, []
+    for name, data in events[1:-2]:
+        assert data["type"] == name
+        if name == "ping":
+            continue
+        if name == "content_block_start":
+            assert open_block is None and data["index"] == next_index, events
+            open_block = data["content_block"]["type"]
+            kinds.append(open_block)
+        elif name == "content_block_delta":
+            assert data["index"] == next_index and data["delta"]["type"] in DELTAS[open_block], data
+        elif name == "content_block_stop":
+            assert data["index"] == next_index and open_block is not None
+            open_block, next_index = None, next_index + 1
+        else:
+            raise AssertionError(f"unexpected event {name}")
+    assert open_block is None
+    return kinds
+
+
+def raw_events(c, **params):
+    """The SSE events of a streamed create, as `(event, data)` from the wire."""
+    out, name = [], None
+    with c.messages.with_streaming_response.create(stream=True, **params) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line.removeprefix("data: "))))
+    return out
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_event_sequence_on_the_wire(both_server, mocks, provider):
+    """The raw events the SDK parses follow Anthropic's grammar for text and
+    tool answers of either upstream, and the recorded agent request's."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    mocks["anthropic"].redacted = "EmwKAhgBEgyREDACTED=="
+    text_only = raw_events(c, model=MODELS[provider], max_tokens=100,
+                           messages=[{"role": "user", "content": "Hello"}])
+    with_tools = raw_events(c, model=MODELS[provider], max_tokens=100, tools=[WEATHER],
+                            messages=[{"role": "user", "content": "Weather?"}])
+    body = {k: v for k, v in RECORDING["body"].items() if k != "stream"}
+    if provider == "openai":
+        body["model"] = MODELS[provider]
+    known = inspect.signature(c.messages.create).parameters
+    agent = raw_events(c, **{k: v for k, v in body.items() if k in known},
+                       extra_body={k: v for k, v in body.items() if k not in known},
+                       extra_headers={"anthropic-beta": RECORDING["headers"]["anthropic-beta"]})
+    thinking = ["thinking", "redacted_thinking"] if provider == "anthropic" else []
+    assert check_grammar(text_only) == thinking + ["text"]
+    assert check_grammar(with_tools) == thinking + ["text", "tool_use"]
+    assert check_grammar(agent) == thinking + ["text", "tool_use"]
+    for events, stop in ((text_only, "end_turn"), (with_tools, "tool_use"), (agent, "tool_use")):
+        assert events[-2][1]["delta"]["stop_reason"] == stop
+        assert events[-2][1]["usage"]["output_tokens"] == (87 if provider == "anthropic" else 45)
