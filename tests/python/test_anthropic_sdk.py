@@ -609,3 +609,37 @@ def test_event_sequence_on_the_wire(both_server, mocks, provider):
     for events, stop in ((text_only, "end_turn"), (with_tools, "tool_use"), (agent, "tool_use")):
         assert events[-2][1]["delta"]["stop_reason"] == stop
         assert events[-2][1]["usage"]["output_tokens"] == (87 if provider == "anthropic" else 45)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_idempotent_retry_replays_the_stream(both_server, mocks, provider):
+    """A streamed turn retried with its Idempotency-Key replays the same
+    events without calling the upstream again, and the SDK's stream helper
+    parses a replay as the original; the same key with another
+    anthropic-beta is a 422."""
+    key = both_server.create_key("sdk-tenant")
+    c = sdk(both_server, key)
+    headers = {"Idempotency-Key": f"sdk-retry-{provider}", "x-conversation-id": f"sdk-idem-{provider}"}
+    params = dict(model=MODELS[provider], max_tokens=100, tools=[WEATHER],
+                  messages=[{"role": "user", "content": "Weather in Oslo?"}], extra_headers=headers)
+    first = raw_events(c, **params)
+    again = raw_events(c, **params)
+    assert again == first
+    assert len(mocks[provider].received) == 1
+    # The stream helper orders the body's keys its own way: a retry through
+    # it is another body, under its own key.
+    helper = {**params, "extra_headers": {**headers, "Idempotency-Key": f"sdk-helper-{provider}"}}
+    finals = []
+    for _ in range(2):
+        with c.messages.stream(**helper) as stream:
+            finals.append(stream.get_final_message())
+    assert finals[0] == finals[1]
+    assert [(b.name, b.input) for b in finals[1].content if b.type == "tool_use"] == \
+        [("get_weather", mocks[provider].tool_input)]
+    assert len(mocks[provider].received) == 2
+
+    with pytest.raises(anthropic.UnprocessableEntityError) as e:
+        # The same body as the first, with a header that changes its meaning.
+        raw_events(c, **{**params, "extra_headers": {**headers, "anthropic-beta": "other-2025-01-01"}})
+    assert e.value.body["type"] == "error"
+    assert len(mocks[provider].received) == 2
