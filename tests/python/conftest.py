@@ -161,6 +161,8 @@ class MockAnthropic:
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
     count_tokens = 4321
+    # An `error` event sent after `cut_after` events, in place of the rest, when set.
+    error_event = None
     # A redacted_thinking block's data, streamed after the thinking block when set.
     redacted = None
     # (status, body) to answer every request with, when set.
@@ -200,7 +202,10 @@ class MockAnthropic:
                         send_json(self, {"input_tokens": outer.count_tokens})
                 elif body.get("stream"):
                     events = [(e["type"], json.dumps(e, ensure_ascii=False)) for e in outer.events(body)]
-                    send_sse(self, events[:outer.cut_after])
+                    if outer.error_event is not None:
+                        # The upstream's own error event, in place of the rest.
+                        events = events[:outer.cut_after] + [("error", json.dumps(outer.error_event))]
+                    send_sse(self, events[:outer.cut_after] if outer.error_event is None else events)
                 else:
                     send_json(self, outer.message(body))
 
