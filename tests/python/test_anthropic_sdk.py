@@ -332,6 +332,10 @@ def test_a_stream_cut_upstream_is_an_error_event_the_sdk_raises(both_server, moc
     assert "Tell me." not in json.dumps(last), "the failed turn was not stored"
 
 
+@pytest.mark.xfail(reason="shared/src/error.rs, From<ProviderError> for ApiError: ProviderError::Stream "
+                          "keeps the provider's error type (overloaded_error) but renders every mid-stream "
+                          "failure as upstream_stream_error (502), i.e. Anthropic's api_error; Anthropic's "
+                          "clients retry overloaded_error. Outside this slice's files: reported")
 def test_anthropic_s_error_event_mid_stream_reaches_the_sdk(both_server, mocks):
     """Anthropic reports overload mid-stream: the SDK raises it, typed as
     Anthropic typed it, after the text so far."""
