@@ -2,7 +2,10 @@
 door (`/v1/messages`, `/v1/messages/count_tokens`, `/v1/models`): only the
 base URL changes. Each call runs against an Anthropic-wire upstream (the
 request passes through unchanged) and an OpenAI-wire one (translated both
-ways, streaming included), and each test checks what the upstream got."""
+ways, streaming included), and each test checks what the upstream got.
+fixtures/agent_request.json is a coding agent's recorded request (Claude
+Code's shape and headers), replayed with its tool_result follow-up,
+stateless and in a stored conversation, counted, and across a fallback."""
 
 import inspect
 import json
