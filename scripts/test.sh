@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: Rust unit and integration tests against a local
-# DynamoDB + Secrets Manager emulator (moto), then the official OpenAI Python
-# SDK against the local server. Installs what is missing on first run.
+# DynamoDB + Secrets Manager emulator (moto), then the official OpenAI and
+# Anthropic Python SDKs against the local server. Installs what is missing on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +47,7 @@ export CTXGATE_LAMBDA_BIN_DIR="$CARGO_TARGET_DIR/$PROFILE_DIR"
 echo "== cargo test"
 cargo test --workspace --locked
 
-echo "== the official OpenAI and MCP Python SDKs against the local server"
+echo "== the official OpenAI, Anthropic and MCP Python SDKs against the local server"
 cargo build --locked -p ctxgate --bin ctxgate
 CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" "$VENV/bin/python" -m pytest -q tests/python
 

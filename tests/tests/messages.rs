@@ -592,3 +592,83 @@ async fn a_failure_mid_stream_is_an_error_event_and_stores_nothing() {
         .await;
     assert_eq!(status, 404, "nothing stored");
 }
+
+/// A client continuing a stored conversation sends only the new turn: a
+/// `tool_result` answering the stored answer's `tool_use`. Without a stored
+/// conversation the same first-message result answers nothing: a 400.
+async fn tool_result_answers_the_stored_call(store: Arc<dyn Store>) {
+    let openai = MockUpstream::openai().await;
+    let anthropic = MockUpstream::start(|r: &Received| {
+        let last = r.body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        if last["content"][0]["type"] == "tool_result" {
+            return anthropic_answer(r);
+        }
+        Reply::json(json!({
+            "id": "msg_up", "type": "message", "role": "assistant", "model": r.body["model"],
+            "content": [
+                {"type": "thinking", "thinking": "Look it up.", "signature": "sig-T1"},
+                {"type": "tool_use", "id": "toolu_stored", "name": "lookup", "input": {"q": "x"}}
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 20, "output_tokens": 5}
+        }))
+    })
+    .await;
+    let gw = gateway(store, &openai, &anthropic);
+    let key = gw.key("acme", &["chat"]).await;
+    let tools = json!([{"name": "lookup", "input_schema": {"type": "object"}}]);
+    let conv = [("x-conversation-id", "tool-turns")];
+    let (status, _, text) = messages(
+        &gw,
+        &key,
+        &conv,
+        json!({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 50, "tools": tools,
+            "messages": [{"role": "user", "content": "Look up x"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let result = json!({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 50, "tools": tools,
+        "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_stored", "content": "x is 42"}]}]});
+
+    let (status, _, text) = messages(&gw, &key, &[], result.clone()).await;
+    assert_eq!(status, 400, "{text}");
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages[0].content[0].tool_use_id"),
+        "{text}"
+    );
+    assert_eq!(anthropic.received().len(), 1, "a refusal sends nothing");
+
+    let (status, _, text) = messages(&gw, &key, &conv, result).await;
+    assert_eq!(status, 200, "{text}");
+    let up = anthropic.received().pop().unwrap();
+    let history = up.body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = history
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"]);
+    assert_eq!(history[1]["content"][0]["signature"], "sig-T1");
+    assert_eq!(history[1]["content"][1]["id"], "toolu_stored");
+    assert_eq!(history[2]["content"][0]["tool_use_id"], "toolu_stored");
+}
+
+#[tokio::test]
+async fn a_first_tool_result_may_answer_the_stored_call_embedded() {
+    let (store, _dir) = embedded_store();
+    tool_result_answers_the_stored_call(store).await;
+}
+
+#[tokio::test]
+async fn a_first_tool_result_may_answer_the_stored_call_dynamodb() {
+    tool_result_answers_the_stored_call(ctxgate_tests::dynamo_store().await).await;
+}

@@ -64,6 +64,10 @@ pub(super) fn decode_input(
 ) -> Result<(Input, bool), ApiError> {
     let checked = messages_request(bytes, &state.config.limits, purpose)?;
     let conversation = conversation_id(checked.conversation_id, headers)?;
+    // A first message's tool_result may answer the stored conversation's last turn.
+    if let (None, Some(e)) = (&conversation, checked.unanswered) {
+        return Err(e.into());
+    }
     let mut request = codec::decode_request(&checked.request)
         .map_err(|e| ApiError::invalid(e.param, e.message))?;
     request.extensions.headers = betas(headers)?;

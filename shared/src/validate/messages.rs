@@ -2,7 +2,8 @@
 //! `count_tokens`): the shapes the Messages API requires, checked before
 //! decoding so that each refusal names its field. Block types the gateway
 //! does not know (newer server tools, future blocks) pass as sent; a known
-//! block in the wrong place, or a `tool_result` answering no call, is refused.
+//! block in the wrong place, or a `tool_result` answering no call, is refused
+//! (in the first message, only when no stored conversation precedes it).
 
 use std::collections::HashSet;
 
@@ -22,6 +23,10 @@ pub struct Checked {
     pub conversation_id: Option<String>,
     /// `mcp_servers`, when the body names them.
     pub mcp_servers: Option<Vec<String>>,
+    /// The refusal of a `tool_result` in the first message, which answers no
+    /// call of this request: it stands unless the request continues a stored
+    /// conversation, whose last assistant message made the call.
+    pub unanswered: Option<ValidationError>,
 }
 
 /// Which request: a turn needs `max_tokens`, a token count does not.
@@ -102,7 +107,7 @@ pub fn messages_request(
         Some(Value::Array(a)) => a,
         Some(_) => return Err(at("messages", "'messages' must be an array")),
     };
-    check_messages(messages, limits)?;
+    let unanswered = check_messages(messages, limits)?;
     if let Some(system) = obj.get("system") {
         check_system(system)?;
     }
@@ -152,6 +157,7 @@ pub fn messages_request(
         request,
         conversation_id: conversation,
         mcp_servers: servers,
+        unanswered,
     })
 }
 
@@ -166,9 +172,15 @@ fn allowed(kind: &str, assistant: bool) -> Option<bool> {
     Some(ok)
 }
 
-fn check_messages(messages: &[Value], limits: &Limits) -> Result<(), ValidationError> {
+/// Checks the messages; returns the deferred refusal of a first message's
+/// `tool_result` (see [`Checked::unanswered`]).
+fn check_messages(
+    messages: &[Value],
+    limits: &Limits,
+) -> Result<Option<ValidationError>, ValidationError> {
     // The calls the previous assistant message made, for its tool results.
     let mut open_calls: HashSet<String> = HashSet::new();
+    let mut unanswered = None;
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let m = m
@@ -208,12 +220,17 @@ fn check_messages(messages: &[Value], limits: &Limits) -> Result<(), ValidationE
                     if kind == "tool_result" {
                         let id = b["tool_use_id"].as_str().unwrap_or_default();
                         if !open_calls.contains(id) {
-                            return Err(at(
+                            let e = at(
                                 format!("{bpath}.tool_use_id"),
                                 format!(
                                     "tool_result '{id}' answers no tool_use of the previous assistant message"
                                 ),
-                            ));
+                            );
+                            // The first message's previous one may be stored.
+                            if i > 0 {
+                                return Err(e);
+                            }
+                            unanswered.get_or_insert(e);
                         }
                     }
                 }
@@ -243,7 +260,7 @@ fn check_messages(messages: &[Value], limits: &Limits) -> Result<(), ValidationE
             open_calls.clear();
         }
     }
-    Ok(())
+    Ok(unanswered)
 }
 
 fn string_field<'a>(
