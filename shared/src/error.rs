@@ -397,10 +397,21 @@ impl From<ProviderError> for ApiError {
                 "upstream_unreachable",
                 format!("provider '{provider}' could not be reached"),
             ),
-            ProviderError::Stream { provider, .. } => gateway(
-                "upstream_stream_error",
-                format!("provider '{provider}' reported an error mid-stream"),
-            ),
+            ProviderError::Stream { provider, kind } => {
+                // The status has gone out; this one only types the error
+                // event, so that an overload reads as one (clients retry it).
+                let status = match kind.as_str() {
+                    "overloaded_error" | "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
+                    "rate_limit_error" | "rate_limit_exceeded" => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                ApiError::new(
+                    status,
+                    "upstream_error",
+                    "upstream_stream_error",
+                    format!("provider '{provider}' reported an error mid-stream"),
+                )
+            }
             ProviderError::BadResponse { provider, detail } => {
                 tracing::warn!(provider = %provider, detail = %detail, "unparseable upstream response");
                 gateway(

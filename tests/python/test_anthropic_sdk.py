@@ -335,10 +335,6 @@ def test_a_stream_cut_upstream_is_an_error_event_the_sdk_raises(both_server, moc
     assert "Tell me." not in json.dumps(last), "the failed turn was not stored"
 
 
-@pytest.mark.xfail(reason="shared/src/error.rs, From<ProviderError> for ApiError: ProviderError::Stream "
-                          "keeps the provider's error type (overloaded_error) but renders every mid-stream "
-                          "failure as upstream_stream_error (502), i.e. Anthropic's api_error; Anthropic's "
-                          "clients retry overloaded_error. Outside this slice's files: reported")
 def test_anthropic_s_error_event_mid_stream_reaches_the_sdk(both_server, mocks):
     """Anthropic reports overload mid-stream: the SDK raises it, typed as
     Anthropic typed it, after the text so far."""
@@ -671,10 +667,6 @@ def test_idempotent_retry_replays_the_stream(both_server, mocks, provider):
     assert len(mocks[provider].received) == 2
 
 
-@pytest.mark.xfail(reason="shared/src/wire/openai_chat/request.rs (encode of a message, arm "
-                          "`Block::Opaque(o) if o.format != FORMAT => {}`) drops a user's Anthropic-only "
-                          "block (search_result, or any block OpenAI has no form for) without a word, where "
-                          "a text `document` is refused with a 400: the codec's, left to the wire helper")
 def test_a_user_block_openai_cannot_take_is_never_dropped_silently(both_server, mocks):
     """A search_result the user sends to an OpenAI model either reaches it
     (as text) or is refused with a 400 naming the block: never lost."""

@@ -364,7 +364,18 @@ fn encode_message_into(
             }),
             Block::Refusal { text } => refusal.get_or_insert_with(String::new).push_str(text),
             Block::Reasoning { .. } => {}
-            Block::Opaque(o) if o.format != FORMAT => {}
+            // Another format's record of its own server tools is left out;
+            // what a user sent is never dropped without a word.
+            Block::Opaque(o) if o.format != FORMAT && m.role == model::Role::Assistant => {}
+            Block::Opaque(o) if o.format != FORMAT => {
+                let kind = o.value["type"].as_str().unwrap_or("unknown");
+                return Err(CodecError::new(
+                    param(),
+                    format!(
+                        "a '{kind}' block has no form in OpenAI's Chat format; this model cannot take it"
+                    ),
+                ));
+            }
             b => {
                 rest = true;
                 parts.push(encode_part(b, &param())?);
@@ -456,17 +467,23 @@ fn encode_result(r: &ToolResult, param: &str) -> Result<Content, CodecError> {
     let parts = r
         .content
         .iter()
-        .filter_map(|p| match p {
-            ToolResultPart::Text { text, .. } => Some(Ok(ContentPart::Text {
+        .map(|p| match p {
+            ToolResultPart::Text { text, .. } => Ok(ContentPart::Text {
                 text: text.clone(),
                 cache_control: None,
-            })),
-            ToolResultPart::Image(i) => Some(encode_part(&Block::Image(i.clone()), param)),
-            ToolResultPart::Document(d) => Some(encode_part(&Block::Document(d.clone()), param)),
+            }),
+            ToolResultPart::Image(i) => encode_part(&Block::Image(i.clone()), param),
+            ToolResultPart::Document(d) => encode_part(&Block::Document(d.clone()), param),
             ToolResultPart::Opaque(o) if o.format == FORMAT => {
-                Some(encode_part(&Block::Opaque(o.clone()), param))
+                encode_part(&Block::Opaque(o.clone()), param)
             }
-            ToolResultPart::Opaque(_) => None,
+            ToolResultPart::Opaque(o) => {
+                let kind = o.value["type"].as_str().unwrap_or("unknown");
+                Err(CodecError::new(
+                    param,
+                    format!("a '{kind}' part of a tool result has no form in OpenAI's Chat format; this model cannot take it"),
+                ))
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match parts.is_empty() {

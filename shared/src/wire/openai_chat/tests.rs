@@ -1146,7 +1146,7 @@ fn model_answers_round_trip() {
 // content in the message); reasoning and other formats' opaque blocks are
 // left out; nothing panics.
 #[test]
-fn unholdable_blocks_are_refused_or_left_out() {
+fn unholdable_blocks_are_refused_or_left_out_of_the_model_s_own_turns() {
     let secret = "TOP-SECRET-CONTENT";
     let text_doc = Block::Document(document(
         MediaSource::Text {
@@ -1264,10 +1264,13 @@ fn unholdable_blocks_are_refused_or_left_out() {
         is_error: true,
         cache: None,
     });
-    assert_eq!(
-        serde_json::to_value(encode_messages(&[msg(Role::User, vec![result])]).unwrap()).unwrap(),
-        json!([{"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "t"}]}])
-    );
+    // What a user (or a tool) sent is refused, never dropped without a word.
+    let e = encode_messages(&[msg(Role::User, vec![result])]).unwrap_err();
+    assert_eq!(e.param, "messages[0].content[0]");
+    assert!(e.message.contains("'search_result'"), "{e}");
+    let user_block = Block::Opaque(anthropic(json!({"type": "search_result"})));
+    let e = encode_messages(&[msg(Role::User, vec![Block::text("t"), user_block])]).unwrap_err();
+    assert_eq!(e.param, "messages[0].content[1]");
 }
 
 /// One block of every kind and source, holdable or not.
