@@ -145,6 +145,7 @@ async fn cold_start_runs(
     ColdStarts { ready, first, warm }
 }
 
+/// Prints one function's cold-start table; `warm` names its warm row.
 fn cold_start_table(title: &str, runs: ColdStarts, warm: &str) {
     println!("\n### {title}\n");
     println!("| measure | runs | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|");
