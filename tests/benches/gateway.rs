@@ -1,7 +1,7 @@
 //! Gateway benchmarks; run `scripts/bench.sh`, which builds the release
 //! binaries first and passes their directory in `CTXGATE_RELEASE_DIR`.
 //!
-//! Prints four tables: release binary sizes; Lambda cold start of the chat
+//! Prints tables: release binary sizes; Lambda cold start of the chat
 //! function (process start to its first Runtime API poll, and to the answer
 //! of its first invocation; then warm invocations of the same process) against
 //! a local Runtime API; chat-turn latency
@@ -12,6 +12,11 @@
 //! and stream redaction in process (time per KB at 4, 16 and 64 KB, by
 //! chunking). `cargo bench -p ctxgate-tests --bench gateway -- stream-redaction`
 //! runs the last table alone (no release binaries needed).
+//!
+//! Issue 16 adds two: the cold start of the `mcp` function (buffered), and a
+//! federated MCP `tools/call` through the local server's `POST /mcp` against
+//! the same call straight to the MCP server (an rmcp server on loopback),
+//! alternating. `-- mcp` runs those two alone (release binaries needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -58,7 +63,7 @@ fn summary(name: &str, mut samples: Vec<Duration>, fmt: fn(Duration) -> String) 
 
 fn sizes(dir: &Path) {
     println!("\n### Release binaries (stripped)\n\n| binary | size |\n|---|---|");
-    for bin in ["ctxgate-chat", "ctxgate-models", "ctxgate"] {
+    for bin in ["ctxgate-chat", "ctxgate-models", "ctxgate-mcp", "ctxgate"] {
         let len = std::fs::metadata(dir.join(bin))
             .map(|m| m.len())
             .unwrap_or(0);
@@ -66,21 +71,35 @@ fn sizes(dir: &Path) {
     }
 }
 
-async fn cold_starts(dir: &Path) {
-    let event = include_str!("../fixtures/apigw_http_v2.json");
-    let mut health: serde_json::Value = serde_json::from_str(event).unwrap();
-    health["rawPath"] = json!("/health");
-    health["requestContext"]["http"]["method"] = json!("GET");
+/// What one function's cold starts measured.
+struct ColdStarts {
+    /// Process start to its first Runtime API poll.
+    ready: Vec<Duration>,
+    /// Process start to the answer of its first invocation.
+    first: Vec<Duration>,
+    /// Warm invocations of the same processes: queued to answer complete.
+    warm: Vec<Duration>,
+}
+
+/// `COLD_STARTS` fresh processes of the function `bin` against a local
+/// Runtime API, each answering `event` once cold and `WARM_INVOCATIONS` times
+/// warm; `check` asserts each answer is the expected one.
+async fn cold_start_runs(
+    dir: &Path,
+    bin: &str,
+    event: &serde_json::Value,
+    check: impl Fn(&RuntimeEvent),
+) -> ColdStarts {
     let mut ready = Vec::new();
     let mut first = Vec::new();
     let mut warm = Vec::new();
     for i in 0..COLD_STARTS {
         let mut rt = RuntimeApi::start().await;
-        rt.invoke(&format!("req-{i}"), health.to_string());
+        rt.invoke(&format!("req-{i}"), event.to_string());
         let start = Instant::now();
-        let mut child = Command::new(dir.join("ctxgate-chat"))
+        let mut child = Command::new(dir.join(bin))
             .env_clear()
-            .envs(rt.lambda_env("ctxgate-chat"))
+            .envs(rt.lambda_env(bin))
             .envs([
                 ("CTXGATE_STORE", "dynamodb"),
                 ("CTXGATE_TABLE", "ctxgate"),
@@ -94,53 +113,139 @@ async fn cold_starts(dir: &Path) {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("start ctxgate-chat");
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
         loop {
             match rt.events.recv().await.expect("runtime events") {
                 RuntimeEvent::Next(at) if ready.len() == i => ready.push(at - start),
                 RuntimeEvent::Next(_) => {}
-                RuntimeEvent::Response { at, stream, .. } => {
-                    // The chat function streams; the fixture splits off the prelude.
-                    let prelude = stream.expect("a streamed response").prelude;
-                    assert_eq!(prelude["statusCode"], 200, "health failed: {prelude}");
+                RuntimeEvent::Error { id, body, .. } => {
+                    panic!("{bin} reported an error for {id}: {body:?}")
+                }
+                answer @ RuntimeEvent::Response { at, .. } => {
+                    check(&answer);
                     first.push(at - start);
                     break;
                 }
-                RuntimeEvent::Error { id, body, .. } => {
-                    panic!("function reported an error for {id}: {body:?}")
-                }
             }
         }
-        // The same process, warm: invocation queued -> streamed answer complete.
+        // The same process, warm: invocation queued -> answer complete.
         for j in 0..WARM_INVOCATIONS {
             let sent = Instant::now();
-            rt.invoke(&format!("req-{i}-{j}"), health.to_string());
+            rt.invoke(&format!("req-{i}-{j}"), event.to_string());
             match rt.outcome().await {
-                RuntimeEvent::Response { at, stream, .. } => {
-                    assert_eq!(stream.expect("streamed").prelude["statusCode"], 200);
+                answer @ RuntimeEvent::Response { at, .. } => {
+                    check(&answer);
                     warm.push(at - sent)
                 }
-                other => panic!("warm invocation: {other:?}"),
+                other => panic!("{bin} warm invocation: {other:?}"),
             }
         }
         child.kill().await.ok();
     }
-    println!(
-        "\n### Chat function cold start ({COLD_STARTS} runs, local Runtime API, DynamoDB + Secrets Manager clients built)\n"
-    );
+    ColdStarts { ready, first, warm }
+}
+
+/// Prints one function's cold-start table; `warm` names its warm row.
+fn cold_start_table(title: &str, runs: ColdStarts, warm: &str) {
+    println!("\n### {title}\n");
     println!("| measure | runs | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|");
-    summary("process start -> first /next (ready)", ready, ms);
-    summary("process start -> first response", first, ms);
-    summary("warm invocation -> streamed answer complete", warm, ms);
+    summary("process start -> first /next (ready)", runs.ready, ms);
+    summary("process start -> first response", runs.first, ms);
+    summary(warm, runs.warm, ms);
+}
+
+/// An API Gateway HTTP API (v2) event for `method path`, with `headers` added.
+fn apigw_event(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> serde_json::Value {
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/apigw_http_v2.json")).unwrap();
+    event["rawPath"] = json!(path);
+    event["routeKey"] = json!(format!("{method} {path}"));
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
+    for (name, value) in headers {
+        event["headers"][*name] = json!(value);
+    }
+    event["body"] = json!(body);
+    event
+}
+
+async fn cold_starts(dir: &Path) {
+    let event = include_str!("../fixtures/apigw_http_v2.json");
+    let mut health: serde_json::Value = serde_json::from_str(event).unwrap();
+    health["rawPath"] = json!("/health");
+    health["requestContext"]["http"]["method"] = json!("GET");
+    let runs = cold_start_runs(dir, "ctxgate-chat", &health, |answer| {
+        // The chat function streams; the fixture splits off the prelude.
+        let RuntimeEvent::Response { stream, .. } = answer else {
+            unreachable!()
+        };
+        let prelude = &stream.as_ref().expect("a streamed response").prelude;
+        assert_eq!(prelude["statusCode"], 200, "health failed: {prelude}");
+    })
+    .await;
+    cold_start_table(
+        &format!(
+            "Chat function cold start ({COLD_STARTS} runs, local Runtime API, DynamoDB + Secrets Manager clients built)"
+        ),
+        runs,
+        "warm invocation -> streamed answer complete",
+    );
+}
+
+/// Issue 16: the `mcp` function, buffered. Each invocation is what an MCP
+/// client sends first: a `tools/list` without a credential, which runs the
+/// endpoint's host check and authentication and is answered 401 with the
+/// challenge naming the Protected Resource Metadata (no store round trip,
+/// like the chat function's `/health`).
+async fn mcp_cold_starts(dir: &Path) {
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": mcp_meta()}});
+    let event = apigw_event(
+        "POST",
+        "/mcp",
+        &[
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", MCP_REVISION),
+            ("mcp-method", "tools/list"),
+        ],
+        Some(body.to_string()),
+    );
+    let runs = cold_start_runs(dir, "ctxgate-mcp", &event, |answer| {
+        // Buffered: the invocation response is the whole API Gateway response document.
+        let RuntimeEvent::Response { body, stream, .. } = answer else {
+            unreachable!()
+        };
+        assert!(stream.is_none(), "the mcp function answers buffered");
+        let doc: serde_json::Value = serde_json::from_slice(body).expect("a response document");
+        assert_eq!(doc["statusCode"], 401, "{doc}");
+        let challenge = doc["headers"]["www-authenticate"].as_str().unwrap_or("");
+        assert!(challenge.contains("resource_metadata="), "{doc}");
+    })
+    .await;
+    cold_start_table(
+        &format!(
+            "MCP function cold start ({COLD_STARTS} runs, local Runtime API, DynamoDB + Secrets Manager clients built; each invocation an unauthenticated `tools/list` on POST /mcp, answered 401 with its challenge, buffered)"
+        ),
+        runs,
+        "warm invocation -> answer complete",
+    );
 }
 
 /// The local server on the embedded store under `data_dir`, on a free port,
-/// with a freshly minted key; waits until it listens and keeps draining its
-/// access log so it never blocks on stderr.
+/// with a freshly minted key (`scopes`, or the default ones when empty);
+/// waits until it listens and keeps draining its access log so it never
+/// blocks on stderr.
 async fn start_server(
     dir: &Path,
     data_dir: &Path,
     extra_env: &[(&str, String)],
+    scopes: &[&str],
 ) -> (tokio::process::Child, u16, String) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -153,8 +258,12 @@ async fn start_server(
         ("RUST_LOG", "warn".to_owned()),
     ];
     env.extend(extra_env.iter().cloned());
+    let mut args = vec!["keys", "create", "--tenant", "bench"];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
     let out = Command::new(dir.join("ctxgate"))
-        .args(["keys", "create", "--tenant", "bench"])
+        .args(args)
         .env_clear()
         .envs(env.clone())
         .output()
@@ -187,7 +296,7 @@ async fn start_server(
 
 async fn local_server(dir: &Path) {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, port, key) = start_server(dir, data.path(), &[]).await;
+    let (mut server, port, key) = start_server(dir, data.path(), &[], &[]).await;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -266,14 +375,22 @@ async fn main() {
         std::env::var("CTXGATE_RELEASE_DIR")
             .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
     );
+    // `-- mcp`: issue 16's tables alone (the release binaries still needed).
+    if std::env::args().any(|a| a == "mcp") {
+        mcp_cold_starts(&dir).await;
+        mcp_federation(&dir).await;
+        return;
+    }
     println!(
         "## ctxgate benchmarks ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     sizes(&dir);
     cold_starts(&dir).await;
+    mcp_cold_starts(&dir).await;
     local_server(&dir).await;
     streaming(&dir).await;
+    mcp_federation(&dir).await;
     stream_redaction();
 }
 
@@ -479,7 +596,7 @@ async fn streaming(dir: &Path) {
             ("OPENAI_BASE_URL", format!("{upstream}/v1")),
             ("OPENAI_API_KEY", "sk-bench".to_owned()),
         ];
-        let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra).await;
+        let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra, &[]).await;
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
         let (first, rest) = stream_latencies(&client, &url, Some(&key), &mut senders).await;
         let added = (
@@ -505,4 +622,269 @@ fn percentile_of(samples: &[Duration], p: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
     percentile(&sorted, p)
+}
+
+/// The MCP revision the benchmark's requests speak.
+const MCP_REVISION: &str = "2026-07-28";
+/// Federated calls measured, and direct calls (after `MCP_WARMUP` of each).
+const MCP_CALLS: usize = 2_000;
+const MCP_WARMUP: usize = 200;
+/// Direct and federated calls alternate in batches of this many, so drift
+/// (CPU frequency, the page cache, the audit table growing) hits both.
+const MCP_BATCH: usize = 100;
+
+/// The per-request `_meta` of a 2026-07-28 request.
+fn mcp_meta() -> serde_json::Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": MCP_REVISION,
+        "io.modelcontextprotocol/clientInfo": {"name": "ctxgate-bench", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    })
+}
+
+/// One 2026-07-28 `tools/call` of `tool` at `url` as a plain JSON-RPC POST
+/// (the standard headers and `_meta`): its time to the complete answer, the
+/// HTTP status and the JSON-RPC answer.
+async fn mcp_post(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    tool: &str,
+    id: usize,
+) -> (Duration, u16, serde_json::Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"text": "ping"}, "_meta": mcp_meta()}});
+    let t = Instant::now();
+    let r = client
+        .post(url)
+        .bearer_auth(bearer)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MCP_REVISION)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    let took = t.elapsed();
+    let answer = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("{tool}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (took, status, answer)
+}
+
+/// [`mcp_post`] of a tool that answers: its time and its first text block
+/// (checked: a result, not an error).
+async fn mcp_tools_call(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    tool: &str,
+    id: usize,
+) -> (Duration, String) {
+    let (took, status, answer) = mcp_post(client, url, bearer, tool, id).await;
+    assert_eq!(status, 200, "{tool}: {answer}");
+    assert!(
+        answer["result"]["isError"] != json!(true) && answer["result"]["content"].is_array(),
+        "{tool}: {answer}"
+    );
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (took, text)
+}
+
+/// [`mcp_post`] of a name that is no tool: its time (checked: -32602).
+async fn mcp_unknown_call(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    tool: &str,
+    id: usize,
+) -> Duration {
+    let (took, status, answer) = mcp_post(client, url, bearer, tool, id).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (200, &json!(-32602)),
+        "{tool}: {answer}"
+    );
+    took
+}
+
+/// Issue 16: a federated `tools/call` through ctxgate's `POST /mcp` against
+/// the same call straight to the MCP server, on loopback, alternating.
+async fn mcp_federation(dir: &Path) {
+    use ctxgate_tests::mcp_server::{GOOD_TOKEN, McpFixture, Revision};
+
+    // A real rmcp Streamable HTTP server (2026-07-28, JSON answers) in this
+    // process; its `echo` tool answers at once.
+    let fixture = McpFixture::start(Revision::Current).await;
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("ctxgate.toml");
+    // The fixture is plain http on 127.0.0.1.
+    std::fs::write(&cfg, "[mcp]\nallowed_hosts = [\"127.0.0.1\"]\n").unwrap();
+    let extra = [("CTXGATE_CONFIG", cfg.display().to_string())];
+    let (mut server, port, admin) =
+        start_server(dir, &data.path().join("db"), &extra, &["admin", "mcp"]).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Registered as a tenant does in production (the store, its credential
+    // in the credentials file), and a key with only the `mcp` scope (a key
+    // mints only scopes it has itself).
+    let r = client
+        .post(format!("{base}/v1/admin/mcp-servers"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "crm", "url": fixture.url().as_str(),
+            "headers": {"Authorization": GOOD_TOKEN}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = client
+        .post(format!("{base}/v1/admin/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "bench-mcp", "scopes": ["mcp"]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let created: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    let direct_url = fixture.url().to_string();
+    let gateway_url = format!("{base}/mcp");
+    let upstream_token = GOOD_TOKEN.trim_start_matches("Bearer ");
+    let direct = |id| mcp_tools_call(&client, &direct_url, upstream_token, "echo", id);
+    let federated = |id| mcp_tools_call(&client, &gateway_url, &key, "crm__echo", id);
+
+    // Warm-up: connections, and the first federated call lists the server's
+    // tools (to resolve the name); the list is then cached.
+    let lists_before = fixture.lists();
+    for i in 0..MCP_WARMUP {
+        let (_, a) = direct(i).await;
+        let (_, b) = federated(i).await;
+        assert_eq!(a, b, "the federated result is the server's");
+    }
+    let list_pages = fixture.lists() - lists_before;
+
+    let seen_before = fixture.seen().len();
+    let mut d = Vec::with_capacity(MCP_CALLS);
+    let mut f = Vec::with_capacity(MCP_CALLS);
+    let mut own = Vec::with_capacity(MCP_CALLS);
+    let mut unknown = Vec::with_capacity(MCP_CALLS);
+    let mut id = MCP_WARMUP;
+    while f.len() < MCP_CALLS {
+        for _ in 0..MCP_BATCH {
+            d.push(direct(id).await.0);
+            id += 1;
+        }
+        for _ in 0..MCP_BATCH {
+            f.push(federated(id).await.0);
+            id += 1;
+        }
+        for _ in 0..MCP_BATCH {
+            own.push(mcp_unknown_call(&client, &gateway_url, &key, "nope", id).await);
+            id += 1;
+        }
+        for _ in 0..MCP_BATCH {
+            unknown.push(mcp_unknown_call(&client, &gateway_url, &key, "crm__nope", id).await);
+            id += 1;
+        }
+    }
+    // What reached the server during the measured run: the direct calls'
+    // requests, then what each federated call cost upstream.
+    let seen: Vec<_> = fixture.seen().split_off(seen_before);
+    let lists_during = fixture.lists() - lists_before - list_pages;
+    let mut methods = std::collections::BTreeMap::<String, usize>::new();
+    for s in &seen {
+        *methods.entry(s.method.clone()).or_default() += 1;
+    }
+    let handling: Vec<Duration> = seen
+        .iter()
+        .filter(|s| s.method == "tools/call")
+        .map(|s| s.handling)
+        .collect();
+
+    println!(
+        "\n### Federated MCP `tools/call` through the local server (rmcp server on loopback, `echo` tool, 2026-07-28, {MCP_CALLS} calls each way after {MCP_WARMUP}, alternating in batches of {MCP_BATCH}, one keep-alive connection each; every federated call also writes its audit row to the embedded store)\n"
+    );
+    println!("| path | calls | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|");
+    let added = (
+        percentile_of(&f, 0.5).saturating_sub(percentile_of(&d, 0.5)),
+        percentile_of(&f, 0.99).saturating_sub(percentile_of(&d, 0.99)),
+    );
+    summary("direct to the MCP server (`echo`)", d, us);
+    summary("through ctxgate's POST /mcp (`crm__echo`)", f, us);
+    println!(
+        "| added by ctxgate (through minus direct) | | p50 {} | | p99 {} | | |",
+        us(added.0),
+        us(added.1)
+    );
+    summary(
+        "through ctxgate, `nope` (no such tool: the endpoint, auth, rmcp's server side)",
+        own,
+        us,
+    );
+    summary(
+        "through ctxgate, `crm__nope` (+ the server resolved, its cached list, an audit row)",
+        unknown,
+        us,
+    );
+    summary(
+        "the server's own handling of a `tools/call` (both paths)",
+        handling,
+        us,
+    );
+    let per_call: Vec<String> = methods
+        .iter()
+        .map(|(m, n)| {
+            let m = if m.is_empty() { "(no method)" } else { m };
+            format!("{m} {n}")
+        })
+        .collect();
+    println!(
+        "\nRequests the MCP server received during the measured calls ({} direct + {} federated): {}; `tools/list` pages: {list_pages} during the warm-up, {lists_during} during the run.",
+        MCP_CALLS,
+        MCP_CALLS,
+        per_call.join(", ")
+    );
+
+    // Every federated call was audited, the unknown name too.
+    let mut counts = std::collections::BTreeMap::<(String, String, String), usize>::new();
+    let mut cursor = String::new();
+    loop {
+        let r = client
+            .get(format!("{base}/v1/admin/mcp-calls?limit=500{cursor}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: serde_json::Value = r.json().await.unwrap();
+        for row in page["data"].as_array().expect("audit rows") {
+            let field = |f: &str| row[f].as_str().unwrap_or_default().to_owned();
+            *counts
+                .entry((field("server"), field("tool"), field("outcome")))
+                .or_default() += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) if page["has_more"] == true => cursor = format!("&cursor={next}"),
+            _ => break,
+        }
+    }
+    let key = |s: &str, t: &str, o: &str| (s.to_owned(), t.to_owned(), o.to_owned());
+    let expected = std::collections::BTreeMap::from([
+        (key("crm", "echo", "ok"), MCP_WARMUP + MCP_CALLS),
+        (key("", "crm__nope", "unknown_tool"), MCP_CALLS),
+    ]);
+    assert_eq!(counts, expected, "the audit rows");
+    server.kill().await.ok();
 }
