@@ -375,6 +375,11 @@ async fn main() {
         std::env::var("CTXGATE_RELEASE_DIR")
             .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
     );
+    // `-- streaming`: the streaming table alone (the release binaries still needed).
+    if std::env::args().any(|a| a == "streaming") {
+        streaming(&dir).await;
+        return;
+    }
     // `-- mcp`: issue 16's tables alone (the release binaries still needed).
     if std::env::args().any(|a| a == "mcp") {
         mcp_cold_starts(&dir).await;
@@ -486,31 +491,82 @@ async fn stream_upstream() -> (
     (url, rx)
 }
 
-fn upstream_chunk(i: usize) -> Bytes {
-    // Longer than the redaction hold-back, so each chunk's start flows at once.
-    let text =
-        format!("[{i}] the quick brown fox jumps over the lazy dog, again and again and again. ");
-    let chunk =
-        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
-    Bytes::from(format!("data: {chunk}\n\n"))
+/// The wire a streamed answer travels: the client's front door and the
+/// upstream's format.
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    /// OpenAI Chat Completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl Wire {
+    /// The request body a client of this door sends.
+    fn request(self, model: &str) -> serde_json::Value {
+        match self {
+            Wire::OpenAi => json!({"model": model, "stream": true,
+                "messages": [{"role": "user", "content": "stream please"}]}),
+            Wire::Anthropic => json!({"model": model, "stream": true, "max_tokens": 1000,
+                "messages": [{"role": "user", "content": "stream please"}]}),
+        }
+    }
+
+    /// Upstream chunk `i` of an answer in this format (Anthropic's first
+    /// carries the message and block openings, as Anthropic sends them at once).
+    fn chunk(self, i: usize) -> Bytes {
+        // Longer than the redaction hold-back, so each chunk's start flows at once.
+        let text = format!(
+            "[{i}] the quick brown fox jumps over the lazy dog, again and again and again. "
+        );
+        match self {
+            Wire::OpenAi => {
+                let chunk = json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+                Bytes::from(format!("data: {chunk}\n\n"))
+            }
+            Wire::Anthropic => {
+                let delta = json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": text}});
+                let mut out = String::new();
+                if i == 0 {
+                    let start = json!({"type": "message_start", "message": {"id": "msg_b", "type": "message",
+                        "role": "assistant", "model": "m", "content": [], "stop_reason": null,
+                        "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 1}}});
+                    out.push_str(&format!("event: message_start\ndata: {start}\n\n"));
+                    out.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+                }
+                out.push_str(&format!("event: content_block_delta\ndata: {delta}\n\n"));
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// The end of an answer in this format.
+    fn end(self) -> Bytes {
+        match self {
+            Wire::OpenAi => Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":20,\"total_tokens\":25}}\n\ndata: [DONE]\n\n"),
+            Wire::Anthropic => Bytes::from_static(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":20}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        }
+    }
 }
 
 /// Streams `STREAMS` answers of `CHUNKS` chunks from `url`, writing each
 /// upstream chunk only once the client has the previous one, and returns
 /// the upstream-write to client-arrival times: first chunks, then the rest.
+#[allow(clippy::too_many_arguments)]
 async fn stream_latencies(
     client: &reqwest::Client,
     url: &str,
     key: Option<&str>,
     senders: &mut mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
+    door: Wire,
+    upstream_wire: Wire,
+    model: &str,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let mut first = Vec::with_capacity(STREAMS);
     let mut rest = Vec::with_capacity(STREAMS * (CHUNKS - 1));
     for n in 0..STREAMS + 20 {
-        let mut req = client
-            .post(url)
-            .json(&json!({"model": "openai/gpt-4o-mini", "stream": true,
-            "messages": [{"role": "user", "content": "stream please"}]}));
+        let mut req = client.post(url).json(&door.request(model));
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
@@ -530,7 +586,7 @@ async fn stream_latencies(
         for i in 0..CHUNKS {
             let marker = format!("[{i}]");
             let sent = Instant::now();
-            upstream.send(upstream_chunk(i)).unwrap();
+            upstream.send(upstream_wire.chunk(i)).unwrap();
             let at = loop {
                 let (at, chunk) = arrived.recv().await.unwrap();
                 seen.push_str(&String::from_utf8_lossy(&chunk));
@@ -547,9 +603,7 @@ async fn stream_latencies(
                 }
             }
         }
-        upstream
-            .send(Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":20,\"total_tokens\":25}}\n\ndata: [DONE]\n\n"))
-            .unwrap();
+        upstream.send(upstream_wire.end()).unwrap();
         drop(upstream);
         reader.await.unwrap();
     }
@@ -563,7 +617,7 @@ async fn streaming(dir: &Path) {
         .build()
         .unwrap();
     println!(
-        "\n### Streaming through the local server (mock OpenAI upstream, {STREAMS} streams of {CHUNKS} chunks, each chunk written once the client has the previous one)\n"
+        "\n### Streaming through the local server (mock upstream speaking OpenAI's or Anthropic's wire, {STREAMS} streams of {CHUNKS} chunks each, each chunk written once the client has the previous one)\n"
     );
     println!(
         "| path | measure | samples | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|---|"
@@ -573,11 +627,27 @@ async fn streaming(dir: &Path) {
         &format!("{upstream}/v1/chat/completions"),
         None,
         &mut senders,
+        Wire::OpenAi,
+        Wire::OpenAi,
+        "gpt-4o-mini",
     )
     .await;
     let direct = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
     summary("direct to the mock | first chunk", first, us);
     summary("direct to the mock | each later chunk", rest, us);
+    let (first, rest) = stream_latencies(
+        &client,
+        &format!("{upstream}/v1/messages"),
+        None,
+        &mut senders,
+        Wire::Anthropic,
+        Wire::Anthropic,
+        "claude-sonnet-4-5",
+    )
+    .await;
+    let direct_anthropic = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
+    summary("direct to the Anthropic mock | first chunk", first, us);
+    summary("direct to the Anthropic mock | each later chunk", rest, us);
     for (name, policy) in [
         (
             "gateway, redaction off",
@@ -598,7 +668,16 @@ async fn streaming(dir: &Path) {
         ];
         let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra, &[]).await;
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-        let (first, rest) = stream_latencies(&client, &url, Some(&key), &mut senders).await;
+        let (first, rest) = stream_latencies(
+            &client,
+            &url,
+            Some(&key),
+            &mut senders,
+            Wire::OpenAi,
+            Wire::OpenAi,
+            "openai/gpt-4o-mini",
+        )
+        .await;
         let added = (
             percentile_of(&first, 0.5).saturating_sub(direct.0),
             percentile_of(&rest, 0.5).saturating_sub(direct.1),
@@ -616,6 +695,57 @@ async fn streaming(dir: &Path) {
         );
         server.kill().await.ok();
     }
+    // The Anthropic Messages door (default redaction), to each upstream wire.
+    let data = tempfile::tempdir().unwrap();
+    let extra = [
+        ("OPENAI_BASE_URL", format!("{upstream}/v1")),
+        ("OPENAI_API_KEY", "sk-bench".to_owned()),
+        ("ANTHROPIC_BASE_URL", upstream.clone()),
+        ("ANTHROPIC_API_KEY", "sk-ant-bench".to_owned()),
+    ];
+    let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra, &[]).await;
+    let url = format!("http://127.0.0.1:{port}/v1/messages");
+    for (name, upstream_wire, model, direct) in [
+        (
+            "Messages door -> Anthropic upstream",
+            Wire::Anthropic,
+            "anthropic/claude-sonnet-4-5",
+            direct_anthropic,
+        ),
+        (
+            "Messages door -> OpenAI upstream",
+            Wire::OpenAi,
+            "openai/gpt-4o-mini",
+            direct,
+        ),
+    ] {
+        let (first, rest) = stream_latencies(
+            &client,
+            &url,
+            Some(&key),
+            &mut senders,
+            Wire::Anthropic,
+            upstream_wire,
+            model,
+        )
+        .await;
+        let added = (
+            percentile_of(&first, 0.5).saturating_sub(direct.0),
+            percentile_of(&rest, 0.5).saturating_sub(direct.1),
+        );
+        summary(
+            &format!("{name} | upstream first byte -> client first content byte"),
+            first,
+            us,
+        );
+        summary(&format!("{name} | each later chunk"), rest, us);
+        println!(
+            "| {name} | added by the gateway (p50 minus direct p50 of its upstream wire) | first {} | each later chunk {} | | | | |",
+            us(added.0),
+            us(added.1)
+        );
+    }
+    server.kill().await.ok();
 }
 
 fn percentile_of(samples: &[Duration], p: f64) -> Duration {
