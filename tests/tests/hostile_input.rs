@@ -415,7 +415,10 @@ async fn send(gw: &Gateway, key: &str, c: &Case) -> Result<Option<Outcome>, Test
     }))
 }
 
-fn check_envelope(o: &Outcome) -> Result<(), TestCaseError> {
+/// The error envelope of the route's front door: Anthropic's on the
+/// Messages routes (and on a request that says `anthropic-version`),
+/// OpenAI's everywhere else.
+fn check_envelope(o: &Outcome, anthropic: bool) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(&o.body);
     prop_assert_eq!(
         o.content_type.as_deref(),
@@ -426,6 +429,14 @@ fn check_envelope(o: &Outcome) -> Result<(), TestCaseError> {
     let v: Value = serde_json::from_slice(&o.body)
         .map_err(|_| TestCaseError::fail(format!("error body is not JSON: {text}")))?;
     let e = &v["error"];
+    if anthropic && v["type"] == "error" {
+        prop_assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()) && e["type"].is_string(),
+            "not Anthropic's error envelope: {}",
+            text
+        );
+        return Ok(());
+    }
     prop_assert!(
         e["message"].as_str().is_some_and(|m| !m.is_empty())
             && e["type"].is_string()
@@ -510,7 +521,11 @@ fn every_route_survives_hostile_input() {
                 counts.borrow_mut()[1] += 1;
                 // HEAD answers carry no body to check.
                 if c.method != "HEAD" {
-                    check_envelope(&o)?;
+                    let anthropic = p.starts_with("/v1/messages")
+                        || c.headers
+                            .iter()
+                            .any(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"));
+                    check_envelope(&o, anthropic)?;
                 }
                 prop_assert_eq!(
                     &after,
