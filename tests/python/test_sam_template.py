@@ -48,13 +48,21 @@ def test_translator_knows_response_streaming():
     assert (major, minor) >= (1, 115), samtranslator.__version__
 
 
-def test_chat_route_streams(translated):
-    integration = rest_api_paths(translated)["/v1/chat/completions"]["post"]["x-amazon-apigateway-integration"]
-    assert integration["type"] == "aws_proxy"
-    assert integration["responseTransferMode"] == "STREAM"
-    uri = integration["uri"]["Fn::Sub"]
-    assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
-    assert integration["timeoutInMillis"] > 29000
+# The chat function's routes: both front doors of a turn, and Anthropic's token count.
+STREAMED = {("/v1/chat/completions", "post"), ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post")}
+
+
+def test_the_chat_function_s_routes_stream(translated):
+    paths = rest_api_paths(translated)
+    for path, method in STREAMED:
+        integration = paths[path][method]["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+        assert integration["responseTransferMode"] == "STREAM", path
+        uri = integration["uri"]["Fn::Sub"]
+        assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
+    # The turns may run long; a token count needs no more than API Gateway's default.
+    for path in ("/v1/chat/completions", "/v1/messages"):
+        assert paths[path]["post"]["x-amazon-apigateway-integration"]["timeoutInMillis"] > 29000
 
 
 def test_other_routes_are_buffered_lambda_proxies(translated):
@@ -66,7 +74,7 @@ def test_other_routes_are_buffered_lambda_proxies(translated):
                 assert integration["type"] == "mock"  # CORS preflight
                 continue
             assert integration["type"] == "aws_proxy", (path, method)
-            if (path, method) == ("/v1/chat/completions", "post"):
+            if (path, method) in STREAMED:
                 continue
             seen += 1
             assert "responseTransferMode" not in integration, (path, method)
