@@ -678,21 +678,7 @@ async fn streaming(dir: &Path) {
             "openai/gpt-4o-mini",
         )
         .await;
-        let added = (
-            percentile_of(&first, 0.5).saturating_sub(direct.0),
-            percentile_of(&rest, 0.5).saturating_sub(direct.1),
-        );
-        summary(
-            &format!("{name} | upstream first byte -> client first content byte"),
-            first,
-            us,
-        );
-        summary(&format!("{name} | each later chunk"), rest, us);
-        println!(
-            "| {name} | added by the gateway (p50 minus direct p50) | first {} | each later chunk {} | | | | |",
-            us(added.0),
-            us(added.1)
-        );
+        stream_rows(name, first, rest, direct);
         server.kill().await.ok();
     }
     // The Anthropic Messages door (default redaction), to each upstream wire.
@@ -729,23 +715,35 @@ async fn streaming(dir: &Path) {
             model,
         )
         .await;
-        let added = (
-            percentile_of(&first, 0.5).saturating_sub(direct.0),
-            percentile_of(&rest, 0.5).saturating_sub(direct.1),
-        );
-        summary(
-            &format!("{name} | upstream first byte -> client first content byte"),
-            first,
-            us,
-        );
-        summary(&format!("{name} | each later chunk"), rest, us);
-        println!(
-            "| {name} | added by the gateway (p50 minus direct p50 of its upstream wire) | first {} | each later chunk {} | | | | |",
-            us(added.0),
-            us(added.1)
-        );
+        stream_rows(name, first, rest, direct);
     }
     server.kill().await.ok();
+}
+
+/// A gateway path's streaming rows: its latencies, and what it adds over
+/// reading the mock of its upstream wire directly (`direct`: p50s of the
+/// first and the later chunks).
+fn stream_rows(
+    name: &str,
+    first: Vec<Duration>,
+    rest: Vec<Duration>,
+    direct: (Duration, Duration),
+) {
+    let added = (
+        percentile_of(&first, 0.5).saturating_sub(direct.0),
+        percentile_of(&rest, 0.5).saturating_sub(direct.1),
+    );
+    summary(
+        &format!("{name} | upstream first byte -> client first content byte"),
+        first,
+        us,
+    );
+    summary(&format!("{name} | each later chunk"), rest, us);
+    println!(
+        "| {name} | added by the gateway (p50 minus direct p50) | first {} | each later chunk {} | | | | |",
+        us(added.0),
+        us(added.1)
+    );
 }
 
 fn percentile_of(samples: &[Duration], p: f64) -> Duration {
