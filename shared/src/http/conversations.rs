@@ -93,19 +93,7 @@ fn decode_cursor(raw: &str, expected_tag: &str) -> Result<Cursor, ApiError> {
 }
 
 fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
-    match q.get("limit") {
-        None => Ok(DEFAULT_LIMIT),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("'limit' must be an integer 1..={MAX_LIMIT}"),
-                )
-            }),
-    }
+    super::cursor::page_limit(q, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 // ---- views ------------------------------------------------------------------

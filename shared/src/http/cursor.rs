@@ -7,7 +7,27 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use std::collections::HashMap;
+
 use crate::ApiError;
+
+/// A page's `limit` from the query: `default` when absent, else 1 to `max`.
+pub fn page_limit(
+    q: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("'limit' must be an integer 1..={max}"))
+            }),
+    }
+}
 
 /// The tag of a cursor of `domain` over `scope` (tenant, then any narrower
 /// parts): a hash, so the cursor shows neither.

@@ -133,19 +133,7 @@ fn instant(field: &'static str, v: &str) -> Result<i64, ApiError> {
 }
 
 fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
-    match q.get("limit") {
-        None => Ok(DEFAULT_LIMIT),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("'limit' must be an integer 1..={MAX_LIMIT}"),
-                )
-            }),
-    }
+    super::cursor::page_limit(q, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// A page's position, bound to the tenant it was issued to.

@@ -223,11 +223,7 @@ impl Toolbox {
                 (outcome, cap_result(result, inner.max_result_bytes))
             }
             Err(failure) => {
-                let outcome = match failure {
-                    Failure::TimedOut(_) => Outcome::TimedOut,
-                    Failure::Malformed => Outcome::Malformed,
-                    _ => Outcome::Failed,
-                };
+                let outcome = outcome_of(&failure);
                 inner.forget(&link.key);
                 let reason = failure.reason();
                 tracing::warn!(tenant = %self.tenant, server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
@@ -319,11 +315,7 @@ impl Toolbox {
         let (outcome, content) = match answer {
             Ok(result) => convert(result, inner.max_result_bytes),
             Err(failure) => {
-                let outcome = match failure {
-                    Failure::TimedOut(_) => Outcome::TimedOut,
-                    Failure::Malformed => Outcome::Malformed,
-                    _ => Outcome::Failed,
-                };
+                let outcome = outcome_of(&failure);
                 // The list may be what is wrong (a renamed tool, a moved
                 // server): the next turn lists again.
                 inner.forget(&link.key);
@@ -573,6 +565,15 @@ pub fn cap(parts: Vec<ToolResultPart>, max_bytes: usize) -> Vec<ToolResultPart> 
         }
     }
     out
+}
+
+/// The outcome a failed call is audited and counted as.
+fn outcome_of(failure: &Failure) -> Outcome {
+    match failure {
+        Failure::TimedOut(_) => Outcome::TimedOut,
+        Failure::Malformed => Outcome::Malformed,
+        _ => Outcome::Failed,
+    }
 }
 
 #[cfg(test)]
