@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 
 use crate::model::{Message, Response, Role};
 use crate::store::{
-    self, ConversationMeta, IdempotencyDone, MAX_ITEM_BYTES, Store, StoreError, StoredMessage,
-    Summary, ToolInfo, TurnInfo, TurnWrite, UsageRow, WindowLimit,
+    self, ConversationMeta, IdempotencyDone, MAX_ITEM_BYTES, ParentRef, ResponseRecord, Store,
+    StoreError, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, UsageRow, WindowLimit,
 };
 use crate::tokens;
 
@@ -35,6 +35,15 @@ pub enum ContextError {
     /// The store failed or the turn kept losing races.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What the turn continues from is gone (a response whose conversation
+    /// was deleted or expired).
+    #[error("{param}: {message}")]
+    NotFound {
+        /// The offending field.
+        param: String,
+        /// What is missing.
+        message: String,
+    },
     /// The turn could not be stored once answered; refused before the provider.
     #[error("{param}: {message}")]
     TooLarge {
@@ -86,6 +95,9 @@ pub struct Turn {
     pub id: String,
     /// The header as read.
     meta: ConversationMeta,
+    /// The header a fork starts from (its parent's history by reference);
+    /// `None` for a turn on an existing or plain new conversation.
+    start: Option<ConversationMeta>,
     /// A replacement system prompt, if the request carried one.
     new_system: Option<Vec<Message>>,
     /// The request's non-system messages, to store before the answer.
@@ -104,6 +116,22 @@ impl Turn {
     pub fn new_system_mut(&mut self) -> Option<&mut [Message]> {
         self.new_system.as_deref_mut()
     }
+}
+
+/// Where a turn's history comes from and where it goes, besides the
+/// conversation's own rules.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The conversation to continue (`None`, and no `from`: a stateless turn).
+    pub conversation: Option<String>,
+    /// Continue from this stored response's turn: in its conversation when
+    /// it is the latest turn there, else in a new conversation of this id
+    /// that forks the history up to it.
+    pub from: Option<(ResponseRecord, String)>,
+    /// Instructions for this turn only: sent first, never stored.
+    pub instructions: Vec<Message>,
+    /// The history is read but nothing of the turn is stored.
+    pub read_only: bool,
 }
 
 /// Stored messages that fell out of the window and are not summarised yet.
@@ -296,18 +324,73 @@ pub async fn prepare(
     settings: &WindowSettings,
     cap: Option<u64>,
 ) -> Result<Prepared, ContextError> {
-    let Some(id) = conversation else {
-        let prompt_tokens = tokens::estimate_all(&messages);
-        return Ok(Prepared {
-            prompt: messages,
-            stable: None,
-            turn: None,
-            summary_job: None,
-            window: WindowReport {
-                prompt_tokens,
-                ..WindowReport::default()
-            },
-        });
+    let scope = Scope {
+        conversation: conversation.map(str::to_owned),
+        ..Scope::default()
+    };
+    prepare_in(store, tenant, messages, now, settings, cap, scope).await
+}
+
+/// The header of a fork of `parent` (as read) at `record`'s turn: its
+/// history is the parent's up to there, read in place; its own slots start
+/// above it. What is small and still true there is copied: the system
+/// prompt, and a summary that ends at or before the fork.
+fn fork_header(parent: &ConversationMeta, record: &ResponseRecord, now: i64) -> ConversationMeta {
+    ConversationMeta {
+        first_seq: parent.first_seq,
+        next_seq: record.last_seq + 1,
+        created: now,
+        updated: now,
+        system: parent.system.clone(),
+        summary: parent
+            .summary
+            .clone()
+            .filter(|s| s.through_seq <= record.last_seq),
+        retention_secs: parent.retention_secs,
+        parent: Some(ParentRef {
+            id: record.conversation.clone(),
+            life: record.life,
+            through_seq: record.last_seq,
+        }),
+        ..ConversationMeta::default()
+    }
+}
+
+/// [`prepare`] with a [`Scope`]: history by response (continued or
+/// forked), turn-only instructions, and read-only turns.
+pub async fn prepare_in(
+    store: &dyn Store,
+    tenant: &str,
+    messages: Vec<Message>,
+    now: i64,
+    settings: &WindowSettings,
+    cap: Option<u64>,
+    scope: Scope,
+) -> Result<Prepared, ContextError> {
+    let Scope {
+        conversation,
+        from,
+        instructions,
+        read_only,
+    } = scope;
+    let id = match (&from, conversation) {
+        (Some((r, _)), _) => r.conversation.clone(),
+        (None, Some(id)) => id,
+        (None, None) => {
+            let mut prompt = instructions;
+            prompt.extend(messages);
+            let prompt_tokens = tokens::estimate_all(&prompt);
+            return Ok(Prepared {
+                prompt,
+                stable: None,
+                turn: None,
+                summary_job: None,
+                window: WindowReport {
+                    prompt_tokens,
+                    ..WindowReport::default()
+                },
+            });
+        }
     };
     // A header too large is the system prompt's doing: name its first message.
     let system_param = messages
@@ -329,35 +412,63 @@ pub async fn prepare(
             ),
         });
     }
-    let new_tokens = tokens::estimate_all(&rest);
+    let new_tokens = tokens::estimate_all(&rest) + tokens::estimate_all(&instructions);
+    // Continuing from a response reads the history up to its turn; a
+    // stable window's start only holds for the latest turn.
+    let upto = from.as_ref().map(|(r, _)| r.last_seq + 1);
+    let limit_of = |meta: &ConversationMeta| {
+        let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);
+        if upto.is_some_and(|u| u != meta.next_seq) {
+            limit
+        } else {
+            read_limit(meta, settings, limit)
+        }
+    };
     let conv = store
-        .load_window(tenant, id, now, &|meta| {
-            read_limit(
-                meta,
-                settings,
-                window_limit(meta, settings, new_system.as_deref(), new_tokens),
-            )
-        })
+        .load_window_to(tenant, &id, now, &limit_of, upto)
         .await?;
+    let fork = match &from {
+        Some((record, fork_id)) => {
+            if !conv.meta.is_live(now) || conv.meta.life != record.life {
+                return Err(ContextError::NotFound {
+                    param: "previous_response_id".into(),
+                    message: format!(
+                        "the conversation of response '{}' was deleted or has expired",
+                        record.id
+                    ),
+                });
+            }
+            (conv.meta.next_seq != record.last_seq + 1)
+                .then(|| (fork_id.clone(), fork_header(&conv.meta, record, now)))
+        }
+        None => None,
+    };
     let header = HeaderCheck {
         new_system: new_system.as_deref(),
         param: &system_param,
         now,
         cap,
     };
-    check_header(store, tenant, id, &conv.meta, &header).await?;
+    if !read_only {
+        let (check_id, check_meta) = match &fork {
+            Some((fid, _)) => (fid.as_str(), &ConversationMeta::default()),
+            None => (id.as_str(), &conv.meta),
+        };
+        check_header(store, tenant, check_id, check_meta, &header).await?;
+    }
     let live = conv.meta.is_live(now);
     let meta = &conv.meta;
     let limit = window_limit(meta, settings, new_system.as_deref(), new_tokens);
-    let read = read_limit(meta, settings, limit);
+    let read = limit_of(meta);
     let keep_from = keep_from(
         &conv.messages,
         read.from_seq,
         limit.tokens,
-        settings.stable_slack,
+        settings.stable_slack.filter(|_| fork.is_none()),
     );
     let kept = &conv.messages[keep_from..];
-    let first_kept = kept.first().map_or(meta.next_seq, |m| m.seq);
+    let end = upto.unwrap_or(meta.next_seq).min(meta.next_seq);
+    let first_kept = kept.first().map_or(end, |m| m.seq);
     let dropped = if live {
         first_kept.saturating_sub(limit.from_seq)
     } else {
@@ -365,9 +476,15 @@ pub async fn prepare(
     };
 
     let summary = meta.summary.as_ref().filter(|_| live && settings.summarize);
-    // A turn is at least two messages: fewer dropped slots cannot be enough turns.
+    // A turn is at least two messages: fewer dropped slots cannot be enough
+    // turns. A summary reads its conversation's own slots, so a fork's
+    // inherited history is never summarised under the fork's name.
+    let own_from = meta.parent.as_ref().map_or(0, |p| p.through_seq + 1);
     let summary_job = (live
+        && !read_only
+        && fork.is_none()
         && settings.summarize
+        && limit.from_seq >= own_from
         && dropped >= 2 * settings.summarize_after_turns.max(1))
     .then(|| SummaryJob {
         from_seq: limit.from_seq,
@@ -375,7 +492,8 @@ pub async fn prepare(
         previous: summary.cloned(),
     });
 
-    let mut prompt = Vec::with_capacity(kept.len() + rest.len() + 3);
+    let mut prompt = Vec::with_capacity(kept.len() + rest.len() + 3 + instructions.len());
+    prompt.extend(instructions);
     match &new_system {
         Some(s) => prompt.extend(s.iter().cloned()),
         None if live => prompt.extend(meta.system.iter().cloned()),
@@ -392,16 +510,28 @@ pub async fn prepare(
         prompt_tokens: tokens::estimate_all(&prompt),
     };
     let window_from = settings.stable_slack.map(|_| first_kept);
-    Ok(Prepared {
-        prompt,
-        stable: Some((instructions, history)),
-        turn: Some(Turn {
-            id: id.to_owned(),
+    let turn = (!read_only).then(|| match fork {
+        Some((fork_id, start)) => Turn {
+            id: fork_id,
+            meta: ConversationMeta::default(),
+            start: Some(start),
+            new_system,
+            new_messages: rest,
+            window_from: None,
+        },
+        None => Turn {
+            id,
             meta: conv.meta,
+            start: None,
             new_system,
             new_messages: rest,
             window_from,
-        }),
+        },
+    });
+    Ok(Prepared {
+        prompt,
+        stable: Some((instructions, history)),
+        turn,
         summary_job,
         window,
     })
@@ -492,6 +622,7 @@ fn answer_message(
             redactions,
         }),
         tool: None,
+        response: None,
     }
 }
 
@@ -519,6 +650,19 @@ pub struct TurnExtras {
     pub idempotency: Option<IdempotencyDone>,
     /// The tenant's cap on stored conversations, if the turn creates one.
     pub conversation_cap: Option<u64>,
+    /// The Responses API response this turn becomes.
+    pub response: Option<ResponseDraft>,
+}
+
+/// A Responses API response a turn becomes once stored: its id, and its own
+/// fields (echoed parameters, instructions, metadata) as its front door
+/// writes them, kept on the answer message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseDraft {
+    /// `resp_...`.
+    pub id: String,
+    /// The front door's fields.
+    pub fields: serde_json::Value,
 }
 
 /// The retention a conversation gets: its own override, else the default.
@@ -547,10 +691,10 @@ pub fn merge_usage(rows: Vec<UsageRow>) -> Vec<UsageRow> {
 
 fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -> TurnWrite {
     let old = &turn.meta;
-    let base = if old.is_live(now) {
-        old.clone()
-    } else {
-        old.reborn(now)
+    let base = match &turn.start {
+        Some(start) => start.clone(),
+        None if old.is_live(now) => old.clone(),
+        None => old.reborn(now),
     };
     let expires_at = retention_of(&base, extras.retention).map(|r| now + r);
     let life = base.life;
@@ -581,8 +725,9 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
             seq += 1;
         }
     }
+    let output_seq = base.next_seq + turn.new_messages.len() as u64;
     let c = answer.response;
-    messages.push(answer_message(
+    let mut final_answer = answer_message(
         seq,
         c,
         answer.model,
@@ -590,7 +735,9 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         answer.latency_ms,
         answer.redactions.clone(),
         now,
-    ));
+    );
+    final_answer.response = extras.response.as_ref().map(|r| r.fields.clone());
+    messages.push(final_answer);
     spent += c.usage.total();
     let answer_seq = seq;
     for (m, tool) in answer.after {
@@ -627,6 +774,17 @@ fn turn_write(turn: &Turn, answer: &Answer<'_>, extras: &TurnExtras, now: i64) -
         }),
         conversation_cap: extras.conversation_cap,
         creates: old.counts_as_new(),
+        response: extras.response.as_ref().map(|r| ResponseRecord {
+            id: r.id.clone(),
+            conversation: turn.id.clone(),
+            life,
+            first_seq: base.next_seq,
+            output_seq,
+            answer_seq,
+            last_seq: seq,
+            created: now,
+            expires_at,
+        }),
     }
 }
 
@@ -779,6 +937,7 @@ mod tests {
             ..ConversationMeta::default()
         };
         let turn = Turn {
+            start: None,
             id: "c".into(),
             meta,
             new_system: None,
@@ -825,6 +984,7 @@ mod tests {
             ..ConversationMeta::default()
         };
         let turn = Turn {
+            start: None,
             id: "c".into(),
             meta,
             new_system: None,

@@ -335,6 +335,7 @@ impl From<ContextError> for ApiError {
     fn from(e: ContextError) -> Self {
         match e {
             ContextError::Store(s) => s.into(),
+            ContextError::NotFound { param, message } => ApiError::not_found(&param, message),
             ContextError::TooLarge { param, message } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

@@ -29,6 +29,17 @@ pub fn message_id() -> String {
     random_token::<18>("msg_")
 }
 
+/// A new `conv_...` id for a conversation the gateway names (a new
+/// Responses API conversation, a fork).
+pub fn conversation_id() -> String {
+    random_token::<18>("conv_")
+}
+
+/// A new `resp_...` id for a Responses API response.
+pub fn response_id() -> String {
+    random_token::<18>("resp_")
+}
+
 /// A new request id (used when the platform gives none).
 pub fn request_id() -> String {
     hex::encode(random_bytes::<12>())

@@ -68,6 +68,7 @@ async fn dropped_guard(store: Arc<dyn Store>) {
         conversation: None,
         claim: Some(claim),
         mcp_servers: None,
+        continuation: Default::default(),
     };
     let prepared = turn::prepare(&gw.state, &principal(), input).await.unwrap();
     assert!(spent(&store).await > before, "the worst case is reserved");

@@ -99,6 +99,7 @@ impl Door for Chat {
                 conversation,
                 claim: None,
                 mcp_servers: req.mcp_servers.take(),
+                continuation: Default::default(),
             },
         })
     }

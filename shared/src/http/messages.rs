@@ -78,6 +78,7 @@ pub(super) fn decode_input(
             conversation,
             claim: None,
             mcp_servers: checked.mcp_servers,
+            continuation: Default::default(),
         },
         checked.request.stream == Some(true),
     ))

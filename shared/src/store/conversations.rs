@@ -63,6 +63,21 @@ pub struct ConversationMeta {
     /// providers' caches); `None` when the window may start anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_from: Option<u64>,
+    /// A fork's parent: the conversation whose history up to a slot this one
+    /// continues, read from there rather than copied. Own slots start above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// Where a fork's inherited history lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent conversation.
+    pub id: String,
+    /// Its life at the fork (a later life is not this history).
+    pub life: u64,
+    /// The last inherited slot (inclusive).
+    pub through_seq: u64,
 }
 
 impl ConversationMeta {
@@ -197,6 +212,10 @@ pub struct StoredMessage {
     /// Server, tool, duration and outcome (tool results of the tool loop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolInfo>,
+    /// The fields of the Responses API response this answer ends (echoed
+    /// parameters, instructions, metadata), as its front door wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Value>,
 }
 
 impl StoredMessage {
@@ -211,6 +230,7 @@ impl StoredMessage {
             model: None,
             turn: None,
             tool: None,
+            response: None,
         }
     }
 
@@ -307,6 +327,8 @@ pub struct TurnWrite {
     /// Whether the write creates a stored conversation (the header it
     /// replaces, at `expected_version`, was none or a tombstone).
     pub creates: bool,
+    /// The Responses API record of this turn, written only if none of its id exists.
+    pub response: Option<super::ResponseRecord>,
 }
 
 /// Sort key of a conversation in its tenant's listing: newest-updated last
@@ -336,7 +358,20 @@ pub trait ConversationStore: Send + Sync {
         now: i64,
         limit: &WindowFn<'_>,
     ) -> Result<Conversation, StoreError> {
-        super::window::walk(self.newest_first(tenant, id).as_mut(), now, limit).await
+        self.load_window_to(tenant, id, now, limit, None).await
+    }
+
+    /// [`Self::load_window`] of the history up to slot `to` (exclusive; a
+    /// fork's view of its parent), a fork's inherited history included.
+    async fn load_window_to(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        limit: &WindowFn<'_>,
+        to: Option<u64>,
+    ) -> Result<Conversation, StoreError> {
+        super::window::walk_forks(self, tenant, id, now, limit, to).await
     }
 
     /// Reads a whole live conversation (tests, small tools).

@@ -45,8 +45,8 @@ use super::{
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessagePage, Order,
-    StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key,
-    listing_key,
+    ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -993,6 +993,9 @@ impl ConversationStore for DynamoStore {
         if let Some(done) = &turn.idempotency {
             items.push(self.idempotency_item(tenant, done)?);
         }
+        if let Some(r) = &turn.response {
+            items.push(self.put(response_item(tenant, r)?, "attribute_not_exists(PK)", None)?);
+        }
         // The count of stored conversations rides last, so its cancellation
         // reason can be told from the others.
         let counted = turn.creates.then_some(items.len());
@@ -1355,6 +1358,23 @@ impl CounterStore for DynamoStore {
 }
 
 /// The partition holding a tenant's MCP servers (one Query lists them).
+fn response_pk(tenant: &str, id: &str) -> String {
+    format!("T#{tenant}#R#{id}")
+}
+
+/// A response record: a JSON `doc`, with the conversation's expiry as its TTL.
+fn response_item(tenant: &str, r: &ResponseRecord) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(r).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut item = Item::new();
+    item.insert("PK".into(), s(response_pk(tenant, &r.id)));
+    item.insert("SK".into(), s("RESP"));
+    item.insert("doc".into(), s(doc));
+    if let Some(e) = r.expires_at {
+        item.insert(TTL_ATTRIBUTE.into(), n(e));
+    }
+    Ok(item)
+}
+
 fn mcp_pk(tenant: &str) -> String {
     format!("T#{tenant}#MCP")
 }
@@ -1576,6 +1596,37 @@ impl McpServerStore for DynamoStore {
             .table_name(&self.table)
             .key("PK", s(mcp_pk(tenant)))
             .key("SK", s(name))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl ResponseStore for DynamoStore {
+    async fn get_response(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<ResponseRecord>, StoreError> {
+        let Some(item) = self.get(response_pk(tenant, id), "RESP").await? else {
+            return Ok(None);
+        };
+        let r: ResponseRecord =
+            serde_json::from_str(&get_s(&item, "doc")?).map_err(|_| bad("doc"))?;
+        Ok(r.is_live(now).then_some(r))
+    }
+
+    async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(response_pk(tenant, id)))
+            .key("SK", s("RESP"))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await

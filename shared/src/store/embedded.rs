@@ -23,8 +23,8 @@ use super::{
     ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
-    McpServerRecord, McpServerStore, MessagePage, Order, StoreError, StoredMessage, TurnWrite,
-    UsageRow, check_turn_size, conversation_count_key, listing_key,
+    McpServerRecord, McpServerStore, MessagePage, Order, ResponseRecord, ResponseStore, StoreError,
+    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -48,6 +48,8 @@ const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
 /// A counter's expiry, to move its index entry when it changes.
 const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
 /// Tenant, server name -> the registration (JSON).
+/// Responses API records: (tenant, response id) -> record.
+const RESPONSES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("responses");
 const MCP_SERVERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_servers");
 /// (tenant, audit id) -> the row as JSON; ids sort by time.
 const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_audit");
@@ -119,6 +121,7 @@ impl EmbeddedStore {
         tx.open_table(MCP_SERVERS).map_err(backend)?;
         tx.open_table(AUDIT).map_err(backend)?;
         tx.open_table(AUDIT_EXPIRY).map_err(backend)?;
+        tx.open_table(RESPONSES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -428,6 +431,15 @@ impl ConversationStore for EmbeddedStore {
                 let mut usage = tx.open_table(USAGE).map_err(backend)?;
                 for row in &turn.usage {
                     add_usage_row(&mut usage, &tenant, row)?;
+                }
+                if let Some(r) = &turn.response {
+                    let mut responses = tx.open_table(RESPONSES).map_err(backend)?;
+                    let k = (tenant.as_str(), r.id.as_str());
+                    if responses.get(k).map_err(backend)?.is_some() {
+                        return Err(StoreError::Conflict);
+                    }
+                    let bytes = serde_json::to_vec(r).map_err(backend)?;
+                    responses.insert(k, bytes.as_slice()).map_err(backend)?;
                 }
             }
             // Dropping an uncommitted transaction (the error paths above) aborts it.
@@ -1233,5 +1245,47 @@ impl AuditStore for EmbeddedStore {
             Ok(page)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ResponseStore for EmbeddedStore {
+    async fn get_response(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<ResponseRecord>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let record: Option<ResponseRecord> = self
+            .blocking(move |db| {
+                let tx = db.begin_read().map_err(backend)?;
+                let table = tx.open_table(RESPONSES).map_err(backend)?;
+                let row = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+                row.map(|v| serde_json::from_slice(v.value()).map_err(backend))
+                    .transpose()
+            })
+            .await?;
+        Ok(record.filter(|r| r.is_live(now)))
+    }
+
+    async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let removed = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let removed = {
+                    let mut table = tx.open_table(RESPONSES).map_err(backend)?;
+                    let old = table
+                        .remove((tenant.as_str(), id.as_str()))
+                        .map_err(backend)?;
+                    old.is_some()
+                };
+                tx.commit().map_err(backend)?;
+                Ok(removed)
+            })
+            .await?;
+        self.wrote().await;
+        Ok(removed)
     }
 }

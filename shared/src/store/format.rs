@@ -67,7 +67,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut version: Option<u32> = None;
         let (mut seq, mut message, mut tokens, mut created, mut model, mut turn) =
             (None, None, None, None, None, None);
-        let mut tool = None;
+        let (mut tool, mut response) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             let modern = version.is_some_and(|v| v >= MESSAGE_FORMAT);
             match key.as_str() {
@@ -89,6 +89,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "turn" if modern => turn = map.next_value::<Option<TurnInfo>>()?,
                 "turn" => turn = map.next_value::<Option<LegacyTurn>>()?.map(TurnInfo::from),
                 "tool" => tool = map.next_value()?,
+                "response" => response = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -103,6 +104,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             model,
             turn,
             tool,
+            response,
         })
     }
 }

@@ -9,8 +9,9 @@
 //! - [`IdempotencyStore`]: Idempotency-Key claims.
 //! - [`McpServerStore`]: tenants' MCP server registrations.
 //! - [`AuditStore`]: the audit of federated MCP tool calls.
+//! - [`ResponseStore`]: stored responses of the Responses API (turns).
 //!
-//! [`Store`] is all six, for what holds the one store of a process.
+//! [`Store`] is all seven, for what holds the one store of a process.
 //! Every key begins with the tenant, so no lookup can cross tenants.
 
 mod audit;
@@ -23,13 +24,14 @@ pub mod format;
 mod idempotency;
 mod keys;
 mod mcp_servers;
+mod responses;
 mod size;
 pub mod window;
 
 pub use audit::{AuditPage, AuditRecord, AuditStore};
 pub use conversations::{
     Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessagePage,
-    Order, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, listing_key,
+    Order, ParentRef, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, listing_key,
 };
 pub use counters::{CounterKey, CounterStore, UsageRow, conversation_count_key};
 pub use idempotency::{
@@ -38,16 +40,23 @@ pub use idempotency::{
 };
 pub use keys::{ApiKeyRecord, KeyStore};
 pub use mcp_servers::{McpServerRecord, McpServerStore};
+pub use responses::{ResponseRecord, ResponseStore};
 pub use size::{
     MAX_TRANSACTION_ITEMS, PART_BYTES, TURN_OVERHEAD_ITEMS, check_turn_size, message_item_bytes,
     message_items_count, meta_item_bytes, request_message_items, split_parts,
 };
 pub use window::{WindowFn, WindowLimit};
 
-/// Everything a process's one store does: all six concerns. Code that needs
-/// only one takes the narrow trait.
+/// Everything a process's one store does: all seven concerns. Code that
+/// needs only one takes the narrow trait.
 pub trait Store:
-    ConversationStore + KeyStore + CounterStore + IdempotencyStore + McpServerStore + AuditStore
+    ConversationStore
+    + KeyStore
+    + CounterStore
+    + IdempotencyStore
+    + McpServerStore
+    + AuditStore
+    + ResponseStore
 {
 }
 
@@ -58,6 +67,7 @@ impl<
         + IdempotencyStore
         + McpServerStore
         + AuditStore
+        + ResponseStore
         + ?Sized,
 > Store for T
 {

@@ -31,8 +31,8 @@ pub const PART_BYTES: usize = 350_000;
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
 /// Items of a turn besides its messages: header, conversation count, two
-/// usage rows (answer and summary), idempotency record.
-pub const TURN_OVERHEAD_ITEMS: usize = 5;
+/// usage rows (answer and summary), idempotency record, Responses API record.
+pub const TURN_OVERHEAD_ITEMS: usize = 6;
 
 /// `text` cut into pieces of at most `max` bytes, on character boundaries.
 pub fn split_parts(text: &str, max: usize) -> Vec<&str> {
@@ -97,7 +97,8 @@ pub fn check_turn_size(tenant: &str, id: &str, turn: &TurnWrite) -> Result<(), S
         + turn.messages.iter().map(message_items_count).sum::<usize>()
         + turn.usage.len()
         + usize::from(turn.idempotency.is_some())
-        + usize::from(turn.creates);
+        + usize::from(turn.creates)
+        + usize::from(turn.response.is_some());
     if items > MAX_TRANSACTION_ITEMS {
         return Err(StoreError::TooLarge {
             what: "the turn (items of one transaction)",

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 
-use super::{Conversation, ConversationMeta, StoreError, StoredMessage};
+use super::{Conversation, ConversationMeta, ConversationStore, StoreError, StoredMessage};
 
 /// How much of a conversation a windowed read returns, decided from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,47 @@ pub trait NewestFirst: Send {
     ) -> Result<Option<StoredMessage>, StoreError>;
 }
 
+/// Messages a walk has taken, newest first, and the budget they used.
+#[derive(Default)]
+struct Taken {
+    newest_first: Vec<StoredMessage>,
+    used: u64,
+    /// Whether the budget ran out.
+    full: bool,
+}
+
+impl Taken {
+    /// Takes messages of `slots` from `read`, newest first, until the budget runs out.
+    async fn take(
+        &mut self,
+        read: &mut dyn NewestFirst,
+        slots: Range<u64>,
+        budget: u64,
+    ) -> Result<(), StoreError> {
+        if self.full || slots.is_empty() {
+            return Ok(());
+        }
+        while let Some(m) = read.next_message(slots.clone()).await? {
+            self.used = self.used.saturating_add(m.window_tokens());
+            self.newest_first.push(m);
+            if self.used > budget {
+                self.full = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn into_conversation(mut self, meta: ConversationMeta) -> Conversation {
+        self.newest_first.reverse();
+        Conversation {
+            meta,
+            messages: self.newest_first,
+            complete: !self.full,
+        }
+    }
+}
+
 /// Walks a conversation's newest messages back from its header, down to
 /// `limit(header).from_seq`, stopping after the message that exceeds the
 /// token budget; returns them oldest first. A missing or expired
@@ -53,33 +94,63 @@ pub async fn walk(
 ) -> Result<Conversation, StoreError> {
     let meta = read.header().await?.unwrap_or_default();
     if !meta.is_live(now) {
-        return Ok(Conversation {
-            meta,
-            messages: Vec::new(),
-            complete: true,
-        });
+        return Ok(Taken::default().into_conversation(meta));
     }
     let window = limit(&meta);
-    let slots = window.from_seq.max(meta.first_seq)..meta.next_seq;
-    let mut newest_first = Vec::new();
-    let mut used = 0u64;
-    let mut complete = true;
-    if !slots.is_empty() {
-        while let Some(m) = read.next_message(slots.clone()).await? {
-            used = used.saturating_add(m.window_tokens());
-            newest_first.push(m);
-            if used > window.tokens {
-                complete = false;
-                break;
-            }
-        }
+    let mut taken = Taken::default();
+    taken
+        .take(
+            read,
+            window.from_seq.max(meta.first_seq)..meta.next_seq,
+            window.tokens,
+        )
+        .await?;
+    Ok(taken.into_conversation(meta))
+}
+
+/// [`walk`] below slot `to` (all of it when `None`), and on through a fork's
+/// parents: a fork's own slots start above the slot it was forked at, and
+/// the history below is its parent's, read where it is (one more read per
+/// generation, only when the window reaches it). A parent deleted or past
+/// the life forked from has no history to give: the walk stops there.
+pub async fn walk_forks<S: ConversationStore + ?Sized>(
+    store: &S,
+    tenant: &str,
+    id: &str,
+    now: i64,
+    limit: &WindowFn<'_>,
+    to: Option<u64>,
+) -> Result<Conversation, StoreError> {
+    let mut read = store.newest_first(tenant, id);
+    let meta = read.header().await?.unwrap_or_default();
+    if !meta.is_live(now) {
+        return Ok(Taken::default().into_conversation(meta));
     }
-    newest_first.reverse();
-    Ok(Conversation {
-        meta,
-        messages: newest_first,
-        complete,
-    })
+    let window = limit(&meta);
+    let from = window.from_seq.max(meta.first_seq);
+    let mut end = to.map_or(meta.next_seq, |t| t.min(meta.next_seq));
+    let mut taken = Taken::default();
+    taken.take(read.as_mut(), from..end, window.tokens).await?;
+    drop(read);
+    let mut parent = meta.parent.clone();
+    while let Some(p) = parent.take() {
+        if taken.full || from > p.through_seq {
+            break;
+        }
+        end = end.min(p.through_seq.saturating_add(1));
+        let mut read = store.newest_first(tenant, &p.id);
+        let Some(pm) = read.header().await? else {
+            break;
+        };
+        if !pm.is_live(now) || pm.life != p.life {
+            break;
+        }
+        taken
+            .take(read.as_mut(), from.max(pm.first_seq)..end, window.tokens)
+            .await?;
+        parent = pm.parent;
+    }
+    Ok(taken.into_conversation(meta))
 }
 
 #[cfg(test)]

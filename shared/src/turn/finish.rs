@@ -320,6 +320,7 @@ impl Done {
                     summary: guard.take_summary(),
                     after: std::mem::take(&mut self.after),
                     tool_rows,
+                    response: self.core.response.take(),
                 };
                 if let Err(e) = store_turn(&state, finished).await {
                     guard.release().await;
@@ -374,6 +375,8 @@ struct Finished {
     after: Vec<(Message, Option<ToolInfo>)>,
     /// The turn's tool calls, one usage row per server.
     tool_rows: Vec<UsageRow>,
+    /// The Responses API response the turn becomes.
+    response: Option<context::ResponseDraft>,
 }
 
 /// A turn's tool calls per MCP server: (calls, failures). They become usage
@@ -470,6 +473,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             summary,
             after,
             tool_rows,
+            response,
         } = f;
         let written = match summary {
             Some(p) => p.finish(summary::wait_budget(latency)).await,
@@ -491,6 +495,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
             usage: rows,
             idempotency,
             conversation_cap: state.config.limits.conversation_cap(),
+            response,
         };
         let answer = context::Answer {
             earlier: &earlier,

@@ -27,7 +27,7 @@ pub use count::{TokenCount, count_tokens};
 pub use finish::{Committed, Done};
 pub use generate::Step;
 pub use guard::Guard;
-pub use prepare::{Input, Prepared, model_chain, prepare};
+pub use prepare::{Continuation, Input, Prepared, model_chain, prepare};
 pub use tool_loop::{Answering, ToolNote, generate};
 
 use crate::ApiError;

@@ -13,7 +13,8 @@ use crate::mcp::{ResolveError, Toolbox};
 use crate::meter::Meter;
 use sha2::{Digest, Sha256};
 
-use crate::model::{CacheTtl, Request, StablePrefix, Usage};
+use crate::context::ResponseDraft;
+use crate::model::{CacheTtl, Message, Request, StablePrefix, Usage};
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::{Blocked, Place};
@@ -33,6 +34,23 @@ pub struct Input {
     /// The MCP servers whose tools the model may use (the request's
     /// `mcp_servers`); `None`: the key's default.
     pub mcp_servers: Option<Vec<String>>,
+    /// What a stateful front door (the Responses API) adds.
+    pub continuation: Continuation,
+}
+
+/// What the Responses API adds to a turn: state by response id, turn-only
+/// instructions, turns that store nothing, and the record a turn becomes.
+#[derive(Debug, Clone, Default)]
+pub struct Continuation {
+    /// Continue from this stored response (in its conversation, or in a
+    /// fork when it is not the latest turn there).
+    pub previous_response: Option<String>,
+    /// Instructions for this turn only: sent first, never stored.
+    pub instructions: Vec<Message>,
+    /// Read the history but store nothing of the turn, usage aside.
+    pub read_only: bool,
+    /// The response a stored turn becomes.
+    pub response: Option<ResponseDraft>,
 }
 
 /// A turn ready to call its provider.
@@ -70,8 +88,10 @@ pub(super) struct Core {
     /// The whole request as it goes upstream (redacted per the upstream policy).
     pub(super) request: Request,
     pub(super) turn: Option<context::Turn>,
-    /// The conversation the turn belongs to.
+    /// The conversation the turn belongs to (a fork's own id).
     pub(super) conversation: Option<String>,
+    /// The response a stored turn becomes.
+    pub(super) response: Option<ResponseDraft>,
     /// Replacements made on the request (stored and upstream policies).
     pub(super) counts: Counts,
     pub(super) prompt_estimate: u64,
@@ -273,6 +293,38 @@ async fn open_toolbox(
     Ok(Some(Arc::new(toolbox)))
 }
 
+/// The stored response a turn continues from, and the id a fork of it would
+/// take; a 404 for one that does not exist (or is another tenant's: keys
+/// begin with the tenant), a 400 when `conversation` names another.
+async fn previous_response(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    conversation: Option<&str>,
+    now: i64,
+) -> Result<(crate::store::ResponseRecord, String), ApiError> {
+    let record = state
+        .store
+        .get_response(tenant, id, now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "previous_response_id",
+                format!("no response '{id}' is stored"),
+            )
+        })?;
+    if let Some(c) = conversation.filter(|c| *c != record.conversation) {
+        return Err(ApiError::invalid(
+            "conversation",
+            format!(
+                "response '{id}' belongs to another conversation than '{c}'; send one of \
+                 previous_response_id and conversation"
+            ),
+        ));
+    }
+    Ok((record, crate::ids::conversation_id()))
+}
+
 /// A redaction block on the request, as a 400 on its messages.
 fn blocked(b: Blocked) -> ApiError {
     ApiError::blocked(&b, "messages")
@@ -310,8 +362,15 @@ async fn build(
         conversation,
         claim: _,
         mcp_servers,
+        continuation,
     } = input;
     let tenant = &principal.tenant;
+    let from = match &continuation.previous_response {
+        Some(rid) => {
+            Some(previous_response(state, tenant, rid, conversation.as_deref(), now).await?)
+        }
+        None => None,
+    };
     let chain = model_chain(state, principal, &model)?;
     let worst_price = priced(state, tenant, &chain)?;
     let model = chain[0].clone();
@@ -326,16 +385,27 @@ async fn build(
             .iter()
             .any(|m| state.config.model_cache(&m.id).is_some());
     let settings = window_settings(state, &chain, &request, caching);
-    let mut prepared = context::prepare(
+    let read = from
+        .as_ref()
+        .map_or(conversation, |(r, _)| Some(r.conversation.clone()));
+    let scope = context::Scope {
+        conversation: read.clone(),
+        from,
+        instructions: continuation.instructions,
+        read_only: continuation.read_only,
+    };
+    let mut prepared = context::prepare_in(
         &*state.store,
         tenant,
-        conversation.as_deref(),
         messages,
         now,
         &settings,
         state.config.limits.conversation_cap(),
+        scope,
     )
     .await?;
+    // The conversation the turn is stored in: a fork's own, or none.
+    let conversation = prepared.turn.as_ref().map(|t| t.id.clone());
 
     // The redaction policy, before anything is spent: what will be stored,
     // then what goes to the provider. A block refuses the request.
@@ -356,7 +426,7 @@ async fn build(
     processor::apply(redactor, &mut prepared.prompt, Place::Upstream, &mut counts)
         .map_err(blocked)?;
     request.messages = prepared.prompt;
-    request.stable = match (prepared.stable, &conversation) {
+    request.stable = match (prepared.stable, &read) {
         (Some(prefix), Some(id)) if any_caches => {
             Some(stable_prefix(tenant, id, prefix, cache.ttl))
         }
@@ -371,6 +441,7 @@ async fn build(
         request,
         turn: prepared.turn,
         conversation,
+        response: continuation.response,
         counts,
         prompt_estimate: 0,
         now,

@@ -274,6 +274,7 @@ async fn chat(
         conversation,
         claim: None,
         mcp_servers,
+        continuation: Default::default(),
     };
     let fail = |e: turn::TurnError| e.into_api("text", "text");
     let prepared = turn::prepare(state, p, input).await?;
