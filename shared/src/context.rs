@@ -44,6 +44,14 @@ pub enum ContextError {
         /// What is missing.
         message: String,
     },
+    /// The prompt does not fit the model's window and may not be cut.
+    #[error("{param}: {message}")]
+    TooLong {
+        /// The offending field.
+        param: String,
+        /// What does not fit, with the limit.
+        message: String,
+    },
     /// The turn could not be stored once answered; refused before the provider.
     #[error("{param}: {message}")]
     TooLarge {
@@ -132,6 +140,9 @@ pub struct Scope {
     pub instructions: Vec<Message>,
     /// The history is read but nothing of the turn is stored.
     pub read_only: bool,
+    /// Refuse the turn rather than leave history out of the window (the
+    /// Responses API's `truncation: "disabled"`).
+    pub strict: bool,
 }
 
 /// Stored messages that fell out of the window and are not summarised yet.
@@ -372,6 +383,7 @@ pub async fn prepare_in(
         from,
         instructions,
         read_only,
+        strict,
     } = scope;
     let id = match (&from, conversation) {
         (Some((r, _)), _) => r.conversation.clone(),
@@ -509,6 +521,17 @@ pub async fn prepare_in(
         dropped,
         prompt_tokens: tokens::estimate_all(&prompt),
     };
+    if strict && (dropped > 0 || window.prompt_tokens > settings.prompt_budget()) {
+        return Err(ContextError::TooLong {
+            param: "input".into(),
+            message: format!(
+                "the conversation and the input take about {} tokens, more than the model's \
+                 window leaves for a prompt ({}), and truncation is disabled",
+                window.prompt_tokens.max(settings.prompt_budget() + 1),
+                settings.prompt_budget()
+            ),
+        });
+    }
     let window_from = settings.stable_slack.map(|_| first_kept);
     let turn = (!read_only).then(|| match fork {
         Some((fork_id, start)) => Turn {

@@ -336,6 +336,13 @@ impl From<ContextError> for ApiError {
         match e {
             ContextError::Store(s) => s.into(),
             ContextError::NotFound { param, message } => ApiError::not_found(&param, message),
+            ContextError::TooLong { param, message } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+                message,
+            )
+            .with_param(param),
             ContextError::TooLarge { param, message } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

@@ -40,8 +40,9 @@ pub trait Wire: Send + 'static {
     fn event(&mut self, event: &Event, out: &mut Vec<Bytes>);
     /// The answer is complete: its last events, before the turn is stored.
     fn end(&mut self, out: &mut Vec<Bytes>);
-    /// The terminator, sent once the turn is stored.
-    fn done(&self) -> Bytes;
+    /// The terminator, sent once the turn is stored (`done` is the turn as
+    /// committed: its usage over every step, its conversation).
+    fn done(&mut self, done: &turn::Done) -> Bytes;
     /// The keep-alive a silence sends (never kept in a replay).
     fn keep_alive(&self) -> Bytes;
     /// A silence: the keep-alive, after whatever must precede it.
@@ -252,7 +253,7 @@ impl<W: Wire> Run<W> {
                 return self.queue.push_back(b);
             }
         };
-        let terminator = self.wire.done();
+        let terminator = self.wire.done(&done);
         // The replay of an idempotent request: the whole event stream as sent.
         let replay = self.transcript.as_ref().map(|sent| {
             let mut body = sent.clone();

@@ -153,7 +153,7 @@ impl Wire for ChatWire {
         self.0.end(out);
     }
 
-    fn done(&self) -> Bytes {
+    fn done(&mut self, _: &turn::Done) -> Bytes {
         Bytes::from_static(DONE)
     }
 

@@ -157,7 +157,7 @@ impl Wire for MessagesWire {
         out.push(Bytes::from(buf));
     }
 
-    fn done(&self) -> Bytes {
+    fn done(&mut self, _: &turn::Done) -> Bytes {
         Bytes::from(EventEncoder::stop())
     }
 

@@ -49,6 +49,8 @@ pub struct Continuation {
     pub instructions: Vec<Message>,
     /// Read the history but store nothing of the turn, usage aside.
     pub read_only: bool,
+    /// Refuse the turn rather than leave history out of the window.
+    pub strict_window: bool,
     /// The response a stored turn becomes.
     pub response: Option<ResponseDraft>,
 }
@@ -393,6 +395,7 @@ async fn build(
         from,
         instructions: continuation.instructions,
         read_only: continuation.read_only,
+        strict: continuation.strict_window,
     };
     let mut prepared = context::prepare_in(
         &*state.store,
