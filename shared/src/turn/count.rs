@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use super::prepare::model_chain;
+use super::Input;
+use super::prepare::{model_chain, previous_response, window_settings};
 use crate::auth::Principal;
 use crate::model::Request;
 use crate::processor::{self, Counts};
 use crate::redact::Place;
-use crate::{ApiError, AppState, tokens};
+use crate::{ApiError, AppState, context, tokens};
 
 /// A token count and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,4 +50,45 @@ pub async fn count_tokens(
             + tokens::estimate_tools(&request.tools),
         estimated: true,
     })
+}
+
+/// Counts the input tokens a turn of `input` would send: its stored history
+/// (by conversation or previous response, read and never written), its
+/// turn-only instructions and its input, as [`count_tokens`] counts them.
+pub async fn count_input(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    input: Input,
+) -> Result<TokenCount, ApiError> {
+    let Input {
+        model,
+        mut request,
+        conversation,
+        continuation,
+        ..
+    } = input;
+    let chain = model_chain(state, principal, &model)?;
+    let tenant = &principal.tenant;
+    let now = crate::now_secs();
+    let from = match &continuation.previous_response {
+        Some(rid) => {
+            Some(previous_response(state, tenant, rid, conversation.as_deref(), now).await?)
+        }
+        None => None,
+    };
+    let settings = window_settings(state, &chain, &request, false);
+    let scope = context::Scope {
+        conversation: from
+            .as_ref()
+            .map_or(conversation, |(r, _)| Some(r.conversation.clone())),
+        from,
+        instructions: continuation.instructions,
+        read_only: true,
+        strict: false,
+    };
+    let messages = std::mem::take(&mut request.messages);
+    let prepared =
+        context::prepare_in(&*state.store, tenant, messages, now, &settings, None, scope).await?;
+    request.messages = prepared.prompt;
+    count_tokens(state, principal, &model, request).await
 }

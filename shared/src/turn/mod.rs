@@ -23,7 +23,7 @@ mod guard;
 mod prepare;
 mod tool_loop;
 
-pub use count::{TokenCount, count_tokens};
+pub use count::{TokenCount, count_input, count_tokens};
 pub use finish::{Committed, Done};
 pub use generate::Step;
 pub use guard::Guard;

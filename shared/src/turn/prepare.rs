@@ -140,7 +140,7 @@ pub fn model_chain(
 /// The token budget of a turn on `chain` (the smallest window of its models,
 /// so that any fallback can take the same prompt); the window is kept stable
 /// when the first model's prompt cache is in use.
-fn window_settings(
+pub(super) fn window_settings(
     state: &AppState,
     chain: &[ResolvedModel],
     req: &Request,
@@ -298,7 +298,7 @@ async fn open_toolbox(
 /// The stored response a turn continues from, and the id a fork of it would
 /// take; a 404 for one that does not exist (or is another tenant's: keys
 /// begin with the tenant), a 400 when `conversation` names another.
-async fn previous_response(
+pub(super) async fn previous_response(
     state: &AppState,
     tenant: &str,
     id: &str,
