@@ -6,9 +6,15 @@
 //! items with [`encode_items`]. Pure code: no I/O.
 
 mod items;
+mod request;
+mod response;
+mod stream;
 pub mod types;
 
 pub use items::{ItemIds, SIGNATURE_PREFIX, decode_items, encode_items, parse_item_id};
+pub use request::{Decoded, decode_request};
+pub use response::{ResponseHead, encode_response, encode_usage, output_items, status_of};
+pub use stream::EventEncoder;
 pub use types::{
     ContentPart, ConversationRef, CreateRequest, Input, Item, ItemRole, ItemStatus, MessageItem,
     ResponseObject, ToolChoiceParam, ToolParam,
