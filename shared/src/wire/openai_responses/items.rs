@@ -348,7 +348,7 @@ pub fn decode_items(items: &[Value], field: &str) -> Result<Vec<Message>, CodecE
             }
             "item_reference" => {
                 return Err(err(
-                    path,
+                    format!("{path}.type"),
                     "item references are not supported; send the item itself, or continue with previous_response_id",
                 ));
             }

@@ -251,7 +251,7 @@ fn bad_items_name_their_field() {
         ),
         (
             json!([{"type": "item_reference", "id": "msg_1"}]),
-            "input[0]",
+            "input[0].type",
         ),
         (
             json!([{"role": "user", "content": "a"}, {"type": "function_call", "name": "f", "arguments": "{}"}]),
