@@ -3,6 +3,7 @@
 //! offending field as a path (`messages[2].role`).
 
 pub mod messages;
+pub mod responses;
 
 use std::collections::HashSet;
 use std::fmt;
