@@ -13,6 +13,7 @@ pub mod mcp_calls;
 pub mod mcp_servers;
 pub mod messages;
 pub mod models;
+pub mod responses;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", "chat"),
     ("POST", "/v1/messages", "chat"),
     ("POST", "/v1/messages/count_tokens", "chat"),
+    ("POST", "/v1/responses", "chat"),
+    ("POST", "/v1/responses/input_tokens", "chat"),
+    ("GET", "/v1/responses/{id}", "conversations"),
+    ("DELETE", "/v1/responses/{id}", "conversations"),
+    ("GET", "/v1/responses/{id}/input_items", "conversations"),
     ("GET", "/v1/models", "models"),
     ("GET", "/v1/conversations", "conversations"),
     ("POST", "/v1/conversations", "conversations"),
@@ -97,7 +103,9 @@ pub fn chat_routes(state: Arc<AppState>) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/messages", post(messages::create))
-            .route("/v1/messages/count_tokens", post(messages::count_tokens)),
+            .route("/v1/messages/count_tokens", post(messages::count_tokens))
+            .route("/v1/responses", post(responses::create))
+            .route("/v1/responses/input_tokens", post(responses::input_tokens)),
         state,
     )
 }
@@ -119,6 +127,11 @@ pub fn conversations_routes(state: Arc<AppState>) -> Router {
 
 fn conversations_router() -> Router<Arc<AppState>> {
     Router::new()
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/v1/responses/{id}/input_items", get(responses::input_items))
         .route(
             "/v1/conversations",
             get(conversations::list).post(conversations::create),
@@ -166,6 +179,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/messages", post(messages::create))
             .route("/v1/messages/count_tokens", post(messages::count_tokens))
+            .route("/v1/responses", post(responses::create))
+            .route("/v1/responses/input_tokens", post(responses::input_tokens))
             .route("/v1/models", get(models::list))
             .route("/v1/usage", get(usage::get))
             .merge(conversations_router())

@@ -37,19 +37,34 @@ use crate::wire::openai_chat::request::parse_data_url;
 /// Marks an Anthropic thinking signature carried in `encrypted_content`.
 pub const SIGNATURE_PREFIX: &str = "ctxgate.signature:";
 
-/// Names the items of one stored message: `seq` is the message's slot in
-/// its conversation; an item's id is `<kind>_<seq>_<n>`, `n` its position
-/// among the message's items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Names the items of one message: an item's id is `<kind>_<base>_<n>`,
+/// `n` its position among the message's items. A stored message's base is
+/// its slot in its conversation ([`ItemIds::slot`]); a response's output is
+/// named after the response ([`ItemIds::response`]), since its items are
+/// sent before the turn is stored and its slot known.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemIds {
-    /// The stored message's slot.
-    pub seq: u64,
+    base: String,
 }
 
 impl ItemIds {
+    /// The items of the message stored at slot `seq`.
+    pub fn slot(seq: u64) -> Self {
+        Self {
+            base: seq.to_string(),
+        }
+    }
+
+    /// The output items of response `id` (`resp_...`).
+    pub fn response(id: &str) -> Self {
+        Self {
+            base: id.strip_prefix("resp_").unwrap_or(id).to_owned(),
+        }
+    }
+
     /// The id of item `n`, of kind `prefix` (`msg`, `fc`, `fco`, `rs`).
     pub fn id(&self, prefix: &str, n: usize) -> String {
-        format!("{prefix}_{}_{n}", self.seq)
+        format!("{prefix}_{}_{n}", self.base)
     }
 }
 

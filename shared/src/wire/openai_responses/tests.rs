@@ -16,7 +16,7 @@ fn to_json(items: &[Item]) -> Value {
 
 #[test]
 fn item_ids_are_stable_and_parse_back() {
-    let ids = ItemIds { seq: 7 };
+    let ids = ItemIds::slot(7);
     assert_eq!(ids.id("msg", 0), "msg_7_0");
     assert_eq!(parse_item_id("msg_7_0"), Some((7, 0)));
     assert_eq!(parse_item_id("fc_12_3"), Some((12, 3)));
@@ -96,7 +96,7 @@ fn a_function_call_round_trip_merges_assistant_side_items() {
     assert_eq!((r.call_id.as_str(), r.text()), ("call_1", "sunny".into()));
 
     // Encoding the stored answer gives the items back, with ctxgate's ids.
-    let items = encode_items(answer, &ItemIds { seq: 4 });
+    let items = encode_items(answer, &ItemIds::slot(4));
     assert_eq!(
         to_json(&items),
         json!([
@@ -111,7 +111,7 @@ fn a_function_call_round_trip_merges_assistant_side_items() {
         ])
     );
     assert_eq!(
-        to_json(&encode_items(&messages[3], &ItemIds { seq: 5 })),
+        to_json(&encode_items(&messages[3], &ItemIds::slot(5))),
         json!([{"type": "function_call_output", "id": "fco_5_0", "call_id": "call_1",
                 "output": "sunny", "status": "completed"}])
     );
@@ -119,7 +119,7 @@ fn a_function_call_round_trip_merges_assistant_side_items() {
     let mut again = Vec::new();
     for (k, m) in messages.iter().enumerate() {
         again.extend(
-            encode_items(m, &ItemIds { seq: k as u64 })
+            encode_items(m, &ItemIds::slot(k as u64))
                 .iter()
                 .map(|i| serde_json::to_value(i).unwrap()),
         );
@@ -149,7 +149,7 @@ fn an_anthropic_signature_rides_in_encrypted_content() {
         ],
         name: None,
     };
-    let items = encode_items(&m, &ItemIds { seq: 1 });
+    let items = encode_items(&m, &ItemIds::slot(1));
     let v = to_json(&items);
     assert_eq!(
         v[0]["encrypted_content"],
@@ -201,7 +201,7 @@ fn media_parts_map_both_ways() {
             cache: None
         })
     );
-    let items = encode_items(&messages[0], &ItemIds { seq: 0 });
+    let items = encode_items(&messages[0], &ItemIds::slot(0));
     let mut expected = input[0].clone();
     expected["type"] = json!("message");
     expected["id"] = json!("msg_0_0");
@@ -226,7 +226,7 @@ fn a_tool_result_in_a_user_message_is_its_own_item() {
         name: None,
     };
     assert_eq!(
-        to_json(&encode_items(&m, &ItemIds { seq: 9 })),
+        to_json(&encode_items(&m, &ItemIds::slot(9))),
         json!([
             {"type": "function_call_output", "id": "fco_9_0", "call_id": "toolu_1", "output": "", "status": "completed"},
             {"type": "message", "id": "msg_9_1", "role": "user", "status": "completed",
@@ -446,7 +446,7 @@ fn a_text_answer_is_a_completed_response() {
     let r = encode_response(
         &answer(vec![Block::text("Hello!")], FinishReason::Stop),
         &head(),
-        &ItemIds { seq: 3 },
+        &ItemIds::slot(3),
     );
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
@@ -476,7 +476,7 @@ fn length_and_filter_make_an_incomplete_response() {
         let r = encode_response(
             &answer(vec![Block::text("cut")], finish),
             &head(),
-            &ItemIds { seq: 0 },
+            &ItemIds::slot(0),
         );
         assert_eq!(r.status, types::Status::Incomplete);
         assert_eq!(r.incomplete_details.unwrap().reason, reason);
@@ -484,7 +484,7 @@ fn length_and_filter_make_an_incomplete_response() {
     let r = encode_response(
         &answer(vec![], FinishReason::ToolCalls),
         &head(),
-        &ItemIds { seq: 0 },
+        &ItemIds::slot(0),
     );
     assert_eq!(r.status, types::Status::Completed);
 }
@@ -557,7 +557,7 @@ fn text_events() -> Vec<Event> {
 
 #[test]
 fn a_streamed_text_answer_goes_out_in_openais_order() {
-    let (out, answer, enc) = stream(&text_events(), ItemIds { seq: 2 });
+    let (out, answer, enc) = stream(&text_events(), ItemIds::slot(2));
     let evs = events(&out);
     assert_eq!(
         names(&evs),
@@ -597,11 +597,11 @@ fn a_streamed_text_answer_goes_out_in_openais_order() {
     // What the stream sent is what the stored answer shows.
     assert_eq!(
         done["output"],
-        to_json(&output_items(&answer.message, &ItemIds { seq: 2 }))
+        to_json(&output_items(&answer.message, &ItemIds::slot(2)))
     );
     assert_eq!(
         enc.output(),
-        output_items(&answer.message, &ItemIds { seq: 2 })
+        output_items(&answer.message, &ItemIds::slot(2))
     );
 }
 
@@ -639,7 +639,7 @@ fn streamed_parallel_tool_calls_keep_their_indices() {
             stop_sequence: None,
         },
     ];
-    let (out, answer, _) = stream(&evs, ItemIds { seq: 5 });
+    let (out, answer, _) = stream(&evs, ItemIds::slot(5));
     let evs = events(&out);
     assert_eq!(
         names(&evs),
@@ -680,7 +680,7 @@ fn streamed_parallel_tool_calls_keep_their_indices() {
     let output = &evs[17].1["response"]["output"];
     assert_eq!(
         output,
-        &to_json(&output_items(&answer.message, &ItemIds { seq: 5 }))
+        &to_json(&output_items(&answer.message, &ItemIds::slot(5)))
     );
     assert_eq!(output[2]["call_id"], "call_b");
 }
@@ -725,7 +725,7 @@ fn streamed_reasoning_is_a_summary_and_carries_its_signature() {
         },
         Event::BlockStop { index: 3 },
     ];
-    let (out, answer, _) = stream(&evs, ItemIds { seq: 1 });
+    let (out, answer, _) = stream(&evs, ItemIds::slot(1));
     let evs = events(&out);
     assert_eq!(
         names(&evs),
@@ -764,7 +764,7 @@ fn streamed_reasoning_is_a_summary_and_carries_its_signature() {
     assert_eq!(evs[15].1["content_index"], 1);
     assert_eq!(
         evs[20].1["response"]["output"],
-        to_json(&output_items(&answer.message, &ItemIds { seq: 1 }))
+        to_json(&output_items(&answer.message, &ItemIds::slot(1)))
     );
 }
 
@@ -775,7 +775,7 @@ fn a_stream_cut_by_length_ends_incomplete() {
         reason: FinishReason::Length,
         stop_sequence: None,
     };
-    let (out, _, _) = stream(&evs, ItemIds { seq: 0 });
+    let (out, _, _) = stream(&evs, ItemIds::slot(0));
     let evs = events(&out);
     let (last, data) = evs.last().unwrap();
     assert_eq!(last, "response.incomplete");
@@ -788,7 +788,7 @@ fn a_stream_cut_by_length_ends_incomplete() {
 
 #[test]
 fn a_failed_stream_sends_error_then_response_failed() {
-    let mut enc = EventEncoder::new(head(), ItemIds { seq: 0 });
+    let mut enc = EventEncoder::new(head(), ItemIds::slot(0));
     let mut out = Vec::new();
     enc.start(&mut out);
     for e in &text_events()[..3] {
@@ -835,8 +835,8 @@ fn a_whole_answer_streams_as_its_own_events() {
         ],
         FinishReason::ToolCalls,
     );
-    let (out, _, enc) = stream(&crate::model::events_of(&a), ItemIds { seq: 8 });
+    let (out, _, enc) = stream(&crate::model::events_of(&a), ItemIds::slot(8));
     events(&out);
-    let whole = encode_response(&a, &head(), &ItemIds { seq: 8 });
+    let whole = encode_response(&a, &head(), &ItemIds::slot(8));
     assert_eq!(enc.output(), whole.output);
 }
