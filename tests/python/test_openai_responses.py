@@ -26,7 +26,8 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 # The events of one output item, by its type.
 ITEM_EVENTS = {
     "message": {"response.content_part.added", "response.output_text.delta", "response.output_text.done",
-                "response.refusal.delta", "response.refusal.done", "response.content_part.done"},
+                "response.output_text.annotation.added", "response.refusal.delta", "response.refusal.done",
+                "response.content_part.done"},
     "function_call": {"response.function_call_arguments.delta", "response.function_call_arguments.done"},
     "reasoning": {"response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
                   "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
