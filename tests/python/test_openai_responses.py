@@ -476,3 +476,25 @@ def test_bad_input_is_refused_naming_the_field(both_server, mocks):
     c.responses.create(model=model, previous_response_id=r1.id, input="Still mine.")
     assert [t for _, t in seen("openai", mocks["openai"].received[-1]["body"])[1]] == [
         "Mine.", "saw: Mine.", "Still mine."]
+
+
+def test_logs_of_the_responses_door_carry_no_content_or_keys(both_server, mocks):
+    """Access lines for /v1/responses name tenant, model and status; no
+    input, instructions, output, client key or provider key reaches the log."""
+    key = both_server.create_key("resp-logs")
+    c = sdk(both_server, key)
+    r = c.responses.create(model=MODELS["anthropic"], instructions="zebra-secret-instructions",
+                           input="zebra-secret-phrase")
+    with c.responses.stream(model=MODELS["openai"], previous_response_id=r.id, tools=[WEATHER],
+                            input="zebra-secret-phrase again") as stream:
+        stream.get_final_response()
+    c.responses.retrieve(r.id)
+    c.responses.input_tokens.count(model=MODELS["openai"], input="zebra-secret-phrase")
+    both_server.stop()
+    log = "".join(both_server.log)
+    for secret in ("zebra-secret", "Oslo", key, "sk-upstream-secret-for-tests", "sk-ant-upstream-secret-for-tests"):
+        assert secret not in log
+    lines = [json.loads(line) for line in both_server.log if line.strip()]
+    access = [l for l in lines if l.get("message") == "request" and l.get("path") == "/v1/responses"]
+    assert [(l["status"], l["model"], l["tenant"]) for l in access] == [
+        (200, MODELS["anthropic"], "resp-logs"), (200, MODELS["openai"], "resp-logs")]
