@@ -47,7 +47,7 @@ export CTXGATE_LAMBDA_BIN_DIR="$CARGO_TARGET_DIR/$PROFILE_DIR"
 echo "== cargo test"
 cargo test --workspace --locked
 
-echo "== the official OpenAI, Anthropic and MCP Python SDKs against the local server"
+echo "== the official OpenAI (and its Agents SDK), Anthropic and MCP Python SDKs against the local server"
 cargo build --locked -p ctxgate --bin ctxgate
 CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" "$VENV/bin/python" -m pytest -q tests/python
 

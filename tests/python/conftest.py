@@ -36,13 +36,17 @@ class MockOpenAI:
                 users = [m["content"] if isinstance(m["content"], str)
                          else " ".join(p.get("text", "") for p in m["content"])
                          for m in body["messages"] if m["role"] == "user"]
+                choice = {"index": 0, "finish_reason": "stop",
+                          "message": {"role": "assistant", "content": "saw: " + " | ".join(users)}}
+                if outer.calls_tool(body):
+                    choice = {"index": 0, "finish_reason": "tool_calls", "message": {
+                        "role": "assistant", "content": None, "tool_calls": [outer.tool_call(body)]}}
                 reply = {
                     "id": "chatcmpl-mock",
                     "object": "chat.completion",
                     "created": 1,
                     "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": "saw: " + " | ".join(users)}}],
+                    "choices": [choice],
                     "usage": {"prompt_tokens": 10 * len(body["messages"]), "completion_tokens": 3,
                               "total_tokens": 10 * len(body["messages"]) + 3},
                 }
@@ -68,7 +72,7 @@ class MockOpenAI:
         out = [chunk({"role": "assistant", "content": ""})]
         out += [chunk({"content": p}) for p in STREAM_TEXT]
         finish = "stop"
-        if body.get("tools"):
+        if body.get("tools") and (not self.tool_then_answer or self.calls_tool(body)):
             finish = "tool_calls"
             name = self.tool_name or body["tools"][0]["function"]["name"]
             args = json.dumps(self.tool_input, ensure_ascii=False)
@@ -80,10 +84,26 @@ class MockOpenAI:
         out.append(chunk(None, usage={"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366}))
         return out
 
+    def calls_tool(self, body):
+        """With `tool_then_answer`, whether this request gets a tool call
+        (it offers tools, and its last message is not a tool's result)."""
+        return (self.tool_then_answer and bool(body.get("tools"))
+                and body["messages"][-1]["role"] != "tool")
+
+    def tool_call(self, body):
+        """A whole call of `tool_name` (or the first tool) with `tool_input`."""
+        name = self.tool_name or body["tools"][0]["function"]["name"]
+        return {"id": "call_mock1", "type": "function",
+                "function": {"name": name, "arguments": json.dumps(self.tool_input, ensure_ascii=False)}}
+
     tool_name = None
     tool_input = {"city": "Oslo", "days": 3, "note": "smørrebrød ✓"}
     # A number of events after which a stream is cut (the upstream hangs up).
     cut_after = None
+    # An agent's script: call a tool (streamed or not) until a tool result
+    # is the last message, then answer with text. Off: a stream calls a tool
+    # whenever tools are offered, a whole answer never does.
+    tool_then_answer = False
 
     def close(self):
         self.server.shutdown()

@@ -48,8 +48,9 @@ def test_translator_knows_response_streaming():
     assert (major, minor) >= (1, 115), samtranslator.__version__
 
 
-# The chat function's routes: both front doors of a turn, and Anthropic's token count.
-STREAMED = {("/v1/chat/completions", "post"), ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post")}
+# The chat function's routes: the three front doors of a turn, and their token counts.
+STREAMED = {("/v1/chat/completions", "post"), ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post"),
+            ("/v1/responses", "post"), ("/v1/responses/input_tokens", "post")}
 
 
 def test_the_chat_function_s_routes_stream(translated):
@@ -61,7 +62,7 @@ def test_the_chat_function_s_routes_stream(translated):
         uri = integration["uri"]["Fn::Sub"]
         assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
     # The turns may run long; a token count needs no more than API Gateway's default.
-    for path in ("/v1/chat/completions", "/v1/messages"):
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
         assert paths[path]["post"]["x-amazon-apigateway-integration"]["timeoutInMillis"] > 29000
 
 

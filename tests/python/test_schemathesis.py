@@ -10,6 +10,11 @@ response whose content type, headers or body do not match the document, on
 an undocumented method that is not a 405 with `Allow`, and on an operation
 that answers without its credentials.
 
+The Responses routes are covered like the rest: schemathesis.toml has half
+of the generated `POST /v1/responses` (and `input_tokens`) bodies name the
+`echo` model, so stored responses exist for the links to GET, DELETE and
+list the input items of; its `stream` examples exercise the event stream.
+
 Not enabled: `positive_data_acceptance` (opaque cursors, unknown models and
 the 366-day usage window are valid per the schema and still refused).
 

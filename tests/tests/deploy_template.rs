@@ -196,6 +196,8 @@ fn only_the_chat_function_s_routes_stream() {
             ("POST".to_owned(), "/v1/chat/completions".to_owned()),
             ("POST".to_owned(), "/v1/messages".to_owned()),
             ("POST".to_owned(), "/v1/messages/count_tokens".to_owned()),
+            ("POST".to_owned(), "/v1/responses".to_owned()),
+            ("POST".to_owned(), "/v1/responses/input_tokens".to_owned()),
         ]
     );
 }

@@ -113,6 +113,13 @@ fn valid_body(method: &str, path: &str) -> Value {
             "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
             "stop": ["\n"], "n": 1, "seed": 7, "user": "u"
         }),
+        ("POST", "/v1/responses" | "/v1/responses/input_tokens") => json!({
+            "model": "echo", "conversation": KNOWN, "instructions": "be brief", "temperature": 0.5,
+            "max_output_tokens": 16, "metadata": {"a": "b"}, "truncation": "auto",
+            "input": [{"role": "user", "content": "hi"},
+                      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "again"}]}],
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]
+        }),
         ("POST", "/v1/conversations") => json!({
             "id": "fresh-1", "title": "t", "system_prompt": "s", "metadata": {"a": "b"}, "retention_days": 3
         }),
@@ -327,7 +334,9 @@ fn method(route_method: &'static str) -> impl Strategy<Value = String> {
 /// Requests aimed at one route.
 fn case(route_method: &'static str, route_path: &'static str) -> impl Strategy<Value = Case> {
     let path = prop_oneof![
-        12 => (path_id(), query()).prop_map(move |(id, q)| format!("{}{q}", route_path.replace("{id}", &id))),
+        12 => (path_id(), query()).prop_map(move |(id, q)| {
+            format!("{}{q}", route_path.replace("{id}", &id).replace("{response_id}", &id))
+        }),
         1 => Just(format!("{route_path}/")),
         1 => Just(format!("/{route_path}")),
         1 => Just(route_path.to_uppercase()),
