@@ -45,9 +45,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/messages/count_tokens", "chat"),
     ("POST", "/v1/responses", "chat"),
     ("POST", "/v1/responses/input_tokens", "chat"),
-    ("GET", "/v1/responses/{id}", "conversations"),
-    ("DELETE", "/v1/responses/{id}", "conversations"),
-    ("GET", "/v1/responses/{id}/input_items", "conversations"),
+    ("GET", "/v1/responses/{response_id}", "conversations"),
+    ("DELETE", "/v1/responses/{response_id}", "conversations"),
+    (
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "conversations",
+    ),
     ("GET", "/v1/models", "models"),
     ("GET", "/v1/conversations", "conversations"),
     ("POST", "/v1/conversations", "conversations"),
@@ -128,10 +132,13 @@ pub fn conversations_routes(state: Arc<AppState>) -> Router {
 fn conversations_router() -> Router<Arc<AppState>> {
     Router::new()
         .route(
-            "/v1/responses/{id}",
+            "/v1/responses/{response_id}",
             get(responses::retrieve).delete(responses::delete),
         )
-        .route("/v1/responses/{id}/input_items", get(responses::input_items))
+        .route(
+            "/v1/responses/{response_id}/input_items",
+            get(responses::input_items),
+        )
         .route(
             "/v1/conversations",
             get(conversations::list).post(conversations::create),

@@ -23,7 +23,7 @@ use super::answer::Wire;
 use super::door::{self, Decoded, Door};
 use super::messages::COUNT_SOURCE_HEADER;
 use super::{PathId, QueryMap, RequestLog, caller, read_json_body, with_log};
-use crate::auth::{Principal, SCOPE_CHAT};
+use crate::auth::{Principal, SCOPE_CHAT, SCOPE_CONVERSATIONS_READ, SCOPE_CONVERSATIONS_WRITE};
 use crate::context::ResponseDraft;
 use crate::error::Dialect;
 use crate::model::{self, Event, FinishReason, Usage};
@@ -135,7 +135,9 @@ impl Door for Responses {
     }
 
     fn model_of(state: &AppState, bytes: &[u8]) -> Result<String, ApiError> {
-        Ok(responses_request(bytes, &state.config.limits)?.request.model)
+        Ok(responses_request(bytes, &state.config.limits)?
+            .request
+            .model)
     }
 
     fn wire(mut head: ResponseHead, answering: &Answering, _prompt_estimate: u64) -> ResponsesWire {
@@ -317,7 +319,7 @@ pub async fn retrieve(
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
-        let p = caller(&state, &headers, SCOPE_CHAT, &mut log).await?;
+        let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
         Ok(Json(stored_response(&state, &p, &id).await?).into_response())
     }
     .await;
@@ -333,7 +335,7 @@ pub async fn delete(
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
-        let p = caller(&state, &headers, SCOPE_CHAT, &mut log).await?;
+        let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         let now = crate::now_secs();
         record(&state, &p, &id, now).await?;
         if !state.store.delete_response(&p.tenant, &id).await? {
@@ -359,7 +361,7 @@ pub async fn input_items(
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
-        let p = caller(&state, &headers, SCOPE_CHAT, &mut log).await?;
+        let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
         Ok(Json(list_input_items(&state, &p, &id, &q).await?).into_response())
     }
     .await;
