@@ -231,3 +231,142 @@ async fn another_tenants_response_is_not_found_and_refusals_change_nothing() {
         "{got}"
     );
 }
+
+/// The OpenAI stream of a card number and an email split across chunks.
+fn openai_pii_stream() -> String {
+    let mut s = String::new();
+    for p in [
+        "Card: 4111 11",
+        "11 1111 1111, mail bob.sm",
+        "ith@exa",
+        "mple.com. Done.",
+    ] {
+        let c = json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
+        s.push_str(&format!("data: {c}\n\n"));
+    }
+    s + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+}
+
+/// Point 7: what every door gets applies here too: a fallback across
+/// providers, a stream redacted however it is split, an idempotent retry
+/// replayed byte for byte with the upstream called once.
+#[tokio::test]
+async fn fallbacks_redaction_and_idempotent_replays_apply() {
+    use ctxgate_tests::{MockUpstream, Reply};
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let openai = MockUpstream::start(|r| {
+        if r.body["stream"] == true {
+            Reply::sse(openai_pii_stream())
+        } else {
+            Reply::json(ctxgate_tests::openai_completion("from openai", 10, 2))
+        }
+    })
+    .await;
+    let anthropic = MockUpstream::start(|_| {
+        Reply::status(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    })
+    .await;
+    let base = format!("{}/v1", openai.url);
+    let gw = Gateway::with_toml(
+        store,
+        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\n[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o-mini\"]\n",
+        &[
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-openai-PROVIDER"),
+            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-PROVIDER"),
+        ],
+    );
+    let key = gw.key(TENANT, &["chat"]).await;
+    let (status, r) = create(&gw, &key, json!({"model": "smart", "input": "hello"})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["model"], "openai/gpt-4o-mini", "{r}");
+    assert_eq!(r["output"][0]["content"][0]["text"], "saw: from openai");
+
+    let body = json!({"model": "openai/gpt-4o-mini", "input": "pii", "stream": true});
+    let calls = openai.received().len();
+    let post = |body: Value| {
+        let gw = &gw;
+        let key = key.clone();
+        async move {
+            gw.call_raw_text(
+                "POST",
+                "/v1/responses",
+                Some(&key),
+                &[("idempotency-key", "r-1")],
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, _, first) = post(body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let text: String = first
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["type"] == "response.output_text.delta")
+        .filter_map(|v| v["delta"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "Card: [CARD], mail [EMAIL]. Done.");
+    assert!(
+        !first.contains("4111") && !first.contains("bob."),
+        "{first}"
+    );
+    assert!(first.contains("event: response.completed\n"), "{first}");
+    let (status, headers, again) = post(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(again, first);
+    assert_eq!(openai.received().len(), calls + 1);
+}
+
+/// Point 2: `truncation: "auto"` leaves out what does not fit the window
+/// (as every stored conversation does); `"disabled"` refuses it, naming
+/// `input`, and stores nothing.
+#[tokio::test]
+async fn truncation_disabled_refuses_what_does_not_fit() {
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let gw = Gateway::with_toml(
+        store.clone(),
+        "[[models]]\nid = \"echo\"\ncontext_window = 2048\n",
+        &[],
+    );
+    let key = gw.key(TENANT, &["chat"]).await;
+    let long = "word ".repeat(1200);
+    let (status, r1) = create(&gw, &key, json!({"model": "echo", "input": long})).await;
+    assert_eq!(status, 200, "{r1}");
+    let conv = r1["conversation"]["id"].as_str().unwrap().to_owned();
+    let before = store
+        .load_conversation(TENANT, &conv, ctxgate::now_secs())
+        .await
+        .unwrap();
+    let next = |truncation: &str| {
+        json!({"model": "echo", "input": "and then?", "previous_response_id": r1["id"],
+               "truncation": truncation})
+    };
+    let (status, e) = create(&gw, &key, next("disabled")).await;
+    assert_eq!(
+        (
+            status,
+            e["error"]["code"].as_str(),
+            e["error"]["param"].as_str()
+        ),
+        (400, Some("context_length_exceeded"), Some("input")),
+        "{e}"
+    );
+    let after = store
+        .load_conversation(TENANT, &conv, ctxgate::now_secs())
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.meta, after.messages.len()),
+        (before.meta, before.messages.len())
+    );
+    let (status, r2) = create(&gw, &key, next("auto")).await;
+    assert_eq!(status, 200, "{r2}");
+    assert_eq!(r2["conversation"]["id"], conv.as_str());
+}

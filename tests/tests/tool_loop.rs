@@ -1220,3 +1220,56 @@ async fn the_messages_door_runs_the_loop_too() {
         }
     }
 }
+
+/// Issue 18: an `mcp` tool of a Responses request names a registered server
+/// (`server_label`): its tools join the turn and the loop runs them, hidden
+/// from the client, whole and streamed, on both upstream wires; the stream
+/// ends with `response.completed` once the turn is stored.
+#[tokio::test]
+async fn the_responses_door_runs_the_loop_for_an_mcp_tool() {
+    let mcp = McpFixture::start(Revision::Current).await;
+    for wire in [Wire::Anthropic, Wire::OpenAi] {
+        let (store, _dir) = embedded_store();
+        let s = setup(store, wire, mcp.url().as_str(), "").await;
+        for stream in [false, true] {
+            let body = json!({"model": wire.model(), "stream": stream,
+                "tools": [{"type": "mcp", "server_label": "crm", "require_approval": "never"}],
+                "input": r#"CALL crm__get_customer {"id":"42"}"#});
+            let (status, _, raw) = s.gw.call_text("/v1/responses", &s.key, &[], body).await;
+            assert_eq!(status, 200, "{raw}");
+            let text = if stream {
+                assert!(
+                    !raw.contains("\"function_call\""),
+                    "no MCP call reaches the client: {raw}"
+                );
+                assert!(raw.contains(": ctxgate-tool "), "{raw}");
+                let last = raw
+                    .split("\n\n")
+                    .filter(|e| e.starts_with("event: "))
+                    .last()
+                    .unwrap_or_default();
+                assert!(last.starts_with("event: response.completed\n"), "{raw}");
+                raw.lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .filter(|v| v["type"] == "response.output_text.delta")
+                    .filter_map(|v| v["delta"].as_str().map(str::to_owned))
+                    .collect::<String>()
+            } else {
+                let v: Value = serde_json::from_str(&raw).unwrap();
+                assert_eq!(v["status"], "completed", "{v}");
+                let output = v["output"].as_array().unwrap();
+                assert!(output.iter().all(|i| i["type"] == "message"), "{v}");
+                output
+                    .iter()
+                    .flat_map(|i| i["content"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|p| p["text"].as_str().map(str::to_owned))
+                    .collect::<String>()
+            };
+            assert!(
+                text.contains("customer 42: Ada"),
+                "{wire:?} stream={stream}: {text}"
+            );
+        }
+    }
+}
