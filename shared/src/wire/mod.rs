@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod openai_chat;
+pub mod openai_responses;
 
 /// A request or answer that cannot be expressed in a format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
