@@ -120,7 +120,10 @@ fn check_include(q: &HashMap<String, String>) -> Result<(), ApiError> {
 }
 
 fn item_not_found(item_id: &str) -> ApiError {
-    let mut e = ApiError::not_found("item_id", format!("no item '{item_id}' in this conversation"));
+    let mut e = ApiError::not_found(
+        "item_id",
+        format!("no item '{item_id}' in this conversation"),
+    );
     e.code = "item_not_found";
     e
 }

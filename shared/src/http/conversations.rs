@@ -426,7 +426,10 @@ fn parse_metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
         .collect()
 }
 
-pub(super) async fn body_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn body_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, ApiError> {
     let bytes = read_json_body(headers, body, MAX_BODY).await?;
     match validate::check_json_body(&bytes)? {
         Value::Object(o) => Ok(o),
@@ -625,8 +628,10 @@ pub async fn delete(
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         remove(&state, &p, &id).await?;
-        Ok(Json(json!({"id": id, "object": "conversation.deleted", "deleted": true}))
-            .into_response())
+        Ok(
+            Json(json!({"id": id, "object": "conversation.deleted", "deleted": true}))
+                .into_response(),
+        )
     }
     .await;
     super::logged(result, log)

@@ -52,8 +52,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/v1/conversations/{id}", "conversations"),
     ("GET", "/v1/conversations/{id}/items", "conversations"),
     ("POST", "/v1/conversations/{id}/items", "conversations"),
-    ("GET", "/v1/conversations/{id}/items/{item_id}", "conversations"),
-    ("DELETE", "/v1/conversations/{id}/items/{item_id}", "conversations"),
+    (
+        "GET",
+        "/v1/conversations/{id}/items/{item_id}",
+        "conversations",
+    ),
+    (
+        "DELETE",
+        "/v1/conversations/{id}/items/{item_id}",
+        "conversations",
+    ),
     ("POST", "/v1/admin/keys", "keys"),
     ("GET", "/v1/admin/keys", "keys"),
     ("DELETE", "/v1/admin/keys/{id}", "keys"),
