@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use http::request::Parts;
@@ -104,12 +104,12 @@ fn item_list(data: Vec<Item>, has_more: bool) -> Value {
     })
 }
 
-fn check_include(q: &HashMap<String, String>) -> Result<(), ApiError> {
-    // The SDKs send arrays as `include[]=...`; the last value is checked.
-    for key in ["include", "include[]"] {
-        if let Some(v) = q.get(key)
-            && !INCLUDABLE.contains(&v.as_str())
-        {
+/// Checks every `include` value of the raw query (the SDKs send arrays as
+/// `include[]=a&include[]=b`, which the query map would cut to the last).
+fn check_include(query: Option<&str>) -> Result<(), ApiError> {
+    let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for (k, v) in pairs {
+        if (k == "include" || k == "include[]") && !INCLUDABLE.contains(&v.as_ref()) {
             return Err(ApiError::invalid(
                 "include",
                 format!("'{v}' is not a supported 'include' value"),
@@ -157,18 +157,20 @@ pub async fn list(
     headers: HeaderMap,
     PathId(id): PathId,
     QueryMap(q): QueryMap,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
+        check_include(raw.as_deref())?;
         Ok(Json(list_page(&state, &p.tenant, &id, &q).await?).into_response())
     }
     .await;
     super::logged(result, log)
 }
 
-/// A page of a conversation's items (`after`, `limit`, `order`, `include`
-/// as in the query string); the caller checked the scope.
+/// A page of a conversation's items (`after`, `limit`, `order` as in the
+/// query string); the caller checked the scope and `include`.
 pub async fn list_page(
     state: &AppState,
     tenant: &str,
@@ -176,7 +178,6 @@ pub async fn list_page(
     q: &HashMap<String, String>,
 ) -> Result<Value, ApiError> {
     check_id(id)?;
-    check_include(q)?;
     let limit = super::cursor::page_limit(q, DEFAULT_LIMIT, MAX_LIMIT)?;
     let order = match q.get("order").map(String::as_str) {
         None | Some("desc") => Order::Desc,
@@ -245,14 +246,14 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     PathId(id): PathId,
-    QueryMap(q): QueryMap,
+    RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         check_id(&id)?;
-        check_include(&q)?;
+        check_include(raw.as_deref())?;
         let obj = body_object(&headers, body).await?;
         if let Some(other) = obj.keys().find(|k| k.as_str() != "items") {
             return Err(ApiError::invalid(
@@ -331,12 +332,12 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     path: ItemPath,
-    QueryMap(q): QueryMap,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let mut log = RequestLog::default();
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_READ, &mut log).await?;
-        check_include(&q)?;
+        check_include(raw.as_deref())?;
         let (m, n) = find(&state, &p.tenant, &path.id, &path.item_id).await?;
         let item = items_of(&m).swap_remove(n);
         Ok(Json(item).into_response())
@@ -460,9 +461,14 @@ mod tests {
 
     #[test]
     fn include_values_are_checked() {
-        let q = |k: &str, v: &str| HashMap::from([(k.to_owned(), v.to_owned())]);
-        assert!(check_include(&q("include[]", "reasoning.encrypted_content")).is_ok());
-        let e = check_include(&q("include", "everything")).unwrap_err();
+        let ok = "include%5B%5D=reasoning.encrypted_content&include[]=message.output_text.logprobs";
+        assert!(check_include(Some(ok)).is_ok());
+        assert!(check_include(None).is_ok());
+        // Every value counts, not only the last.
+        let e = check_include(Some(
+            "include[]=everything&include[]=reasoning.encrypted_content",
+        ))
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("include"));
     }
 }
