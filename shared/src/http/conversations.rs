@@ -148,8 +148,6 @@ fn message_view(m: &StoredMessage) -> Value {
         _ => Map::new(),
     };
     v.insert("seq".into(), json!(m.seq));
-    // `created_at` is OpenAI's name; `created` stays for existing clients.
-    v.insert("created_at".into(), json!(m.created));
     v.insert("created".into(), json!(m.created));
     v.insert("tokens".into(), json!(m.tokens));
     if let Some(model) = &m.model {
