@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
@@ -140,10 +142,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Path::<(String, String)>::from_request_parts(parts, state).await {
             Ok(Path((id, item_id))) => Ok(Self { id, item_id }),
-            Err(e) => Err(ApiError::invalid(
-                "item_id",
-                format!("invalid path parameter: {}", e.body_text()),
-            )),
+            Err(e) => {
+                // Name the parameter that failed (bytes that are not UTF-8).
+                let param = match &e {
+                    PathRejection::FailedToDeserializePathParams(f) => match f.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                        _ => "item_id".to_owned(),
+                    },
+                    _ => "item_id".to_owned(),
+                };
+                Err(ApiError::invalid(
+                    param,
+                    format!("invalid path parameter: {}", e.body_text()),
+                ))
+            }
         }
     }
 }
