@@ -135,3 +135,38 @@ def test_bad_input_is_a_typed_error_naming_the_field(server):
         assert e.value.body["param"] == param
     # Nothing changed.
     assert [i.id for i in c.conversations.items.list(conv.id)] == ["msg_0_0"]
+
+
+def test_the_agents_sdk_conversations_session_keeps_its_history_here(server):
+    """The OpenAI Agents SDK's `OpenAIConversationsSession` (the session an
+    agent keeps its memory in) on ctxgate: create, add, read, pop, clear."""
+    import asyncio
+
+    from agents.memory import OpenAIConversationsSession
+
+    async def run():
+        c = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.create_key("sdk-agents"), max_retries=0)
+        session = OpenAIConversationsSession(openai_client=c)
+        assert await session.get_items() == []
+        await session.add_items([
+            {"role": "user", "content": "Remember: the code is 1234."},
+            {"type": "message", "role": "assistant", "status": "completed", "id": "msg_from_a_response",
+             "content": [{"type": "output_text", "text": "Remembered.", "annotations": []}]},
+            {"type": "function_call", "call_id": "call_9", "name": "save", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_9", "output": "ok"},
+        ])
+        items = await session.get_items()
+        assert [i["type"] for i in items] == ["message", "message", "function_call", "function_call_output"]
+        assert items[0]["content"][0]["text"] == "Remember: the code is 1234."
+        assert items[1]["content"][0]["text"] == "Remembered."
+        last_two = await session.get_items(limit=2)
+        assert [i["type"] for i in last_two] == ["function_call", "function_call_output"]
+        popped = await session.pop_item()
+        assert popped["type"] == "function_call_output" and popped["output"] == "ok"
+        assert [i["type"] for i in await session.get_items()] == ["message", "message", "function_call"]
+        conversation_id = session.session_id
+        await session.clear_session()
+        with pytest.raises(openai.NotFoundError):
+            await c.conversations.retrieve(conversation_id)
+
+    asyncio.run(run())
