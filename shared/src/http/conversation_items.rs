@@ -435,7 +435,7 @@ pub fn without_item(m: &StoredMessage, n: usize) -> Option<StoredMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Block, Role, ToolCall};
+    use crate::model::{Block, Opaque, Role, ToolCall, WireFormat};
 
     fn answer() -> StoredMessage {
         let mut m = Message::text(Role::Assistant, "let me look");
@@ -469,6 +469,24 @@ mod tests {
         let one = without_item(&without_item(&m, 0).unwrap(), 0).unwrap();
         assert_eq!(one.message.text_content(), "and then");
         assert!(without_item(&one, 0).is_none());
+    }
+
+    #[test]
+    fn blocks_that_show_as_no_item_stay() {
+        let mut m = answer();
+        let opaque = Block::Opaque(Opaque {
+            format: WireFormat::Anthropic,
+            value: json!({"type": "server_tool_use", "id": "srv_1"}),
+        });
+        m.message.content.insert(2, opaque.clone());
+        assert_eq!(items_of(&m).len(), 3);
+        // The call goes; the opaque block after it stays.
+        let rest = without_item(&m, 1).unwrap();
+        assert!(rest.message.content.contains(&opaque));
+        assert_eq!(items_of(&rest).len(), 1);
+        // With every item gone, a message of opaque blocks alone shows nothing: it goes.
+        let rest = without_item(&rest, 0);
+        assert!(rest.is_none());
     }
 
     #[test]
