@@ -880,6 +880,22 @@ pub async fn update_meta<E: From<StoreError>>(
     cap: Option<u64>,
     change: impl Fn(&mut ConversationMeta, bool) -> Result<(), E>,
 ) -> Result<ConversationMeta, E> {
+    append_messages(store, tenant, id, now, (retention, cap), &[], change).await
+}
+
+/// Like [`update_meta`], and appends `messages` (already redacted for
+/// storage) after the conversation's last slot in the same write: items a
+/// client adds through the Conversations API. Returns the header written;
+/// the messages took the slots below its `next_seq`.
+pub async fn append_messages<E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    now: i64,
+    (retention, cap): (Option<i64>, Option<u64>),
+    messages: &[Message],
+    change: impl Fn(&mut ConversationMeta, bool) -> Result<(), E>,
+) -> Result<ConversationMeta, E> {
     for attempt in 0..MAX_WRITE_ATTEMPTS {
         let old = store
             .conversation_meta(tenant, id)
@@ -888,12 +904,19 @@ pub async fn update_meta<E: From<StoreError>>(
         let live = old.is_live(now);
         let mut meta = if live { old.clone() } else { old.reborn(now) };
         change(&mut meta, live)?;
+        let stored: Vec<StoredMessage> = messages
+            .iter()
+            .zip(meta.next_seq..)
+            .map(|(m, seq)| StoredMessage::new(seq, m.clone(), now))
+            .collect();
+        meta.next_seq += stored.len() as u64;
         meta.version = old.version + 1;
         meta.updated = now;
         meta.expires_at = retention_of(&meta, retention).map(|r| now + r);
         let write = TurnWrite {
             expected_version: old.version,
             meta: meta.clone(),
+            messages: stored,
             conversation_cap: cap,
             creates: old.counts_as_new(),
             ..TurnWrite::default()
@@ -903,6 +926,53 @@ pub async fn update_meta<E: From<StoreError>>(
                 purge_past_life(store, tenant, id, &old, now).await;
                 return Ok(meta);
             }
+            Err(StoreError::Conflict) => {
+                tokio::time::sleep(crate::retry::backoff(attempt, 10)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Rewrites one stored message of a live conversation with `change` (which
+/// sees the header and the message, and returns what the slot holds
+/// afterwards, `None` to remove it), retrying lost races; `missing` is the
+/// error when the conversation or the slot is not there. Returns the header
+/// written.
+pub async fn edit_message<E: From<StoreError>>(
+    store: &dyn Store,
+    (tenant, id): (&str, &str),
+    now: i64,
+    retention: Option<i64>,
+    seq: u64,
+    missing: impl Fn() -> E,
+    change: impl Fn(&StoredMessage) -> Result<Option<StoredMessage>, E>,
+) -> Result<ConversationMeta, E> {
+    for attempt in 0..MAX_WRITE_ATTEMPTS {
+        let after = seq.checked_sub(1);
+        let page = store
+            .message_page(tenant, id, now, store::Order::Asc, after, 1)
+            .await?;
+        let Some(old) = page.meta else {
+            return Err(missing());
+        };
+        let Some(stored) = page.messages.into_iter().next().filter(|m| m.seq == seq) else {
+            return Err(missing());
+        };
+        let message = change(&stored)?;
+        let mut meta = old.clone();
+        meta.version = old.version + 1;
+        meta.updated = now;
+        meta.expires_at = retention_of(&meta, retention).map(|r| now + r);
+        let edit = store::MessageEdit {
+            expected_version: old.version,
+            meta: meta.clone(),
+            seq,
+            message,
+        };
+        match store.edit_message(tenant, id, &edit).await {
+            Ok(()) => return Ok(meta),
             Err(StoreError::Conflict) => {
                 tokio::time::sleep(crate::retry::backoff(attempt, 10)).await;
             }

@@ -584,6 +584,9 @@ async fn known_hostile_cases() {
         ("GET", "/v1/conversations/%FF", "id"),
         ("PATCH", "/v1/conversations/%C3%28", "id"),
         ("DELETE", "/v1/conversations/%80", "id"),
+        ("GET", "/v1/conversations/%FF/items", "id"),
+        ("GET", "/v1/conversations/c1/items/%FF", "item_id"),
+        ("DELETE", "/v1/conversations/%FF/items/msg_0_0", "id"),
         ("DELETE", "/v1/admin/keys/%FF", "id"),
     ] {
         let (status, headers, body) = gw.call(method, path, Some(&key), None).await;

@@ -7,7 +7,7 @@ use ctxgate::auth::{hash_key, mint_key};
 use ctxgate::model::{Message as ChatMessage, Role};
 use ctxgate::store::{
     ConversationMeta, ConversationStore, IdempotencyClaim, IdempotencyDone, IdempotencyRequest,
-    ListPosition, MAX_ITEM_BYTES, Order, PART_BYTES, Store, StoreError, StoredMessage,
+    ListPosition, MAX_ITEM_BYTES, MessageEdit, Order, PART_BYTES, Store, StoreError, StoredMessage,
     StoredResponse, TurnWrite, UsageRow, WindowLimit,
 };
 
@@ -771,6 +771,99 @@ async fn idempotency(store: Arc<dyn Store>) {
     );
 }
 
+/// Issue 18: one slot rewritten shorter or removed, with the header, only
+/// at the version read: a split message leaves no stale part, every reader
+/// (window, pages, listing) skips a removed slot, another tenant's edit
+/// touches nothing of this one.
+async fn message_edits(store: Arc<dyn Store>) {
+    let big = "y".repeat(2 * PART_BYTES + 10);
+    let t = turn(
+        &ConversationMeta::default(),
+        &[big.as_str(), "a", "q2"],
+        100,
+        None,
+    );
+    store.append_turn("t1", "e", &t).await.unwrap();
+    let meta = t.meta;
+    let edit = |meta: &ConversationMeta, seq: u64, message: Option<StoredMessage>| MessageEdit {
+        expected_version: meta.version,
+        meta: ConversationMeta {
+            version: meta.version + 1,
+            updated: meta.updated + 1,
+            ..meta.clone()
+        },
+        seq,
+        message,
+    };
+    // A stale version changes nothing.
+    let mut stale = edit(&meta, 0, None);
+    stale.expected_version -= 1;
+    assert!(matches!(
+        store.edit_message("t1", "e", &stale).await,
+        Err(StoreError::Conflict)
+    ));
+    // The split message (three parts) rewritten as a short one.
+    let e = edit(&meta, 0, Some(msg(0, Role::User, "short")));
+    store.edit_message("t1", "e", &e).await.unwrap();
+    let meta = e.meta;
+    let c = store.load_conversation("t1", "e", 200).await.unwrap();
+    assert_eq!(texts(&c), ["short", "a", "q2"]);
+    assert_eq!(c.meta, meta);
+    let pages = store
+        .message_page("t1", "e", 200, Order::Asc, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pages.messages.len(), 3);
+    // A slot removed: windows and pages of both orders skip it.
+    let e = edit(&meta, 1, None);
+    store.edit_message("t1", "e", &e).await.unwrap();
+    let meta = e.meta;
+    let c = store.load_conversation("t1", "e", 200).await.unwrap();
+    assert_eq!(texts(&c), ["short", "q2"]);
+    for order in [Order::Asc, Order::Desc] {
+        let p = store
+            .message_page("t1", "e", 200, order, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(p.messages.len(), 1);
+        assert!(p.has_more);
+        let p = store
+            .message_page("t1", "e", 200, order, Some(p.messages[0].seq), 5)
+            .await
+            .unwrap();
+        assert_eq!(p.messages.len(), 1);
+        assert!(!p.has_more);
+    }
+    let listed = store.list_conversations("t1", 200, None, 10).await.unwrap();
+    assert_eq!(listed.conversations.len(), 1);
+    assert_eq!(listed.conversations[0].1.version, meta.version);
+    // A split message rewritten as another split one: no part of the old stays.
+    let other = "z".repeat(PART_BYTES + 10);
+    let e = edit(&meta, 0, Some(msg(0, Role::User, &other)));
+    store.edit_message("t1", "e", &e).await.unwrap();
+    let c = store.load_conversation("t1", "e", 200).await.unwrap();
+    assert_eq!(texts(&c), [other.as_str(), "q2"]);
+    // The same id of another tenant is another conversation.
+    assert!(matches!(
+        store.edit_message("t2", "e", &edit(&meta, 0, None)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        texts(&store.load_conversation("t1", "e", 200).await.unwrap()).len(),
+        2
+    );
+    // Deleting the conversation removes what the edits left.
+    store.delete_conversation("t1", "e").await.unwrap();
+    assert!(
+        store
+            .load_conversation("t1", "e", 200)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod embedded {
@@ -798,7 +891,8 @@ conformance!(
     message_pages,
     listing,
     deletion,
-    idempotency
+    idempotency,
+    message_edits
 );
 
 #[tokio::test]

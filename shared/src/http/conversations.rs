@@ -42,7 +42,7 @@ pub const MAX_RETENTION_DAYS: i64 = 3650;
 /// Largest request body of this API.
 const MAX_BODY: usize = 512 * 1024;
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(validate::conversation_id(id, "id")?)
 }
 
@@ -56,7 +56,7 @@ fn name_header_field(e: ApiError) -> ApiError {
     }
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     let mut e = ApiError::not_found("id", format!("no conversation '{id}'"));
     e.code = "conversation_not_found";
     e
@@ -99,11 +99,13 @@ fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
 // ---- views ------------------------------------------------------------------
 
 /// A conversation as the API shows it.
-fn conversation_view(id: &str, m: &ConversationMeta, full: bool) -> Map<String, Value> {
+pub(super) fn conversation_view(id: &str, m: &ConversationMeta, full: bool) -> Map<String, Value> {
     let mut v = Map::new();
     v.insert("id".into(), json!(id));
     v.insert("object".into(), json!("conversation"));
     v.insert("title".into(), json!(m.title));
+    // `created_at` is OpenAI's name; `created` stays for existing clients.
+    v.insert("created_at".into(), json!(m.created));
     v.insert("created".into(), json!(m.created));
     v.insert("updated".into(), json!(m.updated));
     v.insert("turns".into(), json!(m.turns));
@@ -422,7 +424,10 @@ fn parse_metadata(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
         .collect()
 }
 
-async fn body_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn body_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, ApiError> {
     let bytes = read_json_body(headers, body, MAX_BODY).await?;
     match validate::check_json_body(&bytes)? {
         Value::Object(o) => Ok(o),
@@ -490,7 +495,8 @@ fn apply_fields(meta: &mut ConversationMeta, f: &Fields, system: &Option<Vec<Mes
     }
 }
 
-/// `POST /v1/conversations`: creates one, with an optional client-chosen id.
+/// `POST /v1/conversations`: creates one, with an optional client-chosen id
+/// and OpenAI's optional initial `items`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -500,8 +506,19 @@ pub async fn create(
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         let obj = body_object(&headers, body).await?;
-        let mut fields = parse_fields(&obj, &["id"], state.config.limits.max_message_chars)?;
+        let mut fields = parse_fields(
+            &obj,
+            &["id", "items"],
+            state.config.limits.max_message_chars,
+        )?;
         redact_fields(&state, &p.tenant, &mut fields)?;
+        // OpenAI's initial items: stored as the conversation's first messages.
+        let messages = match obj.get("items") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(items) => {
+                super::conversation_items::stored_messages(&state, &p.tenant, items, "items")?
+            }
+        };
         let id = match obj.get("id") {
             None | Some(Value::Null) => ids::random_token::<12>("conv_"),
             Some(Value::String(id)) => {
@@ -516,13 +533,16 @@ pub async fn create(
             fields.system_prompt.clone().flatten(),
         )?);
         let now = now_secs();
-        let meta = context::update_meta(
+        let meta = context::append_messages(
             &*state.store,
             &p.tenant,
             &id,
             now,
-            state.config.retention_secs(),
-            state.config.limits.conversation_cap(),
+            (
+                state.config.retention_secs(),
+                state.config.limits.conversation_cap(),
+            ),
+            &messages,
             |meta, live| {
                 if live {
                     let mut e = ApiError::new(
@@ -550,7 +570,8 @@ pub async fn create(
     super::logged(result, log)
 }
 
-/// `PATCH /v1/conversations/{id}`: title, system prompt, metadata, retention.
+/// `PATCH /v1/conversations/{id}` (and `POST`, OpenAI's verb): title, system
+/// prompt, metadata, retention.
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -593,8 +614,9 @@ pub async fn update(
 
 // ---- delete -----------------------------------------------------------------
 
-/// `DELETE /v1/conversations/{id}`: removes it and every message; 204 even
-/// when there was nothing to remove.
+/// `DELETE /v1/conversations/{id}`: removes it and every message, answering
+/// OpenAI's `conversation.deleted` object (also when there was nothing to
+/// remove: a delete is idempotent).
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -604,7 +626,10 @@ pub async fn delete(
     let result = async {
         let p = caller(&state, &headers, SCOPE_CONVERSATIONS_WRITE, &mut log).await?;
         remove(&state, &p, &id).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(
+            Json(json!({"id": id, "object": "conversation.deleted", "deleted": true}))
+                .into_response(),
+        )
     }
     .await;
     super::logged(result, log)

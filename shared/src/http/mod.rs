@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod chat;
+pub mod conversation_items;
 pub mod conversations;
 pub mod cursor;
 pub mod door;
@@ -56,8 +57,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/conversations", "conversations"),
     ("POST", "/v1/conversations", "conversations"),
     ("GET", "/v1/conversations/{id}", "conversations"),
+    ("POST", "/v1/conversations/{id}", "conversations"),
     ("PATCH", "/v1/conversations/{id}", "conversations"),
     ("DELETE", "/v1/conversations/{id}", "conversations"),
+    ("GET", "/v1/conversations/{id}/items", "conversations"),
+    ("POST", "/v1/conversations/{id}/items", "conversations"),
+    (
+        "GET",
+        "/v1/conversations/{id}/items/{item_id}",
+        "conversations",
+    ),
+    (
+        "DELETE",
+        "/v1/conversations/{id}/items/{item_id}",
+        "conversations",
+    ),
     ("POST", "/v1/admin/keys", "keys"),
     ("GET", "/v1/admin/keys", "keys"),
     ("DELETE", "/v1/admin/keys/{id}", "keys"),
@@ -146,8 +160,17 @@ fn conversations_router() -> Router<Arc<AppState>> {
         .route(
             "/v1/conversations/{id}",
             get(conversations::get)
+                .post(conversations::update)
                 .patch(conversations::update)
                 .delete(conversations::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/items",
+            get(conversation_items::list).post(conversation_items::create),
+        )
+        .route(
+            "/v1/conversations/{id}/items/{item_id}",
+            get(conversation_items::get).delete(conversation_items::delete),
         )
 }
 

@@ -276,11 +276,21 @@ async fn stored_response(
     let now = crate::now_secs();
     let r = record(state, p, id, now).await?;
     let messages = turn_messages(state, p, &r, r.output_seq, now).await?;
+    // Its answer's items may have been deleted through the Conversations API.
+    let gone = || {
+        ApiError::not_found(
+            "response_id",
+            format!(
+                "the answer of response '{}' was deleted from its conversation",
+                r.id
+            ),
+        )
+    };
     let answer = messages
         .iter()
         .find(|m| m.seq == r.answer_seq)
-        .ok_or_else(ApiError::internal)?;
-    let fields = answer.response.clone().ok_or_else(ApiError::internal)?;
+        .ok_or_else(gone)?;
+    let fields = answer.response.clone().ok_or_else(gone)?;
     let mut object: ResponseObject =
         serde_json::from_value(fields).map_err(|_| ApiError::internal())?;
     let mut usage = Usage::default();

@@ -331,6 +331,22 @@ pub struct TurnWrite {
     pub response: Option<super::ResponseRecord>,
 }
 
+/// A change to one stored message slot: the message rewritten (fewer items
+/// after a client removed one) or, with `message: None`, the slot removed;
+/// written with the new header only if the stored header still has
+/// `expected_version`, so it cannot race a turn or another edit.
+#[derive(Debug, Clone, Default)]
+pub struct MessageEdit {
+    /// The version read before the edit.
+    pub expected_version: u64,
+    /// The header after the edit (its version is `expected_version + 1`).
+    pub meta: ConversationMeta,
+    /// The slot edited.
+    pub seq: u64,
+    /// What the slot holds afterwards (its `seq` is `seq`); `None` removes it.
+    pub message: Option<StoredMessage>,
+}
+
 /// Sort key of a conversation in its tenant's listing: newest-updated last
 /// in byte order, so listings read it backwards.
 pub fn listing_key(updated: i64, id: &str) -> String {
@@ -421,6 +437,16 @@ pub trait ConversationStore: Send + Sync {
     /// A turn with no messages rewrites only the header (create, update).
     async fn append_turn(&self, tenant: &str, id: &str, turn: &TurnWrite)
     -> Result<(), StoreError>;
+
+    /// Rewrites or removes one message slot with the header, atomically;
+    /// [`StoreError::Conflict`] if the version moved. No part of the slot's
+    /// old message outlives the edit.
+    async fn edit_message(
+        &self,
+        tenant: &str,
+        id: &str,
+        edit: &MessageEdit,
+    ) -> Result<(), StoreError>;
 
     /// Removes a conversation and every message of it; a missing one is fine.
     async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError>;

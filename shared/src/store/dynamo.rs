@@ -34,7 +34,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
@@ -44,9 +44,9 @@ use super::{
     ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
-    MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessagePage, Order,
-    ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
-    conversation_count_key, listing_key,
+    MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessageEdit, MessagePage,
+    Order, ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow,
+    check_turn_size, conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -1031,6 +1031,69 @@ impl ConversationStore for DynamoStore {
                     limit: MAX_ITEM_BYTES,
                 })
             }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn edit_message(
+        &self,
+        tenant: &str,
+        id: &str,
+        edit: &MessageEdit,
+    ) -> Result<(), StoreError> {
+        let pk = conv_pk(tenant, id);
+        // The slot's items as stored now: its parts change only with the
+        // header's version, which the transaction checks, so this read
+        // cannot go stale unnoticed.
+        let old = self.message_keys(&pk, edit.seq, edit.seq + 1).await?;
+        let values = HashMap::from([(":v".to_string(), n(edit.expected_version))]);
+        let mut items = vec![self.put(
+            meta_item(tenant, id, &edit.meta)?,
+            "version = :v",
+            Some(values),
+        )?];
+        let new = match &edit.message {
+            Some(m) => message_items(&pk, m)?,
+            None => Vec::new(),
+        };
+        let new_keys: Vec<String> = new
+            .iter()
+            .map(|i| get_s(i, "SK"))
+            .collect::<Result<_, _>>()?;
+        for item in new {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        // Parts the shorter message no longer has go in the same transaction.
+        for (_, sk) in old.iter().filter(|(_, sk)| !new_keys.contains(sk)) {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("PK", s(&pk))
+                .key("SK", s(sk))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        if items.len() > super::MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::TooLarge {
+                what: "the edit (items of one transaction)",
+                bytes: items.len(),
+                limit: super::MAX_TRANSACTION_ITEMS,
+            });
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
             Err(e) => Err(sdk_err(e)),
         }
     }

@@ -23,8 +23,9 @@ use super::{
     ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
-    McpServerRecord, McpServerStore, MessagePage, Order, ResponseRecord, ResponseStore, StoreError,
-    StoredMessage, TurnWrite, UsageRow, check_turn_size, conversation_count_key, listing_key,
+    McpServerRecord, McpServerStore, MessageEdit, MessagePage, Order, ResponseRecord,
+    ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    conversation_count_key, listing_key,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
@@ -402,26 +403,13 @@ impl ConversationStore for EmbeddedStore {
                     let was = complete_claim(&mut idem, &tenant, done)?;
                     reindex_record(&tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
                 }
-                let bytes = serde_json::to_vec(&turn.meta).map_err(backend)?;
-                meta_table
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-                reindex_conversation(&tx, &key, current.as_ref(), &turn.meta)?;
-                let mut index = tx.open_table(CONV_INDEX).map_err(backend)?;
-                if let Some(old) = &current {
-                    index
-                        .remove((tenant.as_str(), listing_key(old.updated, &id).as_str()))
-                        .map_err(backend)?;
-                }
-                index
-                    .insert(
-                        (
-                            tenant.as_str(),
-                            listing_key(turn.meta.updated, &id).as_str(),
-                        ),
-                        id.as_str(),
-                    )
-                    .map_err(backend)?;
+                write_head(
+                    &tx,
+                    &mut meta_table,
+                    (&tenant, &id),
+                    current.as_ref(),
+                    &turn.meta,
+                )?;
                 let mut msgs = tx.open_table(MESSAGES).map_err(backend)?;
                 for m in &turn.messages {
                     let bytes = serde_json::to_vec(m).map_err(backend)?;
@@ -443,6 +431,50 @@ impl ConversationStore for EmbeddedStore {
                 }
             }
             // Dropping an uncommitted transaction (the error paths above) aborts it.
+            tx.commit().map_err(backend)
+        })
+        .await?;
+        self.wrote().await;
+        Ok(())
+    }
+
+    async fn edit_message(
+        &self,
+        tenant: &str,
+        id: &str,
+        edit: &MessageEdit,
+    ) -> Result<(), StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let key = conv_key(&tenant, &id);
+        let edit = edit.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut meta_table = tx.open_table(META).map_err(backend)?;
+                let current = read_meta(&meta_table, &key)?;
+                if current.as_ref().map_or(0, |m| m.version) != edit.expected_version {
+                    return Err(StoreError::Conflict);
+                }
+                write_head(
+                    &tx,
+                    &mut meta_table,
+                    (&tenant, &id),
+                    current.as_ref(),
+                    &edit.meta,
+                )?;
+                // One row per slot here: rewriting it leaves nothing stale.
+                let mut msgs = tx.open_table(MESSAGES).map_err(backend)?;
+                match &edit.message {
+                    Some(m) => {
+                        let bytes = serde_json::to_vec(m).map_err(backend)?;
+                        msgs.insert((key.as_str(), edit.seq), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
+                    None => {
+                        msgs.remove((key.as_str(), edit.seq)).map_err(backend)?;
+                    }
+                }
+            }
             tx.commit().map_err(backend)
         })
         .await?;
@@ -840,6 +872,33 @@ fn add_usage_row(
     let bytes = serde_json::to_vec(&total).map_err(backend)?;
     table
         .insert((tenant, sk.as_str()), bytes.as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Writes a conversation's header and moves its listing and expiry index
+/// entries from `current` (the stored one, if any).
+fn write_head(
+    tx: &redb::WriteTransaction,
+    meta_table: &mut redb::Table<&str, &[u8]>,
+    (tenant, id): (&str, &str),
+    current: Option<&ConversationMeta>,
+    meta: &ConversationMeta,
+) -> Result<(), StoreError> {
+    let key = conv_key(tenant, id);
+    let bytes = serde_json::to_vec(meta).map_err(backend)?;
+    meta_table
+        .insert(key.as_str(), bytes.as_slice())
+        .map_err(backend)?;
+    reindex_conversation(tx, &key, current, meta)?;
+    let mut index = tx.open_table(CONV_INDEX).map_err(backend)?;
+    if let Some(old) = current {
+        index
+            .remove((tenant, listing_key(old.updated, id).as_str()))
+            .map_err(backend)?;
+    }
+    index
+        .insert((tenant, listing_key(meta.updated, id).as_str()), id)
         .map_err(backend)?;
     Ok(())
 }

@@ -30,8 +30,9 @@ pub mod window;
 
 pub use audit::{AuditPage, AuditRecord, AuditStore};
 pub use conversations::{
-    Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessagePage,
-    Order, ParentRef, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite, listing_key,
+    Conversation, ConversationMeta, ConversationPage, ConversationStore, ListPosition, MessageEdit,
+    MessagePage, Order, ParentRef, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite,
+    listing_key,
 };
 pub use counters::{CounterKey, CounterStore, UsageRow, conversation_count_key};
 pub use idempotency::{
