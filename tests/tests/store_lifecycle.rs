@@ -443,13 +443,13 @@ async fn oversized_header_is_refused_before_the_provider(store: Arc<dyn Store>) 
             .collect::<Vec<_>>()
     };
     let refused =
-        context::prepare(&*store, "t1", Some("many"), many(93), 100, &SETTINGS, None).await;
+        context::prepare(&*store, "t1", Some("many"), many(92), 100, &SETTINGS, None).await;
     assert!(
         matches!(&refused, Err(ContextError::TooLarge { param, .. }) if param == "messages"),
         "{:?}",
         refused.map(|p| p.window)
     );
-    let fits = context::prepare(&*store, "t1", Some("many"), many(92), 100, &SETTINGS, None).await;
+    let fits = context::prepare(&*store, "t1", Some("many"), many(91), 100, &SETTINGS, None).await;
     assert!(fits.is_ok());
 }
 
