@@ -117,3 +117,32 @@ async fn the_messages_door_streams_through_the_adapter_too() {
         .collect();
     assert_eq!(streamed, text);
 }
+
+#[tokio::test]
+async fn the_responses_door_streams_through_the_adapter_too() {
+    let (gw, _dir) = gateway();
+    let key = gw.key("acme", &[]).await;
+    let text = "Responses events through the Lambda adapter, word by word";
+    let body = json!({"model": "echo", "stream": true, "input": text});
+    let mut request = event(&key, body);
+    if let LambdaRequest::ApiGatewayV1(r) = &mut request {
+        r.path = Some("/v1/responses".into());
+        r.resource = Some("/v1/responses".into());
+    }
+    let (status, content_type, pieces) = invoke(&gw, request).await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    assert!(pieces.len() >= 5, "{pieces:?}");
+    let all: String = pieces.iter().map(|p| String::from_utf8_lossy(p)).collect();
+    assert!(all.starts_with("event: response.created\n"), "{all}");
+    let last = all.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.starts_with("event: response.completed\n"), "{all}");
+    assert!(!all.contains("[DONE]"), "{all}");
+    let streamed: String = all
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["type"] == "response.output_text.delta")
+        .filter_map(|v| v["delta"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(streamed, text);
+}
