@@ -502,7 +502,7 @@ enum Wire {
 }
 
 impl Wire {
-    /// The request body a client of this door sends.
+    /// The request body a client of this door sends (a Responses client: [`responses_request`]).
     fn request(self, model: &str) -> serde_json::Value {
         match self {
             Wire::OpenAi => json!({"model": model, "stream": true,
@@ -550,23 +550,31 @@ impl Wire {
     }
 }
 
+/// The streamed request body an Anthropic Messages client sends.
+fn messages_request(model: &str) -> serde_json::Value {
+    Wire::Anthropic.request(model)
+}
+
+/// The streamed request body a Responses API client sends.
+fn responses_request(model: &str) -> serde_json::Value {
+    json!({"model": model, "stream": true, "input": "stream please"})
+}
+
 /// Streams `STREAMS` answers of `CHUNKS` chunks from `url`, writing each
 /// upstream chunk only once the client has the previous one, and returns
 /// the upstream-write to client-arrival times: first chunks, then the rest.
-#[allow(clippy::too_many_arguments)]
 async fn stream_latencies(
     client: &reqwest::Client,
     url: &str,
     key: Option<&str>,
     senders: &mut mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
-    door: Wire,
+    body: serde_json::Value,
     upstream_wire: Wire,
-    model: &str,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let mut first = Vec::with_capacity(STREAMS);
     let mut rest = Vec::with_capacity(STREAMS * (CHUNKS - 1));
     for n in 0..STREAMS + 20 {
-        let mut req = client.post(url).json(&door.request(model));
+        let mut req = client.post(url).json(&body);
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
@@ -627,9 +635,8 @@ async fn streaming(dir: &Path) {
         &format!("{upstream}/v1/chat/completions"),
         None,
         &mut senders,
+        Wire::OpenAi.request("gpt-4o-mini"),
         Wire::OpenAi,
-        Wire::OpenAi,
-        "gpt-4o-mini",
     )
     .await;
     let direct = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -640,9 +647,8 @@ async fn streaming(dir: &Path) {
         &format!("{upstream}/v1/messages"),
         None,
         &mut senders,
+        Wire::Anthropic.request("claude-sonnet-4-5"),
         Wire::Anthropic,
-        Wire::Anthropic,
-        "claude-sonnet-4-5",
     )
     .await;
     let direct_anthropic = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -673,9 +679,8 @@ async fn streaming(dir: &Path) {
             &url,
             Some(&key),
             &mut senders,
+            Wire::OpenAi.request("openai/gpt-4o-mini"),
             Wire::OpenAi,
-            Wire::OpenAi,
-            "openai/gpt-4o-mini",
         )
         .await;
         stream_rows(name, first, rest, direct);
@@ -690,32 +695,40 @@ async fn streaming(dir: &Path) {
         ("ANTHROPIC_API_KEY", "sk-ant-bench".to_owned()),
     ];
     let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra, &[]).await;
-    let url = format!("http://127.0.0.1:{port}/v1/messages");
-    for (name, upstream_wire, model, direct) in [
+    for (door, path, body) in [
         (
-            "Messages door -> Anthropic upstream",
-            Wire::Anthropic,
-            "anthropic/claude-sonnet-4-5",
-            direct_anthropic,
+            "Messages",
+            "/v1/messages",
+            messages_request as fn(&str) -> serde_json::Value,
         ),
-        (
-            "Messages door -> OpenAI upstream",
-            Wire::OpenAi,
-            "openai/gpt-4o-mini",
-            direct,
-        ),
+        ("Responses", "/v1/responses", responses_request),
     ] {
-        let (first, rest) = stream_latencies(
-            &client,
-            &url,
-            Some(&key),
-            &mut senders,
-            Wire::Anthropic,
-            upstream_wire,
-            model,
-        )
-        .await;
-        stream_rows(name, first, rest, direct);
+        let url = format!("http://127.0.0.1:{port}{path}");
+        for (upstream_name, upstream_wire, model, direct) in [
+            (
+                "Anthropic",
+                Wire::Anthropic,
+                "anthropic/claude-sonnet-4-5",
+                direct_anthropic,
+            ),
+            ("OpenAI", Wire::OpenAi, "openai/gpt-4o-mini", direct),
+        ] {
+            let (first, rest) = stream_latencies(
+                &client,
+                &url,
+                Some(&key),
+                &mut senders,
+                body(model),
+                upstream_wire,
+            )
+            .await;
+            stream_rows(
+                &format!("{door} door -> {upstream_name} upstream"),
+                first,
+                rest,
+                direct,
+            );
+        }
     }
     server.kill().await.ok();
 }
