@@ -184,6 +184,12 @@ async fn another_tenants_response_is_not_found_and_refusals_change_nothing() {
             "background",
         ),
         (
+            json!({"model": "echo", "input": "x", "tools": [{"type": "mcp", "server_label": "crm",
+                   "require_approval": "never", "allowed_tools": ["get_customer"]}]}),
+            400,
+            "tools[0].allowed_tools",
+        ),
+        (
             json!({"model": "echo", "input": "x", "previous_response_id": "resp_x", "conversation": "c"}),
             400,
             "conversation",

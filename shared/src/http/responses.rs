@@ -31,7 +31,7 @@ use crate::store::{Order, ResponseRecord, StoredMessage};
 use crate::turn::{self, Answering, Continuation, Input};
 use crate::validate::{self, responses::responses_request};
 use crate::wire::openai_responses::types::{
-    ConversationId, IncompleteDetails, Item, Status, Truncation,
+    ConversationId, IncompleteDetails, Item, Status, ToolParam, Truncation,
 };
 use crate::wire::openai_responses::{
     self as codec, EventEncoder, ItemIds, ResponseHead, ResponseObject,
@@ -63,7 +63,23 @@ fn decode_input(
     let req = &checked.request;
     let decoded = codec::decode_request(req).map_err(|e| ApiError::invalid(e.param, e.message))?;
     // An `mcp` tool names a registered server: its tools join the turn's
-    // through the registry and the tool loop, as `mcp_servers` does.
+    // through the registry and the tool loop, as `mcp_servers` does. Its
+    // tools are narrowed where they are registered (the server's
+    // `allowed_tools`, the key's `mcp_tools`); a request that asks for a
+    // narrower set is refused rather than given more than it asked for.
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        if let ToolParam::Mcp {
+            allowed_tools: Some(_),
+            ..
+        } = tool
+        {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].allowed_tools"),
+                "a request cannot narrow an MCP server's tools; set allowed_tools on the \
+                 server's registration, or mcp_tools on the API key",
+            ));
+        }
+    }
     let mut mcp_servers = checked.mcp_servers.clone();
     for (_, label) in &decoded.mcp_labels {
         let names = mcp_servers.get_or_insert_with(Vec::new);
