@@ -1255,3 +1255,20 @@ async fn anthropic_usage_with_cache_reaches_both_clients() {
         whole_usage
     );
 }
+
+/// Issue 18: a Responses request's `reasoning.effort` reaches an OpenAI
+/// Chat upstream as `reasoning_effort`; its `instructions` stay apart.
+#[test]
+fn responses_reasoning_effort_reaches_an_openai_chat_upstream() {
+    use crate::wire::openai_responses::{decode_request, types::CreateRequest};
+    let req: CreateRequest = serde_json::from_value(json!({
+        "model": "openai/o4-mini", "input": "think", "instructions": "be brief",
+        "reasoning": {"effort": "high"}
+    }))
+    .unwrap();
+    let decoded = decode_request(&req).unwrap();
+    assert_eq!(decoded.instructions.len(), 1);
+    let body = openai_chat::encode_request(&decoded.request, "o4-mini", &openai_opts()).unwrap();
+    assert_eq!(body["reasoning_effort"], "high", "{body}");
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
+}

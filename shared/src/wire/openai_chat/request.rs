@@ -642,6 +642,15 @@ pub fn encode_request(
         "parallel_tool_calls",
         req.parallel_tool_calls.map(Value::from),
     );
+    // Reasoning effort from another door (Responses' `reasoning.effort`);
+    // the Chat door's own `reasoning_effort` rides in the extensions.
+    opt(
+        "reasoning_effort",
+        req.reasoning
+            .as_ref()
+            .and_then(|r| r.effort.clone())
+            .map(Value::from),
+    );
     opt("seed", req.seed.map(Value::from));
     opt("presence_penalty", req.presence_penalty.map(Value::from));
     opt("frequency_penalty", req.frequency_penalty.map(Value::from));
