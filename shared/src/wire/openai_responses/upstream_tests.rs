@@ -1,0 +1,1 @@
+//! Golden translations of the Responses upstream codec.
