@@ -244,3 +244,114 @@ async fn encrypted_reasoning_is_carried_across_turns_embedded() {
 async fn encrypted_reasoning_is_carried_across_turns_dynamodb() {
     two_turns_through_both_doors(dynamo_store().await).await;
 }
+
+// Issue 18, point 6: the Responses upstream's failures reach the client as
+// the Chat upstream's do (one classification, `provider/http.rs`), whole
+// and streamed, with the same retries; an upstream's error body (which may
+// echo the prompt) never does.
+#[tokio::test]
+async fn failures_map_as_the_chat_path_does() {
+    let upstream = MockUpstream::start(|_| Reply::status(500, "{}")).await;
+    let base = format!("{}/v1", upstream.url);
+    let config = format!(
+        "{CONFIG}\n[providers.chatty]\nkind = \"openai\"\nbase_url = \"{base}\"\n\
+         api_key_env = \"OPENAI_API_KEY\"\n[retry]\nattempts = 2\nbase_delay_ms = 1\n\
+         max_delay_ms = 1\n"
+    );
+    let gw = Gateway::with_toml(
+        embedded_store().0,
+        &config,
+        &[
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", PROVIDER_KEY),
+        ],
+    );
+    let key = gw.key(&unique("t"), &["chat"]).await;
+    let ask = |model: &str, stream: bool| {
+        json!({"model": model, "stream": stream,
+            "messages": [{"role": "user", "content": "hello SECRET-PROMPT"}]})
+    };
+    let call = |body: Value| {
+        let gw = &gw;
+        let key = key.clone();
+        async move {
+            let (status, headers, text) = gw
+                .call_raw_text(
+                    "POST",
+                    "/v1/chat/completions",
+                    Some(&key),
+                    &[],
+                    body.to_string().into_bytes(),
+                )
+                .await;
+            let retry_after = headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after, text)
+        }
+    };
+    for status in [400, 401, 403, 404, 413, 422, 429, 500, 503] {
+        upstream.respond(move |_| {
+            let mut r = Reply::status(
+                status,
+                r#"{"error": {"message": "echo: SECRET-PROMPT", "type": "x"}}"#,
+            );
+            // Passed on to the client; zero so that the retry waits for nothing.
+            r.headers.push(("retry-after".into(), "0".into()));
+            r
+        });
+        for stream in [false, true] {
+            let before = upstream.received().len();
+            let mut chat = call(ask("chatty/gpt-4.1", stream)).await;
+            chat.2 = chat.2.replace("chatty", "openai");
+            let chat_calls = upstream.received().len() - before;
+            let before = upstream.received().len();
+            let responses = call(ask(MODEL, stream)).await;
+            let responses_calls = upstream.received().len() - before;
+            assert_eq!(responses, chat, "upstream {status}, stream {stream}");
+            assert_eq!(responses_calls, chat_calls, "upstream {status}: retries");
+            assert!(!responses.2.contains("SECRET-PROMPT"), "{}", responses.2);
+            assert_ne!(responses.0, 200, "upstream {status}");
+        }
+    }
+    // A retried failure then an answer: the answer.
+    let count = Arc::new(AtomicUsize::new(0));
+    upstream.respond(move |r| {
+        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::status(503, "{}")
+        } else {
+            Reply::json(response_object(1, &r.body["model"]))
+        }
+    });
+    let (status, _, text) = call(ask(MODEL, false)).await;
+    assert_eq!((status, chat_text(false, &text)), (200, "answer 1".into()));
+    // Mid-stream: the upstream's error event ends the answer as a Chat
+    // upstream's error chunk does.
+    upstream.respond(|r| {
+        if r.path == "/v1/responses" {
+            Reply::sse(
+                "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\"}}\n\n\
+                 event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"SECRET-PROMPT\"}\n\n",
+            )
+        } else {
+            Reply::sse(
+                "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n\
+                 data: {\"error\":{\"type\":\"server_error\",\"message\":\"SECRET-PROMPT\"}}\n\n",
+            )
+        }
+    });
+    let mut chat = call(ask("chatty/gpt-4.1", true)).await;
+    chat.2 = chat.2.replace("chatty", "openai");
+    let responses = call(ask(MODEL, true)).await;
+    let errors = |text: &str| -> Vec<Value> {
+        text.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|c| c.get("error").cloned())
+            .collect()
+    };
+    assert_eq!(responses.0, chat.0);
+    assert_eq!(errors(&responses.2), errors(&chat.2), "{}", responses.2);
+    assert!(!errors(&responses.2).is_empty(), "{}", responses.2);
+    assert!(!responses.2.contains("SECRET-PROMPT"));
+}
