@@ -28,7 +28,7 @@ api = "responses"
 "#;
 
 fn encrypted(n: usize) -> String {
-    format!("gAAAAB-encrypted-reasoning-{n}")
+    format!("gAAAAABencrypted-reasoning-{n}")
 }
 
 /// The mock's `n`th answer (from 1): a reasoning item with encrypted

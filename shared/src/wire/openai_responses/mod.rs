@@ -28,6 +28,7 @@ pub use types::{
 
 pub use upstream::{
     ENCRYPTED_REASONING, UpstreamOptions, decode_upstream_response, encode_upstream_request,
+    is_openai_encrypted,
 };
 
 #[cfg(test)]

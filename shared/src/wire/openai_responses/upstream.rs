@@ -16,8 +16,9 @@
 //! block for its summary, when it has one, followed by an encrypted one for
 //! its `encrypted_content` (a block carries one or the other through the
 //! model's events). Going back upstream the pair is one item again; a
-//! reasoning block of another provider (an Anthropic signature) or with no
-//! encrypted content is left out, since OpenAI could not read it.
+//! reasoning block of another provider (an Anthropic signature or redacted
+//! thinking) or with no encrypted content is left out, since OpenAI could
+//! not read it and would refuse the request (see [`is_openai_encrypted`]).
 //!
 //! What the Responses API has no field for (`stop`, `seed`, the penalties,
 //! `top_k`) is left out, as the Anthropic provider leaves out what its API
@@ -135,7 +136,7 @@ fn carried_reasoning(m: &Message) -> Message {
                 text,
                 signature: None,
                 encrypted: Some(e),
-            } => content.push(Block::Reasoning {
+            } if is_openai_encrypted(e) => content.push(Block::Reasoning {
                 text: match summary.take() {
                     Some(s) if text.is_empty() => s.to_owned(),
                     _ => text.clone(),
@@ -158,6 +159,15 @@ fn carried_reasoning(m: &Message) -> Message {
         content,
         name: None,
     }
+}
+
+/// Whether encrypted reasoning is OpenAI's: a Fernet token, whose version
+/// byte (0x80) and the high bytes of its timestamp (zero until 2106) read
+/// `gAAAAA` in base64. Anthropic's redacted thinking, the other encrypted
+/// reasoning the model holds, does not; sent to OpenAI it would fail every
+/// later turn of its conversation, where leaving it out only loses the chain.
+pub fn is_openai_encrypted(data: &str) -> bool {
+    data.starts_with("gAAAAA")
 }
 
 /// A function tool; other tools (another format's) have no Responses form.

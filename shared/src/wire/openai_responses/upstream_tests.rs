@@ -40,8 +40,9 @@ fn msg(role: Role, content: Vec<Block>) -> Message {
 // Issue 18, point 6: the request goes stateless, with every parameter in
 // its Responses place; the first turn's encrypted reasoning comes back as a
 // reasoning item (its summary, no id) before the answer it led to; what
-// OpenAI could not read (an Anthropic signature, visible reasoning alone, a
-// reasoning item that ends an answer) is left out; no item has an id.
+// OpenAI could not read (an Anthropic signature or redacted thinking,
+// visible reasoning alone, a reasoning item that ends an answer) is left
+// out; no item has an id.
 #[test]
 fn a_request_with_tools_and_a_carried_reasoning_item() {
     let req = Request {
@@ -52,7 +53,7 @@ fn a_request_with_tools_and_a_carried_reasoning_item() {
                 Role::Assistant,
                 vec![
                     reasoning("Need the tool.", None, None),
-                    reasoning("", None, Some("gAAAA-enc-1")),
+                    reasoning("", None, Some("gAAAAAB-enc-1")),
                     call("call_1", "weather", "{\"city\":\"Oslo\"}"),
                 ],
             ),
@@ -72,14 +73,18 @@ fn a_request_with_tools_and_a_carried_reasoning_item() {
                 Role::Assistant,
                 vec![
                     reasoning("claude thinks", Some("sig-A"), None),
+                    reasoning("", None, Some("EmwKAhgBEgy-redacted-thinking")),
                     reasoning("visible only", None, None),
-                    reasoning("", None, Some("gAAAA-enc-2")),
+                    reasoning("", None, Some("gAAAAAB-enc-2")),
                     Block::text("4C and rain."),
                 ],
             ),
             msg(
                 Role::Assistant,
-                vec![Block::text("Cut."), reasoning("", None, Some("gAAAA-cut"))],
+                vec![
+                    Block::text("Cut."),
+                    reasoning("", None, Some("gAAAAAB-cut")),
+                ],
             ),
             Message::text(Role::User, "And tomorrow?"),
         ],
@@ -136,13 +141,13 @@ fn a_request_with_tools_and_a_carried_reasoning_item() {
                 "content": [{"type": "input_text", "text": "Weather in Oslo?"}]},
             {"type": "reasoning",
                 "summary": [{"type": "summary_text", "text": "Need the tool."}],
-                "encrypted_content": "gAAAA-enc-1"},
+                "encrypted_content": "gAAAAAB-enc-1"},
             {"type": "function_call", "call_id": "call_1", "name": "weather",
                 "arguments": "{\"city\":\"Oslo\"}"},
             {"type": "function_call_output", "call_id": "call_1", "output": "4C, rain"},
             {"type": "reasoning",
                 "summary": [{"type": "summary_text", "text": "visible only"}],
-                "encrypted_content": "gAAAA-enc-2"},
+                "encrypted_content": "gAAAAAB-enc-2"},
             {"type": "message", "role": "assistant",
                 "content": [{"type": "output_text", "text": "4C and rain.", "annotations": []}]},
             {"type": "message", "role": "assistant",
@@ -207,7 +212,7 @@ fn whole_answer() -> Value {
             {"type": "reasoning", "id": "rs_1", "status": "completed",
                 "summary": [{"type": "summary_text", "text": "First."},
                     {"type": "summary_text", "text": "Second."}],
-                "encrypted_content": "gAAAA-enc-up"},
+                "encrypted_content": "gAAAAAB-enc-up"},
             {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
                 "content": [{"type": "output_text", "text": "Looking it up.",
                     "annotations": [{"type": "url_citation", "url": "https://x.example"}]}]},
@@ -229,7 +234,7 @@ fn whole_model_answer() -> Response {
             Role::Assistant,
             vec![
                 reasoning("First.\n\nSecond.", None, None),
-                reasoning("", None, Some("gAAAA-enc-up")),
+                reasoning("", None, Some("gAAAAAB-enc-up")),
                 Block::Text {
                     text: "Looking it up.".into(),
                     citations: Some(json!([{"type": "url_citation", "url": "https://x.example"}])),
@@ -381,7 +386,7 @@ fn a_stream_is_the_whole_answer() {
             Event::BlockStart {
                 index: 1,
                 block: BlockStart::EncryptedReasoning {
-                    data: "gAAAA-enc-up".into()
+                    data: "gAAAAAB-enc-up".into()
                 }
             },
             Event::BlockStop { index: 1 },
@@ -423,7 +428,7 @@ fn incomplete_by_max_output_tokens() {
         "id": "resp_cut", "object": "response", "status": "incomplete", "model": "o4-mini",
         "incomplete_details": {"reason": "max_output_tokens"},
         "output": [{"type": "reasoning", "id": "rs_1", "summary": [],
-            "encrypted_content": "gAAAA-cut", "status": "incomplete"}],
+            "encrypted_content": "gAAAAAB-cut", "status": "incomplete"}],
         "usage": {"input_tokens": 10, "output_tokens": 16,
             "output_tokens_details": {"reasoning_tokens": 16}}
     });
@@ -431,7 +436,7 @@ fn incomplete_by_max_output_tokens() {
     assert_eq!(whole.finish, FinishReason::Length);
     assert_eq!(
         whole.message.content,
-        vec![reasoning("", None, Some("gAAAA-cut"))]
+        vec![reasoning("", None, Some("gAAAAAB-cut"))]
     );
     assert_eq!(whole.usage, Usage::new(10, 16).with_details(0, 16));
     let body = sse(&[
