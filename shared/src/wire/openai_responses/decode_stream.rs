@@ -23,6 +23,8 @@ enum Part {
     Call,
     /// A reasoning item's summary.
     Summary,
+    /// A reasoning item's encrypted content.
+    Encrypted,
 }
 
 /// A block of the answer: the output item it belongs to and what of it.
@@ -188,7 +190,7 @@ impl ResponsesDecoder {
                 {
                     let slot = Slot {
                         output,
-                        part: Part::Content(u32::MAX),
+                        part: Part::Encrypted,
                     };
                     let start = BlockStart::EncryptedReasoning {
                         data: data.to_owned(),
