@@ -10,7 +10,10 @@
 //! id up among its stored items, and with `store: false` there are none
 //! (it refuses the request), so no item carries one (as OpenAI's own Codex
 //! client sends them). A reasoning item needs `summary` (possibly empty)
-//! and, to be of any use, its `encrypted_content`.
+//! and, to be of any use, its `encrypted_content`. System and developer
+//! messages go as input messages of their role where they stand, not as
+//! `instructions`, so that a conversation's instructions keep their place
+//! and role.
 //!
 //! Reasoning in the model: OpenAI's reasoning item is a visible reasoning
 //! block for its summary, when it has one, followed by an encrypted one for
