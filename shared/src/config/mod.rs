@@ -35,8 +35,8 @@ pub use mcp::{McpConfig, McpServerConfig};
 pub use mcp_server::McpEndpointConfig;
 pub use prices::{Price, PriceTable, undated};
 pub use providers::{
-    ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig, ProviderConfig, ProviderKind, RetryPolicy,
-    RetrySettings,
+    ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig, OpenaiApi, ProviderConfig, ProviderKind,
+    RetryPolicy, RetrySettings,
 };
 pub use tenants::{Quotas, TenantConfig, default_redaction};
 pub use upstream::check_upstream_url;

@@ -38,6 +38,19 @@ impl ProviderKind {
     }
 }
 
+/// Which OpenAI API an OpenAI-protocol provider is called through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenaiApi {
+    /// Chat Completions (`{base_url}/chat/completions`): what every
+    /// OpenAI-compatible server speaks.
+    #[default]
+    Chat,
+    /// Responses (`{base_url}/responses`), stateless (`store: false`), with
+    /// the model's encrypted reasoning carried from one turn to the next.
+    Responses,
+}
+
 /// One provider's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +82,9 @@ pub struct ProviderConfig {
     /// only, since other servers of the protocol may refuse unknown fields).
     #[serde(default)]
     pub prompt_cache_key: Option<bool>,
+    /// OpenAI-protocol providers: the API called, `chat` (default) or `responses`.
+    #[serde(default)]
+    pub api: OpenaiApi,
 }
 
 impl ProviderConfig {
@@ -89,6 +105,7 @@ impl ProviderConfig {
             default_max_tokens: None,
             retry: None,
             prompt_cache_key: None,
+            api: OpenaiApi::Chat,
         }
     }
 }
@@ -320,6 +337,15 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
+            let openai_protocol = matches!(
+                p.kind,
+                ProviderKind::Openai | ProviderKind::OpenaiCompatible
+            );
+            if p.api == OpenaiApi::Responses && !openai_protocol {
+                return Err(ConfigError::Invalid(format!(
+                    "providers.{name}: api = \"responses\" is for the openai and openai_compatible kinds"
+                )));
+            }
             if let Some(r) = &p.retry {
                 check_retry(&format!("providers.{name}"), r)?;
             }
@@ -367,6 +393,7 @@ mod tests {
             Some("http://127.0.0.1:9/v1")
         );
         assert_eq!(c.providers["groq"].kind, ProviderKind::OpenaiCompatible);
+        assert_eq!(c.providers["groq"].api, OpenaiApi::Chat);
         assert_eq!(c.aliases["fast"], ["groq/llama"]);
     }
 
@@ -405,6 +432,8 @@ mod tests {
             "[aliases]\nx = []\n",
             "[aliases]\nx = [\"openai/a\", \"nowhere/b\"]\n",
             "deadline_seconds = 0\n",
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"https://api.anthropic.com\"\napi = \"responses\"\n",
+            "[providers.openai]\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi = \"assistants\"\n",
         ] {
             assert!(toml(bad, &[]).is_err(), "{bad}");
         }

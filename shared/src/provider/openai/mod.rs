@@ -2,8 +2,10 @@
 //! (Azure OpenAI, Ollama, vLLM, Groq...): same body, configurable base URL,
 //! key header and query parameters. Bodies are written and read by the
 //! [`openai_chat`](crate::wire::openai_chat) codec; the stream translator
-//! is [`stream`].
+//! is [`stream`]. A provider configured `api = "responses"` calls OpenAI's
+//! Responses API instead ([`responses`]).
 
+pub mod responses;
 pub mod stream;
 
 use async_trait::async_trait;
@@ -14,7 +16,7 @@ use super::{
     join_url, send_json, send_stream, sse,
 };
 use crate::capped::Caps;
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::{OpenaiApi, ProviderConfig, ProviderKind};
 use crate::model::Response;
 use crate::wire::openai_chat::{self, MaxTokensField, UpstreamOptions};
 
@@ -31,6 +33,8 @@ pub struct OpenAi {
     official: bool,
     /// Whether requests name their conversation's cache (`prompt_cache_key`).
     cache_key: bool,
+    /// Chat Completions or Responses.
+    api: OpenaiApi,
     caps: Caps,
 }
 
@@ -42,7 +46,10 @@ impl OpenAi {
             client,
             url: join_url(
                 cfg.base_url.as_deref().unwrap_or_default(),
-                "chat/completions",
+                match cfg.api {
+                    OpenaiApi::Chat => "chat/completions",
+                    OpenaiApi::Responses => "responses",
+                },
             ),
             auth_header: cfg
                 .auth_header
@@ -55,12 +62,22 @@ impl OpenAi {
                 .collect(),
             official: cfg.kind == ProviderKind::Openai,
             cache_key: cfg.sends_prompt_cache_key(),
+            api: cfg.api,
             caps,
         }
     }
 
     /// The upstream body of `call`.
     fn body(&self, call: &Call<'_>, stream: bool) -> Result<Value, ProviderError> {
+        let prompt_cache_key = call
+            .request
+            .stable
+            .as_ref()
+            .filter(|_| self.cache_key && call.cache.is_some())
+            .map(|s| s.key.as_str());
+        if self.api == OpenaiApi::Responses {
+            return responses::body(call, stream, prompt_cache_key);
+        }
         let opts = UpstreamOptions {
             stream,
             max_tokens_field: if self.official {
@@ -68,12 +85,7 @@ impl OpenAi {
             } else {
                 MaxTokensField::MaxTokens
             },
-            prompt_cache_key: call
-                .request
-                .stable
-                .as_ref()
-                .filter(|_| self.cache_key && call.cache.is_some())
-                .map(|s| s.key.as_str()),
+            prompt_cache_key,
         };
         openai_chat::encode_request(call.request, call.model, &opts).map_err(ProviderError::invalid)
     }
@@ -115,6 +127,9 @@ impl Provider for OpenAi {
         let body = self.body(&call, false)?;
         let http = self.request(&call, &body);
         let answer = send_json(&self.name, http, self.caps.body).await?;
+        if self.api == OpenaiApi::Responses {
+            return responses::decode(&self.name, answer);
+        }
         openai_chat::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
     }
 
@@ -122,10 +137,10 @@ impl Provider for OpenAi {
         let body = self.body(&call, true)?;
         let http = self.request(&call, &body);
         let resp = send_stream(&self.name, http.timeout(STREAM_DEADLINE)).await?;
-        Ok(sse::events(
-            &self.name,
-            body_stream(&self.name, resp, self.caps),
-            stream::ChunkDecoder::new(),
-        ))
+        let body = body_stream(&self.name, resp, self.caps);
+        if self.api == OpenaiApi::Responses {
+            return Ok(sse::events(&self.name, body, responses::decoder()));
+        }
+        Ok(sse::events(&self.name, body, stream::ChunkDecoder::new()))
     }
 }
