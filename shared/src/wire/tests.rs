@@ -1272,3 +1272,36 @@ fn responses_reasoning_effort_reaches_an_openai_chat_upstream() {
     assert_eq!(body["reasoning_effort"], "high", "{body}");
     assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
 }
+
+/// Issue 18: OpenAI's encrypted reasoning, stored by an `api = "responses"`
+/// provider, never reaches Anthropic (which would refuse the request);
+/// Anthropic's own redacted thinking still does.
+#[test]
+fn openai_encrypted_reasoning_is_left_out_for_anthropic() {
+    use crate::model::{Block, Message, Role};
+    let reasoning = |data: &str| Block::Reasoning {
+        text: String::new(),
+        signature: None,
+        encrypted: Some(data.to_owned()),
+    };
+    let req = model::Request {
+        messages: vec![
+            Message::text(Role::User, "q"),
+            Message {
+                role: Role::Assistant,
+                content: vec![
+                    reasoning("gAAAAABopenai"),
+                    reasoning("anthropic-redacted"),
+                    Block::text("a"),
+                ],
+                ..Message::text(Role::Assistant, "")
+            },
+            Message::text(Role::User, "q2"),
+        ],
+        ..model::Request::default()
+    };
+    let body = anthropic::encode_request(&req, "claude-sonnet-4-5", &anthropic_opts()).unwrap();
+    let text = body.to_string();
+    assert!(!text.contains("gAAAAAB"), "{text}");
+    assert!(text.contains("anthropic-redacted"), "{text}");
+}

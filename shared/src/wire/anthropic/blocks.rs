@@ -64,6 +64,12 @@ pub(super) fn encode_block(b: &Block, native: bool) -> Result<Option<Value>, Cod
             tool_use(c).ok_or_else(|| CodecError::new("", "tool call arguments must be JSON"))?
         }
         Block::ToolResult(r) => encode_tool_result(r)?,
+        // OpenAI's encrypted reasoning (a conversation that moved between
+        // providers) means nothing to Anthropic, which would refuse it.
+        Block::Reasoning {
+            encrypted: Some(data),
+            ..
+        } if crate::wire::openai_responses::is_openai_encrypted(data) => return Ok(None),
         Block::Reasoning {
             encrypted: Some(data),
             ..
