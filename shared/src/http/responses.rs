@@ -225,6 +225,14 @@ impl Wire for ResponsesWire {
     }
 }
 
+/// The 404 of a response id that names no stored response of the caller's.
+fn missing(id: &str) -> ApiError {
+    ApiError::not_found(
+        "response_id",
+        format!("no response '{}' is stored", id.escape_debug()),
+    )
+}
+
 /// A stored response's record, or a 404 naming `response_id`.
 async fn record(
     state: &AppState,
@@ -232,20 +240,14 @@ async fn record(
     id: &str,
     now: i64,
 ) -> Result<ResponseRecord, ApiError> {
-    let missing = || {
-        ApiError::not_found(
-            "response_id",
-            format!("no response '{}' is stored", id.escape_debug()),
-        )
-    };
     if !ids::is_valid_id(id, 128) {
-        return Err(missing());
+        return Err(missing(id));
     }
     state
         .store
         .get_response(&p.tenant, id, now)
         .await?
-        .ok_or_else(missing)
+        .ok_or_else(|| missing(id))
 }
 
 /// The stored messages of a response's turn, from `from` (a slot) to its
@@ -365,10 +367,7 @@ pub async fn delete(
         let now = crate::now_secs();
         record(&state, &p, &id, now).await?;
         if !state.store.delete_response(&p.tenant, &id).await? {
-            return Err(ApiError::not_found(
-                "response_id",
-                format!("no response '{}' is stored", id.escape_debug()),
-            ));
+            return Err(missing(&id));
         }
         Ok(Json(json!({"id": id, "object": "response.deleted", "deleted": true})).into_response())
     }
