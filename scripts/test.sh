@@ -19,6 +19,10 @@ export CTXGATE_TEST_PYTHON="$VENV/bin/python"
 # own validator when the SAM CLI is installed (it runs the same two tools).
 echo "== cfn-lint on infra/template.yaml"
 "$VENV/bin/cfn-lint" infra/template.yaml
+# Its Lambda Managed Instances variant (every function on the capacity provider).
+echo "== cfn-lint on the managed-instances variant"
+"$VENV/bin/python" scripts/managed-instances-template.py > infra/template.managed-instances.yaml
+"$VENV/bin/cfn-lint" infra/template.managed-instances.yaml
 if command -v sam >/dev/null 2>&1; then
   echo "== sam validate --lint"
   SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1 -t infra/template.yaml
