@@ -6,12 +6,17 @@ validates the property before CloudFormation evaluates conditions), so the
 ManagedInstances parameter alone only creates the capacity provider. This
 script derives the template whose functions run on it: ManagedInstances fixed
 to "true" and the capacity provider's resources unconditional, the network
-parameters required (no empty defaults), every
-function's memory at least 2048 MB (an environment has at least 2 GiB per
-vCPU), and every function joined to the capacity provider with
-ManagedInstancesConcurrency invocations per execution environment.
+parameters required (no empty defaults), and the chat function (every
+function with --all) joined to the capacity provider with
+ManagedInstancesConcurrency invocations per execution environment and at
+least 2048 MB (an environment has at least 2 GiB per vCPU).
 
-    python3 scripts/managed-instances-template.py > infra/template.managed-instances.yaml
+Chat is the function that waits: a turn holds its invocation for seconds while
+the provider answers. The others answer in milliseconds and cost little per
+invocation, while every function on the capacity provider keeps execution
+environments running (infra/README.md, the cost model).
+
+    python3 scripts/managed-instances-template.py [--all] > infra/template.managed-instances.yaml
     sam build -t infra/template.managed-instances.yaml && sam deploy --guided
 
 The output sits next to the source template so that CodeUri paths still resolve.
@@ -26,13 +31,22 @@ SOURCE = pathlib.Path(__file__).resolve().parents[1] / "infra" / "template.yaml"
 # Lambda Managed Instances environments have at least 2 GiB (per vCPU).
 MIN_MEMORY_MB = 2048
 
-GLOBALS_ANCHOR = "Globals:\n  Function:\n"
+# Function resource -> its memory parameter.
+FUNCTIONS = {
+    "ChatFunction": "ChatMemorySize",
+    "ModelsFunction": "ModelsMemorySize",
+    "KeysFunction": "KeysMemorySize",
+    "UsageFunction": "UsageMemorySize",
+    "ConversationsFunction": "ConversationsMemorySize",
+    "McpFunction": "McpMemorySize",
+    "SweeperFunction": "SweeperMemorySize",
+}
 CAPACITY = """\
-    # Lambda Managed Instances (scripts/managed-instances-template.py): every
-    # function runs on the capacity provider, many invocations per environment.
-    CapacityProviderConfig:
-      Arn: !GetAtt ManagedInstancesCapacityProvider.Arn
-      PerExecutionEnvironmentMaxConcurrency: !Ref ManagedInstancesConcurrency
+      # Lambda Managed Instances (scripts/managed-instances-template.py): many
+      # invocations per execution environment, on the capacity provider.
+      CapacityProviderConfig:
+        Arn: !GetAtt ManagedInstancesCapacityProvider.Arn
+        PerExecutionEnvironmentMaxConcurrency: !Ref ManagedInstancesConcurrency
 """
 
 
@@ -42,8 +56,9 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def variant(text: str) -> str:
-    """The managed-instances template from the source template's text."""
+def variant(text: str, functions=("ChatFunction",)) -> str:
+    """The managed-instances template from the source template's text, with
+    `functions` (logical ids) on the capacity provider."""
     text = replace_once(
         text,
         '  ManagedInstances:\n    Type: String\n    Default: "false"\n    AllowedValues: ["true", "false"]\n',
@@ -73,19 +88,28 @@ def variant(text: str) -> str:
             f"  {name}:\n    Type: String\n",
         )
 
-    def memory(m: re.Match) -> str:
-        return f"{m.group(1)}Default: {max(int(m.group(2)), MIN_MEMORY_MB)}\n    MinValue: {MIN_MEMORY_MB}\n"
-
-    text, n = re.subn(
-        r"(  \w+MemorySize:\n    Type: Number\n    )Default: (\d+)\n    MinValue: \d+\n", memory, text
-    )
-    if n == 0:
-        sys.exit(f"managed-instances-template: no memory parameters in {SOURCE}")
-    return replace_once(text, GLOBALS_ANCHOR, GLOBALS_ANCHOR + CAPACITY)
+    for function in functions:
+        param = FUNCTIONS[function]
+        text, n = re.subn(
+            rf"(  {param}:\n    Type: Number\n    )Default: (\d+)\n    MinValue: \d+\n",
+            lambda m: f"{m.group(1)}Default: {max(int(m.group(2)), MIN_MEMORY_MB)}\n    MinValue: {MIN_MEMORY_MB}\n",
+            text,
+        )
+        if n != 1:
+            sys.exit(f"managed-instances-template: no parameter {param} in {SOURCE}")
+        head = f"  {function}:\n    Type: AWS::Serverless::Function\n"
+        at = text.find(head)
+        props = text.find("    Properties:\n", at)
+        if at < 0 or props < 0:
+            sys.exit(f"managed-instances-template: no function {function} in {SOURCE}")
+        props += len("    Properties:\n")
+        text = text[:props] + CAPACITY + text[props:]
+    return text
 
 
 def main() -> None:
-    sys.stdout.write(variant(SOURCE.read_text()))
+    functions = tuple(FUNCTIONS) if "--all" in sys.argv[1:] else ("ChatFunction",)
+    sys.stdout.write(variant(SOURCE.read_text(), functions))
 
 
 if __name__ == "__main__":

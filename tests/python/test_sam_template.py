@@ -42,13 +42,14 @@ def translated():
     return translate(TEMPLATE.read_text())
 
 
-def managed_instances_text():
-    """scripts/managed-instances-template.py's output."""
+def managed_instances_text(functions=("ChatFunction",)):
+    """scripts/managed-instances-template.py's output (`--all`: every function)."""
     script = TEMPLATE.parents[1] / "scripts" / "managed-instances-template.py"
     spec = importlib.util.spec_from_file_location("managed_instances_template", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.variant(TEMPLATE.read_text())
+    functions = tuple(module.FUNCTIONS) if functions is None else functions
+    return module.variant(TEMPLATE.read_text(), functions)
 
 
 def rest_api_paths(out):
@@ -146,7 +147,8 @@ def test_no_role_reads_data_with_a_wildcard(translated):
 # Lambda Managed Instances (issue 19): an opt-in. The default template only
 # holds the capacity provider and its role under a condition that is false
 # with the defaults, and no function names a capacity provider; the variant
-# scripts/managed-instances-template.py writes runs every function on it.
+# scripts/managed-instances-template.py writes runs chat (or, with --all,
+# every function) on it.
 MANAGED = {"ManagedInstancesOperatorRole": "AWS::IAM::Role",
            "ManagedInstancesCapacityProvider": "AWS::Lambda::CapacityProvider"}
 
@@ -175,8 +177,9 @@ def test_managed_instances_are_off_by_default(translated):
     assert conditional == set(MANAGED)
 
 
-def test_the_managed_instances_variant_runs_every_function_on_the_capacity_provider():
-    out = translate(managed_instances_text())
+@pytest.mark.parametrize("scope", ["chat", "all"])
+def test_the_managed_instances_variant_runs_its_functions_on_the_capacity_provider(scope):
+    out = translate(managed_instances_text(None if scope == "all" else ("ChatFunction",)))
     for name, kind in MANAGED.items():
         res = out["Resources"][name]
         assert res["Type"] == kind
@@ -187,16 +190,17 @@ def test_the_managed_instances_variant_runs_every_function_on_the_capacity_provi
     assert provider["CapacityProviderScalingConfig"]["MaxVCpuCount"] == {"Ref": "ManagedInstancesMaxVCpus"}
     functions = lambda_functions(out)
     assert len(functions) == 7
-    for name, res in functions.items():
-        config = res["Properties"]["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
-        assert config == {
+    managed = {name for name, res in functions.items() if "CapacityProviderConfig" in res["Properties"]}
+    assert managed == (set(functions) if scope == "all" else {"ChatFunction"})
+    for name in managed:
+        config = functions[name]["Properties"]["CapacityProviderConfig"]
+        assert config["LambdaManagedInstancesCapacityProviderConfig"] == {
             "CapacityProviderArn": {"Fn::GetAtt": ["ManagedInstancesCapacityProvider", "Arn"]},
             "PerExecutionEnvironmentMaxConcurrency": {"Ref": "ManagedInstancesConcurrency"},
         }, name
+        memory = functions[name]["Properties"]["MemorySize"]["Ref"]
+        assert out["Parameters"][memory]["MinValue"] == 2048, name
     params = out["Parameters"]
     assert params["ManagedInstances"]["AllowedValues"] == ["true"]
     for p in ("ManagedInstancesSubnetIds", "ManagedInstancesSecurityGroupIds"):
         assert "Default" not in params[p], p
-    for name, p in params.items():
-        if name.endswith("MemorySize"):
-            assert p["Default"] >= 2048 and p["MinValue"] == 2048, name
