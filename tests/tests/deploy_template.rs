@@ -706,7 +706,10 @@ fn managed_instances_are_an_opt_in_that_needs_a_network() {
     };
     let on = BTreeMap::from([
         ("ManagedInstances", "true"),
-        ("ManagedInstancesSubnetIds", "subnet-0a1,subnet-0b2,subnet-0c3"),
+        (
+            "ManagedInstancesSubnetIds",
+            "subnet-0a1,subnet-0b2,subnet-0c3",
+        ),
         ("ManagedInstancesSecurityGroupIds", "sg-0123abcd"),
     ]);
     assert!(!holds(&BTreeMap::new()), "off by default");

@@ -920,6 +920,41 @@ async fn turns_at_once(
         first.get_or_insert_with(|| started.elapsed());
     }
     let took = started.elapsed();
+    // The access log: one line per invocation, with its own request id, path
+    // and span (lambda_runtime's per-invocation span names the same id).
+    let access = |log: &str| -> Vec<(String, Value)> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "request")
+            .filter_map(|v| Some((v["request_id"].as_str()?.to_owned(), v)))
+            .filter(|(id, _)| id.starts_with(&format!("inv-{tag}-")) && !id.ends_with("-warm"))
+            .collect()
+    };
+    let log = func.log.clone();
+    ctxgate_tests::eventually("every invocation's access line", || {
+        let n = access(&log.lock().unwrap()).len();
+        async move { n >= AT_ONCE }
+    })
+    .await;
+    let all = access(&func.log.lock().unwrap());
+    let lines: BTreeMap<String, Value> = all.iter().cloned().collect();
+    assert_eq!(
+        (all.len(), lines.len()),
+        (AT_ONCE, AT_ONCE),
+        "{tag}: one access line per invocation"
+    );
+    for (id, line) in &lines {
+        let i: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(
+            line["path"],
+            json!(door_request(i, tag, stream).0),
+            "{line}"
+        );
+        assert_eq!(line["status"], json!(200), "{line}");
+        if let Some(span_id) = line["span"]["requestId"].as_str() {
+            assert_eq!(span_id, id, "{line}");
+        }
+    }
     let in_flight = func.rt.max_in_flight();
     eprintln!(
         "{tag}: {AT_ONCE} invocations at once, upstream {UPSTREAM_DELAY:?} each: first answered in {:?}, all in {took:?}, at most {in_flight} in flight",
