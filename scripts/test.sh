@@ -19,6 +19,12 @@ export CTXGATE_TEST_PYTHON="$VENV/bin/python"
 # own validator when the SAM CLI is installed (it runs the same two tools).
 echo "== cfn-lint on infra/template.yaml"
 "$VENV/bin/cfn-lint" infra/template.yaml
+# Its Lambda Managed Instances variants (chat, or every function, on the capacity provider).
+for scope in "" --all; do
+  echo "== cfn-lint on the managed-instances variant $scope"
+  "$VENV/bin/python" scripts/managed-instances-template.py $scope > infra/template.managed-instances.yaml
+  "$VENV/bin/cfn-lint" infra/template.managed-instances.yaml
+done
 if command -v sam >/dev/null 2>&1; then
   echo "== sam validate --lint"
   SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1 -t infra/template.yaml

@@ -83,9 +83,10 @@ pub async fn sweep(store: &dyn Store, event: &Value) -> Result<usize, StoreError
     Ok(removed.len())
 }
 
-/// Runs the sweeper as a Lambda function on the table's stream.
+/// Runs the sweeper as a Lambda function on the table's stream (concurrent
+/// batches under `AWS_LAMBDA_MAX_CONCURRENCY`, as the HTTP functions are).
 pub async fn run_lambda(state: Arc<AppState>) -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::run(lambda_runtime::service_fn(
+    lambda_runtime::run_concurrent(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let state = state.clone();
             async move {

@@ -2,6 +2,7 @@
 transform would run it): the chat route really streams, the others do not."""
 
 import copy
+import importlib.util
 import pathlib
 
 import pytest
@@ -20,10 +21,9 @@ class NoManagedPolicies:
         return {}
 
 
-@pytest.fixture(scope="module")
-def translated():
-    source = yaml_parse(TEMPLATE.read_text())
-    doc = copy.deepcopy(source)
+def translate(text):
+    """The template text as CloudFormation's SAM transform turns it out."""
+    doc = copy.deepcopy(yaml_parse(text))
     # `sam build`/`sam package` replace local CodeUri paths with S3 locations.
     for res in doc["Resources"].values():
         if res["Type"] == "AWS::Serverless::Function":
@@ -35,6 +35,21 @@ def translated():
     finally:
         mp.undo()
     return out
+
+
+@pytest.fixture(scope="module")
+def translated():
+    return translate(TEMPLATE.read_text())
+
+
+def managed_instances_text(functions=("ChatFunction",)):
+    """scripts/managed-instances-template.py's output (`--all`: every function)."""
+    script = TEMPLATE.parents[1] / "scripts" / "managed-instances-template.py"
+    spec = importlib.util.spec_from_file_location("managed_instances_template", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    functions = tuple(module.FUNCTIONS) if functions is None else functions
+    return module.variant(TEMPLATE.read_text(), functions)
 
 
 def rest_api_paths(out):
@@ -107,10 +122,13 @@ def test_stage_has_throttling_and_json_access_logs(translated):
 def test_no_role_reads_data_with_a_wildcard(translated):
     """After the transform, so policies SAM itself adds (an event source's managed
     role, for instance) count too: no role may use DynamoDB or Secrets Manager on
-    Resource "*", nor carry a managed policy beyond basic logging."""
+    Resource "*", nor carry a managed policy beyond basic logging (and, for the
+    opt-in Lambda Managed Instances operator role, the EC2 operator policy Lambda
+    needs to run the instances: no data access)."""
     allowed = (
         "policy/service-role/AWSLambdaBasicExecutionRole",
         "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+        "policy/AWSLambdaManagedEC2ResourceOperator",
     )
     roles = {k: r for k, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     assert "SweeperRole" in roles
@@ -124,3 +142,65 @@ def test_no_role_reads_data_with_a_wildcard(translated):
                 if any(a.startswith(("dynamodb:", "secretsmanager:")) for a in actions):
                     resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
                     assert "*" not in resources, (name, st)
+
+
+# Lambda Managed Instances (issue 19): an opt-in. The default template only
+# holds the capacity provider and its role under a condition that is false
+# with the defaults, and no function names a capacity provider; the variant
+# scripts/managed-instances-template.py writes runs chat (or, with --all,
+# every function) on it.
+MANAGED = {"ManagedInstancesOperatorRole": "AWS::IAM::Role",
+           "ManagedInstancesCapacityProvider": "AWS::Lambda::CapacityProvider"}
+
+
+def lambda_functions(out):
+    return {k: r for k, r in out["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+
+
+def test_managed_instances_are_off_by_default(translated):
+    for name, kind in MANAGED.items():
+        res = translated["Resources"][name]
+        assert res["Type"] == kind
+        assert res["Condition"] == "UseManagedInstances", name
+    assert translated["Outputs"]["CapacityProviderArn"]["Condition"] == "UseManagedInstances"
+    params = translated["Parameters"]
+    assert params["ManagedInstances"]["Default"] == "false"
+    # The condition holds only when the option is on (and its network is given).
+    cond = translated["Conditions"]["UseManagedInstances"]["Fn::And"]
+    assert {"Fn::Equals": [{"Ref": "ManagedInstances"}, "true"]} in cond
+    functions = lambda_functions(translated)
+    assert len(functions) == 7
+    for name, res in functions.items():
+        assert "CapacityProviderConfig" not in res["Properties"], name
+    # Nothing else in the default template depends on the option.
+    conditional = {k for k, r in translated["Resources"].items() if r.get("Condition") == "UseManagedInstances"}
+    assert conditional == set(MANAGED)
+
+
+@pytest.mark.parametrize("scope", ["chat", "all"])
+def test_the_managed_instances_variant_runs_its_functions_on_the_capacity_provider(scope):
+    out = translate(managed_instances_text(None if scope == "all" else ("ChatFunction",)))
+    for name, kind in MANAGED.items():
+        res = out["Resources"][name]
+        assert res["Type"] == kind
+        assert "Condition" not in res, name
+    assert "UseManagedInstances" not in out.get("Conditions", {})
+    provider = out["Resources"]["ManagedInstancesCapacityProvider"]["Properties"]
+    assert provider["InstanceRequirements"]["Architectures"] == ["arm64"]
+    assert provider["CapacityProviderScalingConfig"]["MaxVCpuCount"] == {"Ref": "ManagedInstancesMaxVCpus"}
+    functions = lambda_functions(out)
+    assert len(functions) == 7
+    managed = {name for name, res in functions.items() if "CapacityProviderConfig" in res["Properties"]}
+    assert managed == (set(functions) if scope == "all" else {"ChatFunction"})
+    for name in managed:
+        config = functions[name]["Properties"]["CapacityProviderConfig"]
+        assert config["LambdaManagedInstancesCapacityProviderConfig"] == {
+            "CapacityProviderArn": {"Fn::GetAtt": ["ManagedInstancesCapacityProvider", "Arn"]},
+            "PerExecutionEnvironmentMaxConcurrency": {"Ref": "ManagedInstancesConcurrency"},
+        }, name
+        memory = functions[name]["Properties"]["MemorySize"]["Ref"]
+        assert out["Parameters"][memory]["MinValue"] == 2048, name
+    params = out["Parameters"]
+    assert params["ManagedInstances"]["AllowedValues"] == ["true"]
+    for p in ("ManagedInstancesSubnetIds", "ManagedInstancesSecurityGroupIds"):
+        assert "Default" not in params[p], p

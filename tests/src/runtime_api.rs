@@ -15,8 +15,16 @@
 //! - `POST /2018-06-01/runtime/invocation/{id}/error` and `/init/error`: a
 //!   diagnostic `{"errorType","errorMessage"}` with the
 //!   `Lambda-Runtime-Function-Error-Type` header.
+//!
+//! Concurrency: classic Lambda has one invocation outstanding per environment;
+//! Lambda Managed Instances accept concurrent `/next` and `/response` calls up
+//! to `AWS_LAMBDA_MAX_CONCURRENCY` ([`RuntimeApi::start_concurrent`]). The
+//! fixture hands out at most that many invocations at once (a further `/next`
+//! waits until one is answered) and records the most it ever had in flight.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -26,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Lambda's limit on a buffered (non-streamed) response payload.
 pub const MAX_BUFFERED_RESPONSE: usize = 6 * 1024 * 1024;
@@ -90,10 +98,28 @@ impl RuntimeEvent {
 /// Queued invocations: `(request id, event)`.
 type Invocations = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>;
 
+/// Invocations handed out and not yet answered, and the most there ever were.
+#[derive(Default)]
+struct InFlight {
+    /// Each outstanding invocation holds one of the environment's slots.
+    slots: Mutex<HashMap<String, OwnedSemaphorePermit>>,
+    max: AtomicUsize,
+}
+
 #[derive(Clone)]
 struct RtState {
     queue: Invocations,
     tx: mpsc::UnboundedSender<RuntimeEvent>,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` slots (one on classic Lambda).
+    capacity: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
+}
+
+impl RtState {
+    /// The invocation is answered (response or error): its slot is free.
+    fn finish(&self, id: &str) {
+        self.in_flight.slots.lock().unwrap().remove(id);
+    }
 }
 
 /// The fake Runtime API.
@@ -103,16 +129,29 @@ pub struct RuntimeApi {
     queue: mpsc::UnboundedSender<(String, String)>,
     /// What the function did, in order.
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    max_concurrency: usize,
+    in_flight: Arc<InFlight>,
 }
 
 impl RuntimeApi {
-    /// Starts the fake on a free loopback port.
+    /// Starts the fake on a free loopback port, as classic Lambda: one
+    /// invocation at a time.
     pub async fn start() -> Self {
+        Self::start_concurrent(1).await
+    }
+
+    /// Starts the fake as a Lambda Managed Instances environment: up to
+    /// `max_concurrency` invocations outstanding at once.
+    pub async fn start_concurrent(max_concurrency: usize) -> Self {
+        let max_concurrency = max_concurrency.max(1);
         let (tx, events) = mpsc::unbounded_channel();
         let (queue, invocations) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(InFlight::default());
         let state = RtState {
             queue: Arc::new(tokio::sync::Mutex::new(invocations)),
             tx,
+            capacity: Arc::new(Semaphore::new(max_concurrency)),
+            in_flight: in_flight.clone(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -130,7 +169,14 @@ impl RuntimeApi {
             address,
             queue,
             events,
+            max_concurrency,
+            in_flight,
         }
+    }
+
+    /// The most invocations the function ever had outstanding at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.max.load(Ordering::SeqCst)
     }
 
     /// Queues an invocation with this event payload; a pending `/next` gets it at once.
@@ -150,9 +196,12 @@ impl RuntimeApi {
         }
     }
 
-    /// Environment a Lambda function expects, pointing at this fake.
+    /// Environment a Lambda function expects, pointing at this fake (with
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` when it serves several at once, as Lambda
+    /// Managed Instances set it).
     pub fn lambda_env(&self, function: &str) -> Vec<(String, String)> {
-        [
+        let concurrency = self.max_concurrency.to_string();
+        let mut env: Vec<(String, String)> = [
             ("AWS_LAMBDA_RUNTIME_API", self.address.as_str()),
             ("AWS_LAMBDA_FUNCTION_NAME", function),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
@@ -162,35 +211,57 @@ impl RuntimeApi {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        .collect();
+        if self.max_concurrency > 1 {
+            env.push(("AWS_LAMBDA_MAX_CONCURRENCY".into(), concurrency));
+        }
+        env
     }
 }
 
 async fn next(State(s): State<RtState>) -> Response {
     let _ = s.tx.send(RuntimeEvent::Next(Instant::now()));
+    // A slot first: an environment never holds more invocations than its
+    // concurrency allows.
+    let Ok(slot) = s.capacity.clone().acquire_owned().await else {
+        return StatusCode::GONE.into_response();
+    };
     // The long poll: held until an invocation is queued, as Lambda holds it.
     let item = s.queue.lock().await.recv().await;
     match item {
-        Some((id, event)) => (
-            [
-                ("lambda-runtime-aws-request-id", id.as_str()),
-                ("lambda-runtime-deadline-ms", "32503680000000"),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:local",
-                ),
-                (
-                    "lambda-runtime-trace-id",
-                    "Root=1-67a0c7f2-1f2e3d4c5b6a798877665544;Parent=53995c3f42cd8ad8;Sampled=0",
-                ),
-                ("content-type", "application/json"),
-            ],
-            event,
-        )
-            .into_response(),
+        Some((id, event)) => {
+            let outstanding = {
+                let mut slots = s.in_flight.slots.lock().unwrap();
+                slots.insert(id.clone(), slot);
+                slots.len()
+            };
+            s.in_flight.max.fetch_max(outstanding, Ordering::SeqCst);
+            invocation(&id, event)
+        }
         // The fixture is shutting down.
         None => StatusCode::GONE.into_response(),
     }
+}
+
+/// An invocation as `/next` hands it out.
+fn invocation(id: &str, event: String) -> Response {
+    (
+        [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", "32503680000000"),
+            (
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:local",
+            ),
+            (
+                "lambda-runtime-trace-id",
+                "Root=1-67a0c7f2-1f2e3d4c5b6a798877665544;Parent=53995c3f42cd8ad8;Sampled=0",
+            ),
+            ("content-type", "application/json"),
+        ],
+        event,
+    )
+        .into_response()
 }
 
 async fn response(
@@ -199,6 +270,12 @@ async fn response(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let answer = read_response(&s, id.clone(), headers, body).await;
+    s.finish(&id);
+    answer
+}
+
+async fn read_response(s: &RtState, id: String, headers: HeaderMap, body: Body) -> Response {
     let streaming = headers
         .get("lambda-runtime-function-response-mode")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
@@ -307,6 +384,7 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    s.finish(&id);
     let _ = s.tx.send(RuntimeEvent::Error {
         id,
         body,

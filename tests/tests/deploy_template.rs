@@ -546,11 +546,38 @@ fn eval_rule(v: &Value, params: &BTreeMap<&str, &str>) -> Value {
     }
 }
 
-/// Whether CloudFormation would accept these parameter values under the template's rules.
+/// Every parameter's default, overridden by `params`.
+fn with_defaults<'a>(
+    defaults: &'a BTreeMap<String, String>,
+    params: &BTreeMap<&'a str, &'a str>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut all: BTreeMap<&str, &str> = defaults
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.extend(params.iter().map(|(k, v)| (*k, *v)));
+    all
+}
+
+/// The template's parameter defaults.
+fn defaults(t: &Template) -> BTreeMap<String, String> {
+    t.doc["Parameters"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .filter_map(|k| Some((k.to_owned(), t.parameter_default(k)?)))
+        .collect()
+}
+
+/// Whether CloudFormation would accept these parameter values (the others at
+/// their defaults) under the template's rules.
 fn rules_accept(t: &Template, params: &BTreeMap<&str, &str>) -> bool {
     let Some(rules) = t.doc["Rules"].as_mapping() else {
         return true;
     };
+    let defaults = defaults(t);
+    let params = &with_defaults(&defaults, params);
     rules.values().all(|rule| {
         let applies = match rule.get("RuleCondition") {
             Some(c) => eval_rule(c, params).as_bool().unwrap(),
@@ -662,4 +689,69 @@ fn sweeper_failures_land_in_a_queue_with_an_alarm() {
             && !p["AlarmActions"].is_null()
     });
     assert!(alarmed, "no alarm watches {queue}");
+}
+
+// Issue 19, point 5: Lambda Managed Instances are an opt-in. With the defaults
+// the capacity provider's condition is false and nothing else changes; turned
+// on, the template refuses to deploy without a network for the instances.
+#[test]
+fn managed_instances_are_an_opt_in_that_needs_a_network() {
+    let t = Template::load();
+    let defaults = defaults(&t);
+    let condition = &t.doc["Conditions"]["UseManagedInstances"];
+    let holds = |params: &BTreeMap<&str, &str>| {
+        eval_rule(condition, &with_defaults(&defaults, params))
+            .as_bool()
+            .unwrap()
+    };
+    let on = BTreeMap::from([
+        ("ManagedInstances", "true"),
+        (
+            "ManagedInstancesSubnetIds",
+            "subnet-0a1,subnet-0b2,subnet-0c3",
+        ),
+        ("ManagedInstancesSecurityGroupIds", "sg-0123abcd"),
+    ]);
+    assert!(!holds(&BTreeMap::new()), "off by default");
+    assert!(holds(&on));
+    assert!(rules_accept(&t, &BTreeMap::new()));
+    assert!(rules_accept(&t, &on));
+    let no_network = BTreeMap::from([("ManagedInstances", "true")]);
+    assert!(!rules_accept(&t, &no_network), "on without subnets");
+    let mut no_groups = on.clone();
+    no_groups.insert("ManagedInstancesSecurityGroupIds", "");
+    assert!(!rules_accept(&t, &no_groups), "on without security groups");
+
+    // What the option adds exists only under its condition ...
+    let conditional: BTreeSet<&str> = t
+        .resources()
+        .iter()
+        .filter(|(_, r)| r["Condition"].as_str() == Some("UseManagedInstances"))
+        .filter_map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        conditional,
+        BTreeSet::from([
+            "ManagedInstancesCapacityProvider",
+            "ManagedInstancesOperatorRole"
+        ])
+    );
+    assert_eq!(
+        t.resources()["ManagedInstancesCapacityProvider"]["Type"].as_str(),
+        Some("AWS::Lambda::CapacityProvider")
+    );
+    assert_eq!(
+        t.doc["Outputs"]["CapacityProviderArn"]["Condition"].as_str(),
+        Some("UseManagedInstances")
+    );
+    // ... and no function names a capacity provider in this template (the
+    // variant scripts/managed-instances-template.py writes does; the SAM
+    // translator test checks it).
+    assert!(t.doc["Globals"]["Function"]["CapacityProviderConfig"].is_null());
+    for (name, r) in t.resources() {
+        assert!(
+            r["Properties"]["CapacityProviderConfig"].is_null(),
+            "{name:?} joins a capacity provider by default"
+        );
+    }
 }

@@ -11,7 +11,9 @@
 //! variable fails the cold start with one log line naming it and no poll for
 //! work; a streamed response (lambda_http's streaming runtime) reaches the
 //! Runtime API as prelude, NUL delimiter and body; the fixture itself reads
-//! mid-stream error trailers and refuses buffered answers over 6 MB.
+//! mid-stream error trailers and refuses buffered answers over 6 MB; under
+//! `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances) one process serves
+//! many invocations at once, streamed and buffered, each answer its own.
 //!
 //! `scripts/test.sh` builds the binaries and names their directory in
 //! `CTXGATE_LAMBDA_BIN_DIR`. `scripts/check-arm64.sh` points it at cargo-lambda's
@@ -157,7 +159,12 @@ fn spawn(binary: PathBuf, rt: &RuntimeApi, env: &BTreeMap<String, String>) -> Ch
 
 impl Function {
     async fn start(binary: PathBuf, env: &BTreeMap<String, String>) -> Self {
-        let rt = RuntimeApi::start().await;
+        Self::start_on(RuntimeApi::start().await, binary, env)
+    }
+
+    /// Starts the binary under a Runtime API that already exists (e.g. one
+    /// serving several invocations at once).
+    fn start_on(rt: RuntimeApi, binary: PathBuf, env: &BTreeMap<String, String>) -> Self {
         let mut child = spawn(binary, &rt, env);
         // Drain stderr (the function's log) so a full pipe never stalls it.
         let log = Arc::new(Mutex::new(String::new()));
@@ -175,6 +182,28 @@ impl Function {
             }
         });
         Self { rt, child, log }
+    }
+
+    /// Waits until `count` more long polls for work have arrived.
+    async fn await_polls(&mut self, tag: &str, count: usize) {
+        let mut polling = 0;
+        while polling < count {
+            match tokio::time::timeout(HANG_GUARD, self.rt.events.recv()).await {
+                Ok(Some(RuntimeEvent::Next(_))) => polling += 1,
+                Ok(other) => panic!("{tag}: while waiting for polls: {other:?}"),
+                Err(_) => panic!(
+                    "{tag}: only {polling} of {count} polls; log:\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// The end of the function's log (its last 40 lines).
+    fn log(&self) -> String {
+        let log = self.log.lock().unwrap().clone();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// Sends one event and returns what the function posted back.
@@ -732,4 +761,225 @@ async fn runtime_api_reads_stream_errors_and_enforces_the_buffered_limit() {
     let too_big = vec![b' '; ctxgate_tests::runtime_api::MAX_BUFFERED_RESPONSE + 1];
     let resp = client.post(url("b-1")).body(too_big).send().await.unwrap();
     assert_eq!(resp.status(), 413);
+}
+
+/// How long the slow upstream takes to answer each request.
+const UPSTREAM_DELAY: Duration = Duration::from_millis(500);
+/// Invocations in flight at once, and the environment's concurrency.
+const AT_ONCE: usize = 32;
+
+/// The marker (`mk-...`) a request carries, wherever the door put its text.
+fn marker(text: &str) -> String {
+    let Some(at) = text.find("mk-") else {
+        return String::new();
+    };
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+/// An OpenAI upstream that takes `UPSTREAM_DELAY` to answer and answers each
+/// request with its own marker, streamed or not as asked.
+fn slow_marked_answer(r: &ctxgate_tests::Received) -> ctxgate_tests::Reply {
+    let text = format!("saw: {}", marker(&r.body.to_string()));
+    let mut reply = if r.body["stream"] == true {
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+                "model": "mock", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+            "model": "mock", "choices": [],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}});
+        let events = [
+            chunk(json!({"role": "assistant", "content": text}), Value::Null),
+            chunk(json!({}), json!("stop")),
+            usage,
+        ];
+        let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        body.push_str("data: [DONE]\n\n");
+        ctxgate_tests::Reply::sse(body)
+    } else {
+        ctxgate_tests::Reply::json(ctxgate_tests::openai_completion(&text, 11, 7))
+    };
+    reply.delay = UPSTREAM_DELAY;
+    reply
+}
+
+/// The three doors a streamed chat turn comes through: path, request body.
+fn door_request(i: usize, tag: &str, stream: bool) -> (&'static str, Value) {
+    let text = format!("mk-{tag}-{i:02}");
+    let model = "openai/gpt-4o-mini";
+    match i % 3 {
+        0 => (
+            "/v1/chat/completions",
+            json!({"model": model, "stream": stream,
+                "messages": [{"role": "user", "content": text}]}),
+        ),
+        1 => (
+            "/v1/messages",
+            json!({"model": model, "stream": stream, "max_tokens": 64,
+                "messages": [{"role": "user", "content": text}]}),
+        ),
+        _ => (
+            "/v1/responses",
+            json!({"model": model, "stream": stream, "input": text}),
+        ),
+    }
+}
+
+/// Starts `binary` as a Lambda Managed Instances environment of `AT_ONCE`
+/// slots, waits until every worker polls for work, sends `AT_ONCE` turns at
+/// once and checks each answer is its own (marker, request id). Returns how
+/// long all took from the moment they were queued.
+async fn turns_at_once(
+    stack: &Stack,
+    binary: PathBuf,
+    key: &str,
+    tag: &str,
+    stream: bool,
+) -> Duration {
+    let rt = RuntimeApi::start_concurrent(AT_ONCE).await;
+    let mut func = Function::start_on(rt, binary, &stack.env("ChatFunction"));
+    // Every worker's long poll is waiting: the cold start is not timed.
+    func.await_polls(tag, AT_ONCE).await;
+    // Nor is what the first turn of an environment does once (key lookup,
+    // provider secret, connection to the upstream): one turn first.
+    let (path, body) = door_request(AT_ONCE, tag, stream);
+    let warm = rest_event("POST", path, path, Some(key), Some(body));
+    func.rt.invoke(&format!("inv-{tag}-warm"), warm.to_string());
+    let outcome = tokio::time::timeout(HANG_GUARD, func.rt.outcome()).await;
+    assert!(
+        matches!(outcome, Ok(RuntimeEvent::Response { .. })),
+        "{tag}: the first turn: {outcome:?}; log:\n{}",
+        func.log()
+    );
+    func.await_polls(tag, 1).await;
+    let started = std::time::Instant::now();
+    for i in 0..AT_ONCE {
+        let (path, body) = door_request(i, tag, stream);
+        let event = rest_event("POST", path, path, Some(key), Some(body));
+        func.rt
+            .invoke(&format!("inv-{tag}-{i:02}"), event.to_string());
+    }
+    let mut answered = BTreeMap::new();
+    let mut first = None;
+    while answered.len() < AT_ONCE {
+        let Ok(outcome) = tokio::time::timeout(HANG_GUARD, func.rt.outcome()).await else {
+            panic!(
+                "{tag}: {} of {AT_ONCE} answered; log:\n{}",
+                answered.len(),
+                func.log()
+            );
+        };
+        let RuntimeEvent::Response {
+            id,
+            body,
+            stream: streamed,
+            ..
+        } = outcome
+        else {
+            panic!("{tag}: expected a response, got {outcome:?}");
+        };
+        // Streamed: the prelude carries status and headers, the body is the
+        // client's body. Buffered: one API Gateway response document.
+        let (status, headers, text) = match streamed {
+            Some(s) => {
+                assert!(s.error.is_none(), "{id}: stream failed: {:?}", s.error);
+                let status = s.prelude["statusCode"].as_u64().unwrap();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                (status, s.prelude["headers"].clone(), text)
+            }
+            None => {
+                let doc: Value = serde_json::from_slice(&body).expect("a response document");
+                let status = doc["statusCode"].as_u64().unwrap();
+                let text = doc["body"].as_str().unwrap_or("").to_owned();
+                // A REST API response carries its headers as multi-value lists.
+                let headers: serde_json::Map<String, Value> = doc["multiValueHeaders"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.to_lowercase(), v[0].clone()))
+                    .collect();
+                (status, Value::Object(headers), text)
+            }
+        };
+        let i: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(status, 200, "{id}: {text}");
+        // No cross-talk: the answer carries this request's marker and no other.
+        let own = format!("mk-{tag}-{i:02}");
+        assert_eq!(
+            text.matches("mk-").count(),
+            text.matches(&own).count(),
+            "{id}: {text}"
+        );
+        assert!(text.contains(&own), "{id}: {text}");
+        // The request id is this invocation's, not a neighbour's.
+        assert_eq!(headers["x-request-id"], json!(id), "{id}: {headers}");
+        answered.insert(id, text);
+        first.get_or_insert_with(|| started.elapsed());
+    }
+    let took = started.elapsed();
+    // The access log: one line per invocation, with its own request id, path
+    // and span (lambda_runtime's per-invocation span names the same id).
+    let access = |log: &str| -> Vec<(String, Value)> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "request")
+            .filter_map(|v| Some((v["request_id"].as_str()?.to_owned(), v)))
+            .filter(|(id, _)| id.starts_with(&format!("inv-{tag}-")) && !id.ends_with("-warm"))
+            .collect()
+    };
+    let log = func.log.clone();
+    ctxgate_tests::eventually("every invocation's access line", || {
+        let n = access(&log.lock().unwrap()).len();
+        async move { n >= AT_ONCE }
+    })
+    .await;
+    let all = access(&func.log.lock().unwrap());
+    let lines: BTreeMap<String, Value> = all.iter().cloned().collect();
+    assert_eq!(
+        (all.len(), lines.len()),
+        (AT_ONCE, AT_ONCE),
+        "{tag}: one access line per invocation"
+    );
+    for (id, line) in &lines {
+        let i: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(
+            line["path"],
+            json!(door_request(i, tag, stream).0),
+            "{line}"
+        );
+        assert_eq!(line["status"], json!(200), "{line}");
+        assert_eq!(line["span"]["requestId"], json!(id), "{line}");
+    }
+    let in_flight = func.rt.max_in_flight();
+    eprintln!(
+        "{tag}: {AT_ONCE} invocations at once, upstream {UPSTREAM_DELAY:?} each: first answered in {:?}, all in {took:?}, at most {in_flight} in flight",
+        first.unwrap_or_default()
+    );
+    assert!(in_flight > 1, "{tag}: invocations ran one at a time");
+    took
+}
+
+/// Lambda Managed Instances: one environment (`AWS_LAMBDA_MAX_CONCURRENCY`
+/// 32) serves 32 turns at once against an upstream that takes 500 ms each,
+/// streamed (the chat binary: Chat Completions, Messages and Responses doors)
+/// and buffered (the library's buffered wiring), each answer its own. All
+/// finish in about one upstream time, not 32; the bound is loose (4x) and only
+/// there to tell concurrent from sequential (16 s).
+#[tokio::test]
+async fn one_environment_serves_many_turns_at_once() {
+    let stack = Stack::new().await;
+    let key = stack.key(&[]).await;
+    stack.upstream.respond(slow_marked_answer);
+    let streamed = turns_at_once(&stack, binary("chat"), &key, "streamed", true).await;
+    let buffered_probe = PathBuf::from(env!("CARGO_BIN_EXE_lambda-buffered-probe"));
+    let buffered = turns_at_once(&stack, buffered_probe, &key, "buffered", false).await;
+    for (tag, took) in [("streamed", streamed), ("buffered", buffered)] {
+        assert!(
+            took < UPSTREAM_DELAY * 4,
+            "{tag}: {AT_ONCE} turns took {took:?}, upstream {UPSTREAM_DELAY:?}: not concurrent"
+        );
+    }
 }

@@ -15,6 +15,7 @@ pub mod mcp_servers;
 pub mod messages;
 pub mod models;
 pub mod responses;
+pub mod sync_body;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -295,9 +296,16 @@ pub fn lambda_service(router: Router) -> LambdaService {
     tower::util::MapRequest::new(router, strip)
 }
 
-/// Runs a router as a Lambda function.
+/// Runs a router as a Lambda function: one invocation at a time, or as many
+/// at once as `AWS_LAMBDA_MAX_CONCURRENCY` allows (Lambda Managed Instances),
+/// all sharing the router's state.
 pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(lambda_service(router)).await
+    // Concurrent workers need a `Sync` response; axum's body is only `Send`.
+    let service = tower::ServiceExt::map_response(
+        lambda_service(router),
+        sync_body::SyncBody::response as fn(Response) -> http::Response<sync_body::SyncBody>,
+    );
+    lambda_http::run_concurrent(service).await
 }
 
 /// Runs a router as a Lambda function with response streaming: every
@@ -305,8 +313,9 @@ pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
 /// chunks reach the client as they are produced. The API Gateway route must
 /// declare `ResponseTransferMode: RESPONSE_STREAM`. Only the chat function
 /// runs this way; the others answer small JSON bodies and stay buffered.
+/// Concurrent under `AWS_LAMBDA_MAX_CONCURRENCY` as [`run_lambda`] is.
 pub async fn run_lambda_streaming(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run_with_streaming_response(lambda_service(router)).await
+    lambda_http::run_with_streaming_response_concurrent(lambda_service(router)).await
 }
 
 /// lambda_http puts the stage in front of API Gateway paths (`/prod/v1/...`);
