@@ -24,7 +24,7 @@ use super::{
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     McpServerRecord, McpServerStore, MessageEdit, MessagePage, Order, ResponseRecord,
-    ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    ResponseStore, StoreError, StoredMessage, TurnWrite, UsageBatch, UsageRow, check_turn_size,
     conversation_count_key, listing_key,
 };
 
@@ -833,6 +833,36 @@ impl CounterStore for EmbeddedStore {
             tx.commit().map_err(backend)
         })
         .await
+    }
+
+    async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // One redb transaction commits wholly or not at all and says which,
+        // so a failed batch retried cannot count twice; no marker is needed.
+        let batch = batch.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut usage = tx.open_table(USAGE).map_err(backend)?;
+                for (tenant, row) in &batch.rows {
+                    add_usage_row(&mut usage, tenant, row)?;
+                }
+                let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                for (key, delta) in &batch.counters {
+                    let k = (key.pk.as_str(), key.sk.as_str());
+                    let current = counters.get(k).map_err(backend)?.map_or(0, |v| v.value());
+                    counters
+                        .insert(k, current.saturating_add(*delta))
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await?;
+        self.wrote().await;
+        Ok(())
     }
 
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
