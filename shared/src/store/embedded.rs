@@ -839,11 +839,29 @@ impl CounterStore for EmbeddedStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // One redb transaction commits wholly or not at all and says which,
-        // so a failed batch retried cannot count twice; no marker is needed.
+        // As on DynamoDB, a marker counter (swept like the others once it
+        // expires) written in the same transaction makes the batch apply once.
         let batch = batch.clone();
+        let marker = CounterKey {
+            pk: format!("F#{}", batch.id),
+            sk: "FLUSH".into(),
+        };
+        let expires = crate::now_secs() + 7 * 86_400;
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
+            let applied = {
+                let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                let k = (marker.pk.as_str(), marker.sk.as_str());
+                let applied = counters.get(k).map_err(backend)?.is_some();
+                if !applied {
+                    counters.insert(k, 1).map_err(backend)?;
+                }
+                applied
+            };
+            if applied {
+                return tx.abort().map_err(backend);
+            }
+            expire_counter(&tx, &marker, expires)?;
             {
                 let mut usage = tx.open_table(USAGE).map_err(backend)?;
                 for (tenant, row) in &batch.rows {
