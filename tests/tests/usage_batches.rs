@@ -245,3 +245,47 @@ async fn concurrent_turns_add_up_on_the_embedded_store() {
         .unwrap();
     assert_eq!(spent, rows[0].total_tokens as i64);
 }
+
+/// On Lambda the chat function's streamed body ends with the flush: the
+/// client has the whole answer (`[DONE]`) before the row is written, and the
+/// row is written before the body ends (within the invocation), with no
+/// flush by anyone else.
+#[tokio::test]
+async fn on_lambda_a_streamed_answer_ends_with_its_flush() {
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let gw = Gateway::with_toml(
+        store.clone(),
+        TOML,
+        &[
+            ("AWS_LAMBDA_FUNCTION_NAME", "chat"),
+            ("CTXGATE_STORE", "embedded"),
+        ],
+    );
+    assert!(gw.state.config.usage_flush_after_response);
+    let k = key(&gw, "free", None).await;
+    let router = ctxgate::http::chat_routes(gw.state.clone());
+    let body = json!({"model": "echo", "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let req = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {k}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let day = ctxgate::usage::day(ctxgate::now_secs());
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("[DONE]") {
+        let frame = body.frame().await.expect("more frames").unwrap();
+        text.push_str(&String::from_utf8_lossy(frame.data_ref().unwrap()));
+    }
+    // The whole answer is out; its row waits in memory.
+    assert!(store.usage("free", &day, &day).await.unwrap().is_empty());
+    assert_eq!(gw.state.usage.pending(), 1);
+    // The body's end is the flush.
+    assert!(body.frame().await.is_none());
+    let rows = store.usage("free", &day, &day).await.unwrap();
+    assert_eq!(rows[0].requests, 1);
+    assert_eq!(gw.state.usage.pending(), 0);
+}
