@@ -50,7 +50,7 @@ fn free_port() -> u16 {
 /// One turn; `true` when it was answered whole with a 200 (a stream up to
 /// its `[DONE]`), `None` when the server no longer took it.
 async fn turn(client: &reqwest::Client, base: &str, key: &str, n: u64) -> Option<bool> {
-    let stream = n % 2 == 0;
+    let stream = n.is_multiple_of(2);
     let body = json!({"model": "echo", "stream": stream, "max_tokens": 50,
                       "messages": [{"role": "user", "content": format!("turn {n}")}]});
     let resp = client
