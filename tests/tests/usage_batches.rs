@@ -289,3 +289,49 @@ async fn on_lambda_a_streamed_answer_ends_with_its_flush() {
     assert_eq!(rows[0].requests, 1);
     assert_eq!(gw.state.usage.pending(), 0);
 }
+
+/// A settlement written late cannot let a tenant overspend: until it is
+/// flushed the counter holds the whole reservation, so the next request is
+/// judged against more than was spent, never less; once flushed the budget
+/// holds exactly the usage.
+#[tokio::test]
+async fn a_late_settlement_only_errs_on_the_safe_side() {
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let toml = "usage_flush_ms = 3600000\n[tenants.tight]\ntokens_per_day = 1000\n";
+    let gw = Gateway::with_toml(store.clone(), toml, &[]);
+    let k = key(&gw, "tight", None).await;
+    let post = |max_tokens: u32| {
+        let body = json!({"model": "echo", "max_tokens": max_tokens,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let req = http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {k}"))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let router = gw.router.clone();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await.unwrap();
+            status
+        }
+    };
+    let day = ctxgate::usage::day(ctxgate::now_secs());
+    let counter = CounterKey {
+        pk: "T#tight#B".into(),
+        sk: format!("{day}#tokens"),
+    };
+    assert_eq!(post(600).await, 200);
+    let held = store.counter_get(&counter).await.unwrap();
+    assert!(held > 600, "the reservation is still held: {held}");
+    // The first turn used a few tokens, but its refund is not written yet:
+    // a second worst case of 600 does not fit what the counter holds.
+    assert_eq!(post(600).await, 429);
+    gw.state.usage.flush().await.unwrap();
+    let rows = store.usage("tight", &day, &day).await.unwrap();
+    assert_eq!(
+        store.counter_get(&counter).await.unwrap(),
+        rows[0].total_tokens as i64
+    );
+    assert_eq!(post(600).await, 200, "refunded once flushed");
+}
