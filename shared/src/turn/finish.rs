@@ -381,8 +381,8 @@ struct Finished {
 /// A turn's tool calls per MCP server: (calls, failures). They become usage
 /// rows (`mcp/{server}`: the calls as requests, the failures as tool errors,
 /// no tokens) written with the turn; a turn that ends without a commit (a
-/// client gone, a provider failing after the tools ran) writes them on their
-/// own when dropped, since the servers did the work all the same.
+/// client gone, a provider failing after the tools ran) hands them to the usage
+/// batcher when dropped, since the servers did the work all the same.
 pub(super) struct ToolTally {
     usage: Arc<UsageBatcher>,
     tenant: String,
