@@ -51,7 +51,9 @@ if [ "$PROFILE" = dev ]; then PROFILE_DIR=debug; else PROFILE_DIR="$PROFILE"; fi
 export CTXGATE_LAMBDA_BIN_DIR="$CARGO_TARGET_DIR/$PROFILE_DIR"
 
 echo "== cargo test"
-cargo test --workspace --locked
+# The local server binary for tests/tests/usage_shutdown.rs (SIGTERM mid-load).
+cargo build --locked -p ctxgate --bin ctxgate
+CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" cargo test --workspace --locked
 
 echo "== the official OpenAI (and its Agents SDK), Anthropic and MCP Python SDKs against the local server"
 cargo build --locked -p ctxgate --bin ctxgate

@@ -23,6 +23,7 @@ pub mod redact;
 pub mod refresh;
 pub mod retry;
 pub mod secrets;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod summary;

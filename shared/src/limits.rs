@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::config::{Config, Price, Quotas};
 use crate::store::{CounterKey, CounterStore, Store, StoreError};
 use crate::usage;
+use crate::usage::flush::UsageBatcher;
 
 /// A refused request.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,9 @@ fn budget_key(tenant: &str, day: &str, what: &str) -> CounterKey {
 /// A budget reservation awaiting settlement.
 pub struct Reservation {
     store: Arc<dyn CounterStore>,
+    /// Where the settlement goes once the call is metered: written after
+    /// the answer (see [`Reservation::defer_to`]).
+    deferred: Option<Arc<UsageBatcher>>,
     tokens: Option<(CounterKey, i64)>,
     cost: Option<(CounterKey, i64)>,
     settled: bool,
@@ -261,6 +265,7 @@ async fn reserve_within(
     let retry_after = usage::seconds_to_midnight(now);
     let mut r = Reservation {
         store: store.clone(),
+        deferred: None,
         tokens: None,
         cost: None,
         settled: false,
@@ -306,6 +311,15 @@ impl Reservation {
         self.settled = true;
     }
 
+    /// Settles through `usage` from now on: the difference between the
+    /// reservation and the real usage is added in the batcher's next flush,
+    /// after the answer. The reservation stays on the counter until then,
+    /// which can only refuse a request early, never let one overspend; a
+    /// call that cost more than it reserved wakes the flusher at once.
+    pub fn defer_to(&mut self, usage: Arc<UsageBatcher>) {
+        self.deferred = Some(usage);
+    }
+
     /// Replaces the reservation with the real usage (0, 0 refunds it).
     pub async fn settle(&mut self, tokens: u64, cost_micro: u64) {
         if self.settled {
@@ -317,12 +331,22 @@ impl Reservation {
                 let delta = i64::try_from(actual)
                     .unwrap_or(i64::MAX)
                     .saturating_sub(*reserved);
-                if delta != 0
+                if let Some(usage) = &self.deferred {
+                    usage.adjust(key, delta);
+                } else if delta != 0
                     && let Err(e) = self.store.counter_add(key, delta, None, None).await
                 {
                     tracing::error!(error = %e, "budget settlement failed");
                 }
             }
+        }
+    }
+
+    /// Refunds the whole reservation into the batcher, at once.
+    fn refund_deferred(&mut self, usage: &UsageBatcher) {
+        self.settled = true;
+        for (key, reserved) in [self.tokens.take(), self.cost.take()].into_iter().flatten() {
+            usage.adjust(&key, -reserved);
         }
     }
 }
@@ -332,12 +356,17 @@ impl Drop for Reservation {
         if self.settled {
             return;
         }
+        if let Some(usage) = self.deferred.take() {
+            self.refund_deferred(&usage);
+            return;
+        }
         // Cancelled mid-request (client disconnected): refund in the background.
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let mut orphan = Reservation {
             store: self.store.clone(),
+            deferred: None,
             tokens: self.tokens.take(),
             cost: self.cost.take(),
             settled: false,

@@ -121,17 +121,18 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::from_env().await?;
     let listener = tokio::net::TcpListener::bind(&state.config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, store = ?state.config.store, "ctxgate listening");
-    let app = ctxgate::http::app(state);
+    let app = ctxgate::http::app(state.clone());
     // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm
     // holds each behind the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // SIGTERM or SIGINT: stop accepting, let in-flight requests finish, then
+    // write the usage still in memory before exiting.
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(ctxgate::shutdown::signal())
         .await?;
+    ctxgate::shutdown::flush_usage(&state.usage).await;
     Ok(())
 }
 

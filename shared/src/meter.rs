@@ -3,12 +3,14 @@
 //!
 //! The handler settles with the real usage (or the gateway's estimate when
 //! the provider reported none) and then records the row, in the turn's
-//! transaction or on its own. A call abandoned once it was sent (client gone,
-//! summary cut off, task aborted) cannot be asked what it generated, so on
-//! drop it is charged its reserved worst case, in the background, and its row
-//! is marked estimated. A row settled but not yet recorded when the handler
-//! goes away is recorded in the background too. So every call that ran is
-//! metered, and none twice.
+//! transaction or on its own. Both the settlement and a row on its own go to
+//! the process's [`UsageBatcher`], written after the answer: only the
+//! reservation, made before the call, is on the critical path. A call
+//! abandoned once it was sent (client gone, summary cut off, task aborted)
+//! cannot be asked what it generated, so on drop it is charged its reserved
+//! worst case and its row is marked estimated. A row settled but not yet
+//! recorded when the handler goes away is recorded too. So every call that
+//! ran is metered, and none twice.
 
 use std::sync::Arc;
 
@@ -16,8 +18,9 @@ use crate::config::Config;
 use crate::limits::Reservation;
 use crate::model::Usage;
 use crate::provider::ProviderError;
-use crate::store::{CounterStore, UsageRow};
+use crate::store::UsageRow;
 use crate::usage;
+use crate::usage::flush::UsageBatcher;
 
 enum Stage {
     /// Reserved; the call has not gone out (dropping refunds).
@@ -32,7 +35,7 @@ enum Stage {
 
 /// One provider call's metering; see the module docs.
 pub struct Meter {
-    store: Arc<dyn CounterStore>,
+    usage: Arc<UsageBatcher>,
     config: Arc<Config>,
     tenant: String,
     model: String,
@@ -44,18 +47,22 @@ pub struct Meter {
 
 impl Meter {
     /// A meter for a call of `model` whose worst case is `worst` (prompt
-    /// estimate plus the output reserved), holding its budget `reservation`.
+    /// estimate plus the output reserved), holding its budget `reservation`
+    /// (whose settlement then goes to `usage` too).
     pub fn new(
-        store: Arc<dyn CounterStore>,
+        usage: Arc<UsageBatcher>,
         config: Arc<Config>,
         tenant: &str,
         model: &str,
         now: i64,
         worst: Usage,
-        reservation: Option<Reservation>,
+        mut reservation: Option<Reservation>,
     ) -> Self {
+        if let Some(r) = reservation.as_mut() {
+            r.defer_to(usage.clone());
+        }
         Self {
-            store,
+            usage,
             config,
             tenant: tenant.to_owned(),
             model: model.to_owned(),
@@ -117,10 +124,10 @@ impl Meter {
     }
 
     /// Records the settled row on its own (stateless turns, blocked answers,
-    /// turns that could not be stored).
+    /// turns that could not be stored): into the batcher, written later.
     pub async fn record(&mut self) {
         if let Stage::Answered(row) = std::mem::replace(&mut self.stage, Stage::Done) {
-            add(&*self.store, &self.tenant, &row).await;
+            add(&self.usage, &self.tenant, &row);
         }
     }
 }
@@ -133,11 +140,9 @@ fn may_have_run(error: &ProviderError) -> bool {
     )
 }
 
-async fn add(store: &dyn CounterStore, tenant: &str, row: &UsageRow) {
-    if row.total_tokens > 0
-        && let Err(e) = store.add_usage(tenant, row).await
-    {
-        tracing::error!(error = %e, "usage accounting failed");
+fn add(usage: &UsageBatcher, tenant: &str, row: &UsageRow) {
+    if row.total_tokens > 0 {
+        usage.add(tenant, row);
     }
 }
 
@@ -159,11 +164,6 @@ impl Drop for Meter {
             }
             Stage::Answered(row) => row,
         };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("usage of an abandoned call could not be recorded");
-            return;
-        };
-        let (store, tenant) = (self.store.clone(), std::mem::take(&mut self.tenant));
-        handle.spawn(async move { add(&*store, &tenant, &row).await });
+        add(&self.usage, &self.tenant, &row);
     }
 }

@@ -66,13 +66,21 @@ pub struct AppState {
     pub mcp: crate::mcp::Mcp,
     /// Unix seconds the process started (reported as models' `created`).
     pub started: i64,
+    /// Usage rows and budget settlements, written in batches off the
+    /// critical path (flush it before the process exits).
+    pub usage: Arc<crate::usage::flush::UsageBatcher>,
 }
 
 impl AppState {
     /// Builds the state from the environment: the path every binary takes.
+    /// On Lambda it also arranges for usage to be flushed on SIGTERM
+    /// ([`crate::shutdown::on_lambda_shutdown`], during the Init phase).
     pub async fn from_env() -> Result<Arc<Self>, StartupError> {
         let config = Config::from_env()?;
-        Self::build(config, |k| std::env::var(k).ok().filter(|v| !v.is_empty())).await
+        let state =
+            Self::build(config, |k| std::env::var(k).ok().filter(|v| !v.is_empty())).await?;
+        crate::shutdown::on_lambda_shutdown(state.usage.clone()).await;
+        Ok(state)
     }
 
     /// Builds the state from a config; `env` supplies provider keys for local runs.
@@ -155,7 +163,13 @@ impl AppState {
             credentials,
             crate::mcp::client::Clients::new(&config),
         );
+        let usage = crate::usage::flush::UsageBatcher::new(
+            store.clone(),
+            config.usage_flush_interval,
+            config.usage_flush_after_response,
+        );
         Ok(Arc::new(Self {
+            usage,
             mcp,
             redactors,
             auth: Authenticator::new(store.clone(), &config, client.clone()),

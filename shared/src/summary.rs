@@ -186,7 +186,7 @@ pub async fn write(
         Err(e) => return Err(e.into()),
     };
     let mut meter = Meter::new(
-        state.store.clone(),
+        state.usage.clone(),
         state.config.clone(),
         tenant,
         &model.id,

@@ -320,6 +320,13 @@ impl Gateway {
         }
     }
 
+    /// Writes the usage and budget settlements the call left in memory, as
+    /// the batcher would shortly after it (its failure, a faulty store's,
+    /// keeps them for later), so tests read settled counters.
+    pub async fn settle_usage(&self) {
+        let _ = self.state.usage.flush().await;
+    }
+
     /// Mints a key for `tenant` and returns its secret.
     pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
@@ -372,6 +379,7 @@ impl Gateway {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        self.settle_usage().await;
         (
             status,
             headers,
@@ -427,6 +435,7 @@ impl Gateway {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        self.settle_usage().await;
         (
             status,
             headers,

@@ -63,6 +63,7 @@ async fn call(gw: &Gateway, key: &str, body: Value) -> (u16, http::HeaderMap, St
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    gw.settle_usage().await;
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 

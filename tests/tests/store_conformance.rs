@@ -864,6 +864,66 @@ async fn message_edits(store: Arc<dyn Store>) {
     );
 }
 
+// Issue 19, point 1: a usage batch adds its rows and counter deltas
+// atomically, and the same batch (same id) applied again counts once.
+async fn usage_batches(store: Arc<dyn Store>) {
+    use ctxgate::store::{CounterKey, UsageBatch};
+    let row = |model: &str, tokens: u64| UsageRow {
+        day: "2026-11-30".into(),
+        model: model.into(),
+        requests: 2,
+        total_tokens: tokens,
+        price_version: "v1".into(),
+        ..UsageRow::default()
+    };
+    let budget = CounterKey {
+        pk: "T#acme#B".into(),
+        sk: "2026-11-30#tokens".into(),
+    };
+    assert!(
+        store
+            .counter_add(&budget, 100, Some(1000), None)
+            .await
+            .unwrap()
+    );
+    store.add_usage("acme", &row("echo", 1)).await.unwrap();
+    let batch = UsageBatch {
+        id: ctxgate_tests::unique("batch"),
+        rows: vec![
+            ("acme".into(), row("echo", 10)),
+            ("acme".into(), row("openai/gpt-4o", 5)),
+            ("other".into(), row("echo", 7)),
+        ],
+        counters: vec![(budget.clone(), -60)],
+    };
+    store.add_usage_batch(&batch).await.unwrap();
+    // A flush whose answer was lost is retried as it was.
+    store.add_usage_batch(&batch).await.unwrap();
+    let rows = store
+        .usage("acme", "2026-11-30", "2026-11-30")
+        .await
+        .unwrap();
+    let got: Vec<(&str, u64, u64)> = rows
+        .iter()
+        .map(|r| (r.model.as_str(), r.requests, r.total_tokens))
+        .collect();
+    assert_eq!(got, vec![("echo", 4, 11), ("openai/gpt-4o", 2, 5)]);
+    let other = store
+        .usage("other", "2026-11-30", "2026-11-30")
+        .await
+        .unwrap();
+    assert_eq!((other[0].requests, other[0].total_tokens), (2, 7));
+    assert_eq!(store.counter_get(&budget).await.unwrap(), 40);
+    // Another batch is another id: it counts.
+    let again = UsageBatch {
+        id: ctxgate_tests::unique("batch"),
+        ..batch
+    };
+    store.add_usage_batch(&again).await.unwrap();
+    assert_eq!(store.counter_get(&budget).await.unwrap(), -20);
+    store.add_usage_batch(&UsageBatch::default()).await.unwrap();
+}
+
 macro_rules! conformance {
     ($($case:ident),*) => {
         mod embedded {
@@ -884,6 +944,7 @@ conformance!(
     keys,
     counters,
     usage_rows,
+    usage_batches,
     key_by_id,
     windowed_reads,
     windows_across_pages,

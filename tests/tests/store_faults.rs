@@ -87,8 +87,9 @@ async fn persistent_write_faults_give_503_and_store_no_half_turn() {
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(
         proxy.calls("TransactWriteItems") - writes,
-        4,
-        "the SDK tried 4 times; a store failure is not a lost race, so no re-read"
+        4 + 4,
+        "the SDK tried 4 times; a store failure is not a lost race, so no re-read; \
+         then the usage flush after the answer (the paid turn's row) tried 4 times too"
     );
     let after = direct
         .load_conversation("acme", "t-2", ctxgate::now_secs())
@@ -96,16 +97,24 @@ async fn persistent_write_faults_give_503_and_store_no_half_turn() {
         .unwrap();
     assert_eq!(after.meta, before.meta);
     assert_eq!(after.messages, before.messages);
-    // The provider was paid for the refused turn: its usage is still counted.
+    // The provider was paid for the refused turn: its usage is kept in
+    // memory while the store fails, and written once it is back.
     let day = ctxgate::usage::day(ctxgate::now_secs());
     let usage = direct.usage("acme", &day, &day).await.unwrap();
-    assert_eq!(usage[0].requests, 2);
+    assert_eq!(usage[0].requests, 1);
+    assert_eq!(
+        gw.state.usage.pending(),
+        0,
+        "the row waits in a failed batch"
+    );
 
     proxy.heal();
     assert_eq!(
         gw.chat(&key, "openai/gpt-4o", Some("t-2"), "third").await.0,
         200
     );
+    let usage = direct.usage("acme", &day, &day).await.unwrap();
+    assert_eq!(usage[0].requests, 3, "the failed batch counted once");
 }
 
 #[tokio::test]

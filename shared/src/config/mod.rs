@@ -97,6 +97,12 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How long provider keys from Secrets Manager are cached.
     pub secrets_cache_ttl: Duration,
+    /// How often usage rows and budget settlements aggregated in memory are
+    /// written (`usage_flush_ms`; `/v1/usage` lags by at most this much).
+    pub usage_flush_interval: Duration,
+    /// Whether usage is also written after every streamed response, within
+    /// its invocation (Lambda, where a process may freeze between them).
+    pub usage_flush_after_response: bool,
     /// How long past their TTL cached provider keys are still used while
     /// Secrets Manager fails.
     pub secrets_max_stale: Duration,
@@ -240,6 +246,8 @@ impl Config {
             retention_days: file.retention_days.unwrap_or(30),
             key_cache_ttl: Duration::from_secs(file.key_cache_seconds.unwrap_or(30)),
             secrets_cache_ttl: Duration::from_secs(file.secrets_cache_seconds.unwrap_or(300)),
+            usage_flush_interval: Duration::from_millis(file.usage_flush_ms.unwrap_or(1000).max(1)),
+            usage_flush_after_response: in_lambda,
             secrets_max_stale: Duration::from_secs(
                 file.secrets_max_stale_seconds
                     .unwrap_or(jwt::default_max_stale()),

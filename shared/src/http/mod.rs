@@ -116,16 +116,46 @@ fn logged(result: Result<Response, ApiError>, log: RequestLog) -> Response {
     )
 }
 
-/// The chat function's routes.
+/// The chat function's routes. On Lambda (`usage_flush_after_response`)
+/// every response's body ends with a usage flush: the client has had its
+/// last byte, and the write still happens within the invocation (the
+/// function streams its responses, so the invocation lasts until then).
 pub fn chat_routes(state: Arc<AppState>) -> Router {
-    finish(
-        Router::new()
-            .route("/v1/chat/completions", post(chat::completions))
-            .route("/v1/messages", post(messages::create))
-            .route("/v1/messages/count_tokens", post(messages::count_tokens))
-            .route("/v1/responses", post(responses::create))
-            .route("/v1/responses/input_tokens", post(responses::input_tokens)),
-        state,
+    let after = state.config.usage_flush_after_response;
+    let router = Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/input_tokens", post(responses::input_tokens));
+    let router = if after {
+        router.layer(middleware::from_fn_with_state(
+            state.clone(),
+            flush_after_body,
+        ))
+    } else {
+        router
+    };
+    finish(router, state)
+}
+
+/// Passes the response on, then flushes usage once its body has ended.
+async fn flush_after_body(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = next.run(req).await.into_parts();
+    let usage = state.usage.clone();
+    let flush = futures_util::stream::once(async move {
+        usage.after_response().await;
+        None
+    })
+    .filter_map(std::future::ready);
+    Response::from_parts(
+        parts,
+        Body::from_stream(body.into_data_stream().chain(flush)),
     )
 }
 

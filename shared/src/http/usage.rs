@@ -65,6 +65,11 @@ pub async fn report(
         ));
     }
     let (from, to) = (usage::format_day(from), usage::format_day(to));
+    // Rows are written in batches (eventually consistent within the flush
+    // interval); this process's own go first, so one server reads its turns.
+    if let Err(e) = state.usage.flush().await {
+        tracing::warn!(error = %e, "usage flush before a read failed");
+    }
     let rows = state.store.usage(&p.tenant, &from, &to).await?;
     let data: Vec<_> = rows
         .into_iter()

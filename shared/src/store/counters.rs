@@ -69,6 +69,34 @@ impl UsageRow {
     }
 }
 
+/// Usage rows and counter deltas aggregated in memory, written together
+/// (see `usage::flush`). Applying the same batch twice counts it once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// Unique per batch, kept across retries of the same batch.
+    pub id: String,
+    /// Rows to add, each with its tenant; one per tenant, day and model.
+    pub rows: Vec<(String, UsageRow)>,
+    /// Unconditional deltas (budget settlements), one per counter.
+    pub counters: Vec<(CounterKey, i64)>,
+}
+
+impl UsageBatch {
+    /// Items the batch writes (DynamoDB writes one more: its marker).
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.counters.len()
+    }
+
+    /// Whether the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Most items in one [`UsageBatch`]: a DynamoDB transaction holds 100, one
+/// of which is the batch's marker.
+pub const MAX_BATCH_ITEMS: usize = 99;
+
 /// The counter of a tenant's stored conversations (headers that are not tombstones).
 pub fn conversation_count_key(tenant: &str) -> CounterKey {
     CounterKey {
@@ -95,6 +123,11 @@ pub trait CounterStore: Send + Sync {
 
     /// Adds a request's usage to its tenant/day/model row.
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError>;
+
+    /// Applies a batch atomically, once: a batch whose id was applied
+    /// before succeeds without counting again, so a flush whose outcome is
+    /// unknown can be retried as it was.
+    async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError>;
 
     /// A tenant's usage rows for days `from..=to` (`YYYY-MM-DD`), by day then model.
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError>;

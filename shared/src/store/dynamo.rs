@@ -45,8 +45,8 @@ use super::{
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessageEdit, MessagePage,
-    Order, ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow,
-    check_turn_size, conversation_count_key, listing_key,
+    Order, ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageBatch,
+    UsageRow, check_turn_size, conversation_count_key, listing_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -426,6 +426,10 @@ fn parse_usage(item: &Item) -> Result<UsageRow, StoreError> {
         tool_errors: c("tool_errors"),
     })
 }
+
+/// How long a usage batch's marker is kept: far longer than any flush is
+/// retried (a process retries until it exits; Lambda's lasts hours).
+const FLUSH_MARKER_SECS: i64 = 7 * 86_400;
 
 /// Whether a failed transaction lost a condition or a race (both mean: re-read).
 fn is_conflict(e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> bool {
@@ -1398,6 +1402,51 @@ impl CounterStore for DynamoStore {
             .await
             .map_err(sdk_err)?;
         Ok(())
+    }
+
+    async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The marker comes first and is written only if the batch id is new:
+        // the batch applies once, however often a flush of unknown outcome
+        // is retried (and however late: the marker outlives any retry).
+        let marker = Item::from([
+            ("PK".to_string(), s(format!("F#{}", batch.id))),
+            ("SK".to_string(), s("FLUSH")),
+            (
+                TTL_ATTRIBUTE.to_string(),
+                n(crate::now_secs() + FLUSH_MARKER_SECS),
+            ),
+        ]);
+        let mut items = vec![self.put(marker, "attribute_not_exists(PK)", None)?];
+        for (tenant, row) in &batch.rows {
+            items.push(self.usage_item(tenant, row)?);
+        }
+        for (key, delta) in &batch.counters {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(&key.pk))
+                .key("SK", s(&key.sk))
+                .update_expression("ADD n :d")
+                .expression_attribute_values(":d", n(*delta))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Applied by an earlier attempt whose answer was lost.
+            Err(e) if failed_condition(&e, 0) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(sdk_err(e)),
+        }
     }
 
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {

@@ -24,7 +24,7 @@ use super::{
     ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     McpServerRecord, McpServerStore, MessageEdit, MessagePage, Order, ResponseRecord,
-    ResponseStore, StoreError, StoredMessage, TurnWrite, UsageRow, check_turn_size,
+    ResponseStore, StoreError, StoredMessage, TurnWrite, UsageBatch, UsageRow, check_turn_size,
     conversation_count_key, listing_key,
 };
 
@@ -833,6 +833,54 @@ impl CounterStore for EmbeddedStore {
             tx.commit().map_err(backend)
         })
         .await
+    }
+
+    async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // As on DynamoDB, a marker counter (swept like the others once it
+        // expires) written in the same transaction makes the batch apply once.
+        let batch = batch.clone();
+        let marker = CounterKey {
+            pk: format!("F#{}", batch.id),
+            sk: "FLUSH".into(),
+        };
+        let expires = crate::now_secs() + 7 * 86_400;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let applied = {
+                let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                let k = (marker.pk.as_str(), marker.sk.as_str());
+                let applied = counters.get(k).map_err(backend)?.is_some();
+                if !applied {
+                    counters.insert(k, 1).map_err(backend)?;
+                }
+                applied
+            };
+            if applied {
+                return tx.abort().map_err(backend);
+            }
+            expire_counter(&tx, &marker, expires)?;
+            {
+                let mut usage = tx.open_table(USAGE).map_err(backend)?;
+                for (tenant, row) in &batch.rows {
+                    add_usage_row(&mut usage, tenant, row)?;
+                }
+                let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
+                for (key, delta) in &batch.counters {
+                    let k = (key.pk.as_str(), key.sk.as_str());
+                    let current = counters.get(k).map_err(backend)?.map_or(0, |v| v.value());
+                    counters
+                        .insert(k, current.saturating_add(*delta))
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await?;
+        self.wrote().await;
+        Ok(())
     }
 
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {

@@ -34,7 +34,9 @@ pub use conversations::{
     MessagePage, Order, ParentRef, StoredMessage, Summary, ToolInfo, TurnInfo, TurnWrite,
     listing_key,
 };
-pub use counters::{CounterKey, CounterStore, UsageRow, conversation_count_key};
+pub use counters::{
+    CounterKey, CounterStore, MAX_BATCH_ITEMS, UsageBatch, UsageRow, conversation_count_key,
+};
 pub use idempotency::{
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
     MAX_REPLAY_BYTES, StoredResponse, unreplayable,

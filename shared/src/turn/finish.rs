@@ -14,7 +14,8 @@ use crate::model::{Assembler, Block, FinishReason, Message, Response, ToolChoice
 use crate::processor::{self, Counts};
 use crate::provider::ResolvedModel;
 use crate::redact::Place;
-use crate::store::{IdempotencyDone, Store, StoredResponse, ToolInfo, UsageRow};
+use crate::store::{IdempotencyDone, StoredResponse, ToolInfo, UsageRow};
+use crate::usage::flush::UsageBatcher;
 use crate::{ApiError, AppState, context, idempotency, summary, usage};
 
 /// An earlier model step of a turn, kept until the turn commits.
@@ -335,9 +336,7 @@ impl Done {
                     m.record().await;
                 }
                 for row in &tool_rows {
-                    if let Err(e) = state.store.add_usage(&tenant, row).await {
-                        tracing::error!(error = %e, "tool usage accounting failed");
-                    }
+                    state.usage.add(&tenant, row);
                 }
                 if let Some(done) = done
                     && let Err(e) = state.store.idempotency_complete(&tenant, &done).await
@@ -382,10 +381,10 @@ struct Finished {
 /// A turn's tool calls per MCP server: (calls, failures). They become usage
 /// rows (`mcp/{server}`: the calls as requests, the failures as tool errors,
 /// no tokens) written with the turn; a turn that ends without a commit (a
-/// client gone, a provider failing after the tools ran) writes them on their
-/// own when dropped, since the servers did the work all the same.
+/// client gone, a provider failing after the tools ran) hands them to the usage
+/// batcher when dropped, since the servers did the work all the same.
 pub(super) struct ToolTally {
-    store: Arc<dyn Store>,
+    usage: Arc<UsageBatcher>,
     tenant: String,
     now: i64,
     calls: BTreeMap<String, (u64, u64)>,
@@ -393,9 +392,9 @@ pub(super) struct ToolTally {
 
 impl ToolTally {
     /// An empty tally for `tenant`'s turn at `now`.
-    pub(super) fn new(store: Arc<dyn Store>, tenant: &str, now: i64) -> Self {
+    pub(super) fn new(usage: Arc<UsageBatcher>, tenant: &str, now: i64) -> Self {
         Self {
-            store,
+            usage,
             tenant: tenant.to_owned(),
             now,
             calls: BTreeMap::new(),
@@ -431,22 +430,9 @@ impl ToolTally {
 
 impl Drop for ToolTally {
     fn drop(&mut self) {
-        let rows = self.take_rows();
-        if rows.is_empty() {
-            return;
+        for row in self.take_rows() {
+            self.usage.add(&self.tenant, &row);
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("tool calls of an abandoned turn could not be recorded");
-            return;
-        };
-        let (store, tenant) = (self.store.clone(), std::mem::take(&mut self.tenant));
-        handle.spawn(async move {
-            for row in &rows {
-                if let Err(e) = store.add_usage(&tenant, row).await {
-                    tracing::error!(error = %e, "tool usage accounting failed");
-                }
-            }
-        });
     }
 }
 
@@ -510,9 +496,7 @@ async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> 
         if committed.is_err() {
             // The provider was paid even though the turn is not stored.
             for row in &extras.usage {
-                if let Err(e) = state.store.add_usage(&tenant, row).await {
-                    tracing::error!(error = %e, "usage accounting failed");
-                }
+                state.usage.add(&tenant, row);
             }
         }
         meter.recorded();

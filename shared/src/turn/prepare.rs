@@ -454,7 +454,7 @@ async fn build(
         steps: Vec::new(),
         streamed: false,
         toolbox,
-        tool_calls: super::finish::ToolTally::new(state.store.clone(), tenant, now),
+        tool_calls: super::finish::ToolTally::new(state.usage.clone(), tenant, now),
     };
     reserve(&mut core, guard).await?;
 
@@ -518,7 +518,7 @@ pub(super) async fn reserve(core: &mut Core, guard: &mut Guard) -> Result<(), Ap
         _ => core.client_cap,
     };
     guard.meter = Some(Meter::new(
-        state.store.clone(),
+        state.usage.clone(),
         state.config.clone(),
         &core.tenant,
         &core.model.id,

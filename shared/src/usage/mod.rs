@@ -1,5 +1,8 @@
 //! Usage accounting: tokens and estimated cost per tenant, UTC day and model,
-//! costed from the configured (versioned) price table.
+//! costed from the configured (versioned) price table; [`flush`] writes the
+//! rows in batches, off a turn's critical path.
+
+pub mod flush;
 
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
