@@ -252,8 +252,13 @@ fn peak_rss(pid: u32) -> String {
         .map_or_else(|| "?".to_owned(), |v| v.trim().to_owned())
 }
 
-fn micros(s: f64) -> String {
-    format!("{:.0}", s * 1e6)
+/// A latency in µs, or in ms or s (marked) once it is that large.
+fn latency(s: f64) -> String {
+    match s.abs() {
+        a if a < 0.01 => format!("{:.0}", s * 1e6),
+        a if a < 10.0 => format!("{:.0} ms", s * 1e3),
+        _ => format!("{s:.0} s"),
+    }
 }
 
 /// Panics when `server` has exited: a crashed server breaks the bench.
@@ -283,7 +288,7 @@ async fn row(
     let through = oha(oha_bin, gateway_url, key, load, driver_cpus).await;
     let cpu = cpu_seconds(pid, ticks) - cpu_before;
     alive(server, "the local server");
-    let three = |p: [f64; 3]| format!("{} / {} / {}", micros(p[0]), micros(p[1]), micros(p[2]));
+    let three = |p: [f64; 3]| format!("{} / {} / {}", latency(p[0]), latency(p[1]), latency(p[2]));
     let added = [0, 1, 2].map(|i| through.p[i] - direct.p[i]);
     let mut errors = direct
         .errors
@@ -296,8 +301,16 @@ async fn row(
     } else {
         failures.push(format!("{name}: {}", errors.join(", ")));
     }
+    // An open loop the gateway could not keep up with: its latencies are
+    // the queue's growth over the run, not the gateway's cost.
+    let saturated = match load {
+        Load::Open { rate, .. } if through.requests_per_sec < 0.95 * rate as f64 => {
+            " (ctxgate saturated)"
+        }
+        _ => "",
+    };
     println!(
-        "| {name} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.3} ms | {} |",
+        "| {name}{saturated} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.3} ms | {} |",
         load.connections(),
         load.requests(),
         three(direct.p),
@@ -341,7 +354,7 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
         "\n### Stateless turn side by side: through the local server ({build}) against calling its mock upstream directly\n"
     );
     println!(
-        "Mock OpenAI upstream answering at once (`bench-upstream`), the same request both ways, `oha` as the client; open-loop rows count each request's latency from when it was due (`--latency-correction`). Latencies in µs.\n"
+        "Mock OpenAI upstream answering at once (`bench-upstream`), the same request both ways, `oha` as the client; open-loop rows count each request's latency from when it was due (`--latency-correction`). Latencies in µs unless marked; added = through minus direct, percentile by percentile.\n"
     );
     println!(
         "| load | connections | requests | direct p50 / p90 / p99 | through ctxgate p50 / p90 / p99 | added p50 / p90 / p99 | direct req/s | ctxgate req/s | ctxgate CPU per request | errors |\n|---|---|---|---|---|---|---|---|---|---|"
