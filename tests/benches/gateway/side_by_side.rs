@@ -46,7 +46,7 @@ pub const FULL: Sizes = Sizes {
     concurrencies: &[1, 8, 32],
     closed_requests: 30_000,
     one_core_concurrency: 32,
-    one_core_requests: 50_000,
+    one_core_requests: 30_000,
     warmup: 2_000,
 };
 
