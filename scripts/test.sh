@@ -61,3 +61,8 @@ CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" "$VENV/bin/python" -m pytest -q te
 
 echo "== MCP conformance suite against the local server's /mcp"
 CACHE="$CACHE" VENV="$VENV" CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" scripts/mcp-conformance.sh
+
+# The benchmark's machinery at tiny sizes (issue 19): fails when the bench breaks
+# (its load generator missing, a non-200, a crashed server), never on speed.
+echo "== bench smoke"
+scripts/bench.sh --smoke

@@ -17,6 +17,16 @@
 //! federated MCP `tools/call` through the local server's `POST /mcp` against
 //! the same call straight to the MCP server (an rmcp server on loopback),
 //! alternating. `-- mcp` runs those two alone (release binaries needed).
+//!
+//! Issue 19 adds the side-by-side table (`side_by_side.rs`): a stateless turn
+//! through the local server against calling its mock upstream directly, at
+//! fixed open-loop rates and closed-loop concurrencies, with the gateway's CPU
+//! per request, its throughput on one core and its peak RSS. `-- side-by-side`
+//! runs it alone; `-- smoke` runs it at tiny sizes (`scripts/bench.sh --smoke`).
+
+// Under gateway/ so that cargo does not take it for a bench target of its own.
+#[path = "gateway/side_by_side.rs"]
+mod side_by_side;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -247,6 +257,18 @@ async fn start_server(
     extra_env: &[(&str, String)],
     scopes: &[&str],
 ) -> (tokio::process::Child, u16, String) {
+    start_server_pinned(dir, data_dir, extra_env, scopes, None).await
+}
+
+/// [`start_server`], the server started under `taskset -c cpus` when given
+/// (so that its runtime sizes itself to those cores).
+async fn start_server_pinned(
+    dir: &Path,
+    data_dir: &Path,
+    extra_env: &[(&str, String)],
+    scopes: &[&str],
+    cpus: Option<&str>,
+) -> (tokio::process::Child, u16, String) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -275,7 +297,15 @@ async fn start_server(
         .last()
         .unwrap()
         .to_owned();
-    let mut server = Command::new(dir.join("ctxgate"))
+    let mut server = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(dir.join("ctxgate"));
+            c
+        }
+        None => Command::new(dir.join("ctxgate")),
+    };
+    let mut server = server
         .arg("serve")
         .env_clear()
         .envs(env)
@@ -375,6 +405,17 @@ async fn main() {
         std::env::var("CTXGATE_RELEASE_DIR")
             .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
     );
+    // `-- smoke`: the side-by-side table at tiny sizes, against whichever
+    // build CTXGATE_RELEASE_DIR holds (scripts/bench.sh --smoke: the debug one).
+    if std::env::args().any(|a| a == "smoke") {
+        side_by_side::run(&dir, &side_by_side::SMOKE, "debug build, smoke sizes").await;
+        return;
+    }
+    // `-- side-by-side`: issue 19's table alone.
+    if std::env::args().any(|a| a == "side-by-side") {
+        side_by_side::run(&dir, &side_by_side::FULL, "release build").await;
+        return;
+    }
     // `-- streaming`: the streaming table alone (the release binaries still needed).
     if std::env::args().any(|a| a == "streaming") {
         streaming(&dir).await;
@@ -394,6 +435,7 @@ async fn main() {
     cold_starts(&dir).await;
     mcp_cold_starts(&dir).await;
     local_server(&dir).await;
+    side_by_side::run(&dir, &side_by_side::FULL, "release build").await;
     streaming(&dir).await;
     mcp_federation(&dir).await;
     stream_redaction();
