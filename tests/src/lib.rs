@@ -499,3 +499,36 @@ impl std::io::Write for LogCapture {
         Ok(())
     }
 }
+
+/// A gateway on a fresh DynamoDB table reached through a [`fault_proxy::FaultProxy`]
+/// in front of the emulator, so that a test can count (or fail) the store
+/// calls a request makes; `toml` and `vars` configure it as [`Gateway::with_toml`]'s do.
+pub async fn proxied_gateway(
+    toml: &str,
+    vars: &[(&str, &str)],
+) -> (Gateway, fault_proxy::FaultProxy) {
+    let proxy = fault_proxy::FaultProxy::start(&aws_endpoint()).await;
+    let table = unique("ctxgate");
+    let direct = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws_config().await),
+        table.clone(),
+    );
+    direct.create_table().await.unwrap();
+    let mut all: Vec<(String, String)> = vec![
+        ("CTXGATE_STORE".into(), "dynamodb".into()),
+        ("CTXGATE_TABLE".into(), table.clone()),
+        ("AWS_ENDPOINT_URL".into(), proxy.url.clone()),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let lookup = |k: &str| {
+        all.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
+    let config = Config::from_toml(toml, lookup).unwrap();
+    let sdk = ctxgate::state::aws_sdk_config(&config).await;
+    let proxied: Arc<dyn Store> =
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let keys: Arc<dyn KeySource> = Arc::new(EnvKeys::from_config(&config, lookup));
+    (Gateway::with_keys(proxied, config, keys), proxy)
+}

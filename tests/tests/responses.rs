@@ -4,11 +4,6 @@
 //! refusals that change nothing. The SDK-facing behaviour is covered by
 //! tests/python/test_openai_responses.py with the official OpenAI SDK.
 
-use std::sync::Arc;
-
-use ctxgate::config::Config;
-use ctxgate::store::Store;
-use ctxgate::store::dynamo::DynamoStore;
 use ctxgate_tests::Gateway;
 use ctxgate_tests::fault_proxy::FaultProxy;
 use serde_json::{Value, json};
@@ -56,32 +51,7 @@ async fn counted<F: std::future::Future<Output = Value>>(
 
 #[tokio::test]
 async fn store_round_trips_of_a_continued_and_a_forked_response() {
-    let proxy = FaultProxy::start(&ctxgate_tests::aws_endpoint()).await;
-    let table = ctxgate_tests::unique("ctxgate");
-    let direct = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&ctxgate_tests::aws_config().await),
-        table.clone(),
-    );
-    direct.create_table().await.unwrap();
-    let vars = [
-        ("CTXGATE_STORE", "dynamodb"),
-        ("CTXGATE_TABLE", table.as_str()),
-        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
-    ];
-    let lookup = |k: &str| {
-        vars.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.to_string())
-    };
-    let config = Config::from_toml("", lookup).unwrap();
-    let sdk = ctxgate::state::aws_sdk_config(&config).await;
-    let proxied: Arc<dyn Store> = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table.clone(),
-    ));
-    let keys: Arc<dyn ctxgate::secrets::KeySource> =
-        Arc::new(ctxgate::secrets::EnvKeys::from_config(&config, lookup));
-    let gw = Gateway::with_keys(proxied, config, keys);
+    let (gw, proxy) = ctxgate_tests::proxied_gateway("", &[]).await;
     let key = gw.key(TENANT, &["chat"]).await;
 
     let (r1, first) = counted(&proxy, async {

@@ -887,27 +887,9 @@ async fn an_unknown_server_is_a_400_and_stores_nothing() {
 /// of the emulator. Printed with `--nocapture`.
 #[tokio::test]
 async fn store_round_trips_of_a_three_step_turn() {
-    use ctxgate::config::Config;
-    use ctxgate::store::dynamo::DynamoStore;
-    use ctxgate_tests::fault_proxy::FaultProxy;
-
     let mcp = McpFixture::start(Revision::Current).await;
     let upstream = MockUpstream::start(openai_model).await;
-    let proxy = FaultProxy::start(&ctxgate_tests::aws_endpoint()).await;
-    let table = ctxgate_tests::unique("ctxgate");
-    let direct = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&ctxgate_tests::aws_config().await),
-        table.clone(),
-    );
-    direct.create_table().await.unwrap();
     let base = format!("{}/v1", upstream.url);
-    let vars = [
-        ("CTXGATE_STORE", "dynamodb"),
-        ("CTXGATE_TABLE", table.as_str()),
-        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("OPENAI_API_KEY", "sk-test"),
-    ];
     let toml = format!(
         "[mcp]\nallowed_hosts = [\"127.0.0.1\"]\nmax_tool_steps = 2\n\
          [tenants.{TENANT}]\ntokens_per_day = 1000000\n\
@@ -915,20 +897,14 @@ async fn store_round_trips_of_a_three_step_turn() {
          headers = {{ Authorization = \"Bearer good-token\" }}\n",
         mcp.url()
     );
-    let lookup = |k: &str| {
-        vars.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.to_string())
-    };
-    let config = Config::from_toml(&toml, lookup).unwrap();
-    let sdk = ctxgate::state::aws_sdk_config(&config).await;
-    let proxied: Arc<dyn Store> = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table.clone(),
-    ));
-    let keys: Arc<dyn ctxgate::secrets::KeySource> =
-        Arc::new(ctxgate::secrets::EnvKeys::from_config(&config, lookup));
-    let gw = Gateway::with_keys(proxied, config, keys);
+    let (gw, proxy) = ctxgate_tests::proxied_gateway(
+        &toml,
+        &[
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+    )
+    .await;
     let key = gw.key(TENANT, &["chat"]).await;
     let s = Setup { gw, upstream, key };
     // A first turn warms the key cache and the tool list.

@@ -9,9 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use ctxgate::config::Config;
-use ctxgate::store::dynamo::DynamoStore;
-use ctxgate::store::{CounterKey, CounterStore, Store};
+use ctxgate::store::CounterKey;
 use ctxgate_tests::Gateway;
 use ctxgate_tests::fault_proxy::FaultProxy;
 use http_body_util::BodyExt;
@@ -100,32 +98,7 @@ async fn key(gw: &Gateway, tenant: &str, rpm: Option<u32>) -> String {
 
 #[tokio::test]
 async fn store_calls_before_and_after_the_answer() {
-    let proxy = FaultProxy::start(&ctxgate_tests::aws_endpoint()).await;
-    let table = ctxgate_tests::unique("ctxgate");
-    let direct = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&ctxgate_tests::aws_config().await),
-        table.clone(),
-    );
-    direct.create_table().await.unwrap();
-    let vars = [
-        ("CTXGATE_STORE", "dynamodb"),
-        ("CTXGATE_TABLE", table.as_str()),
-        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
-    ];
-    let lookup = |k: &str| {
-        vars.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.to_string())
-    };
-    let config = Config::from_toml(TOML, lookup).unwrap();
-    let sdk = ctxgate::state::aws_sdk_config(&config).await;
-    let proxied: Arc<dyn Store> = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table.clone(),
-    ));
-    let keys: Arc<dyn ctxgate::secrets::KeySource> =
-        Arc::new(ctxgate::secrets::EnvKeys::from_config(&config, lookup));
-    let gw = Gateway::with_keys(proxied, config, keys);
+    let (gw, proxy) = ctxgate_tests::proxied_gateway(TOML, &[]).await;
     let free = key(&gw, "free", None).await;
     let budgeted = key(&gw, "budgeted", None).await;
     let limited = key(&gw, "limited", Some(1000)).await;
@@ -185,21 +158,20 @@ async fn store_calls_before_and_after_the_answer() {
     // What the batches wrote adds up: the budget holds exactly the
     // budgeted tenant's tokens (the reservations settled to their usage).
     let day = ctxgate::usage::day(ctxgate::now_secs());
+    let store = &gw.state.store;
     for (tenant, turns) in [("free", 4), ("budgeted", 2), ("limited", 2)] {
-        let rows = direct.usage(tenant, &day, &day).await.unwrap();
+        let rows = store.usage(tenant, &day, &day).await.unwrap();
         assert_eq!(rows.len(), 1, "{tenant}: {rows:?}");
         assert_eq!(rows[0].requests, turns, "{tenant}");
     }
-    let rows = direct.usage("budgeted", &day, &day).await.unwrap();
-    let spent = ctxgate::store::CounterStore::counter_get(
-        &direct,
-        &CounterKey {
+    let rows = store.usage("budgeted", &day, &day).await.unwrap();
+    let spent = store
+        .counter_get(&CounterKey {
             pk: "T#budgeted#B".into(),
             sk: format!("{day}#tokens"),
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     assert_eq!(spent, rows[0].total_tokens as i64);
 }
 
