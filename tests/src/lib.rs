@@ -532,3 +532,52 @@ pub async fn proxied_gateway(
     let keys: Arc<dyn KeySource> = Arc::new(EnvKeys::from_config(&config, lookup));
     (Gateway::with_keys(proxied, config, keys), proxy)
 }
+
+/// The OpenAI stream of a card number and an email split across chunks, as
+/// a redaction test's upstream sends it.
+pub fn openai_pii_stream() -> String {
+    let mut s = String::new();
+    for p in [
+        "Card: 4111 11",
+        "11 1111 1111, mail bob.sm",
+        "ith@exa",
+        "mple.com. Done.",
+    ] {
+        let c = serde_json::json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
+        s.push_str(&format!("data: {c}\n\n"));
+    }
+    s + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+}
+
+/// A gateway whose alias `smart` falls back from an overloaded Anthropic
+/// upstream to an OpenAI one that answers `from openai` (or, streamed,
+/// [`openai_pii_stream`]); returns the gateway and both mocks (OpenAI, Anthropic).
+pub async fn fallback_gateway(store: Arc<dyn Store>) -> (Gateway, MockUpstream, MockUpstream) {
+    let openai = MockUpstream::start(|r| {
+        if r.body["stream"] == true {
+            Reply::sse(openai_pii_stream())
+        } else {
+            Reply::json(openai_completion("from openai", 10, 2))
+        }
+    })
+    .await;
+    let anthropic = MockUpstream::start(|_| {
+        Reply::status(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )
+    })
+    .await;
+    let base = format!("{}/v1", openai.url);
+    let gw = Gateway::with_toml(
+        store,
+        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\n[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o-mini\"]\n",
+        &[
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-openai-PROVIDER"),
+            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-PROVIDER"),
+        ],
+    );
+    (gw, openai, anthropic)
+}

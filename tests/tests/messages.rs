@@ -487,50 +487,10 @@ async fn models_answer_in_anthropic_s_shape_when_asked_so() {
     assert_eq!(openai_shape["object"], "list");
 }
 
-/// The openai stream of a card number and an email split across chunks.
-fn openai_pii_stream() -> String {
-    let mut s = String::new();
-    for p in [
-        "Card: 4111 11",
-        "11 1111 1111, mail bob.sm",
-        "ith@exa",
-        "mple.com. Done.",
-    ] {
-        let c = json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
-        s.push_str(&format!("data: {c}\n\n"));
-    }
-    s + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
-}
-
 #[tokio::test]
 async fn fallbacks_cross_providers_streams_are_redacted_and_retries_replay() {
-    let (store, _dir) = embedded_store();
-    let openai = MockUpstream::start(|r| {
-        if r.body["stream"] == true {
-            Reply::sse(openai_pii_stream())
-        } else {
-            Reply::json(ctxgate_tests::openai_completion("from openai", 10, 2))
-        }
-    })
-    .await;
-    let anthropic = MockUpstream::start(|_| {
-        Reply::status(
-            529,
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )
-    })
-    .await;
-    let base = format!("{}/v1", openai.url);
-    let gw = Gateway::with_toml(
-        store,
-        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\n[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o-mini\"]\n",
-        &[
-            ("OPENAI_BASE_URL", base.as_str()),
-            ("OPENAI_API_KEY", "sk-openai-PROVIDER"),
-            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-PROVIDER"),
-        ],
-    );
+    let (store, _dir) = ctxgate_tests::embedded_store();
+    let (gw, openai, anthropic) = ctxgate_tests::fallback_gateway(store).await;
     let key = gw.key("acme", &["chat"]).await;
 
     // Anthropic is overloaded: the chain moves on to OpenAI.

@@ -211,54 +211,13 @@ async fn another_tenants_response_is_not_found_and_refusals_change_nothing() {
     );
 }
 
-/// The OpenAI stream of a card number and an email split across chunks.
-fn openai_pii_stream() -> String {
-    let mut s = String::new();
-    for p in [
-        "Card: 4111 11",
-        "11 1111 1111, mail bob.sm",
-        "ith@exa",
-        "mple.com. Done.",
-    ] {
-        let c = json!({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
-        s.push_str(&format!("data: {c}\n\n"));
-    }
-    s + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
-}
-
 /// Point 7: what every door gets applies here too: a fallback across
 /// providers, a stream redacted however it is split, an idempotent retry
 /// replayed byte for byte with the upstream called once.
 #[tokio::test]
 async fn fallbacks_redaction_and_idempotent_replays_apply() {
-    use ctxgate_tests::{MockUpstream, Reply};
     let (store, _dir) = ctxgate_tests::embedded_store();
-    let openai = MockUpstream::start(|r| {
-        if r.body["stream"] == true {
-            Reply::sse(openai_pii_stream())
-        } else {
-            Reply::json(ctxgate_tests::openai_completion("from openai", 10, 2))
-        }
-    })
-    .await;
-    let anthropic = MockUpstream::start(|_| {
-        Reply::status(
-            529,
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )
-    })
-    .await;
-    let base = format!("{}/v1", openai.url);
-    let gw = Gateway::with_toml(
-        store,
-        "[retry]\nbase_delay_ms = 1\nmax_delay_ms = 2\n[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"openai/gpt-4o-mini\"]\n",
-        &[
-            ("OPENAI_BASE_URL", base.as_str()),
-            ("OPENAI_API_KEY", "sk-openai-PROVIDER"),
-            ("ANTHROPIC_BASE_URL", anthropic.url.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-PROVIDER"),
-        ],
-    );
+    let (gw, openai, _anthropic) = ctxgate_tests::fallback_gateway(store).await;
     let key = gw.key(TENANT, &["chat"]).await;
     let (status, r) = create(&gw, &key, json!({"model": "smart", "input": "hello"})).await;
     assert_eq!(status, 200, "{r}");
