@@ -137,11 +137,69 @@ def test_no_role_reads_data_with_a_wildcard(translated):
             text = arn.get("Fn::Sub", arn) if isinstance(arn, dict) else arn
             assert text.endswith(allowed), (name, arn)
         for policy in role["Properties"].get("Policies", []):
-            for st in policy["PolicyDocument"]["Statement"]:
+            for _, st in statements(policy):
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                if any(a.startswith(("dynamodb:", "secretsmanager:")) for a in actions):
+                if any(a.startswith(("dynamodb:", "secretsmanager:", "bedrock:")) for a in actions):
                     resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
                     assert "*" not in resources, (name, st)
+
+
+def statements(policy):
+    """A role policy's statements as (condition or None, statement): a conditional one is
+    `Fn::If [cond, statement, AWS::NoValue]`."""
+    for st in policy["PolicyDocument"]["Statement"]:
+        if "Fn::If" in st:
+            cond, then, otherwise = st["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, st
+            yield cond, then
+        else:
+            yield None, st
+
+
+# Issue 20: Bedrock. The roles of the functions that call providers may invoke the
+# models and inference profiles BedrockModelArns lists, and nothing when it is empty.
+BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+
+
+def test_bedrock_is_granted_on_the_parameter_s_arns_only(translated):
+    granted = set()
+    for name, role in translated["Resources"].items():
+        if role["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in role["Properties"].get("Policies", []):
+            for cond, st in statements(policy):
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if not any(a.startswith("bedrock:") for a in actions):
+                    continue
+                assert actions == BEDROCK_ACTIONS, (name, st)
+                assert cond == "HasBedrockModels", (name, st)
+                assert st["Resource"] == {"Fn::Split": [",", {"Ref": "BedrockModelArns"}]}, (name, st)
+                granted.add(name)
+    assert granted == {"ChatFunctionRole", "McpFunctionRole"}
+    assert translated["Conditions"]["HasBedrockModels"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "BedrockModelArns"}, ""]}]}
+    assert translated["Parameters"]["BedrockModelArns"]["Default"] == ""
+
+
+@pytest.mark.parametrize("value,accepted", [
+    ("", True),
+    ("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0", True),
+    # A cross-region inference profile and its model in each region it routes to.
+    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0,"
+     "arn:aws:bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0", True),
+    ("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-*", True),
+    ("arn:aws-us-gov:bedrock:us-gov-west-1::foundation-model/amazon.nova-pro-v1:0", True),
+    ("*", False),
+    ("arn:aws:bedrock:us-east-1::foundation-model/*", False),
+    ("arn:aws:bedrock:*:*:*", False),
+    ("arn:aws:s3:::bucket", False),
+    ("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0, arn:aws:bedrock:us-east-1::foundation-model/x", False),
+    ("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0,", False),
+])
+def test_bedrock_model_arns_refuse_a_wildcard_resource(translated, value, accepted):
+    import re
+    pattern = translated["Parameters"]["BedrockModelArns"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) == accepted, value
 
 
 # Lambda Managed Instances (issue 19): an opt-in. The default template only

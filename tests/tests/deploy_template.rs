@@ -324,6 +324,31 @@ fn every_parameter_is_constrained() {
     }
 }
 
+/// A policy document's statements; a conditional one (`!If [cond, statement, !Ref
+/// AWS::NoValue]`) counts as its statement.
+fn statements(policy: &Value) -> Vec<&Value> {
+    let list = policy["Statement"].as_sequence();
+    let list = list.unwrap_or_else(|| panic!("a policy document, not {policy:?}"));
+    list.iter()
+        .map(|st| match conditional(st) {
+            Some((_, st)) => st,
+            None => st,
+        })
+        .collect()
+}
+
+/// `!If [cond, value, !Ref AWS::NoValue]` as `(cond, value)`.
+fn conditional(v: &Value) -> Option<(&str, &Value)> {
+    let args = tag(v, "If")?.as_sequence()?;
+    assert_eq!(args.len(), 3, "!If takes 3: {v:?}");
+    assert_eq!(
+        tag(&args[2], "Ref").and_then(Value::as_str),
+        Some("AWS::NoValue"),
+        "a conditional statement is absent, not replaced, when its condition is false"
+    );
+    Some((args[0].as_str().expect("a condition name"), &args[1]))
+}
+
 /// The secrets holding MCP servers' header values (`[mcp] secret_prefix`).
 const MCP_SECRETS: &str =
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ctxgate/mcp/*";
@@ -339,7 +364,7 @@ fn mcp_secrets_are_written_by_the_admin_function_and_read_by_chat() {
             .as_sequence()
             .into_iter()
             .flatten()
-            .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+            .flat_map(statements)
         {
             if tag(&st["Resource"], "Sub").and_then(Value::as_str) != Some(MCP_SECRETS) {
                 continue;
@@ -395,10 +420,7 @@ fn iam_is_per_function_and_never_star_for_data() {
                 .collect(),
         };
         for policy in documents {
-            for st in policy["Statement"]
-                .as_sequence()
-                .expect("a policy document")
-            {
+            for st in statements(policy) {
                 let actions: Vec<&str> = match &st["Action"] {
                     Value::String(a) => vec![a.as_str()],
                     Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect(),
@@ -435,6 +457,73 @@ fn iam_is_per_function_and_never_star_for_data() {
             }
         }
     }
+}
+
+/// Issue 20, point 6: the functions that call providers (chat, and the MCP endpoint's
+/// `chat` tool) may invoke exactly the Bedrock models and inference profiles listed in
+/// `BedrockModelArns`, and with it empty (the default) nothing: the statement exists
+/// only under `HasBedrockModels`. No function gets any other Bedrock permission.
+#[test]
+fn bedrock_is_granted_on_exactly_the_parameter_s_arns() {
+    let t = Template::load();
+    let p = &t.doc["Parameters"]["BedrockModelArns"];
+    assert_eq!(p["Type"].as_str(), Some("String"));
+    assert_eq!(p["Default"].as_str(), Some(""), "no Bedrock access by default");
+    // The condition holds exactly when the list is not empty.
+    let condition = &t.doc["Conditions"]["HasBedrockModels"];
+    let defaults = defaults(&t);
+    let holds = |arns: &'static str| {
+        let params = with_defaults(&defaults, &BTreeMap::from([("BedrockModelArns", arns)]));
+        eval_rule(condition, &params).as_bool().unwrap()
+    };
+    assert!(!holds(""));
+    assert!(holds(
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0"
+    ));
+
+    let mut granted = BTreeSet::new();
+    for f in t.functions() {
+        let policies = f.resource["Properties"]["Policies"].as_sequence();
+        for policy in policies.into_iter().flatten() {
+            for raw in policy["Statement"].as_sequence().into_iter().flatten() {
+                let (cond, st) = conditional(raw).map_or((None, raw), |(c, s)| (Some(c), s));
+                let actions: Vec<&str> = match &st["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect(),
+                    _ => vec![],
+                };
+                if !actions.iter().any(|a| a.starts_with("bedrock:")) {
+                    continue;
+                }
+                assert_eq!(
+                    actions,
+                    [
+                        "bedrock:InvokeModel",
+                        "bedrock:InvokeModelWithResponseStream"
+                    ],
+                    "{}",
+                    f.logical_id
+                );
+                assert_eq!(cond, Some("HasBedrockModels"), "{}", f.logical_id);
+                assert_ne!(st["Resource"].as_str(), Some("*"), "{}", f.logical_id);
+                // `!Split [",", !Ref BedrockModelArns]`: the parameter's ARNs, nothing else.
+                let split = tag(&st["Resource"], "Split").and_then(Value::as_sequence);
+                let split = split.unwrap_or_else(|| panic!("{}: Resource", f.logical_id));
+                assert_eq!(split[0].as_str(), Some(","));
+                assert_eq!(
+                    tag(&split[1], "Ref").and_then(Value::as_str),
+                    Some("BedrockModelArns"),
+                    "{}",
+                    f.logical_id
+                );
+                granted.insert(crate_of(&f));
+            }
+        }
+    }
+    assert_eq!(
+        granted,
+        BTreeSet::from(["chat".to_owned(), "mcp".to_owned()])
+    );
 }
 
 #[test]
