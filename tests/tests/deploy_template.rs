@@ -468,7 +468,11 @@ fn bedrock_is_granted_on_exactly_the_parameter_s_arns() {
     let t = Template::load();
     let p = &t.doc["Parameters"]["BedrockModelArns"];
     assert_eq!(p["Type"].as_str(), Some("String"));
-    assert_eq!(p["Default"].as_str(), Some(""), "no Bedrock access by default");
+    assert_eq!(
+        p["Default"].as_str(),
+        Some(""),
+        "no Bedrock access by default"
+    );
     // The condition holds exactly when the list is not empty.
     let condition = &t.doc["Conditions"]["HasBedrockModels"];
     let defaults = defaults(&t);
