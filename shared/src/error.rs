@@ -444,6 +444,44 @@ impl From<ProviderError> for ApiError {
                 tracing::error!(error = %detail, "provider key lookup failed");
                 ApiError::internal()
             }
+            ProviderError::ModelUnavailable {
+                provider,
+                model,
+                status: 404,
+                missing,
+            } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("provider '{provider}' has no model '{model}': {missing}"),
+            )
+            .with_param("model"),
+            ProviderError::ModelUnavailable {
+                provider,
+                model,
+                missing,
+                ..
+            } => gateway(
+                "provider_model_access_denied",
+                format!("provider '{provider}' may not invoke model '{model}': {missing}"),
+            ),
+            ProviderError::RejectedField {
+                provider,
+                param,
+                message,
+            } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "upstream_rejected",
+                format!("provider '{provider}' rejected the request: {message}"),
+            )
+            .with_param(param),
+            ProviderError::NotConfigured { provider, missing } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_error",
+                "provider_not_configured",
+                format!("provider '{provider}' cannot be called: {missing}"),
+            ),
         }
     }
 }

@@ -54,6 +54,22 @@ const NOT_IN_LAMBDA: &[(&str, &str)] = &[
     ),
     ("AWS_LAMBDA_FUNCTION_NAME", "set by Lambda itself"),
     (
+        "AWS_REGION",
+        "set by Lambda itself (the Bedrock provider's default region)",
+    ),
+    (
+        "AWS_DEFAULT_REGION",
+        "set by Lambda itself (the Bedrock provider's default region)",
+    ),
+    (
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        "emulators and mocks only; Lambda uses the regional Bedrock endpoint",
+    ),
+    (
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "local runs; in Lambda Bedrock signs with the function's role, or its API key comes from the secret",
+    ),
+    (
         "OPENAI_BASE_URL",
         "defaults to the public API; the config file can override it",
     ),

@@ -76,6 +76,46 @@ const ANTHROPIC_MIN_TOKENS: &[(&str, u64)] = &[
     ("claude-3-haiku", 2048),
 ];
 
+/// Bedrock models that take `cachePoint` blocks (model id prefixes, after
+/// any inference-profile prefix), with the smallest prefix they cache; a
+/// Claude model Anthropic lists in [`ANTHROPIC_MIN_TOKENS`] takes that minimum.
+const BEDROCK_CACHING: &[(&str, u64)] = &[
+    ("anthropic.claude-3-5-haiku", 2048),
+    ("anthropic.claude-3-7-sonnet", 1024),
+    ("anthropic.claude-sonnet-4", 1024),
+    ("anthropic.claude-opus-4", 1024),
+    ("anthropic.claude-haiku-4", 4096),
+    ("amazon.nova-", 1000),
+];
+
+/// A Bedrock model id without its inference-profile prefix
+/// (`us.anthropic.claude-...` -> `anthropic.claude-...`).
+pub fn bedrock_base_model(id: &str) -> &str {
+    match id.split_once('.') {
+        Some((profile, rest))
+            if rest.contains('.')
+                && matches!(
+                    profile,
+                    "us" | "eu" | "apac" | "jp" | "au" | "ca" | "us-gov" | "global"
+                ) =>
+        {
+            rest
+        }
+        _ => id,
+    }
+}
+
+/// The smallest prefix a Bedrock model caches; `None` when it takes no
+/// `cachePoint` (Llama, Mistral, older Claude models).
+fn bedrock_min_tokens(upstream: &str) -> Option<u64> {
+    let id = bedrock_base_model(upstream);
+    let (_, n) = BEDROCK_CACHING.iter().find(|(p, _)| id.starts_with(p))?;
+    let claude = id
+        .strip_prefix("anthropic.")
+        .and_then(|c| ANTHROPIC_MIN_TOKENS.iter().find(|(p, _)| c.starts_with(p)));
+    Some(claude.map_or(*n, |(_, m)| *m))
+}
+
 /// The smallest prefix providers of OpenAI's protocol cache.
 const OPENAI_MIN_TOKENS: u64 = 1024;
 
@@ -99,6 +139,7 @@ impl Config {
                 .find(|(p, _)| upstream.starts_with(p))
                 .map_or(1024, |(_, n)| *n),
             ProviderKind::Openai | ProviderKind::OpenaiCompatible => OPENAI_MIN_TOKENS,
+            ProviderKind::Bedrock => bedrock_min_tokens(upstream)?,
         };
         Some(ModelCache {
             ttl: own.and_then(|o| o.ttl).unwrap_or(g.ttl),
@@ -216,5 +257,49 @@ prompt_cache = { ttl = "1h" }
         ] {
             assert!(toml(bad, &[]).is_err(), "{bad}");
         }
+    }
+
+    // Issue 20, point 3: Bedrock models that take `cachePoint` (Claude
+    // 3.5 Haiku, 3.7 and 4.x, Nova) cache, through any inference profile,
+    // with their family's minimum; others (Llama, Mistral) do not.
+    #[test]
+    fn bedrock_models_that_cache() {
+        let c = toml("", &[("AWS_REGION", "us-east-1")]).unwrap();
+        let min = |m: &str| c.model_cache(m).map(|c| c.min_tokens);
+        assert_eq!(
+            min("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(1024)
+        );
+        assert_eq!(
+            min("bedrock/global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            Some(4096)
+        );
+        assert_eq!(min("bedrock/us.amazon.nova-pro-v1:0"), Some(1000));
+        assert_eq!(min("bedrock/meta.llama3-3-70b-instruct-v1:0"), None);
+        assert_eq!(min("bedrock/mistral.mistral-large-2407-v1:0"), None);
+        assert_eq!(min("bedrock/anthropic.claude-3-haiku-20240307-v1:0"), None);
+        assert_eq!(
+            bedrock_base_model("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            "anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(
+            bedrock_base_model("amazon.nova-pro-v1:0"),
+            "amazon.nova-pro-v1:0"
+        );
+        // Priced, cache reads and writes included, and windows known.
+        let sonnet = c
+            .prices
+            .get("bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .unwrap();
+        assert!(
+            (sonnet.input - 3.3).abs() < 1e-9 && (sonnet.cache_read_price() - 0.33).abs() < 1e-9
+        );
+        let global = c
+            .prices
+            .get("bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .unwrap();
+        assert!((global.output - 15.0).abs() < 1e-9);
+        assert!(c.prices.get("bedrock/amazon.nova-micro-v1:0").is_some());
+        assert_eq!(c.context_window("bedrock/us.amazon.nova-pro-v1:0"), 300_000);
     }
 }

@@ -66,6 +66,15 @@ const BUILTIN_WINDOWS: &[(&str, u64)] = &[
     ("anthropic/claude-sonnet-4", 200_000),
     ("anthropic/claude-3-5-haiku-latest", 200_000),
     ("echo", 128_000),
+    ("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0", 200_000),
+    ("bedrock/anthropic.claude-haiku-4-5-20251001-v1:0", 200_000),
+    ("bedrock/amazon.nova-pro-v1:0", 300_000),
+    ("bedrock/amazon.nova-lite-v1:0", 300_000),
+    ("bedrock/amazon.nova-micro-v1:0", 128_000),
+    ("bedrock/meta.llama3-1-70b-instruct-v1:0", 128_000),
+    ("bedrock/meta.llama3-3-70b-instruct-v1:0", 128_000),
+    ("bedrock/mistral.mistral-large-2402-v1:0", 32_000),
+    ("bedrock/mistral.mistral-large-2407-v1:0", 128_000),
 ];
 
 impl Config {
@@ -75,6 +84,15 @@ impl Config {
             .get(model)
             .copied()
             .or_else(|| {
+                // A Bedrock inference profile has its model's window.
+                let base;
+                let model = match model.strip_prefix("bedrock/") {
+                    Some(id) => {
+                        base = format!("bedrock/{}", super::bedrock_base_model(id));
+                        base.as_str()
+                    }
+                    None => model,
+                };
                 BUILTIN_WINDOWS
                     .iter()
                     .find(|(m, _)| *m == model)

@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use file::{FileConfig, parse_file};
 
-pub use caching::{ModelCache, PromptCacheConfig, PromptCacheSettings, TenantCache};
+pub use caching::{
+    ModelCache, PromptCacheConfig, PromptCacheSettings, TenantCache, bedrock_base_model,
+};
 pub use context::{ContextConfig, Strategy};
 pub use env::ENV_VARS;
 pub use jwt::JwtConfig;
@@ -35,8 +37,8 @@ pub use mcp::{McpConfig, McpServerConfig};
 pub use mcp_server::McpEndpointConfig;
 pub use prices::{Price, PriceTable, undated};
 pub use providers::{
-    ANTHROPIC_DEFAULT_MAX_TOKENS, ModelConfig, OpenaiApi, ProviderConfig, ProviderKind,
-    RetryPolicy, RetrySettings,
+    ANTHROPIC_DEFAULT_MAX_TOKENS, BEDROCK_API_KEY_ENV, ModelConfig, OpenaiApi, ProviderConfig,
+    ProviderKind, RetryPolicy, RetrySettings,
 };
 pub use tenants::{Quotas, TenantConfig, default_redaction};
 pub use upstream::check_upstream_url;

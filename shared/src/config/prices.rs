@@ -135,6 +135,49 @@ pub fn undated(model: &str) -> Option<&str> {
     dated.then_some(head)
 }
 
+/// Bedrock's on-demand prices (USD per million tokens) of the common chat
+/// models, by model id and by the inference profiles that serve them.
+/// Source: aws.amazon.com/bedrock/pricing and the Bedrock user guide's
+/// cross-Region inference page, as of 2025-11 (us-east-1). Claude 4.5
+/// models cost 10% more through a geographic profile (`us.`, `eu.`, ...)
+/// or in-region than through the `global.` one; cache reads are 0.1x input
+/// and writes 1.25x (5 minutes) or 2x (1 hour) for Claude; Nova reads are
+/// 0.25x input and writes cost nothing extra; Llama and Mistral do not cache.
+fn bedrock_prices(
+    p: impl Fn(f64, f64, f64, f64, f64) -> Price,
+) -> impl Iterator<Item = (String, Price)> {
+    let claude = |input: f64, output: f64| p(input, output, input * 0.1, input * 1.25, input * 2.0);
+    let nova = |input: f64, output: f64| p(input, output, input * 0.25, input, input);
+    let flat = |input: f64, output: f64| p(input, output, input, input, input);
+    let mut out = Vec::new();
+    for (id, global_in, global_out) in [
+        ("anthropic.claude-sonnet-4-5-20250929-v1:0", 3.0, 15.0),
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", 1.0, 5.0),
+    ] {
+        out.push((
+            format!("bedrock/global.{id}"),
+            claude(global_in, global_out),
+        ));
+        for profile in ["", "us.", "eu.", "apac.", "jp.", "au."] {
+            let regional = claude(global_in * 1.1, global_out * 1.1);
+            out.push((format!("bedrock/{profile}{id}"), regional));
+        }
+    }
+    for (id, price) in [
+        ("amazon.nova-pro-v1:0", nova(0.8, 3.2)),
+        ("amazon.nova-lite-v1:0", nova(0.06, 0.24)),
+        ("amazon.nova-micro-v1:0", nova(0.035, 0.14)),
+        ("meta.llama3-1-70b-instruct-v1:0", flat(0.72, 0.72)),
+        ("meta.llama3-3-70b-instruct-v1:0", flat(0.72, 0.72)),
+        ("mistral.mistral-large-2402-v1:0", flat(4.0, 12.0)),
+        ("mistral.mistral-large-2407-v1:0", flat(2.0, 6.0)),
+    ] {
+        out.push((format!("bedrock/{id}"), price.clone()));
+        out.push((format!("bedrock/us.{id}"), price));
+    }
+    out.into_iter()
+}
+
 impl Default for PriceTable {
     fn default() -> Self {
         // (input, output, cache read, 5-minute write, 1-hour write). OpenAI
@@ -160,6 +203,7 @@ impl Default for PriceTable {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
+            .chain(bedrock_prices(p))
             .collect(),
             default: None,
         }

@@ -22,6 +22,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Any server speaking Chat Completions (Azure OpenAI, Ollama, vLLM, Groq...).
     OpenaiCompatible,
+    /// Amazon Bedrock's Converse API, signed with SigV4 (or a Bedrock API key).
+    Bedrock,
     /// The built-in deterministic test model.
     Echo,
 }
@@ -33,6 +35,7 @@ impl ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Echo => "echo",
         }
     }
@@ -57,9 +60,16 @@ pub enum OpenaiApi {
 pub struct ProviderConfig {
     /// Wire protocol.
     pub kind: ProviderKind,
-    /// Base URL (OpenAI style includes `/v1`; Anthropic style does not).
+    /// Base URL (OpenAI style includes `/v1`; Anthropic style does not). For
+    /// Bedrock, resolved at load: this, else `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`,
+    /// else `AWS_ENDPOINT_URL`, else the region's endpoint; `None` when no
+    /// region resolves either (a call then fails with a 503 naming it).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Bedrock: the AWS region calls are signed for (default `AWS_REGION`,
+    /// then `AWS_DEFAULT_REGION`: the function's region on Lambda).
+    #[serde(default)]
+    pub region: Option<String>,
     /// Environment variable holding the key for local runs.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -97,7 +107,8 @@ impl ProviderConfig {
     fn builtin(kind: ProviderKind, base_url: &str, key_env: &str) -> Self {
         Self {
             kind,
-            base_url: Some(base_url.into()),
+            base_url: (!base_url.is_empty()).then(|| base_url.into()),
+            region: None,
             api_key_env: (!key_env.is_empty()).then(|| key_env.into()),
             secret_field: None,
             auth_header: None,
@@ -234,9 +245,14 @@ pub(super) const DEFAULT_MODELS: &[&str] = &[
     "echo",
 ];
 
-/// The built-in providers (`openai`, `anthropic`, `echo`) with the file's
-/// added or replacing them; `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` win
-/// over both. Every base URL passes [`check_upstream_url`].
+/// The variable a Bedrock API key (bearer) is read from for local runs, as
+/// the AWS SDKs name it.
+pub const BEDROCK_API_KEY_ENV: &str = "AWS_BEARER_TOKEN_BEDROCK";
+
+/// The built-in providers (`openai`, `anthropic`, `bedrock`, `echo`) with
+/// the file's added or replacing them; `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL`
+/// win over both. Bedrock entries get their region and endpoint resolved
+/// ([`resolve_bedrock`]). Every base URL passes [`check_upstream_url`].
 pub(super) fn providers(
     file: BTreeMap<String, ProviderConfig>,
     env: &impl Fn(&str) -> Option<String>,
@@ -259,9 +275,18 @@ pub(super) fn providers(
         ),
     );
     providers.insert(
+        "bedrock".into(),
+        ProviderConfig::builtin(ProviderKind::Bedrock, "", BEDROCK_API_KEY_ENV),
+    );
+    providers.insert(
         "echo".into(),
         ProviderConfig::builtin(ProviderKind::Echo, "", ""),
     );
+    let declared: Vec<String> = file
+        .iter()
+        .filter(|(_, p)| p.kind == ProviderKind::Bedrock)
+        .map(|(name, _)| name.clone())
+        .collect();
     for (name, p) in file {
         if !crate::ids::is_valid_id(&name, 64) || name.contains(['/', ':']) {
             return Err(ConfigError::Invalid(format!(
@@ -280,8 +305,16 @@ pub(super) fn providers(
             p.base_url = Some(url);
         }
     }
+    for (name, p) in providers.iter_mut() {
+        if p.kind == ProviderKind::Bedrock {
+            resolve_bedrock(name, p, declared.contains(name), env)?;
+        }
+    }
     for (name, p) in &providers {
-        if p.kind != ProviderKind::Echo {
+        // A Bedrock entry without a region has no URL yet: its calls fail
+        // with a 503 naming the setting (a declared one failed above).
+        let unresolved = p.kind == ProviderKind::Bedrock && p.base_url.is_none();
+        if p.kind != ProviderKind::Echo && !unresolved {
             let url = p.base_url.as_deref().unwrap_or("");
             if let Err(problem) = check_upstream_url(url) {
                 return Err(ConfigError::Invalid(format!(
@@ -291,6 +324,47 @@ pub(super) fn providers(
         }
     }
     Ok(providers)
+}
+
+/// A Bedrock entry's region (its own, else `AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`) and endpoint (its `base_url`, else
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else `AWS_ENDPOINT_URL`, else the
+/// region's public endpoint), as the AWS SDKs resolve them. An entry the
+/// file declares must have a region: SigV4 signs for one.
+fn resolve_bedrock(
+    name: &str,
+    p: &mut ProviderConfig,
+    declared: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    if p.region.is_none() {
+        p.region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
+    }
+    if let Some(r) = &p.region {
+        let valid = (1..=32).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(ConfigError::Invalid(format!(
+                "providers.{name}.region is not an AWS region name (like us-east-1)"
+            )));
+        }
+    }
+    if p.base_url.is_none() {
+        p.base_url = env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| {
+                p.region
+                    .as_ref()
+                    .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
+            });
+    }
+    if declared && p.region.is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "providers.{name}: no AWS region: set providers.{name}.region, or AWS_REGION"
+        )));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -357,6 +431,20 @@ impl Config {
             if self.split_model(m).is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "model '{m}' names no configured provider"
+                )));
+            }
+        }
+        // A Bedrock model the file lists or an alias names needs a region
+        // now, not at its first call.
+        let named = self.models.iter().chain(self.aliases.values().flatten());
+        for m in named {
+            if let Some((provider, _)) = self.split_model(m)
+                && let Some(p) = self.providers.get(provider)
+                && p.kind == ProviderKind::Bedrock
+                && p.region.is_none()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "model '{m}': no AWS region for provider '{provider}': set providers.{provider}.region, or AWS_REGION"
                 )));
             }
         }
@@ -436,6 +524,90 @@ mod tests {
             "[providers.openai]\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi = \"assistants\"\n",
         ] {
             assert!(toml(bad, &[]).is_err(), "{bad}");
+        }
+    }
+
+    // Issue 20, point 2: a Bedrock entry's region defaults to the
+    // function's (`AWS_REGION`, then `AWS_DEFAULT_REGION`); its endpoint is
+    // `base_url`, else `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else
+    // `AWS_ENDPOINT_URL`, else the region's; a declared entry (or a listed
+    // model) with no region fails the cold start naming the setting.
+    #[test]
+    fn bedrock_region_and_endpoint_resolve_as_the_sdks_do() {
+        let builtin = toml("", &[("AWS_DEFAULT_REGION", "eu-west-3")]).unwrap();
+        let b = &builtin.providers["bedrock"];
+        assert_eq!(b.kind, ProviderKind::Bedrock);
+        assert_eq!(b.region.as_deref(), Some("eu-west-3"));
+        assert_eq!(
+            b.base_url.as_deref(),
+            Some("https://bedrock-runtime.eu-west-3.amazonaws.com")
+        );
+        assert_eq!(b.api_key_env.as_deref(), Some(BEDROCK_API_KEY_ENV));
+        // Without any region the built-in entry loads, unresolved.
+        assert!(
+            toml("", &[]).unwrap().providers["bedrock"]
+                .base_url
+                .is_none()
+        );
+
+        let vars = [
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_DEFAULT_REGION", "eu-west-3"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:2"),
+        ];
+        let c = toml(
+            r#"
+            [providers.bedrock]
+            kind = "bedrock"
+            [providers.frankfurt]
+            kind = "bedrock"
+            region = "eu-central-1"
+            base_url = "http://127.0.0.1:3"
+            "#,
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(c.providers["bedrock"].region.as_deref(), Some("us-west-2"));
+        assert_eq!(
+            c.providers["bedrock"].base_url.as_deref(),
+            Some("http://127.0.0.1:2")
+        );
+        assert_eq!(
+            c.providers["frankfurt"].base_url.as_deref(),
+            Some("http://127.0.0.1:3")
+        );
+        let c = toml("", &vars[..3]).unwrap();
+        assert_eq!(
+            c.providers["bedrock"].base_url.as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        assert_eq!(
+            c.split_model("bedrock/us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            Some(("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0"))
+        );
+
+        for (bad, names) in [
+            (
+                "[providers.aws]\nkind = \"bedrock\"\n",
+                "providers.aws.region",
+            ),
+            (
+                "[[models]]\nid = \"bedrock/amazon.nova-pro-v1:0\"\n",
+                "providers.bedrock.region",
+            ),
+            (
+                "[aliases]\nsmart = [\"anthropic/claude-sonnet-4-5\", \"bedrock/amazon.nova-pro-v1:0\"]\n",
+                "AWS_REGION",
+            ),
+            (
+                "[providers.aws]\nkind = \"bedrock\"\nregion = \"us east 1\"\n",
+                "providers.aws.region",
+            ),
+        ] {
+            let e = toml(bad, &[]).unwrap_err().to_string();
+            assert!(e.contains(names), "{bad}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
         }
     }
 }

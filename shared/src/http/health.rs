@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::{RequestLog, caller, with_log};
 use crate::auth::SCOPE_ADMIN;
+use crate::config::ProviderKind;
 use crate::provider::KeyUse;
 use crate::{ApiError, AppState};
 
@@ -51,7 +52,7 @@ pub struct Check {
 pub struct ProviderStatus {
     /// Provider name, as used in `provider/model`.
     pub name: String,
-    /// Wire protocol (`openai`, `anthropic`, `openai_compatible`, `echo`).
+    /// Wire protocol (`openai`, `anthropic`, `openai_compatible`, `bedrock`, `echo`).
     pub kind: &'static str,
     /// Whether calls fail without a key (OpenAI and Anthropic).
     pub key_required: bool,
@@ -77,12 +78,19 @@ pub struct Checks {
     pub store: Check,
     /// Reading provider keys (Secrets Manager or the environment).
     pub secrets: Check,
+    /// Whether AWS credentials resolve, for Bedrock providers that sign
+    /// with them (present only when one is configured with a region and
+    /// no API key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_credentials: Option<Check>,
 }
 
 impl Readiness {
     /// Whether every check passed.
     pub fn is_ready(&self) -> bool {
-        self.checks.store.ok && self.checks.secrets.ok
+        self.checks.store.ok
+            && self.checks.secrets.ok
+            && self.checks.aws_credentials.as_ref().is_none_or(|c| c.ok)
     }
 }
 
@@ -155,12 +163,56 @@ async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
     (check, providers)
 }
 
-/// Runs every readiness check (store and key source concurrently).
+/// Resolves the AWS credentials Bedrock providers sign with, when one of
+/// them will: it has an endpoint (a region) and no API key. The names of
+/// the providers come back; the credentials never do.
+async fn check_aws(state: &AppState, providers: &[ProviderStatus]) -> Option<Check> {
+    let signing: Vec<&str> = providers
+        .iter()
+        .filter(|p| p.kind == ProviderKind::Bedrock.as_str() && !p.key_present)
+        .filter(|p| {
+            state
+                .config
+                .providers
+                .get(&p.name)
+                .is_some_and(|c| c.base_url.is_some())
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if signing.is_empty() {
+        return None;
+    }
+    let started = Instant::now();
+    let names = signing.join(", ");
+    let resolved =
+        tokio::time::timeout(CHECK_TIMEOUT, state.providers.aws_credentials().resolve()).await;
+    let (ok, detail) = match resolved {
+        Ok(Ok(_)) => (true, format!("AWS credentials resolve (for {names})")),
+        Ok(Err(e)) => (false, format!("{e}, needed by {names}")),
+        Err(_) => (
+            false,
+            format!("AWS credentials did not resolve in time, needed by {names}"),
+        ),
+    };
+    Some(Check {
+        ok,
+        detail,
+        latency_ms: millis(started.elapsed()),
+    })
+}
+
+/// Runs every readiness check (store and key source concurrently, then the
+/// AWS credentials of the Bedrock providers that sign).
 pub async fn readiness(state: &AppState) -> Readiness {
     let (store, (secrets, providers)) = tokio::join!(check_store(state), check_secrets(state));
+    let aws_credentials = check_aws(state, &providers).await;
     let mut r = Readiness {
         status: "ready",
-        checks: Checks { store, secrets },
+        checks: Checks {
+            store,
+            secrets,
+            aws_credentials,
+        },
         providers,
     };
     if !r.is_ready() {
@@ -183,6 +235,10 @@ pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
         let failed: Vec<&str> = [
             ("store", report.checks.store.ok),
             ("secrets", report.checks.secrets.ok),
+            (
+                "aws_credentials",
+                report.checks.aws_credentials.as_ref().is_none_or(|c| c.ok),
+            ),
         ]
         .into_iter()
         .filter(|(_, ok)| !ok)

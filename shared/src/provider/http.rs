@@ -156,7 +156,8 @@ pub(crate) fn body_stream(
     })
 }
 
-fn raw_body_stream(
+/// A successful response's body as it arrives, uncapped (callers cap it).
+pub(crate) fn raw_body_stream(
     provider: &str,
     resp: reqwest::Response,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
@@ -174,7 +175,8 @@ fn raw_body_stream(
     })
 }
 
-fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
+/// A transport failure (no answer) as a provider failure.
+pub(crate) fn classify_send_error(provider: &str, e: &reqwest::Error) -> ProviderError {
     let provider = provider.to_owned();
     if e.is_timeout() {
         ProviderError::Timeout { provider }

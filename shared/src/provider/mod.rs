@@ -5,6 +5,7 @@
 //! What differs between providers is asked of them ([`Capabilities`]).
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod echo;
 pub mod http;
 pub mod keep_alive;
@@ -123,6 +124,41 @@ pub enum ProviderError {
     /// Reading the provider key failed.
     #[error("provider key lookup failed: {0}")]
     Secrets(#[from] SecretsError),
+    /// The provider does not serve the model to the gateway: unknown there
+    /// (`status` 404), or access not granted (403). Names the model and what
+    /// is missing, never the provider's own message (AWS's carries account
+    /// ids and ARNs).
+    #[error("provider {provider} cannot serve model {model}: {missing}")]
+    ModelUnavailable {
+        /// Provider name.
+        provider: String,
+        /// The upstream model id.
+        model: String,
+        /// 404 (not found) or 403 (access denied).
+        status: u16,
+        /// What the operator must fix.
+        missing: String,
+    },
+    /// Upstream refused one field of the request (Bedrock's
+    /// `ValidationException`); the field is named, the provider's message is not kept.
+    #[error("provider {provider} refused the request's {param}")]
+    RejectedField {
+        /// Provider name.
+        provider: String,
+        /// The offending field, in the provider's terms (`inferenceConfig.maxTokens`).
+        param: String,
+        /// Why, in ctxgate's words.
+        message: String,
+    },
+    /// The provider cannot be called as deployed (no AWS credentials or
+    /// region resolve); names the missing setting.
+    #[error("provider {provider} is not configured: {missing}")]
+    NotConfigured {
+        /// Provider name.
+        provider: String,
+        /// The missing setting, in words.
+        missing: String,
+    },
 }
 
 /// Overall deadline of a streamed upstream call (Lambda's own limit); the
@@ -230,12 +266,22 @@ pub struct Providers {
     config: Arc<Config>,
     adapters: HashMap<String, Arc<dyn Provider>>,
     keys: Arc<dyn KeySource>,
+    aws: Arc<bedrock::AwsCredentials>,
 }
 
 impl Providers {
-    /// Builds one provider per configured entry, all sharing `client`.
+    /// Builds one provider per configured entry, all sharing `client` (and,
+    /// for Bedrock entries, the process's AWS credentials).
     pub fn new(config: Arc<Config>, client: reqwest::Client, keys: Arc<dyn KeySource>) -> Self {
         let caps = config.upstream_caps;
+        // One credential cache per process; the first Bedrock entry's region
+        // serves the chain's own calls (STS), the environment's otherwise.
+        let region = config
+            .providers
+            .values()
+            .find(|p| p.kind == ProviderKind::Bedrock && p.region.is_some())
+            .and_then(|p| p.region.clone());
+        let aws = Arc::new(bedrock::AwsCredentials::default_chain(region));
         let adapters = config
             .providers
             .iter()
@@ -249,6 +295,13 @@ impl Providers {
                     ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
                         Arc::new(openai::OpenAi::new(name, p, client.clone(), caps))
                     }
+                    ProviderKind::Bedrock => Arc::new(bedrock::Bedrock::new(
+                        name,
+                        p,
+                        client.clone(),
+                        caps,
+                        aws.clone(),
+                    )),
                 };
                 (name.clone(), adapter)
             })
@@ -257,7 +310,16 @@ impl Providers {
             config,
             adapters,
             keys,
+            aws,
         }
+    }
+
+    /// The AWS credentials Bedrock providers sign with: the default chain
+    /// (environment, profile, the Lambda role), resolved on first use and
+    /// cached until shortly before they expire. The readiness report probes
+    /// them; tests replace their source ([`bedrock::AwsCredentials::set_source`]).
+    pub fn aws_credentials(&self) -> &bedrock::AwsCredentials {
+        &self.aws
     }
 
     /// Resolves an alias or `provider/model`; `None` for an unknown model.

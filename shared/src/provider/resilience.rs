@@ -64,7 +64,12 @@ pub fn retryable(e: &ProviderError, p: &RetryPolicy) -> bool {
 /// Whether `e` is the provider's failure (so another model may answer),
 /// rather than the request's own.
 pub fn falls_back(e: &ProviderError) -> bool {
-    !matches!(e, ProviderError::Rejected { .. } | ProviderError::Deadline)
+    !matches!(
+        e,
+        ProviderError::Rejected { .. }
+            | ProviderError::RejectedField { .. }
+            | ProviderError::Deadline
+    )
 }
 
 fn wait_of(e: &ProviderError) -> Option<Duration> {

@@ -4,6 +4,7 @@
 //! providers encode upstream requests and decode upstream answers with them.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod openai_chat;
 pub mod openai_responses;
 
