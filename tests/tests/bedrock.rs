@@ -674,6 +674,15 @@ async fn a_mid_stream_exception_ends_the_stream_with_an_error(store: Arc<dyn Sto
         "{text}"
     );
     assert!(!text.contains("response.completed"), "{text}");
+    // Nor is that response stored.
+    let id = data(&text)
+        .iter()
+        .find_map(|v| v["response"]["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("a response id: {text}"));
+    let (status, _, body) = gw
+        .call("GET", &format!("/v1/responses/{id}"), Some(&key), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
 }
 
 #[tokio::test]
