@@ -262,3 +262,74 @@ pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     .unwrap_or_else(IntoResponse::into_response);
     with_log(resp, log)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::secrets::EnvKeys;
+
+    /// A credential source that never has any.
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl ProvideCredentials for Nothing {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("none here")))
+        }
+    }
+
+    fn state(toml: &str, dir: &std::path::Path) -> Arc<AppState> {
+        let config = Config::from_toml(toml, |_| None).unwrap();
+        let keys = Arc::new(EnvKeys::from_config(&config, |_| None));
+        let store = Arc::new(crate::store::embedded::EmbeddedStore::open(dir).unwrap());
+        AppState::from_parts(config, store, keys, reqwest::Client::new()).unwrap()
+    }
+
+    // Issue 20, point 7: the readiness report says whether the AWS
+    // credentials a Bedrock provider signs with resolve, and is not ready
+    // when they do not; without a Bedrock provider that signs, no check.
+    #[tokio::test]
+    async fn readiness_reports_whether_aws_credentials_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = state("", &dir.path().join("a"));
+        let r = readiness(&plain).await;
+        assert!(r.checks.aws_credentials.is_none() && r.is_ready());
+        assert!(r.providers.iter().any(|p| p.name == "bedrock" && p.kind == "bedrock"));
+
+        let s = state(
+            "[providers.bedrock]\nkind = \"bedrock\"\nregion = \"us-east-1\"\n",
+            &dir.path().join("b"),
+        );
+        s.providers
+            .aws_credentials()
+            .set_source(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDREADY",
+                "ready-secret",
+                None,
+                None,
+                "test",
+            )));
+        let r = readiness(&s).await;
+        let aws = r.checks.aws_credentials.as_ref().unwrap();
+        assert!(aws.ok && r.is_ready(), "{aws:?}");
+        assert!(aws.detail.contains("bedrock"));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("AKIDREADY") && !text.contains("ready-secret"));
+
+        s.providers
+            .aws_credentials()
+            .set_source(SharedCredentialsProvider::new(Nothing));
+        let r = readiness(&s).await;
+        let aws = r.checks.aws_credentials.as_ref().unwrap();
+        assert!(!aws.ok && !r.is_ready(), "{aws:?}");
+        assert!(aws.detail.contains("no AWS credentials") && aws.detail.contains("bedrock"));
+    }
+}
