@@ -23,6 +23,11 @@
 //! fixed open-loop rates and closed-loop concurrencies, with the gateway's CPU
 //! per request, its throughput on one core and its peak RSS. `-- side-by-side`
 //! runs it alone; `-- smoke` runs it at tiny sizes (`scripts/bench.sh --smoke`).
+//!
+//! Issue 20 adds the provider-streams table: the time each provider's stream
+//! translator adds per streamed event, in process (Bedrock's binary event
+//! stream against OpenAI's SSE). `-- provider-streams` runs it alone (no
+//! release binaries needed).
 
 // Under gateway/ so that cargo does not take it for a bench target of its own.
 #[path = "gateway/side_by_side.rs"]
@@ -401,6 +406,10 @@ async fn main() {
         stream_redaction();
         return;
     }
+    if std::env::args().any(|a| a == "provider-streams") {
+        provider_streams().await;
+        return;
+    }
     let dir = PathBuf::from(
         std::env::var("CTXGATE_RELEASE_DIR")
             .expect("run scripts/bench.sh (sets CTXGATE_RELEASE_DIR)"),
@@ -439,6 +448,96 @@ async fn main() {
     streaming(&dir).await;
     mcp_federation(&dir).await;
     stream_redaction();
+    provider_streams().await;
+}
+
+/// Issue 20: the time a provider's stream translator takes per event (one
+/// event per network read, as upstreams send them): framing, JSON and the
+/// model events, until the answer is complete. Bedrock's binary event
+/// stream (`aws-smithy-eventstream`'s frame decoder, both CRCs checked)
+/// against OpenAI's SSE (`eventsource-stream`), the same text in 1,000 deltas.
+async fn provider_streams() {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    use ctxgate::provider::{EventStream, ProviderError, bedrock, openai, sse};
+    use futures_util::StreamExt;
+
+    const EVENTS: usize = 1000;
+    const RUNS: usize = 200;
+    let frame = |kind: &'static str, payload: serde_json::Value| {
+        let mut m = Message::new(Bytes::from(payload.to_string()));
+        for (k, v) in [
+            (":message-type", "event"),
+            (":event-type", kind),
+            (":content-type", "application/json"),
+        ] {
+            m = m.add_header(Header::new(k, HeaderValue::String(v.into())));
+        }
+        let mut out = Vec::new();
+        write_message_to(&m, &mut out).unwrap();
+        Bytes::from(out)
+    };
+    let mut converse = vec![frame("messageStart", json!({"role": "assistant"}))];
+    let mut chat = Vec::new();
+    for i in 0..EVENTS {
+        let text = format!("word{i} ");
+        converse.push(frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+        ));
+        let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+        chat.push(Bytes::from(format!("data: {chunk}\n\n")));
+    }
+    converse.extend([
+        frame("contentBlockStop", json!({"contentBlockIndex": 0})),
+        frame("messageStop", json!({"stopReason": "end_turn"})),
+        frame(
+            "metadata",
+            json!({"usage": {"inputTokens": 10, "outputTokens": 1000, "totalTokens": 1010}, "metrics": {"latencyMs": 1}}),
+        ),
+    ]);
+    let last = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 1000, "total_tokens": 1010}});
+    chat.push(Bytes::from(format!("data: {last}\n\ndata: [DONE]\n\n")));
+    let caps = ctxgate::capped::Caps {
+        body: 16 << 20,
+        event: 1 << 20,
+        stream: 64 << 20,
+    };
+    let body = |chunks: &Vec<Bytes>| {
+        futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, ProviderError>))
+    };
+    let drain = |s: EventStream| async move {
+        let n = s.map(|e| e.expect("a good stream")).count().await;
+        assert!(n > EVENTS);
+    };
+    println!("\n### Provider stream translators (in process): time per streamed event\n");
+    println!(
+        "| provider (wire) | events | runs | p50 per event | p90 per event |\n|---|---|---|---|---|"
+    );
+    for name in ["bedrock (event stream)", "openai (SSE)"] {
+        let mut samples = Vec::new();
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            if name.starts_with("bedrock") {
+                let d = bedrock::stream::EventDecoder::new();
+                drain(bedrock::stream::events("bedrock", body(&converse), caps, d)).await;
+            } else {
+                let d = openai::stream::ChunkDecoder::new();
+                drain(sse::events("openai", body(&chat), d)).await;
+            }
+            samples.push(started.elapsed() / EVENTS as u32);
+        }
+        samples.sort();
+        let ns = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6);
+        println!(
+            "| {name} | {EVENTS} | {RUNS} | {} | {} |",
+            ns(percentile(&samples, 0.5)),
+            ns(percentile(&samples, 0.9))
+        );
+    }
 }
 
 /// Issue 12, point 9: stream redaction costs time proportional to the text,

@@ -58,6 +58,12 @@ pub struct ProviderStatus {
     pub key_required: bool,
     /// Whether the key source holds a key for it.
     pub key_present: bool,
+    /// Bedrock providers that sign with SigV4 (a region, no API key):
+    /// whether the AWS credentials resolve. Like a missing key, a failure is
+    /// reported without making the gateway unready: only that provider's
+    /// requests fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_credentials: Option<bool>,
 }
 
 /// The readiness report.
@@ -78,19 +84,12 @@ pub struct Checks {
     pub store: Check,
     /// Reading provider keys (Secrets Manager or the environment).
     pub secrets: Check,
-    /// Whether AWS credentials resolve, for Bedrock providers that sign
-    /// with them (present only when one is configured with a region and
-    /// no API key).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aws_credentials: Option<Check>,
 }
 
 impl Readiness {
     /// Whether every check passed.
     pub fn is_ready(&self) -> bool {
-        self.checks.store.ok
-            && self.checks.secrets.ok
-            && self.checks.aws_credentials.as_ref().is_none_or(|c| c.ok)
+        self.checks.store.ok && self.checks.secrets.ok
     }
 }
 
@@ -153,6 +152,7 @@ async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
             kind: p.kind.as_str(),
             key_required,
             key_present,
+            aws_credentials: None,
         });
     }
     let check = Check {
@@ -163,56 +163,41 @@ async fn check_secrets(state: &AppState) -> (Check, Vec<ProviderStatus>) {
     (check, providers)
 }
 
-/// Resolves the AWS credentials Bedrock providers sign with, when one of
-/// them will: it has an endpoint (a region) and no API key. The names of
-/// the providers come back; the credentials never do.
-async fn check_aws(state: &AppState, providers: &[ProviderStatus]) -> Option<Check> {
-    let signing: Vec<&str> = providers
-        .iter()
-        .filter(|p| p.kind == ProviderKind::Bedrock.as_str() && !p.key_present)
-        .filter(|p| {
-            state
+/// Resolves the AWS credentials once for the Bedrock providers that sign
+/// with them (an endpoint, no API key) and marks each with the outcome; the
+/// chain's reason goes to the log, the credentials nowhere.
+async fn check_aws(state: &AppState, providers: &mut [ProviderStatus]) {
+    let signing = |p: &ProviderStatus| {
+        p.kind == ProviderKind::Bedrock.as_str()
+            && !p.key_present
+            && state
                 .config
                 .providers
                 .get(&p.name)
                 .is_some_and(|c| c.base_url.is_some())
-        })
-        .map(|p| p.name.as_str())
-        .collect();
-    if signing.is_empty() {
-        return None;
+    };
+    if !providers.iter().any(signing) {
+        return;
     }
-    let started = Instant::now();
-    let names = signing.join(", ");
     let resolved =
         tokio::time::timeout(CHECK_TIMEOUT, state.providers.aws_credentials().resolve()).await;
-    let (ok, detail) = match resolved {
-        Ok(Ok(_)) => (true, format!("AWS credentials resolve (for {names})")),
-        Ok(Err(e)) => (false, format!("{e}, needed by {names}")),
-        Err(_) => (
-            false,
-            format!("AWS credentials did not resolve in time, needed by {names}"),
-        ),
-    };
-    Some(Check {
-        ok,
-        detail,
-        latency_ms: millis(started.elapsed()),
-    })
+    let ok = matches!(resolved, Ok(Ok(_)));
+    if !ok {
+        tracing::warn!("readiness: AWS credentials for Bedrock did not resolve");
+    }
+    for p in providers.iter_mut().filter(|p| signing(p)) {
+        p.aws_credentials = Some(ok);
+    }
 }
 
-/// Runs every readiness check (store and key source concurrently, then the
-/// AWS credentials of the Bedrock providers that sign).
+/// Runs every readiness check (store and key source concurrently, then
+/// whether Bedrock providers' AWS credentials resolve).
 pub async fn readiness(state: &AppState) -> Readiness {
-    let (store, (secrets, providers)) = tokio::join!(check_store(state), check_secrets(state));
-    let aws_credentials = check_aws(state, &providers).await;
+    let (store, (secrets, mut providers)) = tokio::join!(check_store(state), check_secrets(state));
+    check_aws(state, &mut providers).await;
     let mut r = Readiness {
         status: "ready",
-        checks: Checks {
-            store,
-            secrets,
-            aws_credentials,
-        },
+        checks: Checks { store, secrets },
         providers,
     };
     if !r.is_ready() {
@@ -235,10 +220,6 @@ pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
         let failed: Vec<&str> = [
             ("store", report.checks.store.ok),
             ("secrets", report.checks.secrets.ok),
-            (
-                "aws_credentials",
-                report.checks.aws_credentials.as_ref().is_none_or(|c| c.ok),
-            ),
         ]
         .into_iter()
         .filter(|(_, ok)| !ok)
@@ -261,4 +242,79 @@ pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     .await
     .unwrap_or_else(IntoResponse::into_response);
     with_log(resp, log)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::secrets::EnvKeys;
+
+    /// A credential source that never has any.
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl ProvideCredentials for Nothing {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("none here")))
+        }
+    }
+
+    fn state(toml: &str, dir: &std::path::Path) -> Arc<AppState> {
+        let config = Config::from_toml(toml, |_| None).unwrap();
+        let keys = Arc::new(EnvKeys::from_config(&config, |_| None));
+        let store = Arc::new(crate::store::embedded::EmbeddedStore::open(dir).unwrap());
+        AppState::from_parts(config, store, keys, reqwest::Client::new()).unwrap()
+    }
+
+    fn bedrock(r: &Readiness) -> &ProviderStatus {
+        r.providers.iter().find(|p| p.name == "bedrock").unwrap()
+    }
+
+    // Issue 20, point 7: the readiness report says whether the AWS
+    // credentials a Bedrock provider signs with resolve; like a missing key,
+    // failing credentials do not make the gateway unready. Without a region
+    // (nothing to sign for) there is no answer.
+    #[tokio::test]
+    async fn readiness_reports_whether_aws_credentials_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = state("", &dir.path().join("a"));
+        let r = readiness(&plain).await;
+        assert_eq!(bedrock(&r).kind, "bedrock");
+        assert_eq!(bedrock(&r).aws_credentials, None);
+        assert!(r.is_ready());
+
+        let s = state(
+            "[providers.bedrock]\nkind = \"bedrock\"\nregion = \"us-east-1\"\n",
+            &dir.path().join("b"),
+        );
+        s.providers
+            .aws_credentials()
+            .set_source(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDREADY",
+                "ready-secret",
+                None,
+                None,
+                "test",
+            )));
+        let r = readiness(&s).await;
+        assert_eq!(bedrock(&r).aws_credentials, Some(true));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("AKIDREADY") && !text.contains("ready-secret"));
+        assert!(text.contains(r#""aws_credentials":true"#), "{text}");
+
+        s.providers
+            .aws_credentials()
+            .set_source(SharedCredentialsProvider::new(Nothing));
+        let r = readiness(&s).await;
+        assert_eq!(bedrock(&r).aws_credentials, Some(false));
+        assert!(r.is_ready());
+    }
 }

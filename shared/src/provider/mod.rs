@@ -1,5 +1,5 @@
 //! The LLM interface: one [`Provider`] trait speaking the provider-neutral
-//! [`model`](crate::model), one module per provider (`openai/`, `anthropic/`,
+//! [`model`](crate::model), one module per provider (`openai/`, `anthropic/`, `bedrock/`,
 //! `echo.rs`) with its stream translator inside, and [`Providers`], which
 //! resolves a model name and calls the right provider with the right key.
 //! What differs between providers is asked of them ([`Capabilities`]).
@@ -188,7 +188,7 @@ pub struct Capabilities {
     /// Whether the provider takes a key, and whether it must have one.
     pub key: KeyUse,
     /// The provider takes prompt-cache breakpoints on blocks (Anthropic
-    /// `cache_control`); others cache on their own or not at all.
+    /// `cache_control`, Bedrock `cachePoint`); others cache on their own or not at all.
     pub cache_breakpoints: bool,
     /// Whole answers carry tool arguments parsed, so a streamed answer's
     /// arguments are re-serialised the same way to store the same text.

@@ -1,5 +1,5 @@
 //! Where a provider that caches on explicit breakpoints (Anthropic
-//! `cache_control`, later Bedrock `cachePoint`) is asked to cache a stored
+//! `cache_control`, Bedrock `cachePoint`) is asked to cache a stored
 //! conversation's prompt: at the end of its instructions and summary, and at
 //! the end of its stored history. The second moves forward as the
 //! conversation grows, and the provider finds the previous turn's entry by
