@@ -154,6 +154,20 @@ pub struct Config {
     pub prices: PriceTable,
     /// Origins allowed by CORS (none by default).
     pub cors_origins: Vec<String>,
+    /// Where request metrics go (`CTXGATE_METRICS`).
+    pub metrics: MetricsSink,
+}
+
+/// Where request metrics go: CloudWatch EMF records on stdout (the Lambda
+/// default), the local server's Prometheus `/metrics` (its default), or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSink {
+    /// One CloudWatch Embedded Metric Format record per request, on stdout.
+    Emf,
+    /// Kept in memory for `GET /metrics` (the local server only).
+    Prometheus,
+    /// Not recorded.
+    Off,
 }
 
 impl Config {
@@ -203,6 +217,7 @@ impl Config {
             None => StoreKind::Embedded,
         };
         let providers = providers::providers(file.providers, &env)?;
+        let metrics = env::metrics(env("CTXGATE_METRICS"), in_lambda)?;
 
         let mut context_windows = BTreeMap::new();
         let mut max_outputs = BTreeMap::new();
@@ -297,6 +312,7 @@ impl Config {
                 Some(list) => env::cors_origins(&list)?,
                 None => file.cors_origins.unwrap_or_default(),
             },
+            metrics,
         };
         cfg.check()?;
         Ok(cfg)
