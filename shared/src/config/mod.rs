@@ -156,6 +156,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Where request metrics go (`CTXGATE_METRICS`).
     pub metrics: MetricsSink,
+    /// The Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`), when in one.
+    pub lambda_function: Option<String>,
 }
 
 /// Where request metrics go: CloudWatch EMF records on stdout (the Lambda
@@ -313,6 +315,7 @@ impl Config {
                 None => file.cors_origins.unwrap_or_default(),
             },
             metrics,
+            lambda_function: env("AWS_LAMBDA_FUNCTION_NAME"),
         };
         cfg.check()?;
         Ok(cfg)

@@ -47,10 +47,31 @@ fn ms(d: std::time::Duration) -> Value {
     json!((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0)
 }
 
-/// The EMF document of `r`. Counts are always present (zero included, so
-/// that rates have a denominator); latencies and a turn's tokens and cost
-/// only when the request had them. A turn (a provider answered) is also
-/// recorded under its provider and model.
+/// Metrics also recorded per front door (`[function, door]`).
+const BY_DOOR: &[&str] = &[
+    "Requests",
+    "ErrorsClient",
+    "ErrorsLimited",
+    "ErrorsUpstream",
+    "ErrorsInternal",
+];
+
+/// Metrics also recorded per model (`[function, door, provider, model]`).
+const BY_MODEL: &[&str] = &[
+    "Requests",
+    "InputTokens",
+    "OutputTokens",
+    "CachedTokens",
+    "CostMicroUSD",
+];
+
+/// The EMF document of `r`: every metric under `[function]`; requests and
+/// errors under `[function, door]`; a turn's (a provider answered) requests,
+/// tokens and cost under `[function, door, provider, model]`. Few sets and
+/// few metrics in each, since CloudWatch bills every metric and dimension
+/// combination. Requests, errors, latency and cold starts are always
+/// present (zero included, so rates have a denominator); a turn's latency,
+/// tokens and cost only for a turn, the rest when not zero.
 pub fn render(r: &Record<'_>) -> Value {
     let mut root = Map::new();
     let mut put = |name: &str, v: Value| {
@@ -58,17 +79,17 @@ pub fn render(r: &Record<'_>) -> Value {
     };
     put("function", json!(r.function));
     put("door", json!(r.door));
-    let mut dimensions = vec![json!(["function"]), json!(["function", "door"])];
-    if let (Some(p), Some(m)) = (r.provider, r.model) {
-        put("provider", json!(&**p));
-        put("model", json!(&**m));
-        dimensions.push(json!(["function", "door", "provider", "model"]));
-    }
     put("Requests", json!(1));
     for c in Class::ALL {
         put(error_metric(c), json!(u8::from(r.class == Some(c))));
     }
     put("Latency", ms(r.latency));
+    put("ColdStarts", json!(u8::from(r.cold_start)));
+    let turn = r.provider.zip(r.model);
+    if let Some((p, m)) = turn {
+        put("provider", json!(&**p));
+        put("model", json!(&**m));
+    }
     if let Some(u) = r.upstream {
         put("UpstreamLatency", ms(u));
         put("InputTokens", json!(r.input_tokens));
@@ -79,26 +100,42 @@ pub fn render(r: &Record<'_>) -> Value {
     if let Some(f) = r.first_token {
         put("TimeToFirstToken", ms(f));
     }
-    put("Retries", json!(r.retries));
-    put("Fallbacks", json!(r.fallbacks));
-    put("ToolCalls", json!(r.tool_calls));
-    put("ToolErrors", json!(r.tool_errors));
-    put("ColdStarts", json!(u8::from(r.cold_start)));
-    let metrics: Vec<Value> = METRICS
-        .iter()
-        .filter(|(name, _)| root.contains_key(*name))
-        .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
-        .collect();
+    for (name, n) in [
+        ("Retries", r.retries),
+        ("Fallbacks", r.fallbacks),
+        ("ToolCalls", r.tool_calls),
+        ("ToolErrors", r.tool_errors),
+    ] {
+        if n > 0 {
+            put(name, json!(n));
+        }
+    }
+    let declare = |names: &mut dyn Iterator<Item = &str>| -> Vec<Value> {
+        names
+            .filter(|name| root.contains_key(*name))
+            .map(|name| {
+                let unit = METRICS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or("None", |m| m.1);
+                json!({"Name": name, "Unit": unit})
+            })
+            .collect()
+    };
+    let mut directives = vec![
+        json!({"Namespace": NAMESPACE, "Dimensions": [["function"]],
+               "Metrics": declare(&mut METRICS.iter().map(|m| m.0))}),
+        json!({"Namespace": NAMESPACE, "Dimensions": [["function", "door"]],
+               "Metrics": declare(&mut BY_DOOR.iter().copied())}),
+    ];
+    if turn.is_some() && r.upstream.is_some() {
+        directives.push(json!({"Namespace": NAMESPACE,
+            "Dimensions": [["function", "door", "provider", "model"]],
+            "Metrics": declare(&mut BY_MODEL.iter().copied())}));
+    }
     root.insert(
         "_aws".into(),
-        json!({
-            "Timestamp": r.timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": dimensions,
-                "Metrics": metrics,
-            }],
-        }),
+        json!({"Timestamp": r.timestamp_ms, "CloudWatchMetrics": directives}),
     );
     Value::Object(root)
 }

@@ -112,6 +112,9 @@ pub fn door_of(path: &str) -> &'static str {
 /// whether the next record is the cold start's.
 pub struct Metrics {
     sink: MetricsSink,
+    /// The Lambda function's name, which names the function in every
+    /// record (unique per stack, so two stacks in one account never mix).
+    lambda_function: Option<&'static str>,
     providers: Names,
     models: Names,
     cold: AtomicBool,
@@ -167,6 +170,11 @@ impl Metrics {
             .map(String::as_str);
         Self {
             sink: config.metrics,
+            // Leaked once per cold start: the process's own name for its life.
+            lambda_function: config
+                .lambda_function
+                .as_deref()
+                .map(|n| &*Box::leak(Box::<str>::from(n))),
             providers: Names::new(config.providers.keys().map(String::as_str)),
             models: Names::new(models),
             cold: AtomicBool::new(true),
@@ -175,7 +183,8 @@ impl Metrics {
         }
     }
 
-    /// A tally for a request to `door` of `function`; `None` when metrics are off.
+    /// A tally for a request to `door` of `function` (named by the Lambda
+    /// function's name on Lambda); `None` when metrics are off.
     pub fn begin(
         self: &Arc<Self>,
         function: &'static str,
@@ -186,7 +195,7 @@ impl Metrics {
         }
         Some(Arc::new(Tally {
             metrics: self.clone(),
-            function,
+            function: self.lambda_function.unwrap_or(function),
             door,
             started: Instant::now(),
             provider: AtomicU16::new(NONE),
@@ -262,7 +271,8 @@ pub struct Tally {
 pub struct Record<'a> {
     /// Milliseconds since the Unix epoch at the request's end.
     pub timestamp_ms: u64,
-    /// The function that served it (`chat`, `keys`..., `local` for the local server).
+    /// The function that served it: the Lambda function's name, or `local`
+    /// (the local server).
     pub function: &'static str,
     /// Its front door ([`door_of`]).
     pub door: &'static str,

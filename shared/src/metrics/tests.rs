@@ -171,20 +171,42 @@ async fn an_emf_record_has_its_directive_and_values() {
         cold_start: true,
     };
     let doc = emf::render(&record);
-    let directive = &doc["_aws"]["CloudWatchMetrics"][0];
-    assert_eq!(directive["Namespace"], "ctxgate");
+    let directives = doc["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+    let sets: Vec<&serde_json::Value> = directives.iter().map(|d| &d["Dimensions"]).collect();
     assert_eq!(
-        directive["Dimensions"],
-        serde_json::json!([
-            ["function"],
-            ["function", "door"],
-            ["function", "door", "provider", "model"]
-        ])
+        sets,
+        [
+            &serde_json::json!([["function"]]),
+            &serde_json::json!([["function", "door"]]),
+            &serde_json::json!([["function", "door", "provider", "model"]]),
+        ]
     );
-    for m in directive["Metrics"].as_array().unwrap() {
-        let name = m["Name"].as_str().unwrap();
-        assert!(doc[name].is_number(), "{name} is declared but not a number");
+    for d in directives {
+        assert_eq!(d["Namespace"], "ctxgate");
+        for m in d["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number(), "{name} is declared but not a number");
+        }
     }
+    // The per-model set carries a turn's tokens and cost, not its latency.
+    let by_model: Vec<&str> = directives[2]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        by_model,
+        [
+            "Requests",
+            "InputTokens",
+            "OutputTokens",
+            "CachedTokens",
+            "CostMicroUSD"
+        ]
+    );
+    // Zero counts of what did not happen are left out (each is a billed metric).
+    assert!(doc.get("Retries").is_none() && doc.get("ToolCalls").is_none());
     assert_eq!(doc["InputTokens"], 12);
     assert_eq!(doc["CostMicroUSD"], 9);
     assert_eq!(doc["ErrorsClient"], 0);
