@@ -29,6 +29,7 @@ const REQUIRED: &[&str] = &[
     "CTXGATE_JWT_ISSUER",
     "CTXGATE_JWT_AUDIENCE",
     "CTXGATE_JWT_JWKS_URL",
+    "CTXGATE_METRICS",
     "RUST_LOG",
 ];
 
@@ -49,10 +50,6 @@ const NOT_IN_LAMBDA: &[(&str, &str)] = &[
         "embedded store only; Lambda uses DynamoDB",
     ),
     ("CTXGATE_LISTEN", "local server only"),
-    (
-        "CTXGATE_METRICS",
-        "its Lambda default is EMF records on stdout, which the dashboard and alarms read",
-    ),
     (
         "AWS_ENDPOINT_URL",
         "emulators only; Lambda uses the regional endpoints",
