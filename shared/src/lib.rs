@@ -16,6 +16,7 @@ pub mod ids;
 pub mod limits;
 pub mod mcp;
 pub mod meter;
+pub mod metrics;
 pub mod model;
 pub mod processor;
 pub mod provider;

@@ -69,6 +69,8 @@ pub struct AppState {
     /// Usage rows and budget settlements, written in batches off the
     /// critical path (flush it before the process exits).
     pub usage: Arc<crate::usage::flush::UsageBatcher>,
+    /// Request metrics: EMF records on Lambda, the local server's registry.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -169,6 +171,7 @@ impl AppState {
             config.usage_flush_after_response,
         );
         Ok(Arc::new(Self {
+            metrics: Arc::new(crate::metrics::Metrics::new(&config)),
             usage,
             mcp,
             redactors,

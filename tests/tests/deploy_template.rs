@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ctxgate_tests::template::{Function, Template};
+use serde_json::json;
 use serde_yaml_ng::Value;
 
 /// Function crates that another branch is adding: the template may declare
@@ -28,6 +29,7 @@ const REQUIRED: &[&str] = &[
     "CTXGATE_JWT_ISSUER",
     "CTXGATE_JWT_AUDIENCE",
     "CTXGATE_JWT_JWKS_URL",
+    "CTXGATE_METRICS",
     "RUST_LOG",
 ];
 
@@ -170,6 +172,10 @@ fn router_table_and_api_routes_match_both_ways() {
         }
     }
     for &(method, path, function) in ctxgate::http::ROUTES {
+        // The local server's own routes (`/metrics`: Lambda writes EMF instead).
+        if function == "local" {
+            continue;
+        }
         let key = (method.to_owned(), path.to_owned());
         let Some(served_by) = api.get(&key) else {
             panic!("ROUTES has {method} {path} but the template has no such API route");
@@ -862,5 +868,118 @@ fn managed_instances_are_an_opt_in_that_needs_a_network() {
             r["Properties"]["CapacityProviderConfig"].is_null(),
             "{name:?} joins a capacity provider by default"
         );
+    }
+}
+
+// Issue 21, point 4: the dashboard and the alarms read ctxgate's own EMF
+// metrics, by the names the code writes (`ctxgate::metrics::emf::METRICS`),
+// under the stack's function names.
+#[test]
+fn the_dashboard_and_alarms_read_the_metrics_the_functions_write() {
+    let t = Template::load();
+    let written: BTreeSet<&str> = ctxgate::metrics::emf::METRICS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let resources = t.resources();
+    let dashboard = resources
+        .values()
+        .find(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Dashboard"))
+        .expect("a CloudWatch dashboard");
+    let body = tag(&dashboard["Properties"]["DashboardBody"], "Sub")
+        .and_then(Value::as_str)
+        .expect("a !Sub dashboard body");
+    // What !Sub would leave: the stack's names in place of its references.
+    let text = body
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${AWS::StackName}", "stack")
+        .replace("${ChatFunction}", "stack-ChatFunction-1")
+        .replace("${!", "${");
+    // Only dynamic labels are left.
+    assert_eq!(text.matches("${").count(), text.matches("${PROP(").count());
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("the dashboard body is JSON");
+    let mut graphed = BTreeSet::new();
+    let widgets = doc["widgets"].as_array().unwrap();
+    for w in widgets {
+        for m in w["properties"]["metrics"].as_array().into_iter().flatten() {
+            let m = m.as_array().unwrap();
+            if let Some(expr) = m[0]["expression"].as_str() {
+                let name = expr.split("MetricName=\"").nth(1).unwrap();
+                graphed.insert(name.split('"').next().unwrap().to_owned());
+                assert!(expr.contains("{ctxgate,"), "{expr}");
+                assert!(expr.contains("\"stack\""), "{expr}: not this stack's");
+            } else {
+                assert_eq!(m[0], "ctxgate");
+                assert_eq!(
+                    (&m[2], &m[3]),
+                    (&json!("function"), &json!("stack-ChatFunction-1"))
+                );
+                graphed.insert(m[1].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    for name in &graphed {
+        assert!(
+            written.contains(name.as_str()),
+            "the dashboard graphs {name}, which no function writes"
+        );
+    }
+    for wanted in [
+        "Requests",
+        "ErrorsClient",
+        "ErrorsLimited",
+        "ErrorsUpstream",
+        "ErrorsInternal",
+        "Latency",
+        "TimeToFirstToken",
+        "InputTokens",
+        "OutputTokens",
+        "CostMicroUSD",
+        "ColdStarts",
+    ] {
+        assert!(graphed.contains(wanted), "the dashboard lacks {wanted}");
+    }
+    let stats: BTreeSet<&str> = widgets
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().into_iter().flatten())
+        .filter_map(|m| m.as_array().unwrap().last().unwrap()["stat"].as_str())
+        .collect();
+    assert!(stats.contains("p50") && stats.contains("p99"), "{stats:?}");
+
+    // The error-rate and throttle alarms: metric math over ctxgate metrics
+    // the code writes, on this stack's functions, notifying the topic.
+    let mut alarmed = BTreeSet::new();
+    for r in resources.values() {
+        let p = &r["Properties"];
+        if r["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        for m in p["Metrics"].as_sequence().into_iter().flatten() {
+            let metric = &m["MetricStat"]["Metric"];
+            if metric["Namespace"].as_str() != Some("ctxgate") {
+                continue;
+            }
+            let name = metric["MetricName"].as_str().unwrap();
+            assert!(
+                written.contains(name),
+                "an alarm reads {name}, which no function writes"
+            );
+            let dim = &metric["Dimensions"][0];
+            assert_eq!(dim["Name"].as_str(), Some("function"));
+            assert!(
+                tag(&dim["Value"], "Ref").is_some(),
+                "{name}: not a function of the stack"
+            );
+            assert!(!p["AlarmActions"].is_null());
+            alarmed.insert(name.to_owned());
+        }
+    }
+    for wanted in [
+        "ErrorsUpstream",
+        "ErrorsInternal",
+        "ErrorsLimited",
+        "Requests",
+    ] {
+        assert!(alarmed.contains(wanted), "no alarm reads {wanted}");
     }
 }

@@ -1,6 +1,8 @@
-//! Secrets and content never reach logs: one full session with a known API
-//! key, provider key, JWT and message text, every log line captured at the
-//! most verbose level the gateway allows, none of those strings in it.
+//! Secrets and content never reach logs or metrics: one full session with a
+//! known API key, provider key, JWT and message text, every log line captured
+//! at the most verbose level the gateway allows and the session's metrics
+//! read at `/metrics`, none of those strings in them (the EMF records of a
+//! Lambda binary are checked in lambda_binaries.rs).
 //! (One test per binary: the log subscriber is process-global.)
 
 use ctxgate_tests::jwt::Issuer;
@@ -186,6 +188,29 @@ async fn no_secret_or_content_reaches_the_logs() {
                 "{status} response leaks {leak:?}: {text}"
             );
         }
+    }
+    // Nor does any metric: the session's metrics, as `/metrics` exposes them,
+    // name no key, tenant, conversation, request id or content.
+    let (status, headers, metrics) = gw
+        .call_raw_text("GET", "/metrics", Some(&api_key), &[], Vec::new())
+        .await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics.contains("ctxgate_requests_total{"), "{metrics}");
+    assert!(metrics.contains("class=\"upstream\""), "{metrics}");
+    let request_id = headers["x-request-id"].to_str().unwrap();
+    for secret in [
+        api_key.as_str(),
+        PROVIDER_KEY,
+        jwt.as_str(),
+        signature,
+        new_secret.as_str(),
+        "swordfish-42",
+        "4111 1111",
+        "acme",
+        "hygiene",
+        request_id,
+    ] {
+        assert!(!metrics.contains(secret), "found {secret:?} in the metrics");
     }
     // Every response carries a request id.
     let (_, headers, _) = gw.call("GET", "/health", None, None).await;

@@ -125,6 +125,23 @@ struct Function {
     rt: RuntimeApi,
     child: Child,
     log: Arc<Mutex<String>>,
+    /// What it wrote to stdout: its EMF metric records.
+    out: Arc<Mutex<String>>,
+}
+
+/// Keeps reading `pipe` into `sink`, so a full pipe never stalls the function.
+fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
 }
 
 /// `CTXGATE_LAMBDA_RUNNER`, split on whitespace: a program (and its arguments)
@@ -150,7 +167,7 @@ fn spawn(binary: PathBuf, rt: &RuntimeApi, env: &BTreeMap<String, String>) -> Ch
         .env_clear()
         .envs(rt.lambda_env("local"))
         .envs(env)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -166,22 +183,35 @@ impl Function {
     /// serving several invocations at once).
     fn start_on(rt: RuntimeApi, binary: PathBuf, env: &BTreeMap<String, String>) -> Self {
         let mut child = spawn(binary, &rt, env);
-        // Drain stderr (the function's log) so a full pipe never stalls it.
+        // Drain stderr (the function's log) and stdout (its metric records).
         let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Self { rt, child, log }
+        let out = Arc::new(Mutex::new(String::new()));
+        drain(child.stderr.take().unwrap(), log.clone());
+        drain(child.stdout.take().unwrap(), out.clone());
+        Self {
+            rt,
+            child,
+            log,
+            out,
+        }
+    }
+
+    /// The EMF records written so far, once there are `count` (each line
+    /// must be one whole JSON document).
+    async fn records(&self, count: usize) -> Vec<Value> {
+        let out = self.out.clone();
+        ctxgate_tests::eventually("the EMF records", || {
+            let text = out.lock().unwrap().clone();
+            async move { text.ends_with('\n') && text.lines().count() >= count }
+        })
+        .await;
+        let text = self.out.lock().unwrap().clone();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not one JSON document ({e}): {l}"))
+            })
+            .collect()
     }
 
     /// Waits until `count` more long polls for work have arrived.
@@ -953,6 +983,22 @@ async fn turns_at_once(
         assert_eq!(line["status"], json!(200), "{line}");
         assert_eq!(line["span"]["requestId"], json!(id), "{line}");
     }
+    // One EMF record per invocation (the warm-up's too), each whole on its
+    // line and each with its own turn's tokens: no record mixes two.
+    let records = func.records(AT_ONCE + 1).await;
+    assert_eq!(
+        records.len(),
+        AT_ONCE + 1,
+        "{tag}: one record per invocation"
+    );
+    for r in &records {
+        check_emf(r);
+        assert_eq!(
+            (&r["Requests"], &r["InputTokens"], &r["OutputTokens"]),
+            (&json!(1), &json!(11), &json!(7)),
+            "{tag}: {r}"
+        );
+    }
     let in_flight = func.rt.max_in_flight();
     eprintln!(
         "{tag}: {AT_ONCE} invocations at once, upstream {UPSTREAM_DELAY:?} each: first answered in {:?}, all in {took:?}, at most {in_flight} in flight",
@@ -980,6 +1026,222 @@ async fn one_environment_serves_many_turns_at_once() {
         assert!(
             took < UPSTREAM_DELAY * 4,
             "{tag}: {AT_ONCE} turns took {took:?}, upstream {UPSTREAM_DELAY:?}: not concurrent"
+        );
+    }
+}
+
+/// The mock provider for the metrics test: a 429 (no wait asked, so retried
+/// at once) for a request that says `rate-me`, a stream when asked, otherwise
+/// a whole answer; 11 input and 7 output tokens each.
+fn metered_answer(r: &ctxgate_tests::Received) -> ctxgate_tests::Reply {
+    if r.body.to_string().contains("rate-me") {
+        let mut reply = ctxgate_tests::Reply::status(429, r#"{"error":{"message":"slow down"}}"#);
+        reply.headers.push(("retry-after-ms".into(), "0".into()));
+        return reply;
+    }
+    if r.body["stream"] == true {
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}});
+        let events = [
+            chunk(
+                json!({"role": "assistant", "content": "streamed answer"}),
+                Value::Null,
+            ),
+            chunk(json!({}), json!("stop")),
+            usage,
+        ];
+        let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        body.push_str("data: [DONE]\n\n");
+        return ctxgate_tests::Reply::sse(body);
+    }
+    ctxgate_tests::Reply::json(ctxgate_tests::openai_completion("an answer", 11, 7))
+}
+
+/// Checks one EMF document against the specification: the `_aws` block
+/// (a millisecond Timestamp, directives in namespace `ctxgate` whose
+/// dimension sets name top-level string members and whose metrics name
+/// top-level numbers with a CloudWatch unit). Returns the document.
+fn check_emf(doc: &Value) -> &Value {
+    let aws = &doc["_aws"];
+    assert!(
+        aws["Timestamp"].as_u64().unwrap() > 1_700_000_000_000,
+        "{doc}"
+    );
+    let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+    assert!(!directives.is_empty(), "{doc}");
+    for d in directives {
+        assert_eq!(d["Namespace"], "ctxgate");
+        let sets = d["Dimensions"].as_array().unwrap();
+        assert!(!sets.is_empty());
+        for set in sets {
+            let names = set.as_array().unwrap();
+            assert!((1..=30).contains(&names.len()), "{doc}");
+            for n in names {
+                assert!(
+                    doc[n.as_str().unwrap()].is_string(),
+                    "dimension {n} in {doc}"
+                );
+            }
+        }
+        let metrics = d["Metrics"].as_array().unwrap();
+        assert!((1..=100).contains(&metrics.len()), "{doc}");
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number(), "metric {name} in {doc}");
+            let unit = m["Unit"].as_str().unwrap();
+            let expected = match name {
+                "Latency" | "UpstreamLatency" | "TimeToFirstToken" => "Milliseconds",
+                "CostMicroUSD" => "None",
+                _ => "Count",
+            };
+            assert_eq!(unit, expected, "{name}");
+        }
+    }
+    doc
+}
+
+/// The chat binary on Lambda writes one EMF record per invocation on stdout,
+/// matching what the invocation did: a turn's tokens under its provider and
+/// model, a stream's time to first token, a 429 as `ErrorsLimited` with its
+/// retries, a bad body as `ErrorsClient`, a client's unknown model as
+/// `other`; the first record is the cold start. No key, tenant, conversation,
+/// request id or message text appears in any record.
+#[tokio::test]
+async fn every_invocation_writes_one_emf_record() {
+    let stack = Stack::new().await;
+    let user = stack.key(&[]).await;
+    stack.upstream.respond(metered_answer);
+    let mut func = Function::start(binary("chat"), &stack.env("ChatFunction")).await;
+    let chat = |body: Value| {
+        rest_event(
+            "POST",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            Some(&user),
+            Some(body),
+        )
+    };
+    let calls = [
+        (
+            "emf-health",
+            rest_event("GET", "/health", "/health", None, None),
+        ),
+        (
+            "emf-turn",
+            chat(
+                json!({"model": "openai/gpt-4o-mini", "conversation_id": "emf-conv",
+                "messages": [{"role": "user", "content": "swordfish-42 is my secret"}]}),
+            ),
+        ),
+        (
+            "emf-stream",
+            chat(json!({"model": "openai/gpt-4o-mini", "stream": true,
+                "messages": [{"role": "user", "content": "stream it"}]})),
+        ),
+        (
+            "emf-limited",
+            chat(json!({"model": "openai/gpt-4o-mini",
+                "messages": [{"role": "user", "content": "rate-me"}]})),
+        ),
+        ("emf-bad", chat(json!({"model": "openai/gpt-4o-mini"}))),
+        (
+            "emf-unknown-model",
+            chat(json!({"model": "openai/made-up-by-a-client",
+                "messages": [{"role": "user", "content": "hi"}]})),
+        ),
+    ];
+    let mut statuses = Vec::new();
+    for (id, event) in &calls {
+        statuses.push(func.call(id, event).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 400, 200], "{}", func.log());
+    let records = func.records(calls.len()).await;
+    assert_eq!(records.len(), calls.len(), "one record per invocation");
+    for r in &records {
+        check_emf(r);
+        // The function dimension is the Lambda function's name (the fixture's).
+        assert_eq!(
+            (&r["function"], &r["Requests"]),
+            (&json!("local"), &json!(1))
+        );
+    }
+    let [health, turn, stream, limited, bad, unknown] = &records[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (&health["door"], &health["ColdStarts"]),
+        (&json!("health"), &json!(1))
+    );
+    assert!(health.get("provider").is_none() && health.get("InputTokens").is_none());
+    let dims = |r: &Value| -> Vec<Value> {
+        r["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Dimensions"].clone())
+            .collect()
+    };
+    assert_eq!(
+        dims(health),
+        [json!([["function"]]), json!([["function", "door"]])]
+    );
+    assert_eq!(
+        dims(turn),
+        [
+            json!([["function"]]),
+            json!([["function", "door"]]),
+            json!([["function", "door", "provider", "model"]])
+        ]
+    );
+    assert_eq!(
+        (&turn["provider"], &turn["model"], &turn["ColdStarts"]),
+        (&json!("openai"), &json!("openai/gpt-4o-mini"), &json!(0))
+    );
+    assert_eq!(
+        (&turn["InputTokens"], &turn["OutputTokens"]),
+        (&json!(11), &json!(7))
+    );
+    assert!(turn["UpstreamLatency"].as_f64().unwrap() <= turn["Latency"].as_f64().unwrap());
+    assert!(turn.get("TimeToFirstToken").is_none(), "{turn}");
+    assert_eq!(stream["OutputTokens"], 7);
+    let ttft = stream["TimeToFirstToken"]
+        .as_f64()
+        .expect("a stream's first token");
+    assert!(ttft <= stream["Latency"].as_f64().unwrap());
+    assert_eq!(
+        (
+            &limited["ErrorsLimited"],
+            &limited["ErrorsClient"],
+            &limited["ErrorsUpstream"]
+        ),
+        (&json!(1), &json!(0), &json!(0)),
+        "{limited}"
+    );
+    assert!(limited["Retries"].as_u64().unwrap() >= 1, "{limited}");
+    assert_eq!(
+        (&bad["ErrorsClient"], &bad["ErrorsLimited"]),
+        (&json!(1), &json!(0))
+    );
+    assert_eq!(turn["ErrorsClient"], 0);
+    assert_eq!(unknown["model"], "other", "{unknown}");
+    let text = func.out.lock().unwrap().clone();
+    for leak in [
+        user.as_str(),
+        "acme",
+        "emf-conv",
+        "swordfish",
+        "made-up-by-a-client",
+        "emf-turn",
+        "sk-from-the-secret",
+    ] {
+        assert!(
+            !text.contains(leak),
+            "{leak:?} reached the metrics:\n{text}"
         );
     }
 }

@@ -20,6 +20,7 @@ pub const ENV_VARS: &[&str] = &[
     "CTXGATE_JWT_ISSUER",
     "CTXGATE_JWT_AUDIENCE",
     "CTXGATE_JWT_JWKS_URL",
+    "CTXGATE_METRICS",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
     "AWS_REGION",
@@ -58,6 +59,32 @@ pub(super) fn table_name(value: Option<String>, required: bool) -> Result<String
         });
     }
     Ok(name)
+}
+
+/// `CTXGATE_METRICS`: `emf`, `prometheus` or `off`; by default EMF on
+/// Lambda and Prometheus in the local server. Prometheus is the local
+/// server's only (a Lambda function has no `/metrics` and no registry).
+pub(super) fn metrics(
+    value: Option<String>,
+    in_lambda: bool,
+) -> Result<super::MetricsSink, ConfigError> {
+    use super::MetricsSink;
+    let local = cfg!(feature = "cli");
+    match value.as_deref() {
+        None if in_lambda || !local => Ok(MetricsSink::Emf),
+        None => Ok(MetricsSink::Prometheus),
+        Some("emf") => Ok(MetricsSink::Emf),
+        Some("prometheus") if local => Ok(MetricsSink::Prometheus),
+        Some("off") => Ok(MetricsSink::Off),
+        Some(other) => Err(ConfigError::Env {
+            var: "CTXGATE_METRICS",
+            problem: if local {
+                format!("must be 'emf', 'prometheus' or 'off', not '{other}'")
+            } else {
+                format!("must be 'emf' or 'off' in a Lambda function, not '{other}'")
+            },
+        }),
+    }
 }
 
 /// `CTXGATE_SECRET_ID`: a Secrets Manager secret name or ARN.

@@ -156,6 +156,22 @@ pub struct Config {
     pub prices: PriceTable,
     /// Origins allowed by CORS (none by default).
     pub cors_origins: Vec<String>,
+    /// Where request metrics go (`CTXGATE_METRICS`).
+    pub metrics: MetricsSink,
+    /// The Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`), when in one.
+    pub lambda_function: Option<String>,
+}
+
+/// Where request metrics go: CloudWatch EMF records on stdout (the Lambda
+/// default), the local server's Prometheus `/metrics` (its default), or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSink {
+    /// One CloudWatch Embedded Metric Format record per request, on stdout.
+    Emf,
+    /// Kept in memory for `GET /metrics` (the local server only).
+    Prometheus,
+    /// Not recorded.
+    Off,
 }
 
 impl Config {
@@ -205,6 +221,7 @@ impl Config {
             None => StoreKind::Embedded,
         };
         let providers = providers::providers(file.providers, &env)?;
+        let metrics = env::metrics(env("CTXGATE_METRICS"), in_lambda)?;
 
         let mut context_windows = BTreeMap::new();
         let mut max_outputs = BTreeMap::new();
@@ -299,6 +316,8 @@ impl Config {
                 Some(list) => env::cors_origins(&list)?,
                 None => file.cors_origins.unwrap_or_default(),
             },
+            metrics,
+            lambda_function: env("AWS_LAMBDA_FUNCTION_NAME"),
         };
         cfg.check()?;
         Ok(cfg)

@@ -213,6 +213,7 @@ impl<W: Wire> Run<W> {
     fn fail(&self, e: TurnError) -> Bytes {
         let e: ApiError = e.into_api(W::STREAM_PARAM, W::ANSWER_PARAM);
         tracing::warn!(code = e.code, "stream ended with an error");
+        crate::metrics::failed(e.status.as_u16(), e.code);
         self.wire.error(&e)
     }
 
@@ -224,7 +225,12 @@ impl<W: Wire> Run<W> {
         };
         let mut out = Vec::new();
         match answering.next().await {
-            Ok(Step::Event(e)) => self.wire.event(&e, &mut out),
+            Ok(Step::Event(e)) => {
+                if matches!(e, Event::BlockDelta { .. }) {
+                    crate::metrics::first_token();
+                }
+                self.wire.event(&e, &mut out)
+            }
             Ok(Step::Silence) => self.wire.silence(&mut out),
             Ok(Step::Tool(note)) => out.push(tool_comment(&note)),
             Ok(Step::End) => return self.complete().await,

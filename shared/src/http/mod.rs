@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod mcp_calls;
 pub mod mcp_servers;
 pub mod messages;
+pub mod metrics;
 pub mod models;
 pub mod responses;
 pub mod sync_body;
@@ -40,7 +41,8 @@ use crate::model::Usage;
 use crate::{AppState, ids};
 
 /// Every route: method, path, and the function crate that serves it. The
-/// local server serves all of them; each Lambda function serves its own.
+/// local server serves all of them; each Lambda function serves its own
+/// (`local`: the local server's only, `*`: every function).
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", "chat"),
     ("POST", "/v1/messages", "chat"),
@@ -88,6 +90,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/.well-known/oauth-protected-resource", "mcp"),
     ("GET", "/.well-known/oauth-protected-resource/mcp", "mcp"),
     ("GET", "/health", "*"),
+    ("GET", "/metrics", "local"),
 ];
 
 /// What a handler learned for the access log (never content or secrets).
@@ -136,7 +139,7 @@ pub fn chat_routes(state: Arc<AppState>) -> Router {
     } else {
         router
     };
-    finish(router, state)
+    finish(router, state, "chat")
 }
 
 /// Passes the response on, then flushes usage once its body has ended.
@@ -161,17 +164,21 @@ async fn flush_after_body(
 
 /// The models function's routes.
 pub fn models_routes(state: Arc<AppState>) -> Router {
-    finish(Router::new().route("/v1/models", get(models::list)), state)
+    finish(
+        Router::new().route("/v1/models", get(models::list)),
+        state,
+        "models",
+    )
 }
 
 /// The admin API's routes: keys, MCP servers, and the readiness report.
 pub fn keys_routes(state: Arc<AppState>) -> Router {
-    finish(keys_router(), state)
+    finish(keys_router(), state, "keys")
 }
 
 /// The conversations function's routes.
 pub fn conversations_routes(state: Arc<AppState>) -> Router {
-    finish(conversations_router(), state)
+    finish(conversations_router(), state, "conversations")
 }
 
 fn conversations_router() -> Router<Arc<AppState>> {
@@ -207,7 +214,11 @@ fn conversations_router() -> Router<Arc<AppState>> {
 
 /// The usage function's routes.
 pub fn usage_routes(state: Arc<AppState>) -> Router {
-    finish(Router::new().route("/v1/usage", get(usage::get)), state)
+    finish(
+        Router::new().route("/v1/usage", get(usage::get)),
+        state,
+        "usage",
+    )
 }
 
 fn keys_router() -> Router<Arc<AppState>> {
@@ -230,7 +241,7 @@ fn keys_router() -> Router<Arc<AppState>> {
 
 /// The MCP function's routes: `/mcp` and its Protected Resource Metadata.
 pub fn mcp_routes(state: Arc<AppState>) -> Router {
-    finish(mcp::router(), state)
+    finish(mcp::router(), state, "mcp")
 }
 
 /// Every route, for the local server.
@@ -246,18 +257,24 @@ pub fn app(state: Arc<AppState>) -> Router {
             .route("/v1/usage", get(usage::get))
             .merge(conversations_router())
             .merge(keys_router())
+            .route("/metrics", get(metrics::scrape))
             .merge(mcp::router()),
         state,
+        "local",
     )
 }
 
-fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+/// The routes every function shares, the layers every request goes
+/// through, and the state; `function` names the process in its metrics.
+fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>, function: &'static str) -> Router {
     let cors = cors(&state.config.cors_origins);
+    let meter: metrics::Meter = (state.metrics.clone(), function);
     let router = router
         .route("/health", get(health::health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(meter, metrics::metered))
         .with_state(state);
     match cors {
         Some(layer) => router.layer(layer),

@@ -235,6 +235,7 @@ impl Toolbox {
                 )
             }
         };
+        crate::metrics::tool_call(outcome.is_ok());
         Some(ServedRun {
             server: server.to_owned(),
             tool: tool.clone(),

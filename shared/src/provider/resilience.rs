@@ -93,7 +93,10 @@ where
 {
     let mut attempts = 0u32;
     let mut last = ProviderError::Deadline;
-    for model in chain {
+    for (i, model) in chain.iter().enumerate() {
+        if i > 0 {
+            crate::metrics::fallback();
+        }
         let p = policy(model);
         for n in 0..p.attempts.max(1) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -139,6 +142,7 @@ where
                 last = e;
                 break;
             }
+            crate::metrics::retry();
             tokio::time::sleep(wait).await;
         }
     }

@@ -65,6 +65,13 @@ impl Done {
         if let Some(m) = guard.as_mut().and_then(|g| g.meter.as_mut()) {
             row = m.answered(&model.id, &spent, estimated).await;
         }
+        crate::metrics::answered(
+            &model.provider,
+            &model.id,
+            &spent,
+            row.cost_micro_usd,
+            latency,
+        );
         let mut counts = core.counts.clone();
         counts.merge(&response_counts);
         let mut stored = None;

@@ -313,6 +313,8 @@ impl Answering {
         let mut done = run.done;
         let images = done.takes_tool_result_images();
         let runs: Vec<ToolRun> = run.runs.into_iter().flatten().collect();
+        runs.iter()
+            .for_each(|r| crate::metrics::tool_call(r.outcome.is_ok()));
         let infos: Vec<ToolInfo> = runs.iter().map(info).collect();
         done.count_tool_calls(&infos);
         let results: Vec<(Message, Option<ToolInfo>)> = runs
