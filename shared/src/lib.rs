@@ -31,6 +31,7 @@ pub mod summary;
 pub mod sweep;
 pub mod telemetry;
 pub mod tokens;
+pub mod trace;
 pub mod turn;
 pub mod usage;
 pub mod validate;

@@ -133,6 +133,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(ctxgate::shutdown::signal())
         .await?;
     ctxgate::shutdown::flush_usage(&state.usage).await;
+    ctxgate::trace::flush().await;
     Ok(())
 }
 

@@ -111,6 +111,7 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
     tokio::spawn(async move {
         signal().await;
         flush_usage(&usage).await;
+        crate::trace::flush().await;
         std::process::exit(0);
     });
 }

@@ -20,6 +20,10 @@ const PAYLOAD_DUMPERS: &[&str] = &[
 /// The log filter for a `RUST_LOG`-style spec, with the payload caps applied.
 pub fn filter(spec: &str) -> EnvFilter {
     let mut f = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The spans made for the trace exporter are never log lines.
+    if let Ok(d) = format!("{}=off", crate::trace::TARGET).parse() {
+        f = f.add_directive(d);
+    }
     // rmcp logs whole MCP messages (tool arguments and results) below info
     // and servers' notifications and answer previews at info and error:
     // silenced at every level; ctxgate's own MCP lines say what failed.
@@ -48,11 +52,33 @@ pub fn init() {
     init_with(&spec, std::io::stderr);
 }
 
-/// Installs the JSON subscriber with a given filter spec and writer (tests capture logs this way).
+/// Installs the JSON subscriber with a given filter spec and writer (tests
+/// capture logs this way), plus the trace exporter when the environment
+/// asks for one (`trace`).
 pub fn init_with<W>(spec: &str, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    #[cfg(feature = "otel")]
+    if let Some(otel) = crate::trace::layer() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let log = tracing_subscriber::fmt::layer()
+            .json()
+            .with_target(false)
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .with_ansi(false)
+            .with_writer(writer)
+            .with_filter(filter(spec));
+        let _ = tracing_subscriber::registry()
+            .with(otel)
+            .with(log)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter(spec))

@@ -124,11 +124,14 @@ def test_no_role_reads_data_with_a_wildcard(translated):
     role, for instance) count too: no role may use DynamoDB or Secrets Manager on
     Resource "*", nor carry a managed policy beyond basic logging (and, for the
     opt-in Lambda Managed Instances operator role, the EC2 operator policy Lambda
-    needs to run the instances: no data access)."""
+    needs to run the instances: no data access; and X-Ray's write-only policy, which
+    SAM attaches for the Tracing parameter and a collector layer exporting to
+    X-Ray needs: it writes trace segments and reads nothing)."""
     allowed = (
         "policy/service-role/AWSLambdaBasicExecutionRole",
         "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
         "policy/AWSLambdaManagedEC2ResourceOperator",
+        "policy/AWSXrayWriteOnlyAccess",
     )
     roles = {k: r for k, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     assert "SweeperRole" in roles

@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod fault_upstream;
 pub mod jwt;
 pub mod mcp_server;
+pub mod otlp;
 pub mod runtime_api;
 pub mod template;
 

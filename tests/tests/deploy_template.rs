@@ -31,6 +31,8 @@ const REQUIRED: &[&str] = &[
     "CTXGATE_JWT_JWKS_URL",
     "CTXGATE_METRICS",
     "RUST_LOG",
+    // The `OtlpEndpoint` parameter (empty: no traces).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 /// Variables only functions that call providers get (with the IAM to use them).
@@ -86,6 +88,22 @@ const NOT_IN_LAMBDA: &[(&str, &str)] = &[
     (
         "ANTHROPIC_API_KEY",
         "local runs; in Lambda keys come from the secret",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OtlpEndpoint sets OTEL_EXPORTER_OTLP_ENDPOINT, which covers traces",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "may carry a collector's credential: the operator adds it (not a plain parameter)",
+    ),
+    (
+        "OTEL_SERVICE_NAME",
+        "defaults to the function's name (AWS_LAMBDA_FUNCTION_NAME)",
+    ),
+    (
+        "OTEL_SDK_DISABLED",
+        "an empty OtlpEndpoint already exports nothing",
     ),
 ];
 

@@ -1,8 +1,9 @@
-//! Secrets and content never reach logs or metrics: one full session with a
-//! known API key, provider key, JWT and message text, every log line captured
-//! at the most verbose level the gateway allows and the session's metrics
-//! read at `/metrics`, none of those strings in them (the EMF records of a
-//! Lambda binary are checked in lambda_binaries.rs).
+//! Secrets and content never reach logs, metrics or traces: one full session
+//! with a known API key, provider key, JWT and message text, every log line
+//! captured at the most verbose level the gateway allows, the session's
+//! metrics read at `/metrics` and every span exported over OTLP to a
+//! collector fake, none of those strings in any of them (the EMF records of
+//! a Lambda binary are checked in lambda_binaries.rs).
 //! (One test per binary: the log subscriber is process-global.)
 
 use ctxgate_tests::jwt::Issuer;
@@ -16,7 +17,11 @@ const MESSAGE: &str = "my card is 4111 1111 1111 1111 and my secret is swordfish
 async fn no_secret_or_content_reaches_the_logs() {
     let capture = ctxgate_tests::LogCapture::default();
     let sink = capture.clone();
+    let collector = ctxgate_tests::otlp::Collector::start().await;
+    // SAFETY: set before the tracer (or anything else) reads the environment.
+    unsafe { std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url) };
     ctxgate::telemetry::init_with("trace", move || sink.clone());
+    assert!(ctxgate::trace::enabled());
 
     let upstream = MockUpstream::start(|r| {
         if r.body["messages"].to_string().contains("fail-auth") {
@@ -171,6 +176,32 @@ async fn no_secret_or_content_reaches_the_logs() {
         "cgk_wrong-key-material",
     ] {
         assert!(!logs.contains(secret), "found {secret:?} in the logs");
+    }
+    // Nor in any exported span (the raw protobuf bytes are searched).
+    ctxgate::trace::flush().await;
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .any(|s| s.name.starts_with("chat ")),
+        "the session's provider calls were traced"
+    );
+    let exported = String::from_utf8_lossy(&collector.raw().concat()).into_owned();
+    for secret in [
+        api_key.as_str(),
+        PROVIDER_KEY,
+        jwt.as_str(),
+        signature,
+        new_secret.as_str(),
+        "swordfish-42",
+        "4111 1111",
+        "cgk_wrong-key-material",
+        "Bearer",
+    ] {
+        assert!(
+            !exported.contains(secret),
+            "found {secret:?} in an exported span"
+        );
     }
     // Error bodies carry no stack traces, upstream bodies or internal identifiers.
     for (status, _, body) in &responses[2..] {

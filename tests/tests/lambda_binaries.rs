@@ -1245,3 +1245,85 @@ async fn every_invocation_writes_one_emf_record() {
         );
     }
 }
+
+/// Issue 21: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a function exports its
+/// spans within the invocation: they are at the collector by the time the
+/// Runtime API has the invocation's whole response (a streamed one after
+/// its last byte, a buffered one before it is sent), in the caller's trace.
+#[tokio::test]
+async fn spans_are_exported_before_the_invocation_ends() {
+    let collector = ctxgate_tests::otlp::Collector::start().await;
+    let stack = Stack::new().await;
+    let user = stack.key(&[]).await;
+    let traced = |e: &mut Value, trace: &str| {
+        let tp = format!("00-{trace}-00f067aa0ba902b7-01");
+        e["headers"]["traceparent"] = json!(tp);
+        e["multiValueHeaders"]["traceparent"] = json!([tp]);
+    };
+    let mut env = stack.env("ChatFunction");
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url.clone());
+    env.insert("OTEL_SERVICE_NAME".into(), "chat-under-test".into());
+    let mut chat = Function::start(binary("chat"), &env).await;
+    for (i, stream) in [(1u8, true), (2, false)] {
+        let trace = format!("4bf92f3577b34da6a3ce929d0e0e47{i:02x}");
+        let req = json!({"model": "echo", "stream": stream,
+            "messages": [{"role": "user", "content": "traced"}]});
+        let mut e = rest_event(
+            "POST",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            Some(&user),
+            Some(req),
+        );
+        traced(&mut e, &trace);
+        let (status, _, prelude) = chat.call(&format!("otel-{i}"), &e).await;
+        assert!(prelude.is_some(), "the chat function streams");
+        assert_eq!(status, 200);
+        // No waiting: the export ended before the response did.
+        let spans: Vec<_> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        let server = spans
+            .iter()
+            .find(|s| s.kind == ctxgate_tests::otlp::SERVER)
+            .unwrap_or_else(|| panic!("stream={stream}: no server span yet: {spans:#?}"));
+        assert_eq!(server.name, "POST /v1/chat/completions");
+        assert_eq!(server.parent, "00f067aa0ba902b7");
+        assert_eq!(server.service, "chat-under-test");
+        let chat_span = spans
+            .iter()
+            .find(|s| s.attr("gen_ai.operation.name") == Some("chat"))
+            .unwrap_or_else(|| panic!("no chat span: {spans:#?}"));
+        assert_eq!(chat_span.name, "chat echo");
+        assert_eq!(chat_span.parent, server.span_id);
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.attr("db.system.name") == Some("aws.dynamodb")
+                    && s.parent == server.span_id),
+            "the key lookup's store span: {spans:#?}"
+        );
+    }
+
+    // A buffered function: exported before the response is sent.
+    let mut env = stack.env("ModelsFunction");
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url.clone());
+    let mut models = Function::start(binary("models"), &env).await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut e = rest_event("GET", "/v1/models", "/v1/models", Some(&user), None);
+    traced(&mut e, trace);
+    let (status, _, prelude) = models.call("otel-models", &e).await;
+    assert!(prelude.is_none(), "the models function is buffered");
+    assert_eq!(status, 200);
+    let server = collector
+        .spans()
+        .into_iter()
+        .find(|s| s.trace_id == trace && s.kind == ctxgate_tests::otlp::SERVER)
+        .expect("the server span, before the response");
+    assert_eq!(server.name, "GET /v1/models");
+    assert_eq!(server.attr("http.response.status_code"), Some("200"));
+    drop(chat);
+    drop(models);
+}

@@ -32,6 +32,12 @@ pub const ENV_VARS: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "AWS_BEARER_TOKEN_BEDROCK",
     "RUST_LOG",
+    // Traces (`trace`): read there and by the OpenTelemetry SDK, never by `Config`.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
 ];
 
 /// `CTXGATE_TABLE`, checked against DynamoDB's naming rules. In Lambda on

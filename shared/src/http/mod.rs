@@ -449,8 +449,18 @@ async fn observe(req: Request, next: Next) -> Response {
         .map(str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("", |m| m.as_str());
+    let server = crate::trace::server_span(&method, route, req.headers());
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = next
+        .run(req)
+        .instrument(server.clone())
+        .instrument(span.clone())
+        .await;
+    crate::trace::responded(&server, resp.status().as_u16());
     let log = resp
         .extensions()
         .get::<RequestLog>()
@@ -478,7 +488,40 @@ async fn observe(req: Request, next: Next) -> Response {
     if let Some(v) = client_request_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
         resp.headers_mut().insert(CLIENT_REQUEST_ID_HEADER, v);
     }
-    resp
+    if server.is_disabled() {
+        resp
+    } else {
+        traced_body(resp, server)
+    }
+}
+
+/// The response with its body produced inside the request's server span
+/// (a streamed answer's provider and tool calls are its children), which
+/// ends with the body; on Lambda the spans are then exported, within the
+/// invocation (the runtime sends a buffered body once it has all of it).
+fn traced_body(resp: Response, server: tracing::Span) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = resp.into_parts();
+    let mut data = body.into_data_stream();
+    let mut server = Some(server);
+    let body = futures_util::stream::poll_fn(move |cx| {
+        let Some(span) = server.as_ref() else {
+            return std::task::Poll::Ready(None);
+        };
+        let polled = span.in_scope(|| data.poll_next_unpin(cx));
+        if let std::task::Poll::Ready(None) = polled {
+            server = None;
+        }
+        polled
+    });
+    let flush = futures_util::stream::once(async {
+        if crate::trace::flush_each_response() {
+            crate::trace::flush().await;
+        }
+        None
+    })
+    .filter_map(std::future::ready);
+    Response::from_parts(parts, Body::from_stream(body.chain(flush)))
 }
 
 /// Reads a body up to `limit` bytes; larger bodies get a 413.

@@ -182,6 +182,8 @@ impl Inner {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        // The turn's trace context (the connection's calls are in its trace).
+        headers.extend(crate::trace::context_headers());
         let config = StreamableHttpClientTransportConfig::with_uri(spec.url.as_str())
             .custom_headers(headers)
             .reinit_on_expired_session(false);

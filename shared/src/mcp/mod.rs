@@ -84,6 +84,19 @@ impl Outcome {
     pub fn is_ok(self) -> bool {
         self == Outcome::Ok
     }
+
+    /// The outcome as stored and traced (`tool_error`, `timed_out`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Malformed => "malformed",
+            Outcome::UnknownTool => "unknown_tool",
+            Outcome::InvalidArguments => "invalid_arguments",
+        }
+    }
 }
 
 /// One tool call run by the loop: what the model sees, and how it went.

@@ -194,6 +194,24 @@ impl Toolbox {
         name: &str,
         arguments: Option<rmcp::model::JsonObject>,
     ) -> Option<ServedRun> {
+        use tracing::Instrument;
+        let server = self.server_of(name)?;
+        let span = crate::trace::tool_span(name, "", server);
+        let run = self
+            .run_served(name, arguments)
+            .instrument(span.clone())
+            .await?;
+        if !run.outcome.is_ok() {
+            crate::trace::failed(&span, run.outcome.as_str());
+        }
+        Some(run)
+    }
+
+    async fn run_served(
+        &self,
+        name: &str,
+        arguments: Option<rmcp::model::JsonObject>,
+    ) -> Option<ServedRun> {
         let (i, tool) = self.routes.get(name)?;
         let inner = self.inner.as_deref()?;
         let link = &self.links[*i];
@@ -267,8 +285,20 @@ impl Toolbox {
         self.route(name).map(|(server, _)| server)
     }
 
-    /// Runs one call; never fails: a failure is an error result the model sees.
+    /// Runs one call; never fails: a failure is an error result the model
+    /// sees. Traced as `execute_tool {name}`.
     pub async fn call(&self, call: &ToolCall) -> ToolRun {
+        use tracing::Instrument;
+        let server = self.server_of(&call.name).unwrap_or_default();
+        let span = crate::trace::tool_span(&call.name, &call.id, server);
+        let run = self.run_call(call).instrument(span.clone()).await;
+        if !run.outcome.is_ok() {
+            crate::trace::failed(&span, run.outcome.as_str());
+        }
+        run
+    }
+
+    async fn run_call(&self, call: &ToolCall) -> ToolRun {
         let (Some((i, tool)), Some(inner)) = (self.routes.get(&call.name), self.inner.as_deref())
         else {
             return run(

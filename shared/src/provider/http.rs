@@ -59,7 +59,7 @@ pub(crate) async fn send(
     req: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, ProviderError> {
     let p = || provider.to_owned();
-    let resp = req
+    let resp = crate::trace::propagate(req)
         .send()
         .await
         .map_err(|e| classify_send_error(provider, &e))?;

@@ -38,6 +38,7 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
+use tracing::Instrument;
 
 use super::window::NewestFirst;
 use super::{
@@ -770,6 +771,7 @@ impl Descending<'_> {
                 .limit(WINDOW_PAGE)
                 .set_exclusive_start_key(self.start.take())
                 .send()
+                .instrument(crate::trace::store_span("aws.dynamodb", "Query", "window"))
                 .await
                 .map_err(sdk_err)?;
             self.start = page.last_evaluated_key;
@@ -836,6 +838,7 @@ impl ConversationStore for DynamoStore {
         })
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "message_page"))]
     async fn message_page(
         &self,
         tenant: &str,
@@ -887,6 +890,7 @@ impl ConversationStore for DynamoStore {
         })
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "list_conversations"))]
     async fn list_conversations(
         &self,
         tenant: &str,
@@ -932,6 +936,7 @@ impl ConversationStore for DynamoStore {
         Ok(page)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "conversation_meta"))]
     async fn conversation_meta(
         &self,
         tenant: &str,
@@ -969,6 +974,7 @@ impl ConversationStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "append_turn"))]
     async fn append_turn(
         &self,
         tenant: &str,
@@ -1039,6 +1045,7 @@ impl ConversationStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "edit_message"))]
     async fn edit_message(
         &self,
         tenant: &str,
@@ -1102,6 +1109,7 @@ impl ConversationStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "delete_conversation"))]
     async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let pk = conv_pk(tenant, id);
         let now = crate::now_secs();
@@ -1149,6 +1157,7 @@ impl ConversationStore for DynamoStore {
         self.delete_keys(keys).await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "BatchWriteItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "BatchWriteItem", ctxgate.store.call = "purge_messages"))]
     async fn purge_messages(
         &self,
         tenant: &str,
@@ -1163,6 +1172,7 @@ impl ConversationStore for DynamoStore {
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "PutItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "PutItem", ctxgate.store.call = "idempotency_claim"))]
     async fn idempotency_claim(
         &self,
         tenant: &str,
@@ -1211,6 +1221,7 @@ impl IdempotencyStore for DynamoStore {
         Ok(IdempotencyClaim::InProgress)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "idempotency_complete"))]
     async fn idempotency_complete(
         &self,
         tenant: &str,
@@ -1230,6 +1241,7 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "DeleteItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "DeleteItem", ctxgate.store.call = "idempotency_release"))]
     async fn idempotency_release(
         &self,
         tenant: &str,
@@ -1263,6 +1275,7 @@ impl IdempotencyStore for DynamoStore {
 
 #[async_trait]
 impl KeyStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "put_key"))]
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let items = vec![
             self.put(
@@ -1285,11 +1298,13 @@ impl KeyStore for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "key_by_hash"))]
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let item = self.get(format!("K#{hash}"), "KEY").await?;
         item.as_ref().map(parse_key).transpose()
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "list_keys"))]
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut out = Vec::new();
         let mut items = self
@@ -1312,6 +1327,7 @@ impl KeyStore for DynamoStore {
         Ok(out)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "revoke_key"))]
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
         let item = self.get("KEYS", key_id).await?;
         let Some(item) = item.as_ref() else {
@@ -1331,6 +1347,7 @@ impl KeyStore for DynamoStore {
         Ok(true)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "get_key"))]
     async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let item = self.get("KEYS", key_id).await?;
         item.as_ref().map(parse_key).transpose()
@@ -1339,6 +1356,7 @@ impl KeyStore for DynamoStore {
 
 #[async_trait]
 impl CounterStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "UpdateItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "UpdateItem", ctxgate.store.call = "counter_add"))]
     async fn counter_add(
         &self,
         key: &CounterKey,
@@ -1382,11 +1400,13 @@ impl CounterStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "counter_get"))]
     async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
         let item = self.get(&key.pk, &key.sk).await?;
         Ok(item.as_ref().and_then(|i| opt_n(i, "n")).unwrap_or(0))
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "UpdateItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "UpdateItem", ctxgate.store.call = "add_usage"))]
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
         let (expr, names, values) = usage_update(row);
         let (pk, sk) = usage_key(tenant, row);
@@ -1404,6 +1424,7 @@ impl CounterStore for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "add_usage_batch"))]
     async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -1449,6 +1470,7 @@ impl CounterStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "usage"))]
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
         let mut out = Vec::new();
         let mut items = self
@@ -1552,6 +1574,7 @@ fn parse_audit(item: &Item) -> Result<AuditRecord, StoreError> {
 
 #[async_trait]
 impl AuditStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "PutItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "PutItem", ctxgate.store.call = "record_call"))]
     async fn record_call(&self, tenant: &str, record: &AuditRecord) -> Result<(), StoreError> {
         self.client
             .put_item()
@@ -1563,6 +1586,7 @@ impl AuditStore for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "list_calls"))]
     async fn list_calls(
         &self,
         tenant: &str,
@@ -1623,6 +1647,7 @@ fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
 
 #[async_trait]
 impl McpServerStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "PutItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "PutItem", ctxgate.store.call = "create_mcp_server"))]
     async fn create_mcp_server(
         &self,
         tenant: &str,
@@ -1643,6 +1668,7 @@ impl McpServerStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "get_mcp_server"))]
     async fn get_mcp_server(
         &self,
         tenant: &str,
@@ -1652,6 +1678,7 @@ impl McpServerStore for DynamoStore {
         item.as_ref().map(parse_mcp).transpose()
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "Query", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "Query", ctxgate.store.call = "list_mcp_servers"))]
     async fn list_mcp_servers(&self, tenant: &str) -> Result<Vec<McpServerRecord>, StoreError> {
         let mut out = Vec::new();
         let mut items = self
@@ -1673,6 +1700,7 @@ impl McpServerStore for DynamoStore {
         Ok(out)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "PutItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "PutItem", ctxgate.store.call = "update_mcp_server"))]
     async fn update_mcp_server(
         &self,
         tenant: &str,
@@ -1701,6 +1729,7 @@ impl McpServerStore for DynamoStore {
         }
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "DeleteItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "DeleteItem", ctxgate.store.call = "delete_mcp_server"))]
     async fn delete_mcp_server(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let out = self
             .client
@@ -1718,6 +1747,7 @@ impl McpServerStore for DynamoStore {
 
 #[async_trait]
 impl ResponseStore for DynamoStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "get_response"))]
     async fn get_response(
         &self,
         tenant: &str,
@@ -1732,6 +1762,7 @@ impl ResponseStore for DynamoStore {
         Ok(r.is_live(now).then_some(r))
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "DeleteItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "DeleteItem", ctxgate.store.call = "delete_response"))]
     async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let out = self
             .client

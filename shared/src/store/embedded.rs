@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::Instrument;
 
 use super::window::NewestFirst;
 use super::{
@@ -205,6 +206,7 @@ impl NewestFirst for Descending<'_> {
                 let tx = db.begin_read().map_err(backend)?;
                 read_meta(&tx.open_table(META).map_err(backend)?, &key)
             })
+            .instrument(crate::trace::store_span("redb", "read", "window"))
             .await
     }
 
@@ -258,6 +260,7 @@ impl ConversationStore for EmbeddedStore {
         })
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "message_page"))]
     async fn message_page(
         &self,
         tenant: &str,
@@ -304,6 +307,7 @@ impl ConversationStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_conversations"))]
     async fn list_conversations(
         &self,
         tenant: &str,
@@ -351,6 +355,7 @@ impl ConversationStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "conversation_meta"))]
     async fn conversation_meta(
         &self,
         tenant: &str,
@@ -364,6 +369,7 @@ impl ConversationStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "append_turn"))]
     async fn append_turn(
         &self,
         tenant: &str,
@@ -438,6 +444,7 @@ impl ConversationStore for EmbeddedStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "edit_message"))]
     async fn edit_message(
         &self,
         tenant: &str,
@@ -482,6 +489,7 @@ impl ConversationStore for EmbeddedStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "delete_conversation"))]
     async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let key = conv_key(&tenant, &id);
@@ -525,6 +533,7 @@ impl ConversationStore for EmbeddedStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "purge_messages"))]
     async fn purge_messages(
         &self,
         tenant: &str,
@@ -549,6 +558,7 @@ impl ConversationStore for EmbeddedStore {
 
 #[async_trait]
 impl IdempotencyStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "idempotency_claim"))]
     async fn idempotency_claim(
         &self,
         tenant: &str,
@@ -600,6 +610,7 @@ impl IdempotencyStore for EmbeddedStore {
         Ok(outcome)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "idempotency_complete"))]
     async fn idempotency_complete(
         &self,
         tenant: &str,
@@ -620,6 +631,7 @@ impl IdempotencyStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "idempotency_release"))]
     async fn idempotency_release(
         &self,
         tenant: &str,
@@ -648,6 +660,7 @@ impl IdempotencyStore for EmbeddedStore {
 
 #[async_trait]
 impl KeyStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "put_key"))]
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
         self.blocking(move |db| {
@@ -670,6 +683,7 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "key_by_hash"))]
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let hash = hash.to_owned();
         self.blocking(move |db| {
@@ -683,6 +697,7 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_keys"))]
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let tenant = tenant.map(str::to_owned);
         self.blocking(move |db| {
@@ -702,6 +717,7 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "revoke_key"))]
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
         let key_id = key_id.to_owned();
         self.blocking(move |db| {
@@ -741,6 +757,7 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "get_key"))]
     async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let key_id = key_id.to_owned();
         self.blocking(move |db| {
@@ -770,6 +787,7 @@ impl KeyStore for EmbeddedStore {
 
 #[async_trait]
 impl CounterStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "counter_add"))]
     async fn counter_add(
         &self,
         key: &CounterKey,
@@ -811,6 +829,7 @@ impl CounterStore for EmbeddedStore {
         Ok(allowed)
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "counter_get"))]
     async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError> {
         let key = key.clone();
         self.blocking(move |db| {
@@ -824,6 +843,7 @@ impl CounterStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "add_usage"))]
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
         let tenant = tenant.to_owned();
         let row = row.clone();
@@ -835,6 +855,7 @@ impl CounterStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "add_usage_batch"))]
     async fn add_usage_batch(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -883,6 +904,7 @@ impl CounterStore for EmbeddedStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "usage"))]
     async fn usage(&self, tenant: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, StoreError> {
         let (tenant, lo, hi) = (tenant.to_owned(), format!("{from}#"), format!("{to}$"));
         self.blocking(move |db| {
@@ -1198,6 +1220,7 @@ fn read_mcp(
 
 #[async_trait]
 impl McpServerStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "create_mcp_server"))]
     async fn create_mcp_server(
         &self,
         tenant: &str,
@@ -1220,6 +1243,7 @@ impl McpServerStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "get_mcp_server"))]
     async fn get_mcp_server(
         &self,
         tenant: &str,
@@ -1234,6 +1258,7 @@ impl McpServerStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_mcp_servers"))]
     async fn list_mcp_servers(&self, tenant: &str) -> Result<Vec<McpServerRecord>, StoreError> {
         let tenant = tenant.to_owned();
         self.blocking(move |db| {
@@ -1253,6 +1278,7 @@ impl McpServerStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "update_mcp_server"))]
     async fn update_mcp_server(
         &self,
         tenant: &str,
@@ -1279,6 +1305,7 @@ impl McpServerStore for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "delete_mcp_server"))]
     async fn delete_mcp_server(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
         self.blocking(move |db| {
@@ -1298,6 +1325,7 @@ impl McpServerStore for EmbeddedStore {
 
 #[async_trait]
 impl AuditStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "record_call"))]
     async fn record_call(&self, tenant: &str, record: &AuditRecord) -> Result<(), StoreError> {
         let (tenant, record) = (tenant.to_owned(), record.clone());
         self.blocking(move |db| {
@@ -1319,6 +1347,7 @@ impl AuditStore for EmbeddedStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_calls"))]
     async fn list_calls(
         &self,
         tenant: &str,
@@ -1357,6 +1386,7 @@ impl AuditStore for EmbeddedStore {
 
 #[async_trait]
 impl ResponseStore for EmbeddedStore {
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "get_response"))]
     async fn get_response(
         &self,
         tenant: &str,
@@ -1376,6 +1406,7 @@ impl ResponseStore for EmbeddedStore {
         Ok(record.filter(|r| r.is_live(now)))
     }
 
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "delete_response"))]
     async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let removed = self

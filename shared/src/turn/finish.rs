@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use super::generate::{Call, call};
 use super::prepare::{Core, reserve};
@@ -450,70 +452,74 @@ impl Drop for ToolTally {
 /// the usage on its own (the provider was paid) and returns the error.
 async fn store_turn(state: &Arc<AppState>, f: Finished) -> Result<(), ApiError> {
     let state = state.clone();
-    let task = tokio::spawn(async move {
-        let Finished {
-            tenant,
-            turn,
-            steps,
-            stored,
-            model,
-            latency,
-            redactions,
-            row,
-            idempotency,
-            now,
-            mut meter,
-            summary,
-            after,
-            tool_rows,
-            response,
-        } = f;
-        let written = match summary {
-            Some(p) => p.finish(summary::wait_budget(latency)).await,
-            None => None,
-        };
-        let mut rows: Vec<UsageRow> = steps.iter().map(|s| s.row.clone()).collect();
-        rows.push(row);
-        rows.extend(written.as_ref().map(|w| w.usage.clone()));
-        rows.extend(tool_rows);
-        let (earlier, mut step_meters): (Vec<context::Step>, Vec<Option<Meter>>) =
-            steps.into_iter().map(|s| (s.step, s.meter)).unzip();
-        let (summary, mut summary_meter) = match written {
-            Some(w) => (Some(w.summary), Some(w.meter)),
-            None => (None, None),
-        };
-        let extras = context::TurnExtras {
-            retention: state.config.retention_secs(),
-            summary,
-            usage: rows,
-            idempotency,
-            conversation_cap: state.config.limits.conversation_cap(),
-            response,
-        };
-        let answer = context::Answer {
-            earlier: &earlier,
-            response: &stored,
-            model: &model.id,
-            provider: &model.provider,
-            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
-            redactions,
-            after: &after,
-        };
-        let committed = context::commit(&*state.store, &tenant, turn, &answer, &extras, now).await;
-        if committed.is_err() {
-            // The provider was paid even though the turn is not stored.
-            for row in &extras.usage {
-                state.usage.add(&tenant, row);
+    let task = tokio::spawn(
+        async move {
+            let Finished {
+                tenant,
+                turn,
+                steps,
+                stored,
+                model,
+                latency,
+                redactions,
+                row,
+                idempotency,
+                now,
+                mut meter,
+                summary,
+                after,
+                tool_rows,
+                response,
+            } = f;
+            let written = match summary {
+                Some(p) => p.finish(summary::wait_budget(latency)).await,
+                None => None,
+            };
+            let mut rows: Vec<UsageRow> = steps.iter().map(|s| s.row.clone()).collect();
+            rows.push(row);
+            rows.extend(written.as_ref().map(|w| w.usage.clone()));
+            rows.extend(tool_rows);
+            let (earlier, mut step_meters): (Vec<context::Step>, Vec<Option<Meter>>) =
+                steps.into_iter().map(|s| (s.step, s.meter)).unzip();
+            let (summary, mut summary_meter) = match written {
+                Some(w) => (Some(w.summary), Some(w.meter)),
+                None => (None, None),
+            };
+            let extras = context::TurnExtras {
+                retention: state.config.retention_secs(),
+                summary,
+                usage: rows,
+                idempotency,
+                conversation_cap: state.config.limits.conversation_cap(),
+                response,
+            };
+            let answer = context::Answer {
+                earlier: &earlier,
+                response: &stored,
+                model: &model.id,
+                provider: &model.provider,
+                latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                redactions,
+                after: &after,
+            };
+            let committed =
+                context::commit(&*state.store, &tenant, turn, &answer, &extras, now).await;
+            if committed.is_err() {
+                // The provider was paid even though the turn is not stored.
+                for row in &extras.usage {
+                    state.usage.add(&tenant, row);
+                }
             }
+            meter.recorded();
+            for m in step_meters.iter_mut().flatten() {
+                m.recorded();
+            }
+            if let Some(m) = summary_meter.as_mut() {
+                m.recorded();
+            }
+            committed.map_err(ApiError::from)
         }
-        meter.recorded();
-        for m in step_meters.iter_mut().flatten() {
-            m.recorded();
-        }
-        if let Some(m) = summary_meter.as_mut() {
-            m.recorded();
-        }
-        committed.map_err(ApiError::from)
-    });
+        .instrument(tracing::Span::current()),
+    );
     task.await.unwrap_or_else(|_| Err(ApiError::internal()))
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use futures_util::{Stream, StreamExt, stream};
+use tracing::Instrument;
 
 use super::prepare::Core;
 use super::{Done, Guard, Prepared, TurnError};
@@ -45,6 +46,8 @@ pub(super) struct Call {
     started: Instant,
     ready: VecDeque<Event>,
     ended: bool,
+    /// The provider call's client span (`trace::chat_span`), ended with the call.
+    span: tracing::Span,
 }
 
 /// The answer as it came from the provider, and the guard to settle it with.
@@ -113,10 +116,12 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
     let state = core.state.clone();
     let started = Instant::now();
     guard.sent();
+    let span = crate::trace::chat_span(&core.model.upstream, core.conversation.as_deref());
     let opened: Result<(Beats, ResolvedModel), ProviderError> = if streamed {
         state
             .providers
             .stream_routed(&core.chain, &core.request, core.deadline)
+            .instrument(span.clone())
             .await
             .map(|routed| {
                 let beats = keep_alive::watch(
@@ -131,6 +136,7 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
         state
             .providers
             .complete_routed(&core.chain, &core.request, core.deadline)
+            .instrument(span.clone())
             .await
             .map(|routed| {
                 let events = events_of(&routed.value).into_iter();
@@ -142,9 +148,14 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
         Ok(o) => o,
         Err(e) => {
             guard.failed(&e).await;
-            return Err(e.into());
+            let e = ApiError::from(e);
+            crate::trace::failed(&span, e.code);
+            return Err(e);
         }
     };
+    if let Some(p) = state.config.providers.get(&model.provider) {
+        crate::trace::routed(&span, &model.provider, p.kind.as_str());
+    }
     let canonical = state
         .providers
         .capabilities(&model.provider)
@@ -167,6 +178,7 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
         started,
         ready: VecDeque::new(),
         ended: false,
+        span,
     })
 }
 
@@ -220,10 +232,12 @@ impl Call {
                     }
                 }
                 Some(Beat::Item(Err(e))) => {
+                    let e = ApiError::from(e);
+                    crate::trace::failed(&self.span, e.code);
                     // Dropping the upstream stream closes the provider connection.
                     self.events = Box::pin(stream::empty());
                     self.tally.cut().await;
-                    return Err(TurnError::Api(e.into()));
+                    return Err(TurnError::Api(e));
                 }
                 None => {
                     if let Err(b) = self.flush() {
@@ -301,6 +315,7 @@ impl Call {
 
     /// The answer was blocked on its way out: accounted as cut.
     async fn blocked(&mut self, b: Blocked) -> TurnError {
+        crate::trace::failed(&self.span, "blocked");
         self.events = Box::pin(stream::empty());
         self.ready.clear();
         self.tally.cut().await;
@@ -320,6 +335,12 @@ impl Call {
             .as_ref()
             .map(|f| f.counts().clone())
             .unwrap_or_default();
-        Done::settle(self.core, guard, self.model, raw, counts, self.started).await
+        let span = self.span.clone();
+        let done = Done::settle(self.core, guard, self.model, raw, counts, self.started).await;
+        match &done {
+            Ok(d) => crate::trace::answered(&span, d.response()),
+            Err(_) => crate::trace::failed(&span, "blocked"),
+        }
+        done
     }
 }
