@@ -75,13 +75,26 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
     else {
         return;
     };
+    if register_flush_extension(&api).await {
+        tokio::spawn(async move {
+            signal().await;
+            flush_usage(&usage).await;
+            std::process::exit(0);
+        });
+    }
+}
+
+/// Registers the no-op internal extension with the Extensions API at `api`
+/// (`host:port`) and leaves its first `event/next` open; false when there is
+/// none (an emulator without it), which is only logged.
+pub async fn register_flush_extension(api: &str) -> bool {
     // The Runtime API's own plain-HTTP client: a `reqwest` client here would
     // load the TLS root store (a few ms of the cold start) for loopback calls.
     let Ok(base) = format!("http://{api}").parse::<http::Uri>() else {
         tracing::info!(
             "AWS_LAMBDA_RUNTIME_API is not a host:port: usage is not flushed on SIGTERM"
         );
-        return;
+        return false;
     };
     let client = lambda_runtime_api_client::PooledClient::builder()
         .with_endpoint(base)
@@ -112,7 +125,7 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
         }
     };
     let Some(id) = id else {
-        return;
+        return false;
     };
     // An extension is ready once it asks for its next event; with none
     // subscribed the request stays open until the environment ends.
@@ -124,9 +137,5 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
             let _ = client.call(next).await;
         });
     }
-    tokio::spawn(async move {
-        signal().await;
-        flush_usage(&usage).await;
-        std::process::exit(0);
-    });
+    true
 }
