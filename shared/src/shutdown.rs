@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lambda_runtime_api_client::body::Body;
+
 use crate::usage::flush::UsageBatcher;
 
 /// The name the internal extension registers under (unique per function).
@@ -73,14 +75,41 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
     else {
         return;
     };
-    let client = reqwest::Client::new();
-    let registered = client
-        .post(format!("http://{api}/2020-01-01/extension/register"))
+    if register_flush_extension(&api).await {
+        tokio::spawn(async move {
+            signal().await;
+            flush_usage(&usage).await;
+            crate::trace::flush().await;
+            std::process::exit(0);
+        });
+    }
+}
+
+/// Registers the no-op internal extension with the Extensions API at `api`
+/// (`host:port`) and leaves its first `event/next` open; false when there is
+/// none (an emulator without it), which is only logged.
+pub async fn register_flush_extension(api: &str) -> bool {
+    // The Runtime API's own plain-HTTP client: a `reqwest` client here would
+    // load the TLS root store (a few ms of the cold start) for loopback calls.
+    let Ok(base) = format!("http://{api}").parse::<http::Uri>() else {
+        tracing::info!(
+            "AWS_LAMBDA_RUNTIME_API is not a host:port: usage is not flushed on SIGTERM"
+        );
+        return false;
+    };
+    let client = lambda_runtime_api_client::PooledClient::builder()
+        .with_endpoint(base)
+        .build();
+    let register = http::Request::post("/2020-01-01/extension/register")
         .header("Lambda-Extension-Name", EXTENSION_NAME)
-        .body(r#"{"events":[]}"#)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
+        .body(Body::from(r#"{"events":[]}"#));
+    let registered = match register {
+        Ok(req) => tokio::time::timeout(Duration::from_secs(2), client.call(req))
+            .await
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
     let id = match registered {
         Ok(r) if r.status().is_success() => r
             .headers()
@@ -97,21 +126,17 @@ pub async fn on_lambda_shutdown(usage: Arc<UsageBatcher>) {
         }
     };
     let Some(id) = id else {
-        return;
+        return false;
     };
     // An extension is ready once it asks for its next event; with none
     // subscribed the request stays open until the environment ends.
-    tokio::spawn(async move {
-        let _ = client
-            .get(format!("http://{api}/2020-01-01/extension/event/next"))
-            .header("Lambda-Extension-Identifier", id)
-            .send()
-            .await;
-    });
-    tokio::spawn(async move {
-        signal().await;
-        flush_usage(&usage).await;
-        crate::trace::flush().await;
-        std::process::exit(0);
-    });
+    if let Ok(next) = http::Request::get("/2020-01-01/extension/event/next")
+        .header("Lambda-Extension-Identifier", id)
+        .body(Body::empty())
+    {
+        tokio::spawn(async move {
+            let _ = client.call(next).await;
+        });
+    }
+    true
 }

@@ -16,7 +16,8 @@
 //! Issue 16 adds two: the cold start of the `mcp` function (buffered), and a
 //! federated MCP `tools/call` through the local server's `POST /mcp` against
 //! the same call straight to the MCP server (an rmcp server on loopback),
-//! alternating. `-- mcp` runs those two alone (release binaries needed).
+//! alternating. `-- mcp` runs those two alone (release binaries needed);
+//! `-- cold` the chat function's cold-start table alone.
 //!
 //! Issue 19 adds the side-by-side table (`side_by_side.rs`): a stateless turn
 //! through the local server against calling its mock upstream directly, at
@@ -428,6 +429,11 @@ async fn main() {
     // `-- streaming`: the streaming table alone (the release binaries still needed).
     if std::env::args().any(|a| a == "streaming") {
         streaming(&dir).await;
+        return;
+    }
+    // `-- cold`: the chat function's cold-start table alone (issue 19).
+    if std::env::args().any(|a| a == "cold") {
+        cold_starts(&dir).await;
         return;
     }
     // `-- mcp`: issue 16's tables alone (the release binaries still needed).

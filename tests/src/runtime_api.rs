@@ -14,7 +14,10 @@
 //!   trailers (lambda_runtime writes them as trailing text of the body);
 //! - `POST /2018-06-01/runtime/invocation/{id}/error` and `/init/error`: a
 //!   diagnostic `{"errorType","errorMessage"}` with the
-//!   `Lambda-Runtime-Function-Error-Type` header.
+//!   `Lambda-Runtime-Function-Error-Type` header;
+//! - the Extensions API's `POST /2020-01-01/extension/register` (answered with a
+//!   `Lambda-Extension-Identifier`) and `GET /2020-01-01/extension/event/next`
+//!   (held open: no event is ever sent), reported on [`RuntimeApi::extensions`].
 //!
 //! Concurrency: classic Lambda has one invocation outstanding per environment;
 //! Lambda Managed Instances accept concurrent `/next` and `/response` calls up
@@ -95,6 +98,19 @@ impl RuntimeEvent {
     }
 }
 
+/// Something an extension did through the Extensions API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExtensionCall {
+    /// `POST /extension/register`: its `Lambda-Extension-Name` and JSON body;
+    /// answered with the identifier `ext-<n>`.
+    Register {
+        name: String,
+        body: serde_json::Value,
+    },
+    /// `GET /extension/event/next` with this `Lambda-Extension-Identifier`.
+    Next { id: String },
+}
+
 /// Queued invocations: `(request id, event)`.
 type Invocations = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>;
 
@@ -113,6 +129,9 @@ struct RtState {
     /// `AWS_LAMBDA_MAX_CONCURRENCY` slots (one on classic Lambda).
     capacity: Arc<Semaphore>,
     in_flight: Arc<InFlight>,
+    extensions: mpsc::UnboundedSender<ExtensionCall>,
+    /// Extensions registered so far (the next identifier's number).
+    registered: Arc<AtomicUsize>,
 }
 
 impl RtState {
@@ -129,6 +148,8 @@ pub struct RuntimeApi {
     queue: mpsc::UnboundedSender<(String, String)>,
     /// What the function did, in order.
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    /// What extensions did through the Extensions API, in order.
+    pub extensions: mpsc::UnboundedReceiver<ExtensionCall>,
     max_concurrency: usize,
     in_flight: Arc<InFlight>,
 }
@@ -147,11 +168,14 @@ impl RuntimeApi {
         let (tx, events) = mpsc::unbounded_channel();
         let (queue, invocations) = mpsc::unbounded_channel();
         let in_flight = Arc::new(InFlight::default());
+        let (ext_tx, extensions) = mpsc::unbounded_channel();
         let state = RtState {
             queue: Arc::new(tokio::sync::Mutex::new(invocations)),
             tx,
             capacity: Arc::new(Semaphore::new(max_concurrency)),
             in_flight: in_flight.clone(),
+            extensions: ext_tx,
+            registered: Arc::default(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -161,6 +185,8 @@ impl RuntimeApi {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            .route("/2020-01-01/extension/register", post(extension_register))
+            .route("/2020-01-01/extension/event/next", get(extension_next))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
@@ -169,6 +195,7 @@ impl RuntimeApi {
             address,
             queue,
             events,
+            extensions,
             max_concurrency,
             in_flight,
         }
@@ -217,6 +244,29 @@ impl RuntimeApi {
         }
         env
     }
+}
+
+async fn extension_register(State(s): State<RtState>, headers: HeaderMap, body: Bytes) -> Response {
+    let name = headers
+        .get("lambda-extension-name")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let _ = s.extensions.send(ExtensionCall::Register { name, body });
+    let id = format!("ext-{}", s.registered.fetch_add(1, Ordering::SeqCst));
+    ([("lambda-extension-identifier", id)], "{}").into_response()
+}
+
+async fn extension_next(State(s): State<RtState>, headers: HeaderMap) -> Response {
+    let id = headers
+        .get("lambda-extension-identifier")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let _ = s.extensions.send(ExtensionCall::Next { id });
+    // No event is ever due: held until the process goes.
+    std::future::pending::<Response>().await
 }
 
 async fn next(State(s): State<RtState>) -> Response {
