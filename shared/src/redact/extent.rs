@@ -128,7 +128,10 @@ impl Extents {
 /// One automaton's live threads: (state, absolute start of the earliest thread in it).
 struct Lane {
     automaton: Arc<Automaton>,
-    cache: Cache,
+    /// Always `Some` until the lane is dropped and gives it back to the pool
+    /// (taken, not swapped for a fresh cache: creating one costs more than a
+    /// short turn's whole redaction).
+    cache: Option<Cache>,
     start: LazyStateID,
     threads: Vec<(LazyStateID, usize)>,
     next: Vec<(LazyStateID, usize)>,
@@ -136,8 +139,8 @@ struct Lane {
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        let cache = std::mem::replace(&mut self.cache, self.automaton.dfa.create_cache());
-        if let Ok(mut pool) = self.automaton.caches.lock()
+        if let Some(cache) = self.cache.take()
+            && let Ok(mut pool) = self.automaton.caches.lock()
             && pool.len() < POOLED
         {
             pool.push(cache);
@@ -155,7 +158,7 @@ impl Lane {
             .ok()?;
         Some(Lane {
             automaton: automaton.clone(),
-            cache,
+            cache: Some(cache),
             start,
             threads: Vec::new(),
             next: Vec::new(),
@@ -169,14 +172,17 @@ impl Lane {
         if self.threads.is_empty() && !start {
             return Ok(());
         }
-        let clears = self.cache.clear_count();
+        let Some(cache) = self.cache.as_mut() else {
+            return Err(());
+        };
+        let clears = cache.clear_count();
         self.next.clear();
         let started = start.then_some((self.start, pos));
         for (sid, from) in self.threads.iter().copied().chain(started) {
             let n = self
                 .automaton
                 .dfa
-                .next_state(&mut self.cache, sid, byte)
+                .next_state(cache, sid, byte)
                 .map_err(|_| ())?;
             if n.is_quit() {
                 return Err(());
@@ -185,7 +191,7 @@ impl Lane {
                 self.next.push((n, from));
             }
         }
-        if self.cache.clear_count() != clears {
+        if cache.clear_count() != clears {
             return Err(());
         }
         std::mem::swap(&mut self.threads, &mut self.next);
