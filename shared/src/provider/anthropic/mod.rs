@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
-    Endpoint, prompt_cache, send_json, send_stream, sse,
+    Call, Capabilities, Endpoint, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE,
+    body_stream, prompt_cache, send_json, send_stream, sse,
 };
 use crate::capped::Caps;
 use crate::config::{ANTHROPIC_DEFAULT_MAX_TOKENS, ProviderConfig};
