@@ -271,6 +271,49 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_answer_is_held_then_redacted_like_the_whole_text() {
+        let r = redactor();
+        for text in SAMPLES {
+            let whole = r.apply(text, Place::Response).unwrap();
+            let mut s = StreamRedactor::whole(&r, Place::Response).unwrap();
+            for c in text.chars() {
+                assert_eq!(s.push(&c.to_string()).unwrap(), "", "{text:?}");
+            }
+            assert_eq!(s.flush().unwrap(), whole.text, "{text:?}");
+            let mut expected = Counts::default();
+            expected.add(Place::Response, whole.counts);
+            assert_eq!(s.counts(), &expected, "{text:?}");
+            // A second text after the first: held and redacted on its own.
+            assert_eq!(s.push(text).unwrap(), "");
+            assert_eq!(s.flush().unwrap(), whole.text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_keeps_no_tracker_between_texts() {
+        let r = redactor();
+        let mut s = StreamRedactor::new(&r, Place::Response).unwrap();
+        assert!(s.tracker.is_none());
+        let mut out = s.push("mail bob@example.com ").unwrap();
+        assert!(s.tracker.is_some());
+        out.push_str(&s.flush().unwrap());
+        assert!(
+            s.tracker.is_none(),
+            "the tracker (and its DFA caches) is given back"
+        );
+        out.push_str(&s.push("then call 415-555-2671 ok").unwrap());
+        out.push_str(&s.flush().unwrap());
+        let expected = r
+            .apply("mail bob@example.com ", Place::Response)
+            .unwrap()
+            .text
+            + r.apply("then call 415-555-2671 ok", Place::Response)
+                .unwrap()
+                .text;
+        assert_eq!(out, expected);
+    }
+
+    #[test]
     fn holds_back_only_a_short_tail() {
         let r = redactor();
         let mut s = StreamRedactor::new(&r, Place::Response).unwrap();
