@@ -36,7 +36,12 @@ pub const MAX_PENDING: usize = 1 << 20;
 pub struct StreamRedactor {
     redactor: Redactor,
     place: Place,
-    tracker: Tracker,
+    /// Created at a text's first delta and dropped at its end, so that its
+    /// DFA caches go back to the pool between texts; never for a whole answer.
+    tracker: Option<Tracker>,
+    /// A whole answer: everything is held until [`Self::flush`], which
+    /// redacts it in one pass (no byte-by-byte tracking, nothing sent early).
+    whole: bool,
     /// The text from absolute offset `base`: left context, then what is held.
     buf: String,
     base: usize,
@@ -51,10 +56,22 @@ impl StreamRedactor {
     /// A redactor for `place`; `None` when the policy detects nothing there,
     /// so text can pass through untouched and undelayed.
     pub fn new(redactor: &Redactor, place: Place) -> Option<Self> {
+        Self::with_mode(redactor, place, false)
+    }
+
+    /// [`Self::new`] for an answer sent whole: [`Self::push`] holds
+    /// everything and [`Self::flush`] gives the text redacted as a whole,
+    /// which is what the stream would have sent, without its cost per byte.
+    pub fn whole(redactor: &Redactor, place: Place) -> Option<Self> {
+        Self::with_mode(redactor, place, true)
+    }
+
+    fn with_mode(redactor: &Redactor, place: Place, whole: bool) -> Option<Self> {
         redactor.is_active(place).then(|| Self {
             redactor: redactor.clone(),
             place,
-            tracker: redactor.tracker(0),
+            tracker: None,
+            whole,
             buf: String::new(),
             base: 0,
             sent: 0,
@@ -66,12 +83,21 @@ impl StreamRedactor {
     /// Takes the next text delta; returns the redacted text that is safe to
     /// send now (possibly empty).
     pub fn push(&mut self, text: &str) -> Result<String, Blocked> {
-        self.tracker.feed(text);
+        if self.whole {
+            self.buf.push_str(text);
+            return Ok(String::new());
+        }
+        // Between texts the buffer is empty: the new text starts at `sent`.
+        let at = self.base + self.buf.len();
+        let tracker = self
+            .tracker
+            .get_or_insert_with(|| self.redactor.tracker(at));
+        tracker.feed(text);
         self.buf.push_str(text);
         let end = self.base + self.buf.len();
         let forced = end - self.sent > MAX_PENDING;
-        let cap = self.tracker.cap();
-        let ready = match self.tracker.hold() {
+        let cap = tracker.cap();
+        let ready = match tracker.hold() {
             Some(h) if !forced => h.min(cap),
             _ => cap,
         };
@@ -110,8 +136,8 @@ impl StreamRedactor {
             return Ok(String::new());
         }
         let out = self.emit(cut, raw)?;
-        if forced {
-            self.tracker.forget_before(self.sent);
+        if forced && let Some(tracker) = self.tracker.as_mut() {
+            tracker.forget_before(self.sent);
         }
         self.trim();
         Ok(out)
@@ -125,7 +151,7 @@ impl StreamRedactor {
         let out = self.emit(self.buf.len(), raw)?;
         self.base = self.sent;
         self.buf.clear();
-        self.tracker = self.redactor.tracker(self.sent);
+        self.tracker = None;
         self.rescan_at = 0;
         Ok(out)
     }
@@ -149,12 +175,15 @@ impl StreamRedactor {
 
     /// Drops left context beyond what detectors look back at, at a clean position.
     fn trim(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
         let held = &self.buf[self.sent - self.base..];
         let held_view = crate::redact::folded_len(held);
-        let sent_view = self.tracker.view_len() - held_view;
+        let sent_view = tracker.view_len() - held_view;
         let Some(keep_from) = sent_view
             .checked_sub(LEFT_CONTEXT)
-            .and_then(|v| self.tracker.take_clean(v))
+            .and_then(|v| tracker.take_clean(v))
         else {
             return;
         };
@@ -239,6 +268,49 @@ mod tests {
             out.push_str(&s.flush().unwrap());
             assert_eq!(out, whole, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_whole_answer_is_held_then_redacted_like_the_whole_text() {
+        let r = redactor();
+        for text in SAMPLES {
+            let whole = r.apply(text, Place::Response).unwrap();
+            let mut s = StreamRedactor::whole(&r, Place::Response).unwrap();
+            for c in text.chars() {
+                assert_eq!(s.push(&c.to_string()).unwrap(), "", "{text:?}");
+            }
+            assert_eq!(s.flush().unwrap(), whole.text, "{text:?}");
+            let mut expected = Counts::default();
+            expected.add(Place::Response, whole.counts);
+            assert_eq!(s.counts(), &expected, "{text:?}");
+            // A second text after the first: held and redacted on its own.
+            assert_eq!(s.push(text).unwrap(), "");
+            assert_eq!(s.flush().unwrap(), whole.text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_keeps_no_tracker_between_texts() {
+        let r = redactor();
+        let mut s = StreamRedactor::new(&r, Place::Response).unwrap();
+        assert!(s.tracker.is_none());
+        let mut out = s.push("mail bob@example.com ").unwrap();
+        assert!(s.tracker.is_some());
+        out.push_str(&s.flush().unwrap());
+        assert!(
+            s.tracker.is_none(),
+            "the tracker (and its DFA caches) is given back"
+        );
+        out.push_str(&s.push("then call 415-555-2671 ok").unwrap());
+        out.push_str(&s.flush().unwrap());
+        let expected = r
+            .apply("mail bob@example.com ", Place::Response)
+            .unwrap()
+            .text
+            + r.apply("then call 415-555-2671 ok", Place::Response)
+                .unwrap()
+                .text;
+        assert_eq!(out, expected);
     }
 
     #[test]

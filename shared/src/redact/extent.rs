@@ -128,7 +128,10 @@ impl Extents {
 /// One automaton's live threads: (state, absolute start of the earliest thread in it).
 struct Lane {
     automaton: Arc<Automaton>,
-    cache: Cache,
+    /// Always `Some` until the lane is dropped and gives it back to the pool
+    /// (taken, not swapped for a fresh cache: creating one costs more than a
+    /// short turn's whole redaction).
+    cache: Option<Cache>,
     start: LazyStateID,
     threads: Vec<(LazyStateID, usize)>,
     next: Vec<(LazyStateID, usize)>,
@@ -136,8 +139,8 @@ struct Lane {
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        let cache = std::mem::replace(&mut self.cache, self.automaton.dfa.create_cache());
-        if let Ok(mut pool) = self.automaton.caches.lock()
+        if let Some(cache) = self.cache.take()
+            && let Ok(mut pool) = self.automaton.caches.lock()
             && pool.len() < POOLED
         {
             pool.push(cache);
@@ -155,7 +158,7 @@ impl Lane {
             .ok()?;
         Some(Lane {
             automaton: automaton.clone(),
-            cache,
+            cache: Some(cache),
             start,
             threads: Vec::new(),
             next: Vec::new(),
@@ -169,14 +172,17 @@ impl Lane {
         if self.threads.is_empty() && !start {
             return Ok(());
         }
-        let clears = self.cache.clear_count();
+        let Some(cache) = self.cache.as_mut() else {
+            return Err(());
+        };
+        let clears = cache.clear_count();
         self.next.clear();
         let started = start.then_some((self.start, pos));
         for (sid, from) in self.threads.iter().copied().chain(started) {
             let n = self
                 .automaton
                 .dfa
-                .next_state(&mut self.cache, sid, byte)
+                .next_state(cache, sid, byte)
                 .map_err(|_| ())?;
             if n.is_quit() {
                 return Err(());
@@ -185,7 +191,7 @@ impl Lane {
                 self.next.push((n, from));
             }
         }
-        if self.cache.clear_count() != clears {
+        if cache.clear_count() != clears {
             return Err(());
         }
         std::mem::swap(&mut self.threads, &mut self.next);
@@ -242,46 +248,59 @@ impl Tracker {
 
     /// Feeds the next piece of text.
     pub fn feed(&mut self, text: &str) {
+        let mut folded = std::mem::take(&mut self.scratch);
         for (i, c) in text.char_indices() {
             let pos = self.len + i;
-            self.scratch.clear();
-            fold_char(c, &mut self.scratch);
-            if self.scratch.is_empty() {
+            // ASCII folds to itself: most text skips folding altogether.
+            if c.is_ascii() {
+                self.step_char(pos, &[c as u8]);
                 continue;
             }
-            let clean = self.lanes.iter().all(|l| l.threads.is_empty());
-            if self.stuck.is_none() && clean {
-                let due = self
-                    .clean
-                    .back()
-                    .is_none_or(|&(p, _)| pos >= p + CLEAN_EVERY);
-                if due {
-                    self.clean.push_back((pos, self.view_len));
-                }
-            }
-            self.last_visible = [self.last_visible[1], Some(pos)];
-            self.view_len += self.scratch.len();
-            if self.stuck.is_some() {
-                continue;
-            }
-            for lane in &mut self.lanes {
-                for (j, &b) in self.scratch.as_bytes().iter().enumerate() {
-                    // UTF-8 continuation bytes are 10xxxxxx.
-                    let char_start = b & 0xC0 != 0x80 || j == 0;
-                    if lane.step(b, char_start, pos).is_err() {
-                        let earliest = lane.earliest().unwrap_or(pos).min(pos);
-                        self.stuck = Some(earliest);
-                        break;
-                    }
-                }
-            }
-            if let Some(s) = self.stuck {
-                let earliest = self.lanes.iter().filter_map(Lane::earliest).min();
-                self.stuck = Some(earliest.map_or(s, |e| e.min(s)));
-                self.lanes.clear();
+            folded.clear();
+            fold_char(c, &mut folded);
+            self.step_char(pos, folded.as_bytes());
+        }
+        self.scratch = folded;
+        self.len += text.len();
+    }
+
+    /// Steps the lanes over one character at absolute offset `pos`, as
+    /// detectors see it (`view`: its folded bytes; empty for a format character).
+    fn step_char(&mut self, pos: usize, view: &[u8]) {
+        if view.is_empty() {
+            return;
+        }
+        let clean = self.lanes.iter().all(|l| l.threads.is_empty());
+        if self.stuck.is_none() && clean {
+            let due = self
+                .clean
+                .back()
+                .is_none_or(|&(p, _)| pos >= p + CLEAN_EVERY);
+            if due {
+                self.clean.push_back((pos, self.view_len));
             }
         }
-        self.len += text.len();
+        self.last_visible = [self.last_visible[1], Some(pos)];
+        self.view_len += view.len();
+        if self.stuck.is_some() {
+            return;
+        }
+        for lane in &mut self.lanes {
+            for (j, &b) in view.iter().enumerate() {
+                // UTF-8 continuation bytes are 10xxxxxx.
+                let char_start = b & 0xC0 != 0x80 || j == 0;
+                if lane.step(b, char_start, pos).is_err() {
+                    let earliest = lane.earliest().unwrap_or(pos).min(pos);
+                    self.stuck = Some(earliest);
+                    break;
+                }
+            }
+        }
+        if let Some(s) = self.stuck {
+            let earliest = self.lanes.iter().filter_map(Lane::earliest).min();
+            self.stuck = Some(earliest.map_or(s, |e| e.min(s)));
+            self.lanes.clear();
+        }
     }
 
     /// The earliest absolute offset from which text may still be part of a match that

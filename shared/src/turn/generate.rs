@@ -160,7 +160,13 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
         .providers
         .capabilities(&model.provider)
         .is_some_and(|c| c.canonical_tool_arguments);
-    let filter = StreamRedactor::new(state.redactors.for_tenant(&core.tenant), Place::Response);
+    // A whole answer is redacted once it is complete; a stream as it flows.
+    let redactor = state.redactors.for_tenant(&core.tenant);
+    let filter = if streamed {
+        StreamRedactor::new(redactor, Place::Response)
+    } else {
+        StreamRedactor::whole(redactor, Place::Response)
+    };
     let tally = Tally {
         guard: Some(guard),
         raw: Assembler::new(canonical),

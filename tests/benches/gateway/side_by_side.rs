@@ -4,7 +4,9 @@
 //! that corrects for coordinated omission: at a fixed rate each request's
 //! latency counts from when it was due, not from when it was sent).
 //!
-//! Rows: fixed open-loop rates, then closed-loop concurrencies, then the
+//! Rows: fixed open-loop rates, then closed-loop concurrencies, then stored
+//! turns on the embedded store (one connection, sequential requests sent by
+//! the bench itself, since each turn names its conversation), then the
 //! closed loop with the server on one core (`taskset -c 0`; the load
 //! generator and the mock on the other). For each: added latency at p50, p90
 //! and p99 (through minus direct, percentile by percentile), the gateway's
@@ -288,6 +290,18 @@ async fn row(
     let through = oha(oha_bin, gateway_url, key, load, driver_cpus).await;
     let cpu = cpu_seconds(pid, ticks) - cpu_before;
     alive(server, "the local server");
+    print_row(name, load, &direct, &through, cpu, failures);
+}
+
+/// Prints one row of the table; its errors join `failures`.
+fn print_row(
+    name: &str,
+    load: Load,
+    direct: &Run,
+    through: &Run,
+    cpu: f64,
+    failures: &mut Vec<String>,
+) {
     let three = |p: [f64; 3]| format!("{} / {} / {}", latency(p[0]), latency(p[1]), latency(p[2]));
     let added = [0, 1, 2].map(|i| through.p[i] - direct.p[i]);
     let mut errors = direct
@@ -320,6 +334,99 @@ async fn row(
         through.requests_per_sec,
         cpu * 1e3 / through.ok.max(1) as f64,
         errors.join(", ")
+    );
+}
+
+/// Conversations the stored-turn row spreads its turns over (each turn
+/// reads its conversation's history and stores itself).
+const CONVERSATIONS: u32 = 1_000;
+
+/// A stored turn's body: turn `i` goes to conversation `i % CONVERSATIONS`.
+fn stored_turn(i: u32) -> String {
+    format!(
+        r#"{{"model":"openai/gpt-4o-mini","conversation_id":"bench-{}","messages":[{{"role":"user","content":"benchmark turn {i}: the quick brown fox"}}]}}"#,
+        i % CONVERSATIONS
+    )
+}
+
+/// `requests` sequential requests on one keep-alive connection, each body
+/// from `body`: what `oha` measures in a closed loop of one (it sends one
+/// fixed body, and a stored turn needs its own conversation ids).
+async fn sequential(url: &str, key: &str, requests: u32, body: fn(u32) -> String) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("a client");
+    let mut latencies = Vec::with_capacity(requests as usize);
+    let mut errors = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..requests {
+        let t = std::time::Instant::now();
+        let sent = client
+            .post(url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body(i))
+            .send()
+            .await;
+        match sent {
+            Ok(r) => {
+                let status = r.status();
+                let read = r.bytes().await;
+                latencies.push(t.elapsed().as_secs_f64());
+                if status != 200 || read.is_err() {
+                    errors.push(format!("1 x {status}"));
+                }
+            }
+            Err(e) => errors.push(format!("1 x {e}")),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Run {
+        p: [pct(0.5), pct(0.9), pct(0.99)],
+        requests_per_sec: requests as f64 / elapsed,
+        ok: requests as u64 - errors.len() as u64,
+        errors,
+    }
+}
+
+/// The stored-turn row: `requests` turns over [`CONVERSATIONS`]
+/// conversations on the embedded store, one at a time, against the same
+/// bodies sent straight to the mock.
+#[allow(clippy::too_many_arguments)]
+async fn stored_row(
+    direct_url: &str,
+    gateway_url: &str,
+    key: &str,
+    server: &mut Child,
+    requests: u32,
+    ticks: f64,
+    failures: &mut Vec<String>,
+) {
+    let name = "stored turn (embedded store), closed loop, 1 in flight";
+    let direct = sequential(direct_url, key, requests, stored_turn).await;
+    let pid = server.id().expect("the server's pid");
+    let cpu_before = cpu_seconds(pid, ticks);
+    let through = sequential(gateway_url, key, requests, stored_turn).await;
+    let cpu = cpu_seconds(pid, ticks) - cpu_before;
+    alive(server, "the local server");
+    print_row(
+        name,
+        Load::Closed {
+            connections: 1,
+            requests,
+        },
+        &direct,
+        &through,
+        cpu,
+        failures,
     );
 }
 
@@ -411,6 +518,17 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
         )
         .await;
     }
+    // Issue 19: a stored turn adds at most 1 ms at p50 (embedded store).
+    stored_row(
+        &direct_url,
+        &gateway_url,
+        &key,
+        &mut server,
+        (sizes.closed_requests / 3).max(1),
+        ticks,
+        &mut failures,
+    )
+    .await;
     let rss = peak_rss(server.id().unwrap());
     server.kill().await.ok();
 

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
-    join_url, prompt_cache, send_json, send_stream, sse,
+    Call, Capabilities, Endpoint, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE,
+    body_stream, prompt_cache, send_json, send_stream, sse,
 };
 use crate::capped::Caps;
 use crate::config::{ANTHROPIC_DEFAULT_MAX_TOKENS, ProviderConfig};
@@ -25,8 +25,8 @@ pub const BETA_HEADER: &str = "anthropic-beta";
 pub struct Anthropic {
     name: String,
     client: reqwest::Client,
-    url: String,
-    count_url: String,
+    url: Endpoint,
+    count_url: Endpoint,
     default_max_tokens: u32,
     caps: Caps,
 }
@@ -37,8 +37,8 @@ impl Anthropic {
         Self {
             name: name.into(),
             client,
-            url: join_url(cfg.base_url.as_deref().unwrap_or_default(), "v1/messages"),
-            count_url: join_url(
+            url: Endpoint::new(cfg.base_url.as_deref().unwrap_or_default(), "v1/messages"),
+            count_url: Endpoint::new(
                 cfg.base_url.as_deref().unwrap_or_default(),
                 "v1/messages/count_tokens",
             ),
@@ -62,7 +62,7 @@ impl Anthropic {
     /// only generating takes (the count endpoint refuses those fields).
     fn request_to(
         &self,
-        url: &str,
+        url: &Endpoint,
         call: &Call<'_>,
         stream: bool,
         generation: bool,
@@ -81,9 +81,8 @@ impl Anthropic {
         let key = call.api_key.ok_or_else(|| ProviderError::MissingKey {
             provider: self.name.clone(),
         })?;
-        let mut http = self
-            .client
-            .post(url)
+        let mut http = url
+            .post(&self.client)
             .header("x-api-key", key)
             .header("anthropic-version", API_VERSION);
         // Betas the client opted into through the Anthropic front door.

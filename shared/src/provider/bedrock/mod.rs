@@ -22,9 +22,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use credentials::{AwsCredentials, NoCredentials};
 
+use super::http::join_url;
 use super::{
-    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, join_url,
-    prompt_cache,
+    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, prompt_cache,
 };
 use crate::capped::Caps;
 use crate::config::{ProviderConfig, bedrock_base_model};

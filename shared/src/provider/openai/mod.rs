@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Call, Capabilities, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE, body_stream,
-    join_url, send_json, send_stream, sse,
+    Call, Capabilities, Endpoint, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE,
+    body_stream, send_json, send_stream, sse,
 };
 use crate::capped::Caps;
 use crate::config::{OpenaiApi, ProviderConfig, ProviderKind};
@@ -24,7 +24,7 @@ use crate::wire::openai_chat::{self, MaxTokensField, UpstreamOptions};
 pub struct OpenAi {
     name: String,
     client: reqwest::Client,
-    url: String,
+    url: Endpoint,
     auth_header: Option<String>,
     query: Vec<(String, String)>,
     /// OpenAI itself: a key is required and the output cap is
@@ -44,7 +44,7 @@ impl OpenAi {
         Self {
             name: name.into(),
             client,
-            url: join_url(
+            url: Endpoint::new(
                 cfg.base_url.as_deref().unwrap_or_default(),
                 match cfg.api {
                     OpenaiApi::Chat => "chat/completions",
@@ -93,7 +93,7 @@ impl OpenAi {
     /// The upstream request, key and query parameters applied (whether a
     /// key is required is `Providers`' to check, from the capabilities).
     fn request(&self, call: &Call<'_>, body: &Value) -> reqwest::RequestBuilder {
-        let mut http = self.client.post(&self.url).json(body);
+        let mut http = self.url.post(&self.client).json(body);
         if !self.query.is_empty() {
             http = http.query(&self.query);
         }
