@@ -244,7 +244,7 @@ pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     with_log(resp, log)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded"))]
 mod tests {
     use aws_credential_types::Credentials;
     use aws_credential_types::provider::error::CredentialsError;
