@@ -362,7 +362,8 @@ impl From<ProviderError> for ApiError {
             ProviderError::Auth { provider } => gateway(
                 "provider_auth_failed",
                 format!(
-                    "provider authentication failed ({provider}); check the gateway's provider key"
+                    "provider authentication failed ({provider}); check the gateway's provider key \
+                     (for Bedrock: the AWS credentials or role that sign its calls)"
                 ),
             ),
             ProviderError::MissingKey { provider } => gateway(
