@@ -1297,6 +1297,7 @@ async fn spans_are_exported_before_the_invocation_ends() {
             .find(|s| s.attr("gen_ai.operation.name") == Some("chat"))
             .unwrap_or_else(|| panic!("no chat span: {spans:#?}"));
         assert_eq!(chat_span.name, "chat echo");
+        assert_eq!(chat_span.attr("gen_ai.provider.name"), Some("echo"));
         assert_eq!(chat_span.parent, server.span_id);
         assert!(
             spans

@@ -153,9 +153,8 @@ pub(super) async fn call(prepared: Prepared, streamed: bool) -> Result<Call, Api
             return Err(e);
         }
     };
-    if let Some(p) = state.config.providers.get(&model.provider) {
-        crate::trace::routed(&span, &model.provider, p.kind.as_str());
-    }
+    let kind = state.config.providers.get(&model.provider);
+    crate::trace::routed(&span, &model.provider, kind.map_or("", |p| p.kind.as_str()));
     let canonical = state
         .providers
         .capabilities(&model.provider)
