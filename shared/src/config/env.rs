@@ -170,6 +170,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_default_by_place_and_refuse_what_is_not_a_sink() {
+        use super::super::MetricsSink;
+        assert_eq!(super::metrics(None, true).unwrap(), MetricsSink::Emf);
+        let local = if cfg!(feature = "cli") {
+            MetricsSink::Prometheus
+        } else {
+            MetricsSink::Emf
+        };
+        assert_eq!(super::metrics(None, false).unwrap(), local);
+        assert_eq!(
+            super::metrics(Some("off".into()), true).unwrap(),
+            MetricsSink::Off
+        );
+        let err = super::metrics(Some("statsd".into()), false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Env {
+                    var: "CTXGATE_METRICS",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn lambda_cold_start_names_the_bad_variable() {
         let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "f")];
         let err = cfg(&lambda).unwrap_err();
