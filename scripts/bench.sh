@@ -47,5 +47,11 @@ fi
 for f in chat models mcp; do
   cargo build --release --locked -p "ctxgate-$f"
 done
-cargo build --release --locked -p ctxgate --bin ctxgate
-CTXGATE_RELEASE_DIR="$CARGO_TARGET_DIR/release" cargo bench --locked -p ctxgate-tests --bench gateway
+# The local server in its own profile (Cargo.toml: `server`, the release profile at
+# opt-level 3), next to the function binaries in one directory for the bench.
+cargo build --profile server --locked -p ctxgate --bin ctxgate
+bins="$CARGO_TARGET_DIR/bench-bins"
+mkdir -p "$bins"
+for f in chat models mcp; do ln -sf "$CARGO_TARGET_DIR/release/ctxgate-$f" "$bins/ctxgate-$f"; done
+ln -sf "$CARGO_TARGET_DIR/server/ctxgate" "$bins/ctxgate"
+CTXGATE_RELEASE_DIR="$bins" cargo bench --locked -p ctxgate-tests --bench gateway
