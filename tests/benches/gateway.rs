@@ -285,6 +285,11 @@ async fn start_server_pinned(
         ("CTXGATE_LISTEN", format!("127.0.0.1:{port}")),
         ("RUST_LOG", "warn".to_owned()),
     ];
+    // `CTXGATE_METRICS=off cargo bench ...`: the same tables with the request
+    // metrics off (issue 21's cost of metrics), else the local default.
+    if let Ok(metrics) = std::env::var("CTXGATE_METRICS") {
+        env.push(("CTXGATE_METRICS", metrics));
+    }
     env.extend(extra_env.iter().cloned());
     let mut args = vec!["keys", "create", "--tenant", "bench"];
     for scope in scopes {
