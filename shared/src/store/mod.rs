@@ -35,7 +35,8 @@ pub use conversations::{
     listing_key,
 };
 pub use counters::{
-    CounterKey, CounterStore, MAX_BATCH_ITEMS, UsageBatch, UsageRow, conversation_count_key,
+    CounterAdd, CounterKey, CounterStore, MAX_BATCH_ITEMS, UsageBatch, UsageRow,
+    conversation_count_key,
 };
 pub use idempotency::{
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,

@@ -229,6 +229,7 @@ async fn run(batcher: Weak<UsageBatcher>, wake: Arc<Notify>, interval: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CounterAdd;
     use async_trait::async_trait;
 
     /// A store that fails on demand and counts what it applied, by batch id.
@@ -250,6 +251,9 @@ mod tests {
             _: Option<i64>,
         ) -> Result<bool, StoreError> {
             Ok(true)
+        }
+        async fn counters_add(&self, _: &[CounterAdd]) -> Result<Option<usize>, StoreError> {
+            Ok(None)
         }
         async fn counter_get(&self, _: &CounterKey) -> Result<i64, StoreError> {
             Ok(0)
