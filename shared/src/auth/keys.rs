@@ -141,7 +141,7 @@ type Flight = Shared<BoxFuture<'static, Result<Option<ApiKeyRecord>, StoreError>
 /// A key's place in the cache: its record (or its absence) as read at
 /// `at`, or the read under way.
 enum Slot {
-    Ready(Instant, Option<ApiKeyRecord>),
+    Ready(Instant, Option<Box<ApiKeyRecord>>),
     Reading(Flight),
 }
 
@@ -210,7 +210,7 @@ impl KeyAuth {
                         NEGATIVE_TTL
                     };
                     if at.elapsed() < ttl {
-                        return Ok(rec.clone());
+                        return Ok(rec.as_deref().cloned());
                     }
                     self.start(&mut slots, hash)
                 }
@@ -230,7 +230,10 @@ impl KeyAuth {
         {
             match &read {
                 Ok(rec) => {
-                    slots.insert(hash.to_owned(), Slot::Ready(Instant::now(), rec.clone()));
+                    slots.insert(
+                        hash.to_owned(),
+                        Slot::Ready(Instant::now(), rec.clone().map(Box::new)),
+                    );
                 }
                 Err(_) => {
                     slots.remove(hash);

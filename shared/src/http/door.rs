@@ -77,7 +77,7 @@ async fn run<D: Door>(
         rate.count(&*state.store).await?;
     }
     let decoded = match admitted? {
-        Admitted::Turn(decoded) => decoded,
+        Admitted::Turn(decoded) => *decoded,
         Admitted::Replay(resp) => return Ok(resp),
     };
     let Decoded {
@@ -100,7 +100,7 @@ async fn run<D: Door>(
 /// What a request is before its turn: a turn to run, or a replay.
 enum Admitted<O> {
     /// Decoded, holding its idempotency claim if it sent a key.
-    Turn(Decoded<O>),
+    Turn(Box<Decoded<O>>),
     /// An answer stored under its idempotency key.
     Replay(Response),
 }
@@ -145,7 +145,7 @@ async fn admit<D: Door>(
     match D::decode(state, headers, &bytes) {
         Ok(mut decoded) => {
             decoded.input.claim = claim;
-            Ok(Admitted::Turn(decoded))
+            Ok(Admitted::Turn(Box::new(decoded)))
         }
         Err(e) => {
             if let Some(c) = &claim {
