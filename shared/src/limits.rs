@@ -3,6 +3,10 @@
 //!
 //! - Requests per minute per tenant and key (or token subject): a fixed
 //!   one-minute window counter, incremented only while under the limit.
+//!   A turn counts its request in the same conditional write as its first
+//!   reservation (one `UpdateItem` or `TransactWriteItems`, all or none), so
+//!   a key with limits makes one write before its answer, and a request
+//!   refused by either limit changes neither.
 //! - Tokens (and cost) per tenant per UTC day: before the provider call a
 //!   reservation of the call's worst case (its prompt plus the most output
 //!   it may produce) is added only if it fits; a request without its own
@@ -16,7 +20,7 @@ use std::sync::Arc;
 
 use crate::auth::Principal;
 use crate::config::{Config, Price, Quotas};
-use crate::store::{CounterKey, CounterStore, Store, StoreError};
+use crate::store::{CounterAdd, CounterKey, CounterStore, Store, StoreError};
 use crate::usage;
 use crate::usage::flush::UsageBatcher;
 
@@ -44,6 +48,59 @@ pub enum LimitError {
     Store(#[from] StoreError),
 }
 
+/// A request's count against its caller's per-minute limit, not yet made:
+/// alone ([`RateCount::count`]), or in the same conditional write as a
+/// turn's budget reservation ([`Ask::rate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateCount {
+    key: CounterKey,
+    limit: u32,
+    now: i64,
+}
+
+impl RateCount {
+    /// The count a request of `principal` makes at `now`; `None` when its
+    /// key has no limit.
+    pub fn of(principal: &Principal, config: &Config, now: i64) -> Option<Self> {
+        let limit = principal.rpm.unwrap_or(config.limits.requests_per_minute);
+        if limit == 0 {
+            return None;
+        }
+        // Keyed by tenant as well: a JWT subject (or a token without `sub`) is
+        // only unique within its issuer's tenant.
+        let key = CounterKey {
+            pk: format!("R#{}#{}", principal.tenant, principal.key_id),
+            sk: now.div_euclid(60).to_string(),
+        };
+        Some(Self { key, limit, now })
+    }
+
+    /// Counts the request on its own: one conditional write.
+    pub async fn count(&self, store: &dyn CounterStore) -> Result<(), LimitError> {
+        match store.counters_add(&[self.add()]).await? {
+            None => Ok(()),
+            Some(_) => Err(self.refused()),
+        }
+    }
+
+    /// One more request in the window, while under the limit.
+    fn add(&self) -> CounterAdd {
+        CounterAdd {
+            key: self.key.clone(),
+            delta: 1,
+            limit: Some(i64::from(self.limit)),
+            expires_at: Some(self.now + 120),
+        }
+    }
+
+    fn refused(&self) -> LimitError {
+        LimitError::RateLimited {
+            limit: self.limit,
+            retry_after: 60 - self.now.rem_euclid(60),
+        }
+    }
+}
+
 /// Counts one request against the principal's per-minute limit.
 pub async fn check_rate(
     store: &dyn CounterStore,
@@ -51,27 +108,9 @@ pub async fn check_rate(
     config: &Config,
     now: i64,
 ) -> Result<(), LimitError> {
-    let limit = principal.rpm.unwrap_or(config.limits.requests_per_minute);
-    if limit == 0 {
-        return Ok(());
-    }
-    let window = now.div_euclid(60);
-    // Keyed by tenant as well: a JWT subject (or a token without `sub`) is
-    // only unique within its issuer's tenant.
-    let key = CounterKey {
-        pk: format!("R#{}#{}", principal.tenant, principal.key_id),
-        sk: window.to_string(),
-    };
-    if store
-        .counter_add(&key, 1, Some(i64::from(limit)), Some(now + 120))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(LimitError::RateLimited {
-            limit,
-            retry_after: 60 - now.rem_euclid(60),
-        })
+    match RateCount::of(principal, config, now) {
+        Some(rate) => rate.count(store).await,
+        None => Ok(()),
     }
 }
 
@@ -148,43 +187,61 @@ pub fn worst_cost(price: Option<&Price>, prompt: u64, output: u64) -> u64 {
     })
 }
 
-/// Reserves a call's worst case, `prompt` tokens plus its output, against
-/// the tenant's budget; returns the reservation (`None` when unlimited) and
-/// the output tokens reserved, which the call must not exceed.
+/// What one model call asks of its tenant's limits.
+pub struct Ask<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// Its daily budgets.
+    pub budget: Budget,
+    /// The worst price of the call's chain, if priced.
+    pub price: Option<&'a Price>,
+    /// Prompt tokens to reserve.
+    pub prompt: u64,
+    /// The output the call may produce.
+    pub output: Output,
+    /// The request's rate count, made in the same conditional write as the
+    /// reservation (a turn's first call): a request refused by either limit
+    /// changes neither counter.
+    pub rate: Option<&'a RateCount>,
+    /// The time (epoch seconds).
+    pub now: i64,
+}
+
+/// Reserves a call's worst case, its prompt plus its output, against the
+/// tenant's budget (and counts the request against its rate limit, when
+/// asked, in the same write); returns the reservation (`None` when the
+/// budget is unlimited) and the output tokens reserved, which the call must
+/// not exceed.
 pub async fn reserve_call(
     store: &Arc<dyn Store>,
-    tenant: &str,
-    budget: Budget,
-    price: Option<&Price>,
-    prompt: u64,
-    output: Output,
-    now: i64,
+    ask: Ask<'_>,
 ) -> Result<(Option<Reservation>, u32), LimitError> {
+    let Ask {
+        tenant,
+        budget,
+        price,
+        prompt,
+        output,
+        rate,
+        now,
+    } = ask;
     // The prompt plus `out` output tokens, at the worst price of the chain.
     let hold = |out: u64| {
-        reserve_within(
-            store,
-            tenant,
-            budget,
-            prompt + out,
-            worst_cost(price, prompt, out),
-            now,
-        )
+        let worst = Worst {
+            tokens: prompt + out,
+            cost_micro: worst_cost(price, prompt, out),
+        };
+        reserve_within(store, tenant, budget, worst, rate, now)
     };
     let max = match output {
         Output::Capped(n) => {
-            let out = u64::from(n);
-            let r = hold(out).await?;
+            let r = hold(u64::from(n)).await?;
             return Ok((r, n));
         }
         Output::UpTo(n) => n,
     };
-    if !budget.is_limited() {
-        return Ok((None, max));
-    }
     // Usually the whole maximum fits: one conditional write, no reads.
-    let whole = u64::from(max);
-    match hold(whole).await {
+    match hold(u64::from(max)).await {
         Err(LimitError::BudgetExceeded { .. }) => {}
         other => return other.map(|r| (r, max)),
     }
@@ -238,70 +295,83 @@ pub async fn reserve(
     cost_micro: u64,
     now: i64,
 ) -> Result<Option<Reservation>, LimitError> {
-    reserve_within(
-        store,
-        tenant,
-        Budget::new(quotas, 0.0),
-        tokens,
-        cost_micro,
-        now,
-    )
-    .await
+    let worst = Worst { tokens, cost_micro };
+    reserve_within(store, tenant, Budget::new(quotas, 0.0), worst, None, now).await
 }
 
+/// The most a call may cost: tokens, and micro-USD.
+#[derive(Clone, Copy)]
+struct Worst {
+    tokens: u64,
+    cost_micro: u64,
+}
+
+/// Reserves `worst` against the limited budgets, with `rate` counted in the
+/// same write: one conditional write of every counter, or none.
 async fn reserve_within(
     store: &Arc<dyn Store>,
     tenant: &str,
     budget: Budget,
-    tokens: u64,
-    cost_micro: u64,
+    worst: Worst,
+    rate: Option<&RateCount>,
     now: i64,
 ) -> Result<Option<Reservation>, LimitError> {
     if !budget.is_limited() {
+        if let Some(rate) = rate {
+            rate.count(&**store).await?;
+        }
         return Ok(None);
     }
     let day = usage::day(now);
     let expires = Some(now + 3 * 86_400);
-    let retry_after = usage::seconds_to_midnight(now);
-    let mut r = Reservation {
-        store: store.clone(),
-        deferred: None,
-        tokens: None,
-        cost: None,
-        settled: false,
-    };
+    let mut adds = Vec::with_capacity(3);
+    // The rate count first: a request over both limits is told of its rate.
+    adds.extend(rate.map(RateCount::add));
+    let mut tokens = None;
+    let mut cost = None;
     if let Some(limit) = budget.tokens {
+        let amount = i64::try_from(worst.tokens).unwrap_or(i64::MAX);
         let key = budget_key(tenant, &day, "tokens");
-        let amount = i64::try_from(tokens).unwrap_or(i64::MAX);
-        if !store
-            .counter_add(&key, amount, Some(limit), expires)
-            .await?
-        {
-            r.settled = true;
-            return Err(LimitError::BudgetExceeded {
-                what: "token",
-                retry_after,
-            });
-        }
-        r.tokens = Some((key, amount));
+        adds.push(CounterAdd {
+            key: key.clone(),
+            delta: amount,
+            limit: Some(limit),
+            expires_at: expires,
+        });
+        tokens = Some((key, amount));
     }
     if let Some(limit) = budget.cost_micro {
+        let amount = i64::try_from(worst.cost_micro).unwrap_or(i64::MAX);
         let key = budget_key(tenant, &day, "cost");
-        let amount = i64::try_from(cost_micro).unwrap_or(i64::MAX);
-        if !store
-            .counter_add(&key, amount, Some(limit), expires)
-            .await?
-        {
-            // Give back the token part before refusing.
-            r.settle(0, 0).await;
-            return Err(LimitError::BudgetExceeded {
-                what: "cost",
-                retry_after,
-            });
-        }
-        r.cost = Some((key, amount));
+        adds.push(CounterAdd {
+            key: key.clone(),
+            delta: amount,
+            limit: Some(limit),
+            expires_at: expires,
+        });
+        cost = Some((key, amount));
     }
-    Ok(Some(r))
+    if let Some(i) = store.counters_add(&adds).await? {
+        let refused = &adds[i].key;
+        return Err(match rate {
+            Some(rate) if *refused == rate.key => rate.refused(),
+            _ => LimitError::BudgetExceeded {
+                what: if tokens.as_ref().is_some_and(|(k, _)| k == refused) {
+                    "token"
+                } else {
+                    "cost"
+                },
+                retry_after: usage::seconds_to_midnight(now),
+            },
+        });
+    }
+    Ok(Some(Reservation {
+        store: store.clone(),
+        deferred: None,
+        tokens,
+        cost,
+        settled: false,
+    }))
 }
 
 impl Reservation {

@@ -169,16 +169,16 @@ pub async fn write(
     let prompt_estimate = tokens::estimate_all(&prompt);
     let prompt_reserved = limits::prompt_reserve(prompt_estimate);
     let budget = Budget::new(&quotas, state.config.limits.budget_tolerance);
-    let reserved = limits::reserve_call(
-        &state.store,
+    let ask = limits::Ask {
         tenant,
         budget,
         price,
-        prompt_reserved,
-        Output::Capped(cfg.summary_max_tokens),
+        prompt: prompt_reserved,
+        output: Output::Capped(cfg.summary_max_tokens),
+        rate: None,
         now,
-    )
-    .await;
+    };
+    let reserved = limits::reserve_call(&state.store, ask).await;
     let (reservation, out) = match reserved {
         Ok(r) => r,
         // Out of budget: the summary waits for a later turn.

@@ -83,6 +83,8 @@ struct Probe {
     hang_started: Notify,
     cancelled: Notify,
     cancels: AtomicUsize,
+    /// Session ids answered 404 from now on, as an expired session is.
+    expired: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone)]
@@ -217,6 +219,21 @@ impl McpFixture {
         notified.await
     }
 
+    /// Expires every session so far: requests carrying one are answered
+    /// 404, as the protocol says a server answers an expired session.
+    pub fn expire_sessions(&self) {
+        let sessions = self.seen().into_iter().filter_map(|s| s.session);
+        self.probe.expired.lock().unwrap().extend(sessions);
+    }
+
+    /// How many `server/discover` requests arrived.
+    pub fn discovers(&self) -> usize {
+        self.methods()
+            .iter()
+            .filter(|m| *m == "server/discover")
+            .count()
+    }
+
     /// From now on every request is answered 401, good token or not.
     pub fn revoke(&self) {
         self.probe.revoked.store(true, Ordering::SeqCst);
@@ -268,7 +285,12 @@ async fn observe(State(probe): State<Arc<Probe>>, req: Request, next: Next) -> R
     let tool = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v["params"]["name"].as_str().map(str::to_owned));
-    let response = if authorized && method == "tools/list" && probe.list_garbled {
+    let expired = session
+        .as_ref()
+        .is_some_and(|s| probe.expired.lock().unwrap().contains(s));
+    let response = if expired {
+        (StatusCode::NOT_FOUND, "session expired").into_response()
+    } else if authorized && method == "tools/list" && probe.list_garbled {
         (
             StatusCode::OK,
             [("content-type", "application/json")],

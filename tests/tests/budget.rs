@@ -772,6 +772,107 @@ async fn summary_calls_are_metered_on_dynamodb() {
     summary_calls(dynamo_store().await).await;
 }
 
+// ---- issue 19, point 1: the rate count and the reservation, one write -------
+
+async fn rate_and_budget_in_one_write(store: Arc<dyn Store>) {
+    // A turn counts its request against the key's rate limit in the same
+    // conditional write as its reservation, all or none: a request refused
+    // by its budget is not counted against the rate, one refused by its rate
+    // reserves nothing, and each refusal names its own limit.
+    let upstream = MockUpstream::openai().await;
+    let gw = gateway(
+        store.clone(),
+        &upstream,
+        "[tenants.both]\ntokens_per_day = 1000\ncost_per_day_usd = 1.0\n\
+         [tenants.poor]\ntokens_per_day = 1000000\ncost_per_day_usd = 0.0001\n",
+    );
+    let post = |k: String, max_tokens: Option<u32>| {
+        let gw = &gw;
+        async move {
+            gw.call(
+                "POST",
+                "/v1/chat/completions",
+                Some(&k),
+                Some(chat("openai/gpt-4o", max_tokens)),
+            )
+            .await
+        }
+    };
+    let budgets = async |tenant| {
+        (
+            spent(&store, tenant, "tokens").await,
+            spent(&store, tenant, "cost").await,
+        )
+    };
+    // A run that straddles a minute boundary starts a new window: try again.
+    for _ in 0..3 {
+        let minute = ctxgate::now_secs() / 60;
+        let k = key(&store, "both", &["chat"], Some(1)).await;
+        let start = budgets("both").await;
+        // More output than the token budget holds: refused by it, nothing counted.
+        let (over_budget, _, body) = post(k.clone(), Some(5000)).await;
+        let after_refusal = budgets("both").await;
+        // The window is still open: this one runs.
+        let (first, _, _) = post(k.clone(), Some(100)).await;
+        let after_turn = budgets("both").await;
+        // Over the rate: refused as such, and nothing reserved.
+        let (over_rate, headers, rate_body) = post(k.clone(), Some(100)).await;
+        let after_rate = budgets("both").await;
+        if ctxgate::now_secs() / 60 != minute {
+            continue;
+        }
+        assert_eq!(over_budget, 429, "{body}");
+        assert_eq!(body["error"]["code"], "budget_exceeded");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("token"),
+            "{body}"
+        );
+        assert_eq!(after_refusal, start, "a refused request changes no counter");
+        assert_eq!(first, 200);
+        assert!(after_turn.0 > start.0 && after_turn.1 > start.1);
+        assert_eq!(over_rate, 429, "{rate_body}");
+        assert_eq!(rate_body["error"]["code"], "rate_limit_exceeded");
+        let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(
+            after_rate, after_turn,
+            "a rate-limited request reserves nothing"
+        );
+        // What the budget holds is what the turns used: every settlement
+        // arrived, no refusal left a trace.
+        let rows = usage_rows(&store, "both").await;
+        let total: u64 = rows.iter().map(|r| r.total_tokens).sum();
+        assert_eq!(after_rate.0, total as i64);
+
+        // A cost budget that refuses: named, and the token budget untouched.
+        let poor = key(&store, "poor", &["chat"], Some(1)).await;
+        let (status, _, body) = post(poor.clone(), Some(100)).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "budget_exceeded");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("cost"),
+            "{body}"
+        );
+        assert_eq!(budgets("poor").await, (0, 0));
+        if ctxgate::now_secs() / 60 != minute {
+            continue;
+        }
+        return;
+    }
+    panic!("three runs straddled a minute boundary");
+}
+
+#[tokio::test]
+async fn rate_and_budget_are_one_write_on_the_embedded_store() {
+    let (store, _dir) = embedded_store();
+    rate_and_budget_in_one_write(store).await;
+}
+
+#[tokio::test]
+async fn rate_and_budget_are_one_write_on_dynamodb() {
+    rate_and_budget_in_one_write(dynamo_store().await).await;
+}
+
 // ---- point 4: rate limits per tenant and everywhere -------------------------
 
 async fn jwt_buckets(store: Arc<dyn Store>) {

@@ -67,6 +67,8 @@ fn names(tools: &[rmcp::model::Tool]) -> Vec<String> {
 
 /// Every audit row of the tenant the admin API shows, following cursors.
 async fn audit_rows(gw: &Gateway, admin: &str, limit: usize) -> Vec<Value> {
+    // Audit rows are written after the answers; a flush waits for them.
+    gw.state.usage.flush().await.unwrap();
     let mut rows = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -386,6 +388,97 @@ async fn federation(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
     assert_eq!(status, 403);
 }
 
+// ---- kept connections, audit after the answer (issue 19) ----
+
+async fn kept_connections(store: Arc<dyn Store>) {
+    // Federated calls reuse one connection per tenant, server and
+    // credential: one `server/discover` (or `initialize`) for many calls;
+    // an expired session is started anew once; a changed registration and
+    // another tenant get connections of their own. Every call's audit row
+    // is written after its answer, and all are there after a flush.
+    let tenant = unique("t");
+    let other = unique("t");
+    let crm = McpFixture::start(Revision::Current).await;
+    let kb = McpFixture::start(Revision::Legacy).await;
+    // The other tenant declares the very same server and credential.
+    let extra = format!(
+        "[tenants.{other}.mcp_servers.crm]\nurl = \"{}\"\n\
+         headers = {{ Authorization = \"Bearer good-token\" }}\n",
+        crm.url()
+    );
+    let gw = Arc::new(Gateway::with_toml(store, &toml(&tenant, &crm, &extra), &[]));
+    let admin = gw.key(&tenant, &["admin"]).await;
+    register_kb(&gw, &admin, &kb).await;
+    let p = principal(&tenant, "key_kept", &[]);
+    let mut calls = 0;
+    let echo = async |p: &Principal, name: &str| {
+        let r = federation::call(&gw.state, p, name, args(json!({"q": "x"})))
+            .await
+            .expect("a federated tool");
+        assert_ne!(r.is_error, Some(true), "{name}: {r:?}");
+    };
+
+    for _ in 0..10 {
+        echo(&p, "crm__echo").await;
+        echo(&p, "kb__echo").await;
+        calls += 2;
+    }
+    // Concurrent calls share the kept connection too.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (gw, p) = (gw.clone(), p.clone());
+            tokio::spawn(async move {
+                federation::call(&gw.state, &p, "crm__echo", args(json!({"q": "y"})))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_ne!(t.await.unwrap().is_error, Some(true));
+    }
+    calls += 8;
+    assert_eq!(crm.discovers(), 1, "{:?}", crm.methods());
+    assert_eq!(kb.initializes(), 1, "{:?}", kb.methods());
+    assert_eq!(crm.calls().len(), 18);
+
+    // The legacy server forgets its sessions: the next call starts a new
+    // one (once) and succeeds; later calls use it.
+    kb.expire_sessions();
+    echo(&p, "kb__echo").await;
+    echo(&p, "kb__echo").await;
+    calls += 2;
+    assert_eq!(kb.initializes(), 2, "{:?}", kb.methods());
+    assert_eq!(kb.calls().len(), 12);
+
+    // A changed registration (another credential header) is a new
+    // connection, with the new headers.
+    let (status, _, body) = gw
+        .call(
+            "PATCH",
+            "/v1/admin/mcp-servers/kb",
+            Some(&admin),
+            Some(json!({"headers": {"Authorization": "Bearer good-token", "X-Tag": "v2"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    echo(&p, "kb__echo").await;
+    calls += 1;
+    assert_eq!(kb.initializes(), 3);
+    let last = kb.headers_seen().pop().unwrap();
+    assert_eq!(last["x-tag"], "v2");
+
+    // Another tenant never shares the first one's connection.
+    let q = principal(&other, "key_other", &[]);
+    echo(&q, "crm__echo").await;
+    assert_eq!(crm.discovers(), 2, "{:?}", crm.methods());
+
+    // Every call of the tenant is audited, once.
+    let rows = audit_rows(&gw, &admin, 500).await;
+    assert_eq!(rows.len(), calls, "{rows:?}");
+    assert!(rows.iter().all(|r| r["outcome"] == "ok"), "{rows:?}");
+}
+
 // ---- mcp_tools globs: keys (admin API) and tokens (claim) ----
 
 async fn globs(store: Arc<dyn Store>) {
@@ -656,6 +749,12 @@ mod embedded {
         super::audit_store(store).await;
     }
 
+    #[tokio::test]
+    async fn federated_calls_keep_their_connection() {
+        let (store, _dir) = ctxgate_tests::embedded_store();
+        super::kept_connections(store).await;
+    }
+
     // DynamoDB's TTL drops audit rows; the embedded store's sweep does.
     #[tokio::test]
     async fn expired_audit_rows_are_swept() {
@@ -701,5 +800,10 @@ mod dynamodb {
     #[tokio::test]
     async fn audit_store_conformance() {
         super::audit_store(ctxgate_tests::dynamo_store().await).await;
+    }
+
+    #[tokio::test]
+    async fn federated_calls_keep_their_connection() {
+        super::kept_connections(ctxgate_tests::dynamo_store().await).await;
     }
 }

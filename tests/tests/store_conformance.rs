@@ -261,7 +261,7 @@ async fn keys(store: Arc<dyn Store>) {
 }
 
 async fn counters(store: Arc<dyn Store>) {
-    use ctxgate::store::CounterKey;
+    use ctxgate::store::{CounterAdd, CounterKey};
     let k = CounterKey {
         pk: "R#key_1".into(),
         sk: "100".into(),
@@ -304,6 +304,57 @@ async fn counters(store: Arc<dyn Store>) {
             .unwrap(),
         0
     );
+
+    // Several counters in one write, all or none (issue 19, point 1: a
+    // turn's rate count and its reservation).
+    let key = |pk: &str, sk: &str| CounterKey {
+        pk: pk.into(),
+        sk: sk.into(),
+    };
+    let (rate, tokens, cost) = (
+        key("R#t#k", "7"),
+        key("T#t#B", "d#tokens"),
+        key("T#t#B", "d#cost"),
+    );
+    let add = |k: &CounterKey, delta, limit| CounterAdd {
+        key: k.clone(),
+        delta,
+        limit: Some(limit),
+        expires_at: Some(9_999),
+    };
+    let all = |t, c| vec![add(&rate, 1, 2), add(&tokens, t, 100), add(&cost, c, 50)];
+    let values = async || {
+        let mut v = Vec::new();
+        for k in [&rate, &tokens, &cost] {
+            v.push(store.counter_get(k).await.unwrap());
+        }
+        v
+    };
+    assert_eq!(store.counters_add(&[]).await.unwrap(), None);
+    assert_eq!(store.counters_add(&all(60, 30)).await.unwrap(), None);
+    assert_eq!(values().await, [1, 60, 30]);
+    // The cost would pass its limit: nothing changes, and it is named.
+    assert_eq!(store.counters_add(&all(10, 30)).await.unwrap(), Some(2));
+    // The first to fail is named, or one larger than its limit alone.
+    assert_eq!(store.counters_add(&all(41, 20)).await.unwrap(), Some(1));
+    assert_eq!(store.counters_add(&all(41, 99)).await.unwrap(), Some(2));
+    assert_eq!(store.counters_add(&all(500, 1)).await.unwrap(), Some(1));
+    assert_eq!(values().await, [1, 60, 30]);
+    assert_eq!(store.counters_add(&all(40, 20)).await.unwrap(), None);
+    assert_eq!(values().await, [2, 100, 50]);
+    // The rate window is full: refused first, nothing reserved.
+    assert_eq!(store.counters_add(&all(0, 0)).await.unwrap(), Some(0));
+    assert_eq!(values().await, [2, 100, 50]);
+    // One addition alone, and giving back, which is never refused.
+    assert_eq!(
+        store.counters_add(&[add(&tokens, -100, 0)]).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.counters_add(&[add(&rate, 1, 2)]).await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(values().await, [2, 0, 50]);
 }
 
 async fn usage_rows(store: Arc<dyn Store>) {

@@ -70,7 +70,9 @@ async fn dropped_guard(store: Arc<dyn Store>) {
         mcp_servers: None,
         continuation: Default::default(),
     };
-    let prepared = turn::prepare(&gw.state, &principal(), input).await.unwrap();
+    let prepared = turn::prepare(&gw.state, &principal(), input, None)
+        .await
+        .unwrap();
     assert!(spent(&store).await > before, "the worst case is reserved");
     // The front door goes away before the provider is called.
     drop(prepared);

@@ -2,7 +2,7 @@
 //! are counted at a proxy in front of the emulator, up to the response's
 //! last byte and then after it (the usage batcher's flush): a stateless turn
 //! of a key with no limit writes nothing before its answer, one with a
-//! budget (or a rate limit) makes one conditional write, and a stored turn
+//! budget, a rate limit, or both makes one conditional write, and a stored turn
 //! makes one read and one transaction. The usage written after the answer
 //! adds up to what the turns used, on both stores.
 
@@ -36,7 +36,11 @@ const WRITES: [&str; 5] = [
 
 /// No interval flush during the test (an hour): only the test flushes.
 const TOML: &str = "usage_flush_ms = 3600000\n\
-                    [tenants.budgeted]\ntokens_per_day = 1000000\n";
+                    [tenants.budgeted]\ntokens_per_day = 1000000\n\
+                    [tenants.both]\ntokens_per_day = 1000000\n\
+                    [tenants.all]\ntokens_per_day = 1000000\ncost_per_day_usd = 100.0\n\
+                    [prices]\nversion = \"t\"\n[prices.models]\n\
+                    [prices.default]\ninput = 1.0\noutput = 1.0\n";
 
 type Counts = Vec<(&'static str, usize)>;
 
@@ -102,9 +106,11 @@ async fn store_calls_before_and_after_the_answer() {
     let free = key(&gw, "free", None).await;
     let budgeted = key(&gw, "budgeted", None).await;
     let limited = key(&gw, "limited", Some(1000)).await;
+    let both = key(&gw, "both", Some(1000)).await;
+    let all = key(&gw, "all", Some(1000)).await;
     let conversation = ctxgate_tests::unique("conv");
     // First turns warm the key cache (a GetItem each) and create the conversation.
-    for k in [&free, &budgeted, &limited] {
+    for k in [&free, &budgeted, &limited, &both, &all] {
         turn(&gw, &proxy, k, None).await;
     }
     turn(&gw, &proxy, &free, Some(&conversation)).await;
@@ -112,6 +118,8 @@ async fn store_calls_before_and_after_the_answer() {
     let stateless = turn(&gw, &proxy, &free, None).await;
     let with_budget = turn(&gw, &proxy, &budgeted, None).await;
     let with_rate = turn(&gw, &proxy, &limited, None).await;
+    let with_both = turn(&gw, &proxy, &both, None).await;
+    let with_all = turn(&gw, &proxy, &all, None).await;
     let stored = turn(&gw, &proxy, &free, Some(&conversation)).await;
 
     println!("DynamoDB calls of one streamed turn, before the last byte | after (the flush):");
@@ -128,6 +136,11 @@ async fn store_calls_before_and_after_the_answer() {
         ("stateless, no rate limit or budget", &stateless),
         ("stateless, a daily token budget", &with_budget),
         ("stateless, a rate limit", &with_rate),
+        ("stateless, a rate limit + a token budget", &with_both),
+        (
+            "stateless, a rate limit + token and cost budgets",
+            &with_all,
+        ),
         ("stored (conversation_id), no limits", &stored),
     ] {
         println!("| {name} | {} | {} |", show(before), show(after));
@@ -142,6 +155,12 @@ async fn store_calls_before_and_after_the_answer() {
     // A rate limit: the window's conditional write.
     assert_eq!(with_rate.0, vec![("UpdateItem", 1)], "{with_rate:?}");
     assert_eq!(with_rate.1, vec![("TransactWriteItems", 1)]);
+    // A rate limit and budgets: the window's count and the reservations in
+    // one conditional write (a transaction of their items), nothing else.
+    for (name, c) in [("both", &with_both), ("all", &with_all)] {
+        assert_eq!(c.0, vec![("TransactWriteItems", 1)], "{name}: {c:?}");
+        assert_eq!(c.1, vec![("TransactWriteItems", 1)], "{name}: {c:?}");
+    }
     // A stored turn: one read for its context, one transaction for its
     // commit (its row is in it), nothing after.
     assert_eq!(
@@ -159,20 +178,37 @@ async fn store_calls_before_and_after_the_answer() {
     // budgeted tenant's tokens (the reservations settled to their usage).
     let day = ctxgate::usage::day(ctxgate::now_secs());
     let store = &gw.state.store;
-    for (tenant, turns) in [("free", 4), ("budgeted", 2), ("limited", 2)] {
+    for (tenant, turns) in [
+        ("free", 4),
+        ("budgeted", 2),
+        ("limited", 2),
+        ("both", 2),
+        ("all", 2),
+    ] {
         let rows = store.usage(tenant, &day, &day).await.unwrap();
         assert_eq!(rows.len(), 1, "{tenant}: {rows:?}");
         assert_eq!(rows[0].requests, turns, "{tenant}");
     }
-    let rows = store.usage("budgeted", &day, &day).await.unwrap();
-    let spent = store
-        .counter_get(&CounterKey {
-            pk: "T#budgeted#B".into(),
-            sk: format!("{day}#tokens"),
-        })
-        .await
-        .unwrap();
-    assert_eq!(spent, rows[0].total_tokens as i64);
+    for (tenant, what) in [
+        ("budgeted", "tokens"),
+        ("both", "tokens"),
+        ("all", "tokens"),
+        ("all", "cost"),
+    ] {
+        let rows = store.usage(tenant, &day, &day).await.unwrap();
+        let spent = store
+            .counter_get(&CounterKey {
+                pk: format!("T#{tenant}#B"),
+                sk: format!("{day}#{what}"),
+            })
+            .await
+            .unwrap();
+        let used = match what {
+            "tokens" => rows[0].total_tokens,
+            _ => rows[0].cost_micro_usd,
+        };
+        assert_eq!(spent, used as i64, "{tenant} {what}");
+    }
 }
 
 /// Many concurrent turns on the embedded store: the rows add up once flushed,

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 
 use super::{AuthError, DEFAULT_SCOPES, KNOWN_SCOPES, Principal};
@@ -133,11 +135,23 @@ const CACHE_MAX: usize = 10_000;
 /// Unknown keys are remembered briefly so a flood of bad keys does not hit the store.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
+/// One store read of a key, shared by every lookup that wants it meanwhile.
+type Flight = Shared<BoxFuture<'static, Result<Option<ApiKeyRecord>, StoreError>>>;
+
+/// A key's place in the cache: its record (or its absence) as read at
+/// `at`, or the read under way.
+enum Slot {
+    Ready(Instant, Option<Box<ApiKeyRecord>>),
+    Reading(Flight),
+}
+
 /// Resolves API keys against the store, with a short in-process cache.
+/// Concurrent misses of one key share one store read (a fresh Lambda
+/// environment serving many invocations at once reads each key once).
 pub struct KeyAuth {
     store: Arc<dyn KeyStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
+    cache: Mutex<HashMap<String, Slot>>,
 }
 
 impl KeyAuth {
@@ -175,41 +189,149 @@ impl KeyAuth {
         })
     }
 
-    /// Forgets a cached key at once (this process only), e.g. after a revocation here.
+    /// Forgets a cached key at once (this process only), e.g. after a
+    /// revocation here; a read under way is then not cached either.
     pub fn forget(&self, hash: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(hash);
+        self.slots().remove(hash);
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn lookup(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let flight = {
+            let mut slots = self.slots();
+            match slots.get(hash) {
+                Some(Slot::Ready(at, rec)) => {
+                    let ttl = if rec.is_some() {
+                        self.ttl
+                    } else {
+                        NEGATIVE_TTL
+                    };
+                    if at.elapsed() < ttl {
+                        return Ok(rec.as_deref().cloned());
+                    }
+                    self.start(&mut slots, hash)
+                }
+                Some(Slot::Reading(flight)) => flight.clone(),
+                None => self.start(&mut slots, hash),
+            }
+        };
+        // Whoever polls the read drives it: a caller that goes away leaves
+        // it to the others.
+        let read = flight.clone().await;
+        let mut slots = self.slots();
+        // The first to finish files the result, unless the slot was
+        // forgotten or cleared meanwhile; a failed read is not kept, so the
+        // next lookup reads again (every waiter got the error).
+        if let Some(Slot::Reading(f)) = slots.get(hash)
+            && f.ptr_eq(&flight)
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, rec)) = cache.get(hash) {
-                let ttl = if rec.is_some() {
-                    self.ttl
-                } else {
-                    NEGATIVE_TTL
-                };
-                if at.elapsed() < ttl {
-                    return Ok(rec.clone());
+            match &read {
+                Ok(rec) => {
+                    slots.insert(
+                        hash.to_owned(),
+                        Slot::Ready(Instant::now(), rec.clone().map(Box::new)),
+                    );
+                }
+                Err(_) => {
+                    slots.remove(hash);
                 }
             }
         }
-        let rec = self.store.key_by_hash(hash).await?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
+        read
+    }
+
+    /// Starts the read of `hash` and files it as under way.
+    fn start(&self, slots: &mut HashMap<String, Slot>, hash: &str) -> Flight {
+        if slots.len() >= CACHE_MAX {
+            slots.clear();
         }
-        cache.insert(hash.to_owned(), (Instant::now(), rec.clone()));
-        Ok(rec)
+        let (store, key) = (self.store.clone(), hash.to_owned());
+        let flight = async move { store.key_by_hash(&key).await }
+            .boxed()
+            .shared();
+        slots.insert(hash.to_owned(), Slot::Reading(flight.clone()));
+        flight
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Notify;
+
+    /// A key store whose reads wait for `open` and are counted.
+    #[derive(Default)]
+    struct Gated {
+        reads: AtomicUsize,
+        reading: Notify,
+        open: Notify,
+        record: Option<ApiKeyRecord>,
+    }
+
+    #[async_trait]
+    impl KeyStore for Gated {
+        async fn put_key(&self, _: &ApiKeyRecord) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn key_by_hash(&self, _: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.reading.notify_one();
+            self.open.notified().await;
+            Ok(self.record.clone())
+        }
+        async fn list_keys(&self, _: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn revoke_key(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn get_key(&self, _: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    // Issue 19: a lookup that goes away (its request cancelled) leaves the
+    // shared read to those still waiting; it is made once, and cached.
+    #[tokio::test]
+    async fn a_cancelled_lookup_leaves_the_read_to_the_others() {
+        let k = mint_key("acme", "ci", &[], None, 1).unwrap();
+        let store = Arc::new(Gated {
+            record: Some(k.record.clone()),
+            ..Gated::default()
+        });
+        let auth = Arc::new(KeyAuth::new(store.clone(), Duration::from_secs(30)));
+        let lookup = |auth: &Arc<KeyAuth>| {
+            let (auth, secret) = (auth.clone(), k.secret.clone());
+            tokio::spawn(async move { auth.authenticate(&secret, 2).await })
+        };
+        let first = lookup(&auth);
+        store.reading.notified().await;
+        let second = lookup(&auth);
+        // Until the second waits on the same read: the slot, then two
+        // handles per waiter (its own and the one it awaits).
+        let hash = hash_key(&k.secret);
+        let sharing = || match auth.slots().get(&hash) {
+            Some(Slot::Reading(f)) => f.strong_count().unwrap_or(0),
+            _ => 0,
+        };
+        while sharing() < 5 {
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        store.open.notify_one();
+        assert_eq!(second.await.unwrap().unwrap().tenant, "acme");
+        assert_eq!(
+            auth.authenticate(&k.secret, 2).await.unwrap().tenant,
+            "acme"
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn mint_checks_input_and_hashes() {

@@ -10,8 +10,9 @@ use axum::response::Response;
 use http::HeaderMap;
 
 use super::answer::{self, Wire};
-use super::{RequestLog, caller, read_json_body, with_log};
+use super::{RequestLog, identified, read_json_body, with_log};
 use crate::auth::{Principal, SCOPE_CHAT};
+use crate::limits::RateCount;
 use crate::store::StoredResponse;
 use crate::turn::{self, Answering, Input};
 use crate::{ApiError, AppState, idempotency};
@@ -67,7 +68,52 @@ async fn run<D: Door>(
     log: &mut RequestLog,
 ) -> Result<Response, ApiError> {
     let now = crate::now_secs();
-    let principal = caller(state, headers, SCOPE_CHAT, log).await?;
+    let principal = identified(state, headers, None, now, log).await?;
+    // Counted with the turn's reservation, in the same write; a request
+    // that never gets there is counted on its own (and refused if over).
+    let rate = RateCount::of(&principal, &state.config, now);
+    let admitted = admit::<D>(state, headers, body, &principal, now).await;
+    if let (false, Some(rate)) = (matches!(admitted, Ok(Admitted::Turn(_))), &rate) {
+        rate.count(&*state.store).await?;
+    }
+    let decoded = match admitted? {
+        Admitted::Turn(decoded) => *decoded,
+        Admitted::Replay(resp) => return Ok(resp),
+    };
+    let Decoded {
+        input,
+        stream,
+        options,
+    } = decoded;
+    let prepared = turn::prepare(state, &principal, input, rate).await?;
+    log.model = Some(prepared.model().id.clone());
+    let estimate = prepared.prompt_estimate();
+    let answering = turn::generate(prepared, stream).await?;
+    log.model = Some(answering.model().id.clone());
+    let wire = D::wire(options, &answering, estimate);
+    if stream {
+        return Ok(answer::streamed(wire, answering));
+    }
+    answer::whole(wire, answering, log).await
+}
+
+/// What a request is before its turn: a turn to run, or a replay.
+enum Admitted<O> {
+    /// Decoded, holding its idempotency claim if it sent a key.
+    Turn(Box<Decoded<O>>),
+    /// An answer stored under its idempotency key.
+    Replay(Response),
+}
+
+/// The scope, the body, the idempotency claim (or replay) and the decode.
+async fn admit<D: Door>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    principal: &Principal,
+    now: i64,
+) -> Result<Admitted<D::Options>, ApiError> {
+    principal.require(SCOPE_CHAT)?;
     let bytes = read_json_body(headers, body, state.config.max_body_bytes).await?;
 
     let claim = match idempotency::key_from(headers)? {
@@ -88,37 +134,26 @@ async fn run<D: Door>(
             .await?;
             match begun {
                 idempotency::Begin::Replay(stored) => {
-                    return replay::<D>(state, &principal, &bytes, stored, now).await;
+                    return replay::<D>(state, principal, &bytes, stored, now)
+                        .await
+                        .map(Admitted::Replay);
                 }
                 idempotency::Begin::Run(claim) => Some(claim),
             }
         }
     };
-    let decoded = match D::decode(state, headers, &bytes) {
-        Ok(d) => d,
+    match D::decode(state, headers, &bytes) {
+        Ok(mut decoded) => {
+            decoded.input.claim = claim;
+            Ok(Admitted::Turn(Box::new(decoded)))
+        }
         Err(e) => {
             if let Some(c) = &claim {
                 idempotency::release(&*state.store, &principal.tenant, c).await;
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    let Decoded {
-        mut input,
-        stream,
-        options,
-    } = decoded;
-    input.claim = claim;
-    let prepared = turn::prepare(state, &principal, input).await?;
-    log.model = Some(prepared.model().id.clone());
-    let estimate = prepared.prompt_estimate();
-    let answering = turn::generate(prepared, stream).await?;
-    log.model = Some(answering.model().id.clone());
-    let wire = D::wire(options, &answering, estimate);
-    if stream {
-        return Ok(answer::streamed(wire, answering));
     }
-    answer::whole(wire, answering, log).await
 }
 
 /// A replay answers only for a model the caller may still use, from a

@@ -94,6 +94,9 @@ pub async fn list(
             Some(raw) => Some(decode_cursor(raw, &tag)?),
             None => None,
         };
+        // Audit rows are written after their answers; this process's own
+        // go first, so one server lists the calls it just answered.
+        state.usage.spawned_writes().await;
         let page = state
             .store
             .list_calls(&p.tenant, from, to, limit, before.as_deref())

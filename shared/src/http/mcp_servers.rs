@@ -488,6 +488,9 @@ async fn update_inner(
         }
         return Err(err);
     }
+    // This process's cached list and kept connection go (other processes
+    // see another URL or credential and open anew).
+    state.mcp.clients.forget_server(tenant, &name);
     tracing::info!(server = %name, "mcp server changed");
     Ok(Json(ServerView::from(rec)).into_response())
 }
@@ -514,6 +517,7 @@ pub async fn delete(
         if let Err(e) = state.mcp.credentials.delete(tenant, &name).await {
             tracing::warn!(error = %e, server = %name, "mcp credentials left after a delete");
         }
+        state.mcp.clients.forget_server(tenant, &name);
         tracing::info!(server = %name, "mcp server removed");
         Ok(StatusCode::NO_CONTENT.into_response())
     }

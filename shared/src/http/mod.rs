@@ -604,12 +604,26 @@ pub async fn authenticated_for(
     log: &mut RequestLog,
 ) -> Result<crate::auth::Principal, ApiError> {
     let now = crate::now_secs();
+    let p = identified(state, headers, audience, now, log).await?;
+    crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
+    Ok(p)
+}
+
+/// Authenticates the caller and notes its tenant for the access log, leaving
+/// the count against its rate limit to the caller: a turn makes it with its
+/// budget reservation ([`crate::turn::prepare`]), in one write.
+pub async fn identified(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: Option<&str>,
+    now: i64,
+    log: &mut RequestLog,
+) -> Result<crate::auth::Principal, ApiError> {
     let p = state
         .auth
         .authenticate_for(authorization(headers).as_deref(), now, audience)
         .await?;
     log.tenant = Some(p.tenant.clone());
-    crate::limits::check_rate(&*state.store, &p, &state.config, now).await?;
     Ok(p)
 }
 

@@ -27,8 +27,15 @@ pub const MAX_LIST_TTL: Duration = Duration::from_secs(3600);
 /// Lists kept at most (tenants x servers); the stalest go first beyond it.
 const CACHE_CAPACITY: usize = 4096;
 
-/// A connection to one server, open for one turn.
+/// Connections kept across federated calls at most (tenants x servers).
+const POOL_CAPACITY: usize = 256;
+
+/// A connection to one server: open for one turn, or kept across the
+/// federated calls of a warm process ([`Inner::pooled`]).
 pub type Connection = RunningService<RoleClient, ClientConfig>;
+
+/// A connection opened on first use, shared by whoever holds the cell.
+pub(super) type ConnCell = Arc<tokio::sync::OnceCell<Connection>>;
 
 /// The HTTP client MCP servers are reached with, and the tool-list cache.
 pub struct Clients {
@@ -45,6 +52,9 @@ pub(super) struct Inner {
     pub(super) tools_ttl: Duration,
     pub(super) max_result_bytes: usize,
     cache: Mutex<HashMap<CacheKey, Cached>>,
+    /// Connections federated calls reuse, per tenant, server, URL and
+    /// credential: never shared across tenants or credentials.
+    pool: Mutex<HashMap<CacheKey, ConnCell>>,
 }
 
 /// Whose list it is: the same server reached with other headers (another
@@ -73,20 +83,30 @@ impl Clients {
                 tools_ttl: Duration::from_secs(config.mcp.tools_ttl_seconds),
                 max_result_bytes: config.mcp.max_result_bytes,
                 cache: Mutex::new(HashMap::new()),
+                pool: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Forgets every cached tool list of `tenant`'s server `server` (after
-    /// its registration changed, say).
+    /// Forgets every cached tool list and kept connection of `tenant`'s
+    /// server `server` (after its registration changed, say).
     pub fn forget_server(&self, tenant: &str, server: &str) {
         let mut cache = self.inner.lock();
         cache.retain(|k, _| !(k.tenant == tenant && k.server == server));
+        drop(cache);
+        self.inner
+            .pool()
+            .retain(|k, _| !(k.tenant == tenant && k.server == server));
     }
 
     /// How many tool lists are cached (tests).
     pub fn cached_lists(&self) -> usize {
         self.inner.lock().len()
+    }
+
+    /// How many connections are kept for federated calls (tests).
+    pub fn kept_connections(&self) -> usize {
+        self.inner.pool().len()
     }
 }
 
@@ -98,6 +118,41 @@ impl Inner {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Cached>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, ConnCell>> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection kept for `key`, to open on first use. One that has
+    /// closed is replaced, and so is any kept for another URL or credential
+    /// of the same tenant's server (its registration changed).
+    pub(super) fn pooled(&self, key: &CacheKey) -> ConnCell {
+        let mut pool = self.pool();
+        if let Some(cell) = pool.get(key)
+            && !cell.get().is_some_and(|c| c.is_closed())
+        {
+            return cell.clone();
+        }
+        pool.retain(|k, _| !(k.tenant == key.tenant && k.server == key.server));
+        if pool.len() >= POOL_CAPACITY {
+            pool.retain(|_, c| c.get().is_some_and(|c| !c.is_closed()));
+            if let Some(any) = pool.keys().next().cloned() {
+                pool.remove(&any);
+            }
+        }
+        let cell = ConnCell::default();
+        pool.insert(key.clone(), cell.clone());
+        cell
+    }
+
+    /// Stops keeping `cell` for `key` (a call through it failed), unless it
+    /// was replaced already; calls still holding it finish on it.
+    pub(super) fn unpool(&self, key: &CacheKey, cell: &ConnCell) {
+        let mut pool = self.pool();
+        if pool.get(key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            pool.remove(key);
+        }
     }
 
     /// The cache key of `tenant`'s `spec`.
@@ -171,8 +226,10 @@ impl Inner {
     /// Opens a connection to `spec`: the current revision (`server/discover`,
     /// stateless), falling back to `initialize` and a session for older
     /// servers. The caller bounds it with the server's timeout, which also
-    /// bounds rmcp's own discover probe.
-    pub(super) async fn open(&self, spec: &ServerSpec) -> Result<Connection, Failure> {
+    /// bounds rmcp's own discover probe. A connection that is `kept` (across
+    /// calls) starts a new session when the server says its session expired
+    /// (404), and retries the request that learnt it once.
+    pub(super) async fn open(&self, spec: &ServerSpec, kept: bool) -> Result<Connection, Failure> {
         net::check_url(&spec.url, &self.allowed_hosts).map_err(Failure::Refused)?;
         let mut headers = HashMap::new();
         for (name, value) in &spec.headers {
@@ -186,7 +243,7 @@ impl Inner {
         headers.extend(crate::trace::context_headers());
         let config = StreamableHttpClientTransportConfig::with_uri(spec.url.as_str())
             .custom_headers(headers)
-            .reinit_on_expired_session(false);
+            .reinit_on_expired_session(kept);
         let transport = StreamableHttpClientTransport::with_client(self.http().clone(), config);
         let info = ClientConfig::new(
             ClientCapabilities::default(),

@@ -1,18 +1,18 @@
 //! A turn's MCP tools: listed (cached per tenant and server), named for the
 //! model, and run. One connection per server per turn, opened on first need
-//! and closed (cancelling what is in flight) when the Toolbox is dropped.
+//! and closed (cancelling what is in flight) when the Toolbox is dropped;
+//! federated calls through `/mcp` instead reuse a connection kept per
+//! tenant, server and credential ([`Mcp::federated_toolbox`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ResourceContents};
-use serde_json::Value;
-use tokio::sync::OnceCell;
-
-use super::client::{CacheKey, Connection, Failure, Inner, short};
+use super::client::{CacheKey, ConnCell, Connection, Failure, Inner, short};
 use super::{Mcp, Outcome, ServerSpec, ToolRun, names};
 use crate::model::{Image, MediaSource, Tool, ToolCall, ToolResult, ToolResultPart};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ResourceContents};
+use serde_json::Value;
 
 /// The tools of the servers one turn uses.
 #[derive(Default)]
@@ -35,10 +35,12 @@ impl Drop for Toolbox {
     /// had a few turns to send it, so a legacy server hears it at once rather
     /// than when its session is deleted. Dropping cancels them either way.
     fn drop(&mut self) {
+        // Kept connections stay open for the next call.
         let conns: Vec<Connection> = self
             .links
             .drain(..)
-            .filter_map(|l| l.conn.into_inner())
+            .filter(|l| !l.kept)
+            .filter_map(|l| Arc::into_inner(l.conn)?.into_inner())
             .collect();
         if conns.is_empty() {
             return;
@@ -54,17 +56,28 @@ impl Drop for Toolbox {
     }
 }
 
-/// One server for the length of a turn.
+/// One server for the length of a turn (or a federated call).
 struct Link {
     spec: ServerSpec,
     key: CacheKey,
-    conn: OnceCell<Connection>,
+    conn: ConnCell,
+    /// Whether `conn` is kept across calls (federation).
+    kept: bool,
 }
 
 impl Link {
-    /// The turn's connection, opened on first use.
-    async fn conn(&self, inner: &Inner) -> Result<&Connection, Failure> {
-        self.conn.get_or_try_init(|| inner.open(&self.spec)).await
+    /// The connection, opened on first use.
+    async fn conn<'a>(&self, inner: &Inner, cell: &'a ConnCell) -> Result<&'a Connection, Failure> {
+        cell.get_or_try_init(|| inner.open(&self.spec, self.kept))
+            .await
+    }
+
+    /// After a failure through `cell`: a kept connection is no longer kept,
+    /// so the next call opens a new one.
+    fn failed(&self, inner: &Inner, cell: &ConnCell) {
+        if self.kept {
+            inner.unpool(&self.key, cell);
+        }
     }
 }
 
@@ -72,13 +85,34 @@ impl Mcp {
     /// Lists the servers' tools (from the cache when fresh). A server that
     /// cannot be listed is left out and reported by [`Toolbox::unavailable`].
     pub async fn toolbox(&self, tenant: &str, servers: Vec<ServerSpec>) -> Toolbox {
+        self.open_toolbox(tenant, servers, false).await
+    }
+
+    /// [`Mcp::toolbox`] for federated calls: each server's connection is
+    /// kept across calls in this process (per tenant, server and
+    /// credential), so a call makes no `server/discover` or `initialize` of
+    /// its own.
+    pub async fn federated_toolbox(&self, tenant: &str, servers: Vec<ServerSpec>) -> Toolbox {
+        self.open_toolbox(tenant, servers, true).await
+    }
+
+    async fn open_toolbox(&self, tenant: &str, servers: Vec<ServerSpec>, kept: bool) -> Toolbox {
         let inner = self.clients.inner.clone();
         let links: Vec<Link> = servers
             .into_iter()
-            .map(|spec| Link {
-                key: Inner::key(tenant, &spec),
-                spec,
-                conn: OnceCell::new(),
+            .map(|spec| {
+                let key = Inner::key(tenant, &spec);
+                let conn = if kept {
+                    inner.pooled(&key)
+                } else {
+                    ConnCell::default()
+                };
+                Link {
+                    key,
+                    spec,
+                    conn,
+                    kept,
+                }
             })
             .collect();
         // Servers are listed concurrently, each bounded by its own timeout.
@@ -90,13 +124,14 @@ impl Mcp {
                 }
                 let timeout = link.spec.timeout;
                 let listed = tokio::time::timeout(timeout, async {
-                    let conn = link.conn(inner).await?;
+                    let conn = link.conn(inner, &link.conn).await?;
                     conn.list_all_tools_with_cache_hint()
                         .await
                         .map_err(|e| Failure::from_error(&e))
                 })
                 .await
-                .unwrap_or(Err(Failure::TimedOut(timeout)))?;
+                .unwrap_or(Err(Failure::TimedOut(timeout)))
+                .inspect_err(|_| link.failed(inner, &link.conn))?;
                 let tools = Arc::new(listed.items);
                 inner.store(link.key.clone(), tools.clone(), listed.ttl_ms);
                 Ok(tools)
@@ -218,15 +253,30 @@ impl Toolbox {
         let server = link.spec.name.as_str();
         let started = Instant::now();
         let timeout = link.spec.timeout;
-        let answer = tokio::time::timeout(timeout, async {
-            let conn = link.conn(inner).await?;
-            let mut params = CallToolRequestParams::new(tool.clone());
-            if let Some(arguments) = arguments {
-                params = params.with_arguments(arguments);
-            }
-            conn.call_tool(params)
+        let mut params = CallToolRequestParams::new(tool.clone());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let call = async |cell: &ConnCell| {
+            let conn = link.conn(inner, cell).await?;
+            conn.call_tool(params.clone())
                 .await
                 .map_err(|e| Failure::from_error(&e))
+        };
+        // A kept connection may have gone stale while the process slept (a
+        // frozen Lambda environment): a call that could not reach the
+        // server through it is tried once more on a new one.
+        let reused = link.kept && link.conn.initialized();
+        let mut used = link.conn.clone();
+        let answer = tokio::time::timeout(timeout, async {
+            match call(&used).await {
+                Err(Failure::Connect | Failure::Closed) if reused => {
+                    link.failed(inner, &used);
+                    used = inner.pooled(&link.key);
+                    call(&used).await
+                }
+                other => other,
+            }
         })
         .await
         .unwrap_or(Err(Failure::TimedOut(timeout)));
@@ -243,6 +293,7 @@ impl Toolbox {
             Err(failure) => {
                 let outcome = outcome_of(&failure);
                 inner.forget(&link.key);
+                link.failed(inner, &used);
                 let reason = failure.reason();
                 tracing::warn!(tenant = %self.tenant, server, tool = %tool, outcome = ?outcome, reason = %reason, "MCP tool call failed");
                 (
@@ -334,7 +385,7 @@ impl Toolbox {
         let started = Instant::now();
         let timeout = link.spec.timeout;
         let answer = tokio::time::timeout(timeout, async {
-            let conn = link.conn(inner).await?;
+            let conn = link.conn(inner, &link.conn).await?;
             let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
             conn.call_tool(params)
                 .await

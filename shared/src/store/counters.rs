@@ -14,6 +14,20 @@ pub struct CounterKey {
     pub sk: String,
 }
 
+/// One addition of [`CounterStore::counters_add`]: `delta` to `key`, only if
+/// the result stays at or under `limit` (only growth is limited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterAdd {
+    /// The counter.
+    pub key: CounterKey,
+    /// What to add.
+    pub delta: i64,
+    /// The most the counter may hold afterwards.
+    pub limit: Option<i64>,
+    /// When the counter may be forgotten (epoch seconds).
+    pub expires_at: Option<i64>,
+}
+
 /// A tenant's usage for one day and model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
@@ -117,6 +131,14 @@ pub trait CounterStore: Send + Sync {
         limit: Option<i64>,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError>;
+
+    /// Makes several additions to distinct counters as one conditional
+    /// write, all or none: returns the index of one that would pass its
+    /// limit (nothing changed then: an addition larger than its limit, else
+    /// the first to fail), or `None` when all were made.
+    /// (DynamoDB: one `UpdateItem` for one addition, one `TransactWriteItems`
+    /// for more; embedded: one write transaction.)
+    async fn counters_add(&self, adds: &[CounterAdd]) -> Result<Option<usize>, StoreError>;
 
     /// Reads a counter (0 when absent).
     async fn counter_get(&self, key: &CounterKey) -> Result<i64, StoreError>;

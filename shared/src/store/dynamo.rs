@@ -43,7 +43,7 @@ use tracing::Instrument;
 use super::window::NewestFirst;
 use super::{
     ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
-    ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
+    ConversationStore, CounterAdd, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     MAX_ITEM_BYTES, MAX_WRITE_ATTEMPTS, McpServerRecord, McpServerStore, MessageEdit, MessagePage,
     Order, ResponseRecord, ResponseStore, StoreError, StoredMessage, TurnWrite, UsageBatch,
@@ -1354,7 +1354,107 @@ impl KeyStore for DynamoStore {
     }
 }
 
+/// A counter addition as DynamoDB expressions: the update, its condition
+/// (if limited) and their values; `None` when `delta` alone passes the limit.
+struct CounterExpr {
+    update: &'static str,
+    condition: Option<&'static str>,
+    values: HashMap<String, AttributeValue>,
+    names: Option<HashMap<String, String>>,
+}
+
+fn counter_expr(a: &CounterAdd) -> Option<CounterExpr> {
+    let mut values = HashMap::from([(":d".to_owned(), n(a.delta))]);
+    let mut names = None;
+    let mut update = "ADD n :d";
+    if let Some(e) = a.expires_at {
+        update = "ADD n :d SET #ttl = :e";
+        names = Some(HashMap::from([(
+            "#ttl".to_owned(),
+            TTL_ATTRIBUTE.to_owned(),
+        )]));
+        values.insert(":e".into(), n(e));
+    }
+    let mut condition = None;
+    if let (Some(limit), true) = (a.limit, a.delta > 0) {
+        // Conditions cannot add, so compare with limit - delta.
+        let max = limit - a.delta;
+        if max < 0 {
+            return None;
+        }
+        condition = Some("attribute_not_exists(n) OR n <= :max");
+        values.insert(":max".into(), n(max));
+    }
+    Some(CounterExpr {
+        update,
+        condition,
+        values,
+        names,
+    })
+}
+
+/// Base of the backoff (ms) after a counter write lost to a transaction on
+/// the same item (a usage flush, another reservation).
+const COUNTER_BACKOFF_MS: u64 = 5;
+
 #[async_trait]
+impl DynamoStore {
+    /// Several conditional counter additions in one transaction, all or none:
+    /// the index of the first refused addition, if any.
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "TransactWriteItems", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "TransactWriteItems", ctxgate.store.call = "counters_add"))]
+    async fn counters_transact(&self, adds: &[CounterAdd]) -> Result<Option<usize>, StoreError> {
+        let mut items = Vec::with_capacity(adds.len());
+        for (i, a) in adds.iter().enumerate() {
+            let Some(x) = counter_expr(a) else {
+                return Ok(Some(i));
+            };
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(&a.key.pk))
+                .key("SK", s(&a.key.sk))
+                .update_expression(x.update)
+                .set_condition_expression(x.condition.map(str::to_owned))
+                .set_expression_attribute_names(x.names)
+                .set_expression_attribute_values(Some(x.values))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client
+                .transact_write_items()
+                // The SDK gives each attempt its own request token, so its
+                // retries of one attempt apply it once.
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(None),
+                Err(e) => e,
+            };
+            if let Some(i) = (0..adds.len()).find(|&i| failed_condition(&e, i)) {
+                return Ok(Some(i));
+            }
+            // Cancelled by a concurrent transaction on one of the items
+            // (a reservation or a usage flush of the same tenant): nothing
+            // was written; try again after a jittered pause.
+            if is_conflict(&e) {
+                if attempt + 1 < MAX_WRITE_ATTEMPTS {
+                    tokio::time::sleep(crate::retry::backoff(attempt, COUNTER_BACKOFF_MS)).await;
+                    attempt += 1;
+                    continue;
+                }
+                return Err(StoreError::Unavailable(
+                    "counters stayed contended by concurrent transactions".into(),
+                ));
+            }
+            return Err(sdk_err(e));
+        }
+    }
+}
+
 impl CounterStore for DynamoStore {
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "UpdateItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "UpdateItem", ctxgate.store.call = "counter_add"))]
     async fn counter_add(
@@ -1364,40 +1464,66 @@ impl CounterStore for DynamoStore {
         limit: Option<i64>,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(&key.pk))
-            .key("SK", s(&key.sk))
-            .expression_attribute_values(":d", n(delta));
-        let mut update = "ADD n :d".to_string();
-        if let Some(e) = expires_at {
-            update.push_str(" SET #ttl = :e");
-            req = req
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":e", n(e));
-        }
-        if let (Some(limit), true) = (limit, delta > 0) {
-            // Conditions cannot add, so compare with limit - delta.
-            let max = limit - delta;
-            if max < 0 {
-                return Ok(false);
+        let add = CounterAdd {
+            key: key.clone(),
+            delta,
+            limit,
+            expires_at,
+        };
+        let Some(x) = counter_expr(&add) else {
+            return Ok(false);
+        };
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", s(&key.pk))
+                .key("SK", s(&key.sk))
+                .update_expression(x.update)
+                .set_condition_expression(x.condition.map(str::to_owned))
+                .set_expression_attribute_names(x.names.clone())
+                .set_expression_attribute_values(Some(x.values.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    return Ok(false);
+                }
+                // Lost to a transaction holding the item: nothing was
+                // written, so the same addition is tried again.
+                Err(e)
+                    if attempt + 1 < MAX_WRITE_ATTEMPTS
+                        && e.as_service_error()
+                            .is_some_and(|s| s.is_transaction_conflict_exception()) =>
+                {
+                    tokio::time::sleep(crate::retry::backoff(attempt, COUNTER_BACKOFF_MS)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(sdk_err(e)),
             }
-            req = req
-                .condition_expression("attribute_not_exists(n) OR n <= :max")
-                .expression_attribute_values(":max", n(max));
         }
-        match req.update_expression(update).send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+    }
+
+    async fn counters_add(&self, adds: &[CounterAdd]) -> Result<Option<usize>, StoreError> {
+        // Counters on distinct items (a key's minute window, a tenant's day
+        // budgets): one addition is an UpdateItem, more a transaction.
+        match adds {
+            [] => return Ok(None),
+            [a] => {
+                let made = self
+                    .counter_add(&a.key, a.delta, a.limit, a.expires_at)
+                    .await?;
+                return Ok((!made).then_some(0));
             }
-            Err(e) => Err(sdk_err(e)),
+            _ => {}
         }
+        self.counters_transact(adds).await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "GetItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "GetItem", ctxgate.store.call = "counter_get"))]

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::window::NewestFirst;
 use super::{
     ApiKeyRecord, AuditPage, AuditRecord, AuditStore, ConversationMeta, ConversationPage,
-    ConversationStore, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
+    ConversationStore, CounterAdd, CounterKey, CounterStore, IdempotencyClaim, IdempotencyDone,
     IdempotencyRecord, IdempotencyRequest, IdempotencyStore, KeyStore, ListPosition,
     McpServerRecord, McpServerStore, MessageEdit, MessagePage, Order, ResponseRecord,
     ResponseStore, StoreError, StoredMessage, TurnWrite, UsageBatch, UsageRow, check_turn_size,
@@ -827,6 +827,56 @@ impl CounterStore for EmbeddedStore {
             .await?;
         self.wrote().await;
         Ok(allowed)
+    }
+
+    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "counters_add"))]
+    async fn counters_add(&self, adds: &[CounterAdd]) -> Result<Option<usize>, StoreError> {
+        if adds.is_empty() {
+            return Ok(None);
+        }
+        // Larger than its limit: refused unwritten, as DynamoDB's condition would.
+        if let Some(i) = adds
+            .iter()
+            .position(|a| a.delta > 0 && a.limit.is_some_and(|l| a.delta > l))
+        {
+            return Ok(Some(i));
+        }
+        let adds = adds.to_vec();
+        let refused = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                {
+                    let mut table = tx.open_table(COUNTERS).map_err(backend)?;
+                    let mut next = Vec::with_capacity(adds.len());
+                    for (i, a) in adds.iter().enumerate() {
+                        let current = table
+                            .get((a.key.pk.as_str(), a.key.sk.as_str()))
+                            .map_err(backend)?
+                            .map_or(0, |v| v.value());
+                        let n = current.saturating_add(a.delta);
+                        if a.delta > 0 && a.limit.is_some_and(|l| n > l) {
+                            // Dropped uncommitted: nothing changes.
+                            return Ok(Some(i));
+                        }
+                        next.push(n);
+                    }
+                    for (a, n) in adds.iter().zip(next) {
+                        table
+                            .insert((a.key.pk.as_str(), a.key.sk.as_str()), n)
+                            .map_err(backend)?;
+                    }
+                }
+                for a in &adds {
+                    if let Some(e) = a.expires_at {
+                        expire_counter(&tx, &a.key, e)?;
+                    }
+                }
+                tx.commit().map_err(backend)?;
+                Ok(None)
+            })
+            .await?;
+        self.wrote().await;
+        Ok(refused)
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "counter_get"))]

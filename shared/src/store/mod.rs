@@ -35,7 +35,8 @@ pub use conversations::{
     listing_key,
 };
 pub use counters::{
-    CounterKey, CounterStore, MAX_BATCH_ITEMS, UsageBatch, UsageRow, conversation_count_key,
+    CounterAdd, CounterKey, CounterStore, MAX_BATCH_ITEMS, UsageBatch, UsageRow,
+    conversation_count_key,
 };
 pub use idempotency::{
     IdempotencyClaim, IdempotencyDone, IdempotencyRecord, IdempotencyRequest, IdempotencyStore,
@@ -93,8 +94,8 @@ pub const TOMBSTONE_KEEP_SECS: i64 = 2 * 24 * 3600;
 /// `expires_at` of a tombstone: never live, whatever the clock says.
 pub const DELETED: i64 = 0;
 
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
+/// A store failure (cloned for every caller of a shared read).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The conversation changed since it was read (version check failed).
     #[error("conversation changed concurrently")]

@@ -1,11 +1,14 @@
 //! What a turn holds while it runs: the provider call's metering (its budget
-//! reservation), the idempotency claim, and a summary being written beside
-//! the call. Dropped before the turn is settled, it gives them back: the
-//! summary stops, the claim is released so a retry runs, and the meter
-//! charges what the call may have cost (see [`crate::meter`]).
+//! reservation), the idempotency claim, a summary being written beside the
+//! call, and the request's rate count until the reservation makes it.
+//! Dropped before the turn is settled, it gives them back: the summary
+//! stops, the claim is released so a retry runs, the meter charges what the
+//! call may have cost (see [`crate::meter`]), and an uncounted request is
+//! counted.
 
 use std::sync::Arc;
 
+use crate::limits::RateCount;
 use crate::meter::Meter;
 use crate::model::Usage;
 use crate::provider::ProviderError;
@@ -19,6 +22,8 @@ pub struct Guard {
     pub(super) meter: Option<Meter>,
     claim: Option<idempotency::Claim>,
     summary: Option<summary::Pending>,
+    /// The request's rate count until the reservation makes it.
+    pub(super) rate: Option<RateCount>,
 }
 
 impl Guard {
@@ -34,6 +39,7 @@ impl Guard {
             meter: None,
             claim,
             summary: None,
+            rate: None,
         }
     }
 
@@ -105,12 +111,22 @@ impl Drop for Guard {
         if let Some(p) = self.summary.take() {
             p.cancel();
         }
-        let Some(claim) = self.claim.take() else {
+        let (claim, rate) = (self.claim.take(), self.rate.take());
+        if claim.is_none() && rate.is_none() {
             return;
-        };
+        }
+        // Abandoned before its reservation (the client left): the claim is
+        // given back and the request still counted, in the background.
         let (state, tenant) = (self.state.clone(), std::mem::take(&mut self.tenant));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { release_claim(&state, &tenant, &claim).await });
+            rt.spawn(async move {
+                if let Some(claim) = claim {
+                    release_claim(&state, &tenant, &claim).await;
+                }
+                if let Some(rate) = rate {
+                    let _ = rate.count(&*state.store).await;
+                }
+            });
         }
     }
 }

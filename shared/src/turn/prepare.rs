@@ -335,16 +335,26 @@ fn blocked(b: Blocked) -> ApiError {
 /// Checks and reserves everything a turn needs before its provider call;
 /// see the module docs of [`crate::turn`]. On a refusal the idempotency
 /// claim is given back before the error returns, so a retry runs.
+///
+/// `rate` is the request's count against its rate limit when the caller
+/// left it to the turn: made with the reservation (one conditional write),
+/// or, when the turn fails before it, on its own (a request over the limit
+/// is then refused as such).
 pub async fn prepare(
     state: &Arc<AppState>,
     principal: &Principal,
     mut input: Input,
+    rate: Option<limits::RateCount>,
 ) -> Result<Prepared, ApiError> {
     let mut guard = Guard::new(state.clone(), &principal.tenant, input.claim.take());
+    guard.rate = rate;
     match build(state, principal, input, &mut guard).await {
         Ok(core) => Ok(Prepared { core, guard }),
         Err(e) => {
             guard.release().await;
+            if let Some(rate) = guard.rate.take() {
+                rate.count(&*state.store).await?;
+            }
             Err(e)
         }
     }
@@ -503,16 +513,19 @@ pub(super) async fn reserve(core: &mut Core, guard: &mut Guard) -> Result<(), Ap
     };
     let budget = limits::Budget::new(&state.config.quotas(&core.tenant), limits.budget_tolerance);
     let prompt_reserved = limits::prompt_reserve(prompt_estimate);
-    let (reservation, reserved) = limits::reserve_call(
-        &state.store,
-        &core.tenant,
+    // The turn's first call counts the request against its rate limit in
+    // the same write as the reservation; later steps only reserve.
+    let rate = guard.rate.take();
+    let ask = limits::Ask {
+        tenant: &core.tenant,
         budget,
-        core.worst_price.as_ref(),
-        prompt_reserved,
+        price: core.worst_price.as_ref(),
+        prompt: prompt_reserved,
         output,
-        core.now,
-    )
-    .await?;
+        rate: rate.as_ref(),
+        now: core.now,
+    };
+    let (reservation, reserved) = limits::reserve_call(&state.store, ask).await?;
     core.request.max_output_tokens = match output {
         limits::Output::UpTo(most) if reserved < most => Some(reserved),
         _ => core.client_cap,

@@ -2,7 +2,9 @@
 //! aggregated in memory per tenant, day and model (a usage row's key) and per
 //! budget counter, then written in batches: at an interval, as soon as a
 //! batch fills, on demand ([`UsageBatcher::flush`]), after a streamed
-//! response on Lambda, and when the process shuts down.
+//! response on Lambda, and when the process shuts down. Other writes that
+//! follow an answer (an MCP call's audit row) run on their own tasks, and
+//! every flush waits for them.
 //!
 //! A batch is written once: it carries an id, the store applies it
 //! atomically and remembers the id (DynamoDB: a marker item in the same
@@ -48,6 +50,8 @@ pub struct UsageBatcher {
     /// Batch ids: this process's random prefix and a sequence number.
     prefix: String,
     next: AtomicU64,
+    /// Writes after an answer running on their own tasks ([`UsageBatcher::spawn_write`]).
+    writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a flush wrote.
@@ -78,6 +82,7 @@ impl UsageBatcher {
             after_response,
             prefix: crate::ids::random_token::<12>("ub_"),
             next: AtomicU64::new(0),
+            writes: Mutex::new(Vec::new()),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(run(
@@ -121,10 +126,21 @@ impl UsageBatcher {
         }
     }
 
+    /// Runs `write` (a record of what was just answered: a federated MCP
+    /// call's audit row) on its own task, off the answer's path. Every flush
+    /// waits for the writes spawned before it, so the shutdown flush (and
+    /// Lambda's after a streamed response) ends with them done.
+    pub fn spawn_write(&self, write: impl Future<Output = ()> + Send + 'static) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes.retain(|w| !w.is_finished());
+        writes.push(tokio::spawn(write));
+    }
+
     /// Writes everything pending and every batch an earlier flush could not
     /// write. On a failure the unwritten batches stay, to be retried as they
     /// are by the next flush, and the error is returned.
     pub async fn flush(&self) -> Result<Flushed, StoreError> {
+        self.spawned_writes().await;
         let mut unwritten = self.unwritten.lock().await;
         let taken = std::mem::take(&mut *self.lock());
         unwritten.extend(self.batches(taken));
@@ -145,6 +161,16 @@ impl UsageBatcher {
             unwritten.pop_front();
         }
         Ok(done)
+    }
+
+    /// Waits for the writes [`UsageBatcher::spawn_write`] started so far. A
+    /// wait given up midway leaves the rest running (a dropped handle
+    /// detaches its task).
+    pub async fn spawned_writes(&self) {
+        let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in writes {
+            let _ = w.await;
+        }
     }
 
     /// After a response went out: on Lambda, flushes within the invocation
@@ -229,6 +255,7 @@ async fn run(batcher: Weak<UsageBatcher>, wake: Arc<Notify>, interval: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CounterAdd;
     use async_trait::async_trait;
 
     /// A store that fails on demand and counts what it applied, by batch id.
@@ -250,6 +277,9 @@ mod tests {
             _: Option<i64>,
         ) -> Result<bool, StoreError> {
             Ok(true)
+        }
+        async fn counters_add(&self, _: &[CounterAdd]) -> Result<Option<usize>, StoreError> {
+            Ok(None)
         }
         async fn counter_get(&self, _: &CounterKey) -> Result<i64, StoreError> {
             Ok(0)
@@ -320,6 +350,25 @@ mod tests {
     // Issue 19, point 1: rows aggregate per tenant, day and model; a failed
     // flush keeps them, and a retry of a batch whose answer was lost counts
     // it once.
+    // Issue 19: writes after an answer (an audit row) are done once a
+    // flush returns, as the shutdown flush relies on.
+    #[tokio::test]
+    async fn a_flush_waits_for_the_writes_spawned_before_it() {
+        let b = UsageBatcher::new(Arc::new(Flaky::default()), Duration::from_secs(3600), false);
+        let done = Arc::new(AtomicU64::new(0));
+        for _ in 0..3 {
+            let done = done.clone();
+            b.spawn_write(async move {
+                for _ in 0..5 {
+                    tokio::task::yield_now().await;
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        b.flush().await.unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
     #[tokio::test]
     async fn rows_aggregate_and_a_failed_flush_is_retried_once() {
         let store = Arc::new(Flaky::default());

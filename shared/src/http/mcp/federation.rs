@@ -2,7 +2,8 @@
 //! config file or registered through the admin API) re-exposed through
 //! ctxgate's own MCP endpoint as `{server}__{tool}`, filtered by the
 //! principal's `mcp_tools` globs, called with the registered credential
-//! (never the client's token: the toolbox never sees it), and audited.
+//! (never the client's token: the toolbox never sees it) over a connection
+//! kept per tenant, server and credential, and audited after the answer.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub async fn list(state: &Arc<AppState>, principal: &Principal) -> Vec<Tool> {
     let specs = resolve(state, tenant, &names).await;
     // A server that is down or slow costs only its own tools: the toolbox
     // lists concurrently, each within its timeout, and logs the reason.
-    let toolbox = state.mcp.toolbox(tenant, specs).await;
+    let toolbox = state.mcp.federated_toolbox(tenant, specs).await;
     toolbox
         .served_tools()
         .iter()
@@ -53,7 +54,7 @@ pub async fn call(
     {
         let specs = resolve(state, tenant, &[server.to_owned()]).await;
         if !specs.is_empty() {
-            let toolbox = state.mcp.toolbox(tenant, specs).await;
+            let toolbox = state.mcp.federated_toolbox(tenant, specs).await;
             run = toolbox.call_served(name, arguments).await;
         }
     }
@@ -67,8 +68,7 @@ pub async fn call(
                 at_ms,
                 run.duration,
                 run.outcome,
-            )
-            .await;
+            );
             Some(run.result)
         }
         None => {
@@ -81,8 +81,7 @@ pub async fn call(
                 at_ms,
                 started.elapsed(),
                 Outcome::UnknownTool,
-            )
-            .await;
+            );
             None
         }
     }
@@ -131,10 +130,11 @@ async fn resolve(state: &AppState, tenant: &str, names: &[String]) -> Vec<Server
     out
 }
 
-/// Records one call. Awaited before the answer is returned, so a Lambda
-/// invocation cannot end (and freeze) with the write still pending; a
-/// failed write is logged and never fails the call.
-async fn audit(
+/// Records one call, after the answer: the write runs on its own task,
+/// which every usage flush waits for (the local server's at shutdown, the
+/// Lambda function's on its shutdown signal), so none is lost with the
+/// process; a failed write is logged and never fails the call.
+fn audit(
     state: &AppState,
     principal: &Principal,
     server: &str,
@@ -154,9 +154,13 @@ async fn audit(
         outcome: outcome_name(outcome).to_owned(),
         expires_at: at_ms / 1000 + retention,
     };
-    if let Err(e) = state.store.record_call(&principal.tenant, &record).await {
-        tracing::warn!(tenant = %principal.tenant, server, tool, error = %e, "MCP call audit not written");
-    }
+    let (store, tenant) = (state.store.clone(), principal.tenant.clone());
+    state.usage.spawn_write(async move {
+        if let Err(e) = store.record_call(&tenant, &record).await {
+            let (server, tool) = (&record.server, &record.tool);
+            tracing::warn!(tenant, server, tool, error = %e, "MCP call audit not written");
+        }
+    });
 }
 
 /// The outcome as stored and shown (`snake_case`, as its serde form).

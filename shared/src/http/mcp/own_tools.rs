@@ -277,7 +277,8 @@ async fn chat(
         continuation: Default::default(),
     };
     let fail = |e: turn::TurnError| e.into_api("text", "text");
-    let prepared = turn::prepare(state, p, input).await?;
+    // The `/mcp` request was counted against the rate limit on arrival.
+    let prepared = turn::prepare(state, p, input, None).await?;
     let mut answering = turn::generate(prepared, false).await?;
     let sent = answering.assemble().await.map_err(fail)?;
     let done = answering.done().await.map_err(fail)?;
