@@ -1397,7 +1397,6 @@ fn counter_expr(a: &CounterAdd) -> Option<CounterExpr> {
 /// the same item (a usage flush, another reservation).
 const COUNTER_BACKOFF_MS: u64 = 5;
 
-#[async_trait]
 impl DynamoStore {
     /// Several conditional counter additions in one transaction, all or none:
     /// the index of the first refused addition, if any.
@@ -1455,6 +1454,7 @@ impl DynamoStore {
     }
 }
 
+#[async_trait]
 impl CounterStore for DynamoStore {
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "UpdateItem", otel.kind = "client", db.system.name = "aws.dynamodb", db.operation.name = "UpdateItem", ctxgate.store.call = "counter_add"))]
     async fn counter_add(
