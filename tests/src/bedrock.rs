@@ -7,13 +7,12 @@
 //! no control calls; what it received is read back with [`MockBedrock::requests`].
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::child::{Listening, spawn_listening};
 
 use crate::crm::python;
 
@@ -49,52 +48,17 @@ impl MockBedrock {
     }
 
     async fn spawn(extra: &[&str]) -> MockBedrock {
-        let mut child = Command::new(python())
+        let mut command = Command::new(python());
+        command
             .arg(script())
             .args(["--host", "127.0.0.1", "--port", "0", "--region", REGION])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
-
-        // Drained so that a traceback never blocks the mock on a full pipe.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        let drained = tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        // A bound, not a wait: the line comes as soon as it listens, or EOF if it dies.
-        let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await;
-        let url = line.trim().to_owned();
-        if !matches!(read, Ok(Ok(n)) if n > 0) || !url.starts_with("http://") {
-            let _ = child.kill().await;
-            let _ = child.wait().await;
-            let _ = drained.await;
-            panic!(
-                "tests/python/mock_bedrock.py did not start: stdout {line:?}, stderr:\n{}",
-                stderr.lock().unwrap()
-            );
-        }
-        tokio::spawn(async move {
-            let mut rest = Vec::new();
-            let _ = stdout.read_to_end(&mut rest).await;
-        });
+            .args(extra);
+        let Listening { child, url, stderr } =
+            spawn_listening(command, "tests/python/mock_bedrock.py", |line| {
+                line.starts_with("http://").then(|| line.to_owned())
+            })
+            .await;
         MockBedrock {
             url,
             _child: child,

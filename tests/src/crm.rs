@@ -5,14 +5,13 @@
 //! else the test venv at `$CTXGATE_CACHE/venv` or `~/.cache/ctxgate/venv`.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::child::{Listening, spawn_listening};
 
 /// The protocol revision of the server's current mode.
 pub const CURRENT_REVISION: &str = "2026-07-28";
@@ -64,55 +63,18 @@ impl CrmServer {
         command
             .arg(script())
             .args(["--host", "127.0.0.1", "--port", "0", "--mode", mode.arg()])
-            .args(options)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .args(options);
         if let Some(token) = token {
             command.args(["--token", token]);
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
-
-        // Kept for the panic message below and for `stderr()`; draining it also keeps
-        // a chatty server from blocking on a full pipe.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        let drained = tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        // A bound, not a wait: the line comes as soon as the server listens, or EOF if it dies.
-        let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await;
-        let url = line.trim().strip_prefix("listening on ").map(str::to_owned);
-        let Some(url) = url.filter(|_| matches!(read, Ok(Ok(n)) if n > 0)) else {
-            let _ = child.kill().await;
-            // Whatever it printed before dying, once the pipe is closed.
-            let _ = child.wait().await;
-            let _ = drained.await;
-            panic!(
-                "examples/crm/server.py ({mode:?}) did not start: stdout {line:?}, stderr:\n{}",
-                stderr.lock().unwrap()
-            );
-        };
-        // The server prints nothing more on stdout; keep the pipe open and drained.
-        tokio::spawn(async move {
-            let mut rest = Vec::new();
-            let _ = stdout.read_to_end(&mut rest).await;
-        });
+        let Listening {
+            child, url, stderr, ..
+        } = spawn_listening(
+            command,
+            &format!("examples/crm/server.py ({mode:?})"),
+            |line| line.strip_prefix("listening on ").map(str::to_owned),
+        )
+        .await;
         CrmServer {
             url,
             mode,

@@ -4,6 +4,7 @@
 
 pub mod bedrock;
 pub mod cache_sim;
+pub mod child;
 pub mod crm;
 pub mod fault_proxy;
 pub mod fault_upstream;

@@ -1,0 +1,76 @@
+//! Test servers run as child processes (the Python CRM server, the mock Bedrock
+//! endpoint): started, their listening URL read from their first stdout line, their
+//! stderr kept for failure messages.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A started child server.
+pub struct Listening {
+    /// The process, killed when dropped.
+    pub child: Child,
+    /// The URL its first stdout line gave.
+    pub url: String,
+    /// Everything it wrote on stderr so far.
+    pub stderr: Arc<Mutex<String>>,
+}
+
+/// Spawns `command` with piped output and reads its first stdout line, which `url_of`
+/// turns into its URL; a child that dies or prints anything else panics with `what`
+/// and its stderr.
+pub async fn spawn_listening(
+    mut command: Command,
+    what: &str,
+    url_of: impl Fn(&str) -> Option<String>,
+) -> Listening {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+
+    // Drained so that a chatty child never blocks on a full pipe, and kept for the
+    // panic message below.
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err = child.stderr.take().expect("piped stderr");
+    let sink = stderr.clone();
+    let drained = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    // A bound, not a wait: the line comes as soon as it listens, or EOF if it dies.
+    let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await;
+    let url = url_of(line.trim()).filter(|_| matches!(read, Ok(Ok(n)) if n > 0));
+    let Some(url) = url else {
+        let _ = child.kill().await;
+        // Whatever it printed before dying, once the pipe is closed.
+        let _ = child.wait().await;
+        let _ = drained.await;
+        panic!(
+            "{what} did not start: stdout {line:?}, stderr:\n{}",
+            stderr.lock().unwrap()
+        );
+    };
+    // Nothing more is read from stdout; keep the pipe open and drained.
+    tokio::spawn(async move {
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest).await;
+    });
+    Listening { child, url, stderr }
+}
