@@ -85,7 +85,8 @@ impl Outcome {
         self == Outcome::Ok
     }
 
-    /// The outcome as stored and traced (`tool_error`, `timed_out`...).
+    /// The outcome as stored, shown and traced (`tool_error`, `timed_out`...: its
+    /// serde form).
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

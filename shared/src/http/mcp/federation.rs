@@ -151,7 +151,7 @@ fn audit(
         tool: tool.to_owned(),
         at_ms,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        outcome: outcome_name(outcome).to_owned(),
+        outcome: outcome.as_str().to_owned(),
         expires_at: at_ms / 1000 + retention,
     };
     let (store, tenant) = (state.store.clone(), principal.tenant.clone());
@@ -161,19 +161,6 @@ fn audit(
             tracing::warn!(tenant, server, tool, error = %e, "MCP call audit not written");
         }
     });
-}
-
-/// The outcome as stored and shown (`snake_case`, as its serde form).
-pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::ToolError => "tool_error",
-        Outcome::Failed => "failed",
-        Outcome::TimedOut => "timed_out",
-        Outcome::Malformed => "malformed",
-        Outcome::UnknownTool => "unknown_tool",
-        Outcome::InvalidArguments => "invalid_arguments",
-    }
 }
 
 fn now_ms() -> i64 {
@@ -200,7 +187,7 @@ mod tests {
         ] {
             assert_eq!(
                 serde_json::to_value(o).unwrap(),
-                serde_json::Value::from(outcome_name(o))
+                serde_json::Value::from(o.as_str())
             );
         }
     }
