@@ -165,7 +165,8 @@ async fn no_secret_or_content_reaches_the_logs() {
     );
     assert!(mcp_line.contains("\"prompt_tokens\":10"), "{mcp_line}");
     let signature = jwt.rsplit('.').next().unwrap();
-    for secret in [
+    // The session's credentials and content, searched for in logs, spans and metrics.
+    let secrets = [
         api_key.as_str(),
         PROVIDER_KEY,
         jwt.as_str(),
@@ -173,8 +174,8 @@ async fn no_secret_or_content_reaches_the_logs() {
         new_secret.as_str(),
         "swordfish-42",
         "4111 1111",
-        "cgk_wrong-key-material",
-    ] {
+    ];
+    for secret in secrets.into_iter().chain(["cgk_wrong-key-material"]) {
         assert!(!logs.contains(secret), "found {secret:?} in the logs");
     }
     // Nor in any exported span (the raw protobuf bytes are searched).
@@ -187,17 +188,10 @@ async fn no_secret_or_content_reaches_the_logs() {
         "the session's provider calls were traced"
     );
     let exported = String::from_utf8_lossy(&collector.raw().concat()).into_owned();
-    for secret in [
-        api_key.as_str(),
-        PROVIDER_KEY,
-        jwt.as_str(),
-        signature,
-        new_secret.as_str(),
-        "swordfish-42",
-        "4111 1111",
-        "cgk_wrong-key-material",
-        "Bearer",
-    ] {
+    for secret in secrets
+        .into_iter()
+        .chain(["cgk_wrong-key-material", "Bearer"])
+    {
         assert!(
             !exported.contains(secret),
             "found {secret:?} in an exported span"
@@ -229,18 +223,7 @@ async fn no_secret_or_content_reaches_the_logs() {
     assert!(metrics.contains("ctxgate_requests_total{"), "{metrics}");
     assert!(metrics.contains("class=\"upstream\""), "{metrics}");
     let request_id = headers["x-request-id"].to_str().unwrap();
-    for secret in [
-        api_key.as_str(),
-        PROVIDER_KEY,
-        jwt.as_str(),
-        signature,
-        new_secret.as_str(),
-        "swordfish-42",
-        "4111 1111",
-        "acme",
-        "hygiene",
-        request_id,
-    ] {
+    for secret in secrets.into_iter().chain(["acme", "hygiene", request_id]) {
         assert!(!metrics.contains(secret), "found {secret:?} in the metrics");
     }
     // Every response carries a request id.
