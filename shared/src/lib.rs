@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod processor;
 pub mod provider;
+pub mod read_cache;
 pub mod redact;
 pub mod refresh;
 pub mod retry;

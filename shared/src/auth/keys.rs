@@ -6,16 +6,15 @@
 //! process for `key_cache_seconds` (default 30 s): that is how long a
 //! revocation can take to bite on a warm function.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 
 use super::{AuthError, DEFAULT_SCOPES, KNOWN_SCOPES, Principal};
 use crate::ids;
+use crate::read_cache::ReadCache;
 use crate::store::{ApiKeyRecord, KeyStore, StoreError};
 
 /// Prefix of every secret key (lets secret scanners recognise them).
@@ -135,23 +134,13 @@ const CACHE_MAX: usize = 10_000;
 /// Unknown keys are remembered briefly so a flood of bad keys does not hit the store.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
-/// One store read of a key, shared by every lookup that wants it meanwhile.
-type Flight = Shared<BoxFuture<'static, Result<Option<ApiKeyRecord>, StoreError>>>;
-
-/// A key's place in the cache: its record (or its absence) as read at
-/// `at`, or the read under way.
-enum Slot {
-    Ready(Instant, Option<Box<ApiKeyRecord>>),
-    Reading(Flight),
-}
-
 /// Resolves API keys against the store, with a short in-process cache.
 /// Concurrent misses of one key share one store read (a fresh Lambda
 /// environment serving many invocations at once reads each key once).
 pub struct KeyAuth {
     store: Arc<dyn KeyStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, Slot>>,
+    cache: ReadCache<String, Option<Box<ApiKeyRecord>>, StoreError>,
 }
 
 impl KeyAuth {
@@ -160,7 +149,7 @@ impl KeyAuth {
         Self {
             store,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: ReadCache::new(CACHE_MAX),
         }
     }
 
@@ -170,7 +159,7 @@ impl KeyAuth {
             return Err(AuthError::Invalid);
         }
         let hash = hash_key(token);
-        let record = self.lookup(&hash).await?.ok_or(AuthError::Invalid)?;
+        let record = *self.lookup(&hash).await?.ok_or(AuthError::Invalid)?;
         if record.revoked {
             return Err(AuthError::Revoked);
         }
@@ -192,68 +181,22 @@ impl KeyAuth {
     /// Forgets a cached key at once (this process only), e.g. after a
     /// revocation here; a read under way is then not cached either.
     pub fn forget(&self, hash: &str) {
-        self.slots().remove(hash);
+        self.cache.forget(hash);
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn lookup(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let flight = {
-            let mut slots = self.slots();
-            match slots.get(hash) {
-                Some(Slot::Ready(at, rec)) => {
-                    let ttl = if rec.is_some() {
-                        self.ttl
-                    } else {
-                        NEGATIVE_TTL
-                    };
-                    if at.elapsed() < ttl {
-                        return Ok(rec.as_deref().cloned());
-                    }
-                    self.start(&mut slots, hash)
-                }
-                Some(Slot::Reading(flight)) => flight.clone(),
-                None => self.start(&mut slots, hash),
+    async fn lookup(&self, hash: &str) -> Result<Option<Box<ApiKeyRecord>>, StoreError> {
+        let ttl = |rec: &Option<Box<ApiKeyRecord>>| {
+            if rec.is_some() {
+                self.ttl
+            } else {
+                NEGATIVE_TTL
             }
         };
-        // Whoever polls the read drives it: a caller that goes away leaves
-        // it to the others.
-        let read = flight.clone().await;
-        let mut slots = self.slots();
-        // The first to finish files the result, unless the slot was
-        // forgotten or cleared meanwhile; a failed read is not kept, so the
-        // next lookup reads again (every waiter got the error).
-        if let Some(Slot::Reading(f)) = slots.get(hash)
-            && f.ptr_eq(&flight)
-        {
-            match &read {
-                Ok(rec) => {
-                    slots.insert(
-                        hash.to_owned(),
-                        Slot::Ready(Instant::now(), rec.clone().map(Box::new)),
-                    );
-                }
-                Err(_) => {
-                    slots.remove(hash);
-                }
-            }
-        }
-        read
-    }
-
-    /// Starts the read of `hash` and files it as under way.
-    fn start(&self, slots: &mut HashMap<String, Slot>, hash: &str) -> Flight {
-        if slots.len() >= CACHE_MAX {
-            slots.clear();
-        }
-        let (store, key) = (self.store.clone(), hash.to_owned());
-        let flight = async move { store.key_by_hash(&key).await }
-            .boxed()
-            .shared();
-        slots.insert(hash.to_owned(), Slot::Reading(flight.clone()));
-        flight
+        let read = || {
+            let (store, key) = (self.store.clone(), hash.to_owned());
+            async move { Ok(store.key_by_hash(&key).await?.map(Box::new)) }.boxed()
+        };
+        self.cache.get(hash, ttl, read).await
     }
 }
 
@@ -315,11 +258,7 @@ mod tests {
         // Until the second waits on the same read: the slot, then two
         // handles per waiter (its own and the one it awaits).
         let hash = hash_key(&k.secret);
-        let sharing = || match auth.slots().get(&hash) {
-            Some(Slot::Reading(f)) => f.strong_count().unwrap_or(0),
-            _ => 0,
-        };
-        while sharing() < 5 {
+        while auth.cache.sharing(hash.as_str()) < 5 {
             tokio::task::yield_now().await;
         }
         first.abort();
