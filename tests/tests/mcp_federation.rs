@@ -479,6 +479,100 @@ async fn kept_connections(store: Arc<dyn Store>) {
     assert!(rows.iter().all(|r| r["outcome"] == "ok"), "{rows:?}");
 }
 
+// ---- cached registrations (issue 19) ----
+
+/// A gateway on `store` as another process would be: its own caches and
+/// connections, sharing the credentials (where another process would read
+/// the same secrets).
+fn process(store: &Arc<dyn Store>, toml: &str, like: &Gateway) -> Gateway {
+    let config = ctxgate::config::Config::from_toml(toml, |_| None).unwrap();
+    let keys: Arc<dyn ctxgate::secrets::KeySource> =
+        Arc::new(ctxgate::secrets::EnvKeys::from_config(&config, |_| None));
+    let client = ctxgate::state::http_client(&config).unwrap();
+    let credentials = like.state.mcp.credentials.clone();
+    let state =
+        ctxgate::AppState::from_parts_with(config, store.clone(), keys, client, credentials)
+            .unwrap();
+    Gateway {
+        router: ctxgate::http::app(state.clone()),
+        state,
+    }
+}
+
+async fn registration_cache(store: Arc<dyn Store>) {
+    // A tenant's registrations are read once per `registry_cache_seconds`
+    // per process. A change through this process's admin API bites at once;
+    // one made through another process bites there within its TTL (at once
+    // with a TTL of 0, not yet within an hour's). Tenants never see each
+    // other's registrations, cached or not.
+    let (tenant, other) = (unique("t"), unique("t"));
+    let kb = McpFixture::start(Revision::Current).await;
+    let theirs = McpFixture::start(Revision::Current).await;
+    let toml = |ttl: u64| {
+        format!("[mcp]\nallowed_hosts = [\"127.0.0.1\"]\nregistry_cache_seconds = {ttl}\n")
+    };
+    let here = Gateway::with_toml(store.clone(), &toml(3600), &[]);
+    let fresh = process(&store, &toml(0), &here);
+    let stale = process(&store, &toml(3600), &here);
+    let admin = here.key(&tenant, &["admin"]).await;
+    register_kb(&here, &admin, &kb).await;
+    let (p, q) = (
+        principal(&tenant, "key_a", &[]),
+        principal(&other, "key_b", &[]),
+    );
+    // Whether `name` is callable by `p` through `gw`.
+    let callable = async |gw: &Gateway, p: &Principal, name: &str| {
+        federation::call(&gw.state, p, name, args(json!({"q": "x"})))
+            .await
+            .map(|r| r.is_error != Some(true))
+    };
+    for gw in [&here, &fresh, &stale] {
+        assert_eq!(callable(gw, &p, "kb__echo").await, Some(true));
+        // The other tenant, with the first one's list cached: nothing.
+        assert_eq!(callable(gw, &q, "kb__echo").await, None);
+        assert!(federation::list(&gw.state, &q).await.is_empty());
+    }
+    // The other tenant registers its own `kb` elsewhere: each reaches its own.
+    let other_admin = here.key(&other, &["admin"]).await;
+    register_kb(&here, &other_admin, &theirs).await;
+    let (mine, yours) = (kb.calls().len(), theirs.calls().len());
+    for gw in [&here, &fresh] {
+        assert_eq!(callable(gw, &q, "kb__echo").await, Some(true));
+        assert_eq!(callable(gw, &p, "kb__echo").await, Some(true));
+    }
+    assert_eq!(kb.calls().len(), mine + 2, "{:?}", kb.calls());
+    assert_eq!(theirs.calls().len(), yours + 2, "{:?}", theirs.calls());
+    // `stale` read the other tenant's registrations before they existed.
+    assert_eq!(callable(&stale, &q, "kb__echo").await, None);
+
+    // Disabled (no tool allowed) through `here`.
+    let (status, _, body) = here
+        .call(
+            "PATCH",
+            "/v1/admin/mcp-servers/kb",
+            Some(&admin),
+            Some(json!({"allowed_tools": []})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(callable(&here, &p, "kb__echo").await, None);
+    assert_eq!(callable(&fresh, &p, "kb__echo").await, None);
+    // Within its TTL another process still has the registration it read.
+    assert_eq!(callable(&stale, &p, "kb__echo").await, Some(true));
+    // The other tenant's is untouched.
+    assert_eq!(callable(&here, &q, "kb__echo").await, Some(true));
+
+    // Deleted through `here`: gone here at once, and wherever the TTL has passed.
+    let (status, _, body) = here
+        .call("DELETE", "/v1/admin/mcp-servers/kb", Some(&admin), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(callable(&here, &p, "kb__echo").await, None);
+    assert_eq!(callable(&fresh, &p, "kb__echo").await, None);
+    assert!(federation::list(&here.state, &p).await.is_empty());
+    assert_eq!(callable(&here, &q, "kb__echo").await, Some(true));
+}
+
 // ---- mcp_tools globs: keys (admin API) and tokens (claim) ----
 
 async fn globs(store: Arc<dyn Store>) {
@@ -755,6 +849,12 @@ mod embedded {
         super::kept_connections(store).await;
     }
 
+    #[tokio::test]
+    async fn registrations_are_cached_per_tenant_within_their_ttl() {
+        let (store, _dir) = ctxgate_tests::embedded_store();
+        super::registration_cache(store).await;
+    }
+
     // DynamoDB's TTL drops audit rows; the embedded store's sweep does.
     #[tokio::test]
     async fn expired_audit_rows_are_swept() {
@@ -805,5 +905,10 @@ mod dynamodb {
     #[tokio::test]
     async fn federated_calls_keep_their_connection() {
         super::kept_connections(ctxgate_tests::dynamo_store().await).await;
+    }
+
+    #[tokio::test]
+    async fn registrations_are_cached_per_tenant_within_their_ttl() {
+        super::registration_cache(ctxgate_tests::dynamo_store().await).await;
     }
 }

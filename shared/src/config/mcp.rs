@@ -28,6 +28,10 @@ pub struct McpConfig {
     /// How long audit rows of federated calls (`GET /v1/admin/mcp-calls`)
     /// are kept, days (DynamoDB's TTL drops them after).
     pub audit_retention_days: u32,
+    /// How long a process reuses a tenant's registrations read from the
+    /// store: how late a change made through another process (or Lambda
+    /// environment) takes effect; a change through this one does at once.
+    pub registry_cache_seconds: u64,
 }
 
 impl Default for McpConfig {
@@ -40,6 +44,7 @@ impl Default for McpConfig {
             default_timeout_seconds: 10,
             secret_prefix: "ctxgate/mcp".to_owned(),
             audit_retention_days: 90,
+            registry_cache_seconds: 30,
         }
     }
 }

@@ -331,7 +331,7 @@ async fn create_inner(
             .map_err(credentials_failed)?;
     }
     match state.store.create_mcp_server(tenant, &record).await {
-        Ok(()) => {}
+        Ok(()) => state.mcp.forget_registrations(tenant),
         // Lost a race with another create of the same name: its values may
         // be the ones just written over, so they are left, not deleted.
         Err(StoreError::Exists) => return Err(duplicate(&name)),
@@ -466,6 +466,8 @@ async fn update_inner(
         .store
         .update_mcp_server(tenant, &rec, old.version)
         .await;
+    // Whatever the outcome, this process reads the registrations anew.
+    state.mcp.forget_registrations(tenant);
     let failure = match written {
         Ok(true) => None,
         Ok(false) => Some(missing(&name)),
@@ -508,8 +510,13 @@ pub async fn delete(
         if declared(&state, tenant).is_some_and(|d| d.contains_key(&name)) {
             return Err(read_only(&name));
         }
-        if !registry::is_server_name(&name) || !state.store.delete_mcp_server(tenant, &name).await?
-        {
+        if !registry::is_server_name(&name) {
+            return Err(missing(&name));
+        }
+        let deleted = state.store.delete_mcp_server(tenant, &name).await;
+        // Whatever the outcome, this process reads the registrations anew.
+        state.mcp.forget_registrations(tenant);
+        if !deleted? {
             return Err(missing(&name));
         }
         // The record is gone, so nothing uses the values any more; a failure

@@ -22,11 +22,13 @@ pub mod toolbox;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::model::ToolResult;
-use crate::store::Store;
+use crate::read_cache::ReadCache;
+use crate::store::{Store, StoreError};
 
 pub use registry::ResolveError;
 pub use toolbox::Toolbox;
@@ -115,10 +117,17 @@ pub struct ToolRun {
     pub result: ToolResult,
 }
 
+/// Tenants whose registrations are cached past this many are dropped
+/// wholesale (a bound on memory).
+const REGISTRATIONS_MAX: usize = 10_000;
+
 /// Everything MCP built once per cold start and shared by every turn.
 pub struct Mcp {
     config: Arc<Config>,
     store: Arc<dyn Store>,
+    /// Each tenant's registrations as read from the store, for
+    /// `[mcp] registry_cache_seconds` (forgotten at once when changed here).
+    registrations: ReadCache<String, Arc<Vec<registry::ServerRecord>>, StoreError>,
     /// Servers' header values.
     pub credentials: Arc<dyn credentials::Credentials>,
     /// The HTTP client and the tool-list cache.
@@ -136,9 +145,30 @@ impl Mcp {
         Self {
             config,
             store,
+            registrations: ReadCache::new(REGISTRATIONS_MAX),
             credentials,
             clients,
         }
+    }
+
+    /// The tenant's registrations: one store read per tenant per
+    /// `[mcp] registry_cache_seconds`, shared by concurrent callers.
+    pub async fn registrations(
+        &self,
+        tenant: &str,
+    ) -> Result<Arc<Vec<registry::ServerRecord>>, StoreError> {
+        let ttl = Duration::from_secs(self.config.mcp.registry_cache_seconds);
+        let read = || {
+            let (store, tenant) = (self.store.clone(), tenant.to_owned());
+            async move { Ok(Arc::new(store.list_mcp_servers(&tenant).await?)) }.boxed()
+        };
+        self.registrations.get(tenant, |_| ttl, read).await
+    }
+
+    /// Forgets the tenant's cached registrations (after a change made
+    /// through this process): the next use reads them again.
+    pub fn forget_registrations(&self, tenant: &str) {
+        self.registrations.forget(tenant);
     }
 
     /// The configuration.

@@ -3,6 +3,7 @@
 //! only), and resolving a turn's `mcp_servers` into [`ServerSpec`]s.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::{Host, Url};
@@ -312,7 +313,7 @@ impl Mcp {
         let config = self.config();
         let default_timeout = config.mcp.default_timeout_seconds;
         let declared = config.tenants.get(tenant).map(|t| &t.mcp_servers);
-        let mut stored: Option<Vec<ServerRecord>> = None;
+        let mut stored: Option<Arc<Vec<ServerRecord>>> = None;
         let mut out = Vec::with_capacity(names.len());
         for (index, name) in names.iter().enumerate() {
             if let Some(s) = declared.and_then(|d| d.get(name)) {
@@ -333,8 +334,7 @@ impl Mcp {
             }
             if stored.is_none() {
                 let list = self
-                    .store()
-                    .list_mcp_servers(tenant)
+                    .registrations(tenant)
                     .await
                     .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
                 stored = Some(list);

@@ -88,7 +88,8 @@ pub async fn call(
 }
 
 /// Every server name the tenant has: declared in the config file, and
-/// registered in the store (a store failure costs the registered ones only).
+/// registered in the store (cached per process for `[mcp]
+/// registry_cache_seconds`; a store failure costs the registered ones only).
 async fn server_names(state: &AppState, tenant: &str) -> Vec<String> {
     let mut names: BTreeSet<String> = state
         .config
@@ -96,8 +97,8 @@ async fn server_names(state: &AppState, tenant: &str) -> Vec<String> {
         .get(tenant)
         .map(|t| t.mcp_servers.keys().cloned().collect())
         .unwrap_or_default();
-    match state.store.list_mcp_servers(tenant).await {
-        Ok(records) => names.extend(records.into_iter().map(|r| r.name)),
+    match state.mcp.registrations(tenant).await {
+        Ok(records) => names.extend(records.iter().map(|r| r.name.clone())),
         Err(e) => {
             tracing::warn!(tenant, error = %e, "cannot list the tenant's MCP servers")
         }
