@@ -39,8 +39,9 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use super::{RequestLog, authenticated_for, read_body, with_log};
+use super::{RequestLog, identified, read_body, with_log};
 use crate::auth::{KNOWN_SCOPES, Principal, SCOPE_MCP, SCOPE_SUPERADMIN};
+use crate::limits::RateCount;
 use crate::model::Usage;
 use crate::{ApiError, AppState};
 
@@ -187,7 +188,9 @@ impl IntoResponse for Refusal {
 /// What rmcp answers with a 415 or a plain-text body, as the spec's errors:
 /// malformed JSON -32700, a message that is not JSON-RPC -32600, a request
 /// whose params do not fit its method -32602 (all HTTP 400).
-fn check_envelope(bytes: &[u8], header_revision: Option<&str>) -> Result<(), Refusal> {
+/// Whether the message may go to rmcp: `Ok` with whether it runs a turn (a
+/// `tools/call` of `chat`).
+fn check_envelope(bytes: &[u8], header_revision: Option<&str>) -> Result<bool, Refusal> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|_| rpc_error(None, -32700, "Parse error: the body is not JSON"))?;
     let Value::Object(o) = &v else {
@@ -256,7 +259,9 @@ fn check_envelope(bytes: &[u8], header_revision: Option<&str>) -> Result<(), Ref
         Ok(ClientJsonRpcMessage::Request(r)) if matches!(&r.request, ClientRequest::CustomRequest(c) if STANDARD_METHODS.contains(&c.method.as_str())) => {
             Err(bad_params())
         }
-        Ok(_) => Ok(()),
+        Ok(ClientJsonRpcMessage::Request(r)) => Ok(matches!(&r.request,
+            ClientRequest::CallToolRequest(c) if c.params.name == own_tools::CHAT)),
+        Ok(_) => Ok(false),
     }
 }
 
@@ -320,26 +325,27 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
     }
     // A token must have been issued for this resource (RFC 8707/9728).
     let (audience, _) = urls(state, &parts);
-    let principal = match authenticated_for(state, &parts.headers, Some(&audience), log).await {
+    let now = crate::now_secs();
+    let principal = match identified(state, &parts.headers, Some(&audience), now, log).await {
         Ok(p) => p,
         Err(e) => return challenge(state, &parts, e),
     };
-    if let Err(e) = principal.require(SCOPE_MCP) {
-        return challenge(state, &parts, e.into());
+    // A `chat` call counts its request with its turn's reservation, in one
+    // write; every other request (or a refused one) counts it here, alone.
+    let rate = RateCount::of(&principal, &state.config, now);
+    let admitted = admit(state, &parts, &principal, body).await;
+    let turn = matches!(admitted, Ok((_, true)));
+    if let (false, Some(rate)) = (turn, &rate)
+        && let Err(e) = rate.count(&*state.store).await
+    {
+        return ApiError::from(e).into_response();
     }
-    let bytes = match read_body(&parts.headers, body, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    let bytes = match admitted {
+        Ok((bytes, _)) => bytes,
+        Err(refused) => return refused,
     };
-    let revision = parts
-        .headers
-        .get("mcp-protocol-version")
-        .and_then(|v| v.to_str().ok());
-    if let Err(refusal) = check_envelope(&bytes, revision) {
-        return refusal.into_response();
-    }
     parts.extensions.insert(principal);
-    let note = TurnNote::default();
+    let note = TurnNote::new(rate.filter(|_| turn));
     parts.extensions.insert(note.clone());
     let handler_state = state.clone();
     let service = StreamableHttpService::new(
@@ -355,9 +361,24 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
     let resp = service
         .handle(http::Request::from_parts(parts, Full::new(bytes)))
         .await;
-    if let Some((model, usage)) = note.take() {
+    let Note {
+        rate,
+        refused,
+        answered,
+    } = note.take();
+    if let Some((model, usage)) = answered {
         log.model = Some(model);
         log.usage = Some(usage);
+    }
+    // The rate refused the turn: 429 with `Retry-After`, as on every route.
+    if let Some(e) = refused {
+        return e.into_response();
+    }
+    // A `chat` call rmcp did not hand to the tool is counted all the same.
+    if let Some(rate) = rate
+        && let Err(e) = rate.count(&*state.store).await
+    {
+        tracing::warn!(error = %e, "rate count of an /mcp request failed");
     }
     // rmcp answers these two in plain text; a client gets them as JSON-RPC
     // errors naming the header, like every other refusal here.
@@ -380,21 +401,75 @@ async fn serve(state: &Arc<AppState>, req: Request, log: &mut RequestLog) -> Res
     resp.map(Body::new)
 }
 
-/// The model and usage of a `chat` call, for the request's access-log line:
-/// rmcp runs the handler apart from the request, so it reports through this.
+/// The scope, the body and the JSON-RPC envelope: the body, and whether it
+/// runs a turn; or the refusal.
+async fn admit(
+    state: &AppState,
+    parts: &Parts,
+    principal: &Principal,
+    body: Body,
+) -> Result<(bytes::Bytes, bool), Response> {
+    if let Err(e) = principal.require(SCOPE_MCP) {
+        return Err(challenge(state, parts, e.into()));
+    }
+    let bytes = read_body(&parts.headers, body, state.config.max_body_bytes)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let revision = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok());
+    let turn = check_envelope(&bytes, revision).map_err(IntoResponse::into_response)?;
+    Ok((bytes, turn))
+}
+
+/// What a `chat` call and the endpoint tell each other: rmcp runs the
+/// handler apart from the request, so they talk through this.
 #[derive(Clone, Default)]
-pub struct TurnNote(Arc<std::sync::Mutex<Option<(String, Usage)>>>);
+pub struct TurnNote(Arc<std::sync::Mutex<Note>>);
+
+/// A [`TurnNote`]'s contents.
+#[derive(Default)]
+struct Note {
+    /// The request's rate count, for the turn's reservation to make.
+    rate: Option<RateCount>,
+    /// The turn's refusal by the rate limit, answered as on every route.
+    refused: Option<ApiError>,
+    /// The turn's model and usage, for the access-log line.
+    answered: Option<(String, Usage)>,
+}
 
 impl TurnNote {
-    /// Records the turn's model and usage.
-    pub fn set(&self, model: String, usage: Usage) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some((model, usage));
-        }
+    fn new(rate: Option<RateCount>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Note {
+            rate,
+            ..Note::default()
+        })))
     }
 
-    fn take(&self) -> Option<(String, Usage)> {
-        self.0.lock().ok()?.take()
+    fn note(&self) -> std::sync::MutexGuard<'_, Note> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The request's count against its rate limit, if not yet made: the
+    /// turn makes it in its reservation's write (or alone, if it never
+    /// gets there).
+    pub fn take_rate(&self) -> Option<RateCount> {
+        self.note().rate.take()
+    }
+
+    /// Records that the rate limit refused the turn: the request is answered 429.
+    pub fn rate_refused(&self, e: ApiError) {
+        self.note().refused = Some(e);
+    }
+
+    /// Records the turn's model and usage.
+    pub fn set(&self, model: String, usage: Usage) {
+        self.note().answered = Some((model, usage));
+    }
+
+    fn take(&self) -> Note {
+        std::mem::take(&mut *self.note())
     }
 }
 

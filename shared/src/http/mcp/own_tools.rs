@@ -22,9 +22,12 @@ use crate::{ApiError, AppState, validate};
 /// The URI scheme and path of a conversation resource.
 pub const CONVERSATION_URI: &str = "ctxgate://conversations/";
 
+/// The tool that runs a turn.
+pub const CHAT: &str = "chat";
+
 /// The tool names, in the order `tools/list` gives them.
 const NAMES: &[&str] = &[
-    "chat",
+    CHAT,
     "list_conversations",
     "get_conversation",
     "delete_conversation",
@@ -130,7 +133,7 @@ pub async fn call(
     }
     let args = arguments.unwrap_or_default();
     let result = match name {
-        "chat" => chat(state, principal, &args, note).await,
+        CHAT => chat(state, principal, &args, note).await,
         "list_conversations" => list_conversations(state, principal, &args).await,
         "get_conversation" => get_conversation(state, principal, &args).await,
         "delete_conversation" => delete_conversation(state, principal, &args).await,
@@ -216,6 +219,57 @@ async fn chat(
     args: &JsonObject,
     note: &TurnNote,
 ) -> Result<CallToolResult, ApiError> {
+    // The request's rate count rides in the turn's reservation (one write);
+    // a call refused before its turn counts it alone, and a refusal by the
+    // rate limit is the request's 429.
+    let rate = note.take_rate();
+    let refused = |e: ApiError| {
+        if e.code == RATE_LIMITED {
+            note.rate_refused(e.clone());
+        }
+        e
+    };
+    let input = match chat_input(state, p, args) {
+        Ok(input) => input,
+        Err(e) => {
+            if let Some(rate) = rate {
+                rate.count(&*state.store)
+                    .await
+                    .map_err(|e| refused(e.into()))?;
+            }
+            return Err(e);
+        }
+    };
+    let fail = |e: turn::TurnError| e.into_api("text", "text");
+    let prepared = turn::prepare(state, p, input, rate)
+        .await
+        .map_err(refused)?;
+    let mut answering = turn::generate(prepared, false).await?;
+    let sent = answering.assemble().await.map_err(fail)?;
+    let done = answering.done().await.map_err(fail)?;
+    let usage = done.usage();
+    let answer = sent.finish();
+    let text = answer.message.text_content();
+    let conversation = done.conversation().map(str::to_owned);
+    let model = done.model().id.clone();
+    done.commit(None).await.map_err(fail)?;
+    note.set(model.clone(), usage);
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
+    r.structured_content = Some(json!({
+        "conversation_id": conversation,
+        "model": model,
+        "text": text,
+        "usage": {"input_tokens": usage.input, "output_tokens": usage.output},
+    }));
+    Ok(r)
+}
+
+/// The code of a refusal by the rate limit.
+const RATE_LIMITED: &str = "rate_limit_exceeded";
+
+/// The `chat` tool's arguments as a turn's input, checked as the OpenAI
+/// front door checks its requests.
+fn chat_input(state: &AppState, p: &Principal, args: &JsonObject) -> Result<Input, ApiError> {
     p.require(SCOPE_CHAT)?;
     only(
         args,
@@ -268,35 +322,14 @@ async fn chat(
         e.param = e.param.map(|f| rename_field(&f, system.is_some()));
         e
     })?;
-    let input = Input {
+    Ok(Input {
         model: req.model.clone(),
         request: codec::decode_request(&req),
         conversation,
         claim: None,
         mcp_servers,
         continuation: Default::default(),
-    };
-    let fail = |e: turn::TurnError| e.into_api("text", "text");
-    // The `/mcp` request was counted against the rate limit on arrival.
-    let prepared = turn::prepare(state, p, input, None).await?;
-    let mut answering = turn::generate(prepared, false).await?;
-    let sent = answering.assemble().await.map_err(fail)?;
-    let done = answering.done().await.map_err(fail)?;
-    let usage = done.usage();
-    let answer = sent.finish();
-    let text = answer.message.text_content();
-    let conversation = done.conversation().map(str::to_owned);
-    let model = done.model().id.clone();
-    done.commit(None).await.map_err(fail)?;
-    note.set(model.clone(), usage);
-    let mut r = CallToolResult::success(vec![ContentBlock::text(text.clone())]);
-    r.structured_content = Some(json!({
-        "conversation_id": conversation,
-        "model": model,
-        "text": text,
-        "usage": {"input_tokens": usage.input, "output_tokens": usage.output},
-    }));
-    Ok(r)
+    })
 }
 
 /// `messages[0].content` of the built request is `system` (when given) or
