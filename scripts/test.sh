@@ -51,7 +51,7 @@ if [ "$PROFILE" = dev ]; then PROFILE_DIR=debug; else PROFILE_DIR="$PROFILE"; fi
 export CTXGATE_LAMBDA_BIN_DIR="$CARGO_TARGET_DIR/$PROFILE_DIR"
 
 echo "== cargo test"
-# The local server binary for tests/tests/usage_shutdown.rs (SIGTERM mid-load).
+# The local server binary for tests/tests/usage_shutdown.rs and mcp_audit_shutdown.rs (SIGTERM mid-load).
 cargo build --locked -p ctxgate --bin ctxgate
 CTXGATE_BIN="$CARGO_TARGET_DIR/debug/ctxgate" cargo test --workspace --locked
 
