@@ -12,8 +12,8 @@
 //! - any other request: the same non-streamed `chat.completion` body.
 //!
 //! A streamed answer has `BENCH_UPSTREAM_EVENTS` text deltas (default 20) of
-//! `BENCH_UPSTREAM_EVENT_BYTES` bytes each (default 80), each written on its own, then its end
-//! (one write), in both wires. It checks no signature: the Bedrock paths take any SigV4 or
+//! `BENCH_UPSTREAM_EVENT_BYTES` bytes each (default 80), each its own body frame, then its end
+//! (one frame), in both wires, as fast as the connection takes them. It checks no signature: the Bedrock paths take any SigV4 or
 //! bearer request (the signing is tested against `tests/python/mock_bedrock.py`, which verifies
 //! it).
 //!
@@ -78,7 +78,8 @@ async fn answer(
         }
     }
     // The OpenAI provider asks for a stream in its (compact) body only.
-    if body.windows(15).any(|w| w == b"\"stream\":true") {
+    const STREAM: &[u8] = b"\"stream\":true";
+    if body.windows(STREAM.len()).any(|w| w == STREAM) {
         return stream("text/event-stream", &answers.chat_stream);
     }
     // A static body: no allocation, no serialisation per request.
