@@ -431,6 +431,7 @@ async fn main() {
     // build CTXGATE_RELEASE_DIR holds (scripts/bench.sh --smoke: the debug one).
     if std::env::args().any(|a| a == "smoke") {
         side_by_side::run(&dir, &side_by_side::SMOKE, "debug build, smoke sizes").await;
+        streaming(&dir, SMOKE_STREAM_RUNS).await;
         stream_events::run(&dir, &stream_events::SMOKE, "debug build, smoke sizes").await;
         return;
     }
@@ -446,7 +447,7 @@ async fn main() {
     }
     // `-- streaming`: the streaming table alone (the release binaries still needed).
     if std::env::args().any(|a| a == "streaming") {
-        streaming(&dir).await;
+        streaming(&dir, STREAM_RUNS).await;
         return;
     }
     // `-- cold`: the chat function's cold-start table alone (issue 19).
@@ -469,7 +470,7 @@ async fn main() {
     mcp_cold_starts(&dir).await;
     local_server(&dir).await;
     side_by_side::run(&dir, &side_by_side::FULL, "release build").await;
-    streaming(&dir).await;
+    streaming(&dir, STREAM_RUNS).await;
     stream_events::run(&dir, &stream_events::FULL, "release build").await;
     mcp_federation(&dir).await;
     stream_redaction();
@@ -623,8 +624,26 @@ fn stream_redaction() {
     );
 }
 
-const STREAMS: usize = 300;
 const CHUNKS: usize = 20;
+
+/// Streams measured per row of the streaming table, after `warmup` more.
+#[derive(Clone, Copy)]
+struct StreamRuns {
+    streams: usize,
+    warmup: usize,
+}
+
+/// The figures.
+const STREAM_RUNS: StreamRuns = StreamRuns {
+    streams: 300,
+    warmup: 20,
+};
+
+/// That every row still works (`-- smoke`).
+const SMOKE_STREAM_RUNS: StreamRuns = StreamRuns {
+    streams: 2,
+    warmup: 1,
+};
 
 /// A mock upstream whose streamed answers the benchmark writes chunk by
 /// chunk: each request hands its body's sender to the benchmark. A
@@ -744,7 +763,7 @@ fn responses_request(model: &str) -> serde_json::Value {
     json!({"model": model, "stream": true, "input": "stream please"})
 }
 
-/// Streams `STREAMS` answers of `CHUNKS` chunks from `url`, writing each
+/// Streams `runs` answers of `CHUNKS` chunks from `url`, writing each
 /// upstream chunk only once the client has the previous one, and returns
 /// the upstream-write to client-arrival times: first chunks, then the rest.
 async fn stream_latencies(
@@ -754,10 +773,12 @@ async fn stream_latencies(
     senders: &mut mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
     body: serde_json::Value,
     upstream_wire: Wire,
+    runs: StreamRuns,
 ) -> (Vec<Duration>, Vec<Duration>) {
-    let mut first = Vec::with_capacity(STREAMS);
-    let mut rest = Vec::with_capacity(STREAMS * (CHUNKS - 1));
-    for n in 0..STREAMS + 20 {
+    let StreamRuns { streams, warmup } = runs;
+    let mut first = Vec::with_capacity(streams);
+    let mut rest = Vec::with_capacity(streams * (CHUNKS - 1));
+    for n in 0..streams + warmup {
         let mut req = client.post(url).json(&body);
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -772,8 +793,13 @@ async fn stream_latencies(
             }
         });
         let upstream = senders.recv().await.unwrap();
-        // Response headers reached the client (through the gateway, they follow the upstream's).
-        arrived.recv().await.unwrap();
+        // Response headers reached the client (through the gateway, they follow the
+        // upstream's). Not for Bedrock: the gateway answers once the first event is in (an
+        // exception frame in its place is retried), so its first chunk goes at once, and its
+        // first-chunk row also holds the gateway's response headers.
+        if upstream_wire != Wire::Bedrock {
+            arrived.recv().await.unwrap();
+        }
         let mut seen = String::new();
         for i in 0..CHUNKS {
             let marker = format!("[{i}]");
@@ -787,7 +813,7 @@ async fn stream_latencies(
                 }
             };
             seen.clear();
-            if n >= 20 {
+            if n >= warmup {
                 if i == 0 {
                     first.push(at - sent)
                 } else {
@@ -802,14 +828,15 @@ async fn stream_latencies(
     (first, rest)
 }
 
-async fn streaming(dir: &Path) {
+async fn streaming(dir: &Path, runs: StreamRuns) {
     let (upstream, mut senders) = stream_upstream().await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()
         .unwrap();
     println!(
-        "\n### Streaming through the local server (mock upstream speaking OpenAI's, Anthropic's or Bedrock's wire, {STREAMS} streams of {CHUNKS} chunks each, each chunk written once the client has the previous one)\n"
+        "\n### Streaming through the local server (mock upstream speaking OpenAI's, Anthropic's or Bedrock's wire, {} streams of {CHUNKS} chunks each, each chunk written once the client has the previous one)\n",
+        runs.streams
     );
     println!(
         "| path | measure | samples | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|---|"
@@ -821,6 +848,7 @@ async fn streaming(dir: &Path) {
         &mut senders,
         Wire::OpenAi.request("gpt-4o-mini"),
         Wire::OpenAi,
+        runs,
     )
     .await;
     let direct = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -833,6 +861,7 @@ async fn streaming(dir: &Path) {
         &mut senders,
         Wire::Anthropic.request("claude-sonnet-4-5"),
         Wire::Anthropic,
+        runs,
     )
     .await;
     let direct_anthropic = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -845,6 +874,7 @@ async fn streaming(dir: &Path) {
         &mut senders,
         Wire::Bedrock.request(BEDROCK_MODEL),
         Wire::Bedrock,
+        runs,
     )
     .await;
     let direct_bedrock = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -878,6 +908,7 @@ async fn streaming(dir: &Path) {
             &mut senders,
             Wire::OpenAi.request("openai/gpt-4o-mini"),
             Wire::OpenAi,
+            runs,
         )
         .await;
         stream_rows(name, first, rest, direct);
@@ -889,6 +920,7 @@ async fn streaming(dir: &Path) {
             &mut senders,
             Wire::OpenAi.request(&format!("bedrock/{BEDROCK_MODEL}")),
             Wire::Bedrock,
+            runs,
         )
         .await;
         stream_rows(
@@ -933,6 +965,7 @@ async fn streaming(dir: &Path) {
                 &mut senders,
                 body(model),
                 upstream_wire,
+                runs,
             )
             .await;
             stream_rows(
