@@ -170,6 +170,47 @@ mod tests {
         assert_eq!(events[6].1["usage"]["outputTokens"], 3);
     }
 
+    /// The gateway's own Bedrock decoders read the mock's answers: the stream through the
+    /// provider's event-stream translator (as the gateway reads it, one write per read), the
+    /// Converse answer through the codec.
+    #[tokio::test]
+    async fn the_gateway_s_bedrock_decoders_read_both_answers() {
+        use ctxgate::model::{Assembler, FinishReason};
+        use ctxgate::provider::{ProviderError, bedrock};
+        use futures_util::StreamExt;
+
+        let body = futures_util::stream::iter(
+            bedrock_stream(3, 40)
+                .into_iter()
+                .map(Ok::<_, ProviderError>),
+        );
+        let caps = ctxgate::capped::Caps {
+            body: 1 << 20,
+            event: 1 << 20,
+            stream: 1 << 20,
+        };
+        let decoder = bedrock::stream::EventDecoder::new();
+        let mut events = bedrock::stream::events("bedrock", body, caps, decoder);
+        let mut answer = Assembler::new(false);
+        while let Some(event) = events.next().await {
+            answer.push(&event.expect("a good event"));
+        }
+        let answer = answer.finish();
+        let text: String = (0..3).map(|i| delta_text(i, 40)).collect();
+        assert_eq!(answer.message.text_content(), text);
+        assert_eq!(answer.finish, FinishReason::Stop);
+        assert_eq!((answer.usage.input, answer.usage.output), (5, 3));
+
+        let whole: Value = serde_json::from_slice(&bedrock_converse()).unwrap();
+        let answer = ctxgate::wire::bedrock::decode_response(&whole).unwrap();
+        assert_eq!(
+            answer.message.text_content(),
+            "The quick brown fox jumps over the lazy dog."
+        );
+        assert_eq!(answer.finish, FinishReason::Stop);
+        assert_eq!((answer.usage.input, answer.usage.output), (5, 10));
+    }
+
     /// Both wires carry the same text per event, in the same number of writes.
     #[test]
     fn both_wires_carry_the_same_text_per_event() {
