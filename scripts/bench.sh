@@ -2,12 +2,14 @@
 # Benchmarks: release binary sizes, chat and mcp function cold starts against a local
 # Lambda Runtime API, chat-turn latency, a stateless turn side by side with its mock
 # upstream (added latency, CPU per request, one-core throughput, peak RSS), streaming
-# and federated MCP call latency through the local server. Prints tables.
+# (OpenAI, Anthropic and Bedrock upstreams) and federated MCP call latency through the
+# local server. Prints tables.
 #
 #   scripts/bench.sh           the full run (release builds; several minutes)
-#   scripts/bench.sh --smoke   the side-by-side table at tiny sizes against the debug
-#                              build: fails when the bench breaks (a missing tool, a
-#                              non-200, a crashed server), never on speed
+#   scripts/bench.sh --smoke   the side-by-side, streaming and streamed-events tables at
+#                              tiny sizes against the debug build: fails when the bench
+#                              breaks (a missing tool, a non-200, a crashed server, a
+#                              stream cut short), never on speed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${CTXGATE_CACHE:-$HOME/.cache/ctxgate}"

@@ -28,11 +28,17 @@
 //! Issue 20 adds the provider-streams table: the time each provider's stream
 //! translator adds per streamed event, in process (Bedrock's binary event
 //! stream against OpenAI's SSE). `-- provider-streams` runs it alone (no
-//! release binaries needed).
+//! release binaries needed). The streaming table has Bedrock rows (a
+//! ConverseStream mock), and `stream_events.rs` the streamed-events table:
+//! a whole stream through the local server against `bench-upstream` directly,
+//! Bedrock next to OpenAI, per stream and per event. `-- stream-events` runs
+//! it alone; `-- smoke` runs it at tiny sizes too.
 
 // Under gateway/ so that cargo does not take it for a bench target of its own.
 #[path = "gateway/side_by_side.rs"]
 mod side_by_side;
+#[path = "gateway/stream_events.rs"]
+mod stream_events;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ctxgate_tests::runtime_api::{RuntimeApi, RuntimeEvent};
+use ctxgate_tests::streamed_answer;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -424,6 +431,13 @@ async fn main() {
     // build CTXGATE_RELEASE_DIR holds (scripts/bench.sh --smoke: the debug one).
     if std::env::args().any(|a| a == "smoke") {
         side_by_side::run(&dir, &side_by_side::SMOKE, "debug build, smoke sizes").await;
+        streaming(&dir, SMOKE_STREAM_RUNS).await;
+        stream_events::run(&dir, &stream_events::SMOKE, "debug build, smoke sizes").await;
+        return;
+    }
+    // `-- stream-events`: issue 20's streamed-events table alone.
+    if std::env::args().any(|a| a == "stream-events") {
+        stream_events::run(&dir, &stream_events::FULL, "release build").await;
         return;
     }
     // `-- side-by-side`: issue 19's table alone.
@@ -433,7 +447,7 @@ async fn main() {
     }
     // `-- streaming`: the streaming table alone (the release binaries still needed).
     if std::env::args().any(|a| a == "streaming") {
-        streaming(&dir).await;
+        streaming(&dir, STREAM_RUNS).await;
         return;
     }
     // `-- cold`: the chat function's cold-start table alone (issue 19).
@@ -456,7 +470,8 @@ async fn main() {
     mcp_cold_starts(&dir).await;
     local_server(&dir).await;
     side_by_side::run(&dir, &side_by_side::FULL, "release build").await;
-    streaming(&dir).await;
+    streaming(&dir, STREAM_RUNS).await;
+    stream_events::run(&dir, &stream_events::FULL, "release build").await;
     mcp_federation(&dir).await;
     stream_redaction();
     provider_streams().await;
@@ -609,26 +624,50 @@ fn stream_redaction() {
     );
 }
 
-const STREAMS: usize = 300;
 const CHUNKS: usize = 20;
 
-/// A mock OpenAI upstream whose streamed answers the benchmark writes chunk
-/// by chunk: each request hands its body's sender to the benchmark.
+/// Streams measured per row of the streaming table, after `warmup` more.
+#[derive(Clone, Copy)]
+struct StreamRuns {
+    streams: usize,
+    warmup: usize,
+}
+
+/// The figures.
+const STREAM_RUNS: StreamRuns = StreamRuns {
+    streams: 300,
+    warmup: 20,
+};
+
+/// That every row still works (`-- smoke`).
+const SMOKE_STREAM_RUNS: StreamRuns = StreamRuns {
+    streams: 2,
+    warmup: 1,
+};
+
+/// A mock upstream whose streamed answers the benchmark writes chunk by
+/// chunk: each request hands its body's sender to the benchmark. A
+/// ConverseStream path answers as Bedrock's event stream, any other as SSE.
 async fn stream_upstream() -> (
     String,
     mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().fallback(move || {
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let tx = tx.clone();
         async move {
+            let content_type = if uri.path().ends_with("/converse-stream") {
+                streamed_answer::EVENT_STREAM
+            } else {
+                "text/event-stream"
+            };
             let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
             tx.send(body_tx).unwrap();
             let body = futures_util::stream::unfold(body_rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
             });
             axum::response::Response::builder()
-                .header("content-type", "text/event-stream")
+                .header("content-type", content_type)
                 .body(axum::body::Body::from_stream(body))
                 .unwrap()
         }
@@ -651,7 +690,14 @@ enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Bedrock ConverseStream (upstream only: no door speaks it).
+    Bedrock,
 }
+
+/// The Bedrock model the streaming table asks for, and its ConverseStream path.
+const BEDROCK_MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+const BEDROCK_STREAM_PATH: &str =
+    "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream";
 
 impl Wire {
     /// The request body a client of this door sends (a Responses client: [`responses_request`]).
@@ -661,6 +707,9 @@ impl Wire {
                 "messages": [{"role": "user", "content": "stream please"}]}),
             Wire::Anthropic => json!({"model": model, "stream": true, "max_tokens": 1000,
                 "messages": [{"role": "user", "content": "stream please"}]}),
+            // The Converse body (the model is in the path).
+            Wire::Bedrock => json!({"inferenceConfig": {"maxTokens": 1000},
+                "messages": [{"role": "user", "content": [{"text": "stream please"}]}]}),
         }
     }
 
@@ -690,6 +739,7 @@ impl Wire {
                 out.push_str(&format!("event: content_block_delta\ndata: {delta}\n\n"));
                 Bytes::from(out)
             }
+            Wire::Bedrock => streamed_answer::bedrock_delta(i, &text),
         }
     }
 
@@ -697,6 +747,7 @@ impl Wire {
     fn end(self) -> Bytes {
         match self {
             Wire::OpenAi => Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":20,\"total_tokens\":25}}\n\ndata: [DONE]\n\n"),
+            Wire::Bedrock => streamed_answer::bedrock_end(CHUNKS),
             Wire::Anthropic => Bytes::from_static(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":20}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
         }
     }
@@ -712,7 +763,7 @@ fn responses_request(model: &str) -> serde_json::Value {
     json!({"model": model, "stream": true, "input": "stream please"})
 }
 
-/// Streams `STREAMS` answers of `CHUNKS` chunks from `url`, writing each
+/// Streams `runs` answers of `CHUNKS` chunks from `url`, writing each
 /// upstream chunk only once the client has the previous one, and returns
 /// the upstream-write to client-arrival times: first chunks, then the rest.
 async fn stream_latencies(
@@ -722,10 +773,12 @@ async fn stream_latencies(
     senders: &mut mpsc::UnboundedReceiver<mpsc::UnboundedSender<Bytes>>,
     body: serde_json::Value,
     upstream_wire: Wire,
+    runs: StreamRuns,
 ) -> (Vec<Duration>, Vec<Duration>) {
-    let mut first = Vec::with_capacity(STREAMS);
-    let mut rest = Vec::with_capacity(STREAMS * (CHUNKS - 1));
-    for n in 0..STREAMS + 20 {
+    let StreamRuns { streams, warmup } = runs;
+    let mut first = Vec::with_capacity(streams);
+    let mut rest = Vec::with_capacity(streams * (CHUNKS - 1));
+    for n in 0..streams + warmup {
         let mut req = client.post(url).json(&body);
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -740,8 +793,13 @@ async fn stream_latencies(
             }
         });
         let upstream = senders.recv().await.unwrap();
-        // Response headers reached the client (through the gateway, they follow the upstream's).
-        arrived.recv().await.unwrap();
+        // Response headers reached the client (through the gateway, they follow the
+        // upstream's). Not for Bedrock: the gateway answers once the first event is in (an
+        // exception frame in its place is retried), so its first chunk goes at once, and its
+        // first-chunk row also holds the gateway's response headers.
+        if upstream_wire != Wire::Bedrock {
+            arrived.recv().await.unwrap();
+        }
         let mut seen = String::new();
         for i in 0..CHUNKS {
             let marker = format!("[{i}]");
@@ -755,7 +813,7 @@ async fn stream_latencies(
                 }
             };
             seen.clear();
-            if n >= 20 {
+            if n >= warmup {
                 if i == 0 {
                     first.push(at - sent)
                 } else {
@@ -770,14 +828,15 @@ async fn stream_latencies(
     (first, rest)
 }
 
-async fn streaming(dir: &Path) {
+async fn streaming(dir: &Path, runs: StreamRuns) {
     let (upstream, mut senders) = stream_upstream().await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()
         .unwrap();
     println!(
-        "\n### Streaming through the local server (mock upstream speaking OpenAI's or Anthropic's wire, {STREAMS} streams of {CHUNKS} chunks each, each chunk written once the client has the previous one)\n"
+        "\n### Streaming through the local server (mock upstream speaking OpenAI's, Anthropic's or Bedrock's wire, {} streams of {CHUNKS} chunks each, each chunk written once the client has the previous one)\n",
+        runs.streams
     );
     println!(
         "| path | measure | samples | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|---|"
@@ -789,6 +848,7 @@ async fn streaming(dir: &Path) {
         &mut senders,
         Wire::OpenAi.request("gpt-4o-mini"),
         Wire::OpenAi,
+        runs,
     )
     .await;
     let direct = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
@@ -801,11 +861,25 @@ async fn streaming(dir: &Path) {
         &mut senders,
         Wire::Anthropic.request("claude-sonnet-4-5"),
         Wire::Anthropic,
+        runs,
     )
     .await;
     let direct_anthropic = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
     summary("direct to the Anthropic mock | first chunk", first, us);
     summary("direct to the Anthropic mock | each later chunk", rest, us);
+    let (first, rest) = stream_latencies(
+        &client,
+        &format!("{upstream}{BEDROCK_STREAM_PATH}"),
+        None,
+        &mut senders,
+        Wire::Bedrock.request(BEDROCK_MODEL),
+        Wire::Bedrock,
+        runs,
+    )
+    .await;
+    let direct_bedrock = (percentile_of(&first, 0.5), percentile_of(&rest, 0.5));
+    summary("direct to the Bedrock mock | first chunk", first, us);
+    summary("direct to the Bedrock mock | each later chunk", rest, us);
     for (name, policy) in [
         (
             "gateway, redaction off",
@@ -819,11 +893,12 @@ async fn streaming(dir: &Path) {
         let data = tempfile::tempdir().unwrap();
         let cfg = data.path().join("ctxgate.toml");
         std::fs::write(&cfg, format!("[redaction]\n{policy}")).unwrap();
-        let extra = [
+        let mut extra = vec![
             ("CTXGATE_CONFIG", cfg.display().to_string()),
             ("OPENAI_BASE_URL", format!("{upstream}/v1")),
             ("OPENAI_API_KEY", "sk-bench".to_owned()),
         ];
+        extra.extend(bedrock_env(&upstream));
         let (mut server, port, key) = start_server(dir, &data.path().join("db"), &extra, &[]).await;
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
         let (first, rest) = stream_latencies(
@@ -833,9 +908,27 @@ async fn streaming(dir: &Path) {
             &mut senders,
             Wire::OpenAi.request("openai/gpt-4o-mini"),
             Wire::OpenAi,
+            runs,
         )
         .await;
         stream_rows(name, first, rest, direct);
+        // Issue 20: the same door to a Bedrock upstream (SigV4-signed ConverseStream).
+        let (first, rest) = stream_latencies(
+            &client,
+            &url,
+            Some(&key),
+            &mut senders,
+            Wire::OpenAi.request(&format!("bedrock/{BEDROCK_MODEL}")),
+            Wire::Bedrock,
+            runs,
+        )
+        .await;
+        stream_rows(
+            &format!("{name} -> Bedrock upstream"),
+            first,
+            rest,
+            direct_bedrock,
+        );
         server.kill().await.ok();
     }
     // The Anthropic Messages door (default redaction), to each upstream wire.
@@ -872,6 +965,7 @@ async fn streaming(dir: &Path) {
                 &mut senders,
                 body(model),
                 upstream_wire,
+                runs,
             )
             .await;
             stream_rows(
@@ -883,6 +977,21 @@ async fn streaming(dir: &Path) {
         }
     }
     server.kill().await.ok();
+}
+
+/// The environment that points the gateway's built-in `bedrock` provider at
+/// the mock `upstream`, signing with the test credentials (the mock checks no
+/// signature: `tests/python/mock_bedrock.py` does, in the tests).
+fn bedrock_env(upstream: &str) -> [(&'static str, String); 5] {
+    use ctxgate_tests::bedrock::{ACCESS_KEY, REGION, SECRET_KEY};
+    [
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", upstream.to_owned()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+        // The environment's credentials come first in the chain; never probe IMDS.
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
 }
 
 /// A gateway path's streaming rows: its latencies, and what it adds over

@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod mcp_server;
 pub mod otlp;
 pub mod runtime_api;
+pub mod streamed_answer;
 pub mod template;
 
 use std::collections::HashMap;
