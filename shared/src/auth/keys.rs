@@ -23,7 +23,15 @@ pub const KEY_PREFIX: &str = "cgk_";
 
 /// Hex SHA-256 of a secret key.
 pub fn hash_key(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(digest(secret))
+}
+
+/// SHA-256 of a secret key: the cache's key (the hex form is the store's,
+/// made only on a cache miss).
+type Digest32 = [u8; 32];
+
+fn digest(secret: &str) -> Digest32 {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// A freshly minted key: the secret (show once) and what is stored.
@@ -151,7 +159,7 @@ enum Slot {
 pub struct KeyAuth {
     store: Arc<dyn KeyStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, Slot>>,
+    cache: Mutex<HashMap<Digest32, Slot>>,
 }
 
 impl KeyAuth {
@@ -169,8 +177,10 @@ impl KeyAuth {
         if token.len() > 128 {
             return Err(AuthError::Invalid);
         }
-        let hash = hash_key(token);
-        let record = self.lookup(&hash).await?.ok_or(AuthError::Invalid)?;
+        let record = self
+            .lookup(digest(token))
+            .await?
+            .ok_or(AuthError::Invalid)?;
         if record.revoked {
             return Err(AuthError::Revoked);
         }
@@ -192,17 +202,20 @@ impl KeyAuth {
     /// Forgets a cached key at once (this process only), e.g. after a
     /// revocation here; a read under way is then not cached either.
     pub fn forget(&self, hash: &str) {
-        self.slots().remove(hash);
+        let mut digest = Digest32::default();
+        if hex::decode_to_slice(hash, &mut digest).is_ok() {
+            self.slots().remove(&digest);
+        }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Digest32, Slot>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn lookup(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn lookup(&self, hash: Digest32) -> Result<Option<ApiKeyRecord>, StoreError> {
         let flight = {
             let mut slots = self.slots();
-            match slots.get(hash) {
+            match slots.get(&hash) {
                 Some(Slot::Ready(at, rec)) => {
                     let ttl = if rec.is_some() {
                         self.ttl
@@ -225,18 +238,15 @@ impl KeyAuth {
         // The first to finish files the result, unless the slot was
         // forgotten or cleared meanwhile; a failed read is not kept, so the
         // next lookup reads again (every waiter got the error).
-        if let Some(Slot::Reading(f)) = slots.get(hash)
+        if let Some(Slot::Reading(f)) = slots.get(&hash)
             && f.ptr_eq(&flight)
         {
             match &read {
                 Ok(rec) => {
-                    slots.insert(
-                        hash.to_owned(),
-                        Slot::Ready(Instant::now(), rec.clone().map(Box::new)),
-                    );
+                    slots.insert(hash, Slot::Ready(Instant::now(), rec.clone().map(Box::new)));
                 }
                 Err(_) => {
-                    slots.remove(hash);
+                    slots.remove(&hash);
                 }
             }
         }
@@ -244,15 +254,15 @@ impl KeyAuth {
     }
 
     /// Starts the read of `hash` and files it as under way.
-    fn start(&self, slots: &mut HashMap<String, Slot>, hash: &str) -> Flight {
+    fn start(&self, slots: &mut HashMap<Digest32, Slot>, hash: Digest32) -> Flight {
         if slots.len() >= CACHE_MAX {
             slots.clear();
         }
-        let (store, key) = (self.store.clone(), hash.to_owned());
+        let (store, key) = (self.store.clone(), hex::encode(hash));
         let flight = async move { store.key_by_hash(&key).await }
             .boxed()
             .shared();
-        slots.insert(hash.to_owned(), Slot::Reading(flight.clone()));
+        slots.insert(hash, Slot::Reading(flight.clone()));
         flight
     }
 }
@@ -314,7 +324,7 @@ mod tests {
         let second = lookup(&auth);
         // Until the second waits on the same read: the slot, then two
         // handles per waiter (its own and the one it awaits).
-        let hash = hash_key(&k.secret);
+        let hash = digest(&k.secret);
         let sharing = || match auth.slots().get(&hash) {
             Some(Slot::Reading(f)) => f.strong_count().unwrap_or(0),
             _ => 0,
@@ -330,6 +340,11 @@ mod tests {
             auth.authenticate(&k.secret, 2).await.unwrap().tenant,
             "acme"
         );
+        // Cached under the digest; forgotten by the hex hash the store and
+        // the admin API know it by.
+        assert!(matches!(auth.slots().get(&hash), Some(Slot::Ready(..))));
+        auth.forget(&hash_key(&k.secret));
+        assert!(auth.slots().get(&hash).is_none());
         assert_eq!(store.reads.load(Ordering::SeqCst), 1);
     }
 
