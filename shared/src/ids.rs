@@ -10,23 +10,39 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// `n` bytes from a fast per-thread generator (seeded once per thread),
+/// for ids that only need to be unique: never for anything that grants
+/// access or must not be guessed (keys, tokens, ids that name stored data).
+/// Saves a `getrandom` system call per id on every turn.
+fn unique_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    fastrand::fill(&mut buf);
+    buf
+}
+
 /// A random URL-safe token of `N` random bytes, prefixed.
 pub fn random_token<const N: usize>(prefix: &str) -> String {
-    let bytes = random_bytes::<N>();
+    prefixed(prefix, random_bytes::<N>())
+}
+
+/// `prefix` followed by `bytes` in URL-safe base64.
+fn prefixed<const N: usize>(prefix: &str, bytes: [u8; N]) -> String {
     let mut s = String::with_capacity(prefix.len() + N * 4 / 3 + 2);
     s.push_str(prefix);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut s);
     s
 }
 
-/// A new `chatcmpl-...` id for a completion.
+/// A new `chatcmpl-...` id for a completion (unique, not secret: nothing
+/// is looked up by it).
 pub fn completion_id() -> String {
-    random_token::<18>("chatcmpl-")
+    prefixed("chatcmpl-", unique_bytes::<18>())
 }
 
-/// A new `msg_...` id for an Anthropic Messages answer.
+/// A new `msg_...` id for an Anthropic Messages answer (unique, not
+/// secret: nothing is looked up by it).
 pub fn message_id() -> String {
-    random_token::<18>("msg_")
+    prefixed("msg_", unique_bytes::<18>())
 }
 
 /// A new `conv_...` id for a conversation the gateway names (a new
@@ -40,9 +56,10 @@ pub fn response_id() -> String {
     random_token::<18>("resp_")
 }
 
-/// A new request id (used when the platform gives none).
+/// A new request id (used when the platform gives none): unique, for logs
+/// and support, not secret.
 pub fn request_id() -> String {
-    hex::encode(random_bytes::<12>())
+    hex::encode(unique_bytes::<12>())
 }
 
 /// Whether `s` is 1 to 64 characters of `[A-Za-z0-9_.-]`: a code or reason
@@ -102,6 +119,19 @@ mod tests {
         for good in ["a.", ".a", "..a", "a..b", "conv-1"] {
             assert!(is_valid_conversation_id(good), "{good:?}");
         }
+    }
+
+    #[test]
+    fn unique_ids_are_distinct_and_shaped() {
+        let (a, b) = (completion_id(), completion_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with("chatcmpl-"));
+        assert_eq!(a.len(), "chatcmpl-".len() + 24);
+        assert_eq!(message_id().len(), "msg_".len() + 24);
+        let r = request_id();
+        assert_eq!(r.len(), 24);
+        assert!(r.bytes().all(|b| b.is_ascii_hexdigit()), "{r}");
+        assert_ne!(r, request_id());
     }
 
     #[test]

@@ -7,6 +7,11 @@ use ctxgate::config::{Config, StoreKind};
 use ctxgate::store::dynamo::DynamoStore;
 use ctxgate::{AppState, auth, now_secs, state};
 
+// A turn makes a few hundred small allocations; mimalloc serves them in
+// fewer instructions than glibc's malloc (docs/benchmarks.md, issue 19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ctxgate",

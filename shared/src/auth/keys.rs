@@ -22,7 +22,15 @@ pub const KEY_PREFIX: &str = "cgk_";
 
 /// Hex SHA-256 of a secret key.
 pub fn hash_key(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(digest(secret))
+}
+
+/// SHA-256 of a secret key: the cache's key (the hex form is the store's,
+/// made only on a cache miss).
+type Digest32 = [u8; 32];
+
+fn digest(secret: &str) -> Digest32 {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// A freshly minted key: the secret (show once) and what is stored.
@@ -140,7 +148,7 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub struct KeyAuth {
     store: Arc<dyn KeyStore>,
     ttl: Duration,
-    cache: ReadCache<String, Option<Box<ApiKeyRecord>>, StoreError>,
+    cache: ReadCache<Digest32, Option<Box<ApiKeyRecord>>, StoreError>,
 }
 
 impl KeyAuth {
@@ -158,8 +166,10 @@ impl KeyAuth {
         if token.len() > 128 {
             return Err(AuthError::Invalid);
         }
-        let hash = hash_key(token);
-        let record = *self.lookup(&hash).await?.ok_or(AuthError::Invalid)?;
+        let record = *self
+            .lookup(digest(token))
+            .await?
+            .ok_or(AuthError::Invalid)?;
         if record.revoked {
             return Err(AuthError::Revoked);
         }
@@ -181,10 +191,13 @@ impl KeyAuth {
     /// Forgets a cached key at once (this process only), e.g. after a
     /// revocation here; a read under way is then not cached either.
     pub fn forget(&self, hash: &str) {
-        self.cache.forget(hash);
+        let mut digest = Digest32::default();
+        if hex::decode_to_slice(hash, &mut digest).is_ok() {
+            self.cache.forget(&digest);
+        }
     }
 
-    async fn lookup(&self, hash: &str) -> Result<Option<Box<ApiKeyRecord>>, StoreError> {
+    async fn lookup(&self, hash: Digest32) -> Result<Option<Box<ApiKeyRecord>>, StoreError> {
         let ttl = |rec: &Option<Box<ApiKeyRecord>>| {
             if rec.is_some() {
                 self.ttl
@@ -192,11 +205,12 @@ impl KeyAuth {
                 NEGATIVE_TTL
             }
         };
+        // The hex form is the store's, made only on a miss.
         let read = || {
-            let (store, key) = (self.store.clone(), hash.to_owned());
+            let (store, key) = (self.store.clone(), hex::encode(hash));
             async move { Ok(store.key_by_hash(&key).await?.map(Box::new)) }.boxed()
         };
-        self.cache.get(hash, ttl, read).await
+        self.cache.get(&hash, ttl, read).await
     }
 }
 
@@ -257,8 +271,8 @@ mod tests {
         let second = lookup(&auth);
         // Until the second waits on the same read: the slot, then two
         // handles per waiter (its own and the one it awaits).
-        let hash = hash_key(&k.secret);
-        while auth.cache.sharing(hash.as_str()) < 5 {
+        let hash = digest(&k.secret);
+        while auth.cache.sharing(&hash) < 5 {
             tokio::task::yield_now().await;
         }
         first.abort();
@@ -270,6 +284,12 @@ mod tests {
             "acme"
         );
         assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        // Cached under the digest; forgotten by the hex hash the store and
+        // the admin API know it by, so the next lookup reads again.
+        auth.forget(&hash_key(&k.secret));
+        store.open.notify_one();
+        auth.authenticate(&k.secret, 3).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -454,7 +454,9 @@ async fn observe(req: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or("", |m| m.as_str());
     let server = crate::trace::server_span(&method, route, req.headers());
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // Fields as `&str`, not `%`: a displayed value is formatted into a
+    // fresh `String` by the JSON formatter; a string is written as it is.
+    let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut resp = next
         .run(req)
         .instrument(server.clone())
@@ -469,10 +471,10 @@ async fn observe(req: Request, next: Next) -> Response {
     let usage = log.usage.unwrap_or_default();
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     tracing::info!(
-        request_id = %request_id,
+        request_id = request_id.as_str(),
         client_request_id = client_request_id.as_deref(),
-        method = %method,
-        path = %path,
+        method = method.as_str(),
+        path = path.as_str(),
         status = resp.status().as_u16(),
         latency_ms = start.elapsed().as_secs_f64() * 1000.0,
         tenant = log.tenant.as_deref(),

@@ -15,11 +15,26 @@ pub(crate) async fn send_json(
     req: reqwest::RequestBuilder,
     cap: usize,
 ) -> Result<Value, ProviderError> {
+    let body = send_body(provider, req, cap).await?;
+    parse_json(provider, &body)
+}
+
+/// Sends an upstream request and returns its body unparsed (a caller that
+/// parses it straight into a typed shape skips the tree of [`send_json`]).
+pub(crate) async fn send_body(
+    provider: &str,
+    req: reqwest::RequestBuilder,
+    cap: usize,
+) -> Result<bytes::Bytes, ProviderError> {
     let resp = send(provider, req).await?;
-    let body = crate::capped::read(resp, cap)
+    crate::capped::read(resp, cap)
         .await
-        .map_err(|e| body_error(provider, e))?;
-    serde_json::from_slice(&body).map_err(|e| ProviderError::BadResponse {
+        .map_err(|e| body_error(provider, e))
+}
+
+/// An upstream body as JSON, or the provider failure [`send_json`] reports.
+pub(crate) fn parse_json(provider: &str, body: &[u8]) -> Result<Value, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::BadResponse {
         provider: provider.to_owned(),
         detail: format!("invalid JSON: {}", json_error(&e)),
     })

@@ -27,7 +27,7 @@ use crate::model::{Event, Request, Response};
 use crate::secrets::{KeySource, SecretsError};
 use crate::wire::CodecError;
 
-pub(crate) use http::{Endpoint, body_stream, send_json, send_stream};
+pub(crate) use http::{Endpoint, body_stream, parse_json, send_body, send_json, send_stream};
 
 /// A provider call that failed, classified for the client.
 #[derive(Debug, thiserror::Error)]

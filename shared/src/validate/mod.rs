@@ -52,6 +52,18 @@ fn body_error(message: impl Into<String>) -> ValidationError {
 /// than [`MAX_DEPTH`], duplicate top-level keys (which parsers resolve
 /// differently, a classic smuggling vector).
 pub fn check_json_body(body: &[u8]) -> Result<Value, ValidationError> {
+    let text = checked_text(body)?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| body_error(format!("request body is not valid JSON: {e}")))?;
+    if value.is_object() {
+        duplicate_keys(text)?;
+    }
+    Ok(value)
+}
+
+/// The body as text, refused when it is not UTF-8 or nests deeper than
+/// [`MAX_DEPTH`] (what must be refused before any parser sees it).
+fn checked_text(body: &[u8]) -> Result<&str, ValidationError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         body_error(format!(
             "request body is not valid UTF-8 (at byte {})",
@@ -85,17 +97,32 @@ pub fn check_json_body(body: &[u8]) -> Result<Value, ValidationError> {
             _ => {}
         }
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| body_error(format!("request body is not valid JSON: {e}")))?;
-    if value.is_object() {
-        let mut de = serde_json::Deserializer::from_str(text);
-        (&mut de).deserialize_map(DuplicateKeys).map_err(|e| {
-            let msg = e.to_string();
-            let key = msg.split('`').nth(1).unwrap_or_default().to_owned();
-            ValidationError::at(key, "duplicate key in request body")
-        })?;
+    Ok(text)
+}
+
+/// Fails on a repeated top-level key of a JSON object text, naming it.
+fn duplicate_keys(text: &str) -> Result<(), ValidationError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de).deserialize_map(DuplicateKeys).map_err(|e| {
+        let msg = e.to_string();
+        let key = msg.split('`').nth(1).unwrap_or_default().to_owned();
+        ValidationError::at(key, "duplicate key in request body")
+    })
+}
+
+/// A well-formed JSON object body parsed straight into `T`, with
+/// [`check_json_body`]'s refusals applied; `None` for anything else (the
+/// caller then goes the way that names what is wrong). Most bodies are
+/// well-formed, and this spares them a tree parsed only to be converted.
+fn typed_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let text = checked_text(body).ok()?;
+    // A derived struct would also take an array of its fields.
+    if !text.trim_start().starts_with('{') {
+        return None;
     }
-    Ok(value)
+    let typed = serde_json::from_str(text).ok()?;
+    duplicate_keys(text).ok()?;
+    Some(typed)
 }
 
 /// Walks the top-level object's keys only, failing on a repeat.
@@ -120,8 +147,26 @@ impl<'de> Visitor<'de> for DuplicateKeys {
 
 /// Parses and validates a chat completions body against `limits`.
 pub fn chat_request(body: &[u8], limits: &Limits) -> Result<ChatRequest, ValidationError> {
-    // Parse to a tree first so that a missing or empty top-level field is
-    // named precisely; serde only knows "missing field" at the parent path.
+    // A body that parses as the typed request and passes the top-level
+    // checks below is the common case; any other goes through the tree.
+    let req = match typed_object::<ChatRequest>(body) {
+        Some(req)
+            if !req.model.trim().is_empty()
+                && !req.messages.is_empty()
+                && req.messages.len() <= limits.max_messages =>
+        {
+            req
+        }
+        _ => chat_request_tree(body, limits)?,
+    };
+    check_semantics(&req, limits)?;
+    Ok(req)
+}
+
+/// [`chat_request`] without its semantic checks, through a JSON tree so that
+/// a missing or empty top-level field is named precisely (serde only knows
+/// "missing field" at the parent path).
+fn chat_request_tree(body: &[u8], limits: &Limits) -> Result<ChatRequest, ValidationError> {
     let value = check_json_body(body)?;
     let obj = value.as_object().ok_or_else(|| ValidationError {
         param: None,
@@ -164,9 +209,7 @@ pub fn chat_request(body: &[u8], limits: &Limits) -> Result<ChatRequest, Validat
             ));
         }
     }
-    let req: ChatRequest = typed(value)?;
-    check_semantics(&req, limits)?;
-    Ok(req)
+    typed(value)
 }
 
 /// `value` as `T`, a type error named by its path (a missing field by its
@@ -404,6 +447,55 @@ mod tests {
             Some(crate::wire::openai_chat::types::Stop::Many(vec![
                 "x".into()
             ]))
+        );
+    }
+
+    // Issue 19: the typed parse straight from the text gives what the tree
+    // gave, and a body it cannot take still gets the tree's answer.
+    #[test]
+    fn the_direct_parse_matches_the_tree() {
+        let limits = Limits::default();
+        for body in [
+            r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
+            r#" {"model":"openai/gpt-4o-mini","messages":[{"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"h\u00e9\n\"i\""},{"type":"image_url","image_url":{"url":"https://x/y.png","detail":"low"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":[1,2.5e3]}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "temperature":0.2,"top_p":1,"max_tokens":10,"stop":"x","user":"u","seed":-7,
+            "response_format":{"type":"json_schema","json_schema":{"z":1,"a":[true,null,1.5]}},
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"b":{},"a":1}}}],
+            "tool_choice":{"type":"function","function":{"name":"f"}},"n":1,"stream":true,
+            "stream_options":{"include_usage":true},"frequency_penalty":-0.5,
+            "conversation_id":"c-1","mcp_servers":["crm"],"some_future_field":{"a":1}} "#,
+        ] {
+            let direct = typed_object::<ChatRequest>(body.as_bytes()).expect("direct");
+            let tree = chat_request_tree(body.as_bytes(), &limits).unwrap();
+            assert_eq!(format!("{direct:?}"), format!("{tree:?}"));
+        }
+        // What the direct parse refuses or cannot tell, the tree answers.
+        for body in [
+            r#"["echo",[{"role":"user","content":"hi"}]]"#,
+            r#"{"model":"echo","messages":[{"role":"user","content":"hi"}],"x":1,"x":2}"#,
+            r#"{"model":" ","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"echo","messages":[]}"#,
+        ] {
+            assert!(
+                typed_object::<ChatRequest>(body.as_bytes()).is_none_or(|r| r
+                    .model
+                    .trim()
+                    .is_empty()
+                    || r.messages.is_empty())
+            );
+            assert!(chat_request(body.as_bytes(), &limits).is_err(), "{body}");
+        }
+        assert_eq!(
+            err(r#"["echo",[{"role":"user","content":"hi"}]]"#).message,
+            "request body must be a JSON object"
+        );
+        assert_eq!(
+            param(r#"{"model":"echo","messages":[{"role":"user","content":"hi"}],"x":1,"x":2}"#)
+                .as_deref(),
+            Some("x")
         );
     }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{
     Call, Capabilities, Endpoint, EventStream, KeyUse, Provider, ProviderError, STREAM_DEADLINE,
-    body_stream, send_json, send_stream, sse,
+    body_stream, parse_json, send_body, send_stream, sse,
 };
 use crate::capped::Caps;
 use crate::config::{OpenaiApi, ProviderConfig, ProviderKind};
@@ -126,11 +126,17 @@ impl Provider for OpenAi {
     async fn complete(&self, call: Call<'_>) -> Result<Response, ProviderError> {
         let body = self.body(&call, false)?;
         let http = self.request(&call, &body);
-        let answer = send_json(&self.name, http, self.caps.body).await?;
+        let body = send_body(&self.name, http, self.caps.body).await?;
         if self.api == OpenaiApi::Responses {
-            return responses::decode(&self.name, answer);
+            return responses::decode(&self.name, parse_json(&self.name, &body)?);
         }
-        openai_chat::decode_response(answer).map_err(|e| ProviderError::unreadable(&self.name, e))
+        // Straight from the bytes; a body that does not fit goes through the
+        // tree, which says what is wrong with it.
+        let answer = match openai_chat::decode_response_bytes(&body) {
+            Some(answer) => answer,
+            None => openai_chat::decode_response(parse_json(&self.name, &body)?),
+        };
+        answer.map_err(|e| ProviderError::unreadable(&self.name, e))
     }
 
     async fn stream(&self, call: Call<'_>) -> Result<EventStream, ProviderError> {

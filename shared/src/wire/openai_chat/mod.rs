@@ -14,8 +14,8 @@ pub use request::{
     encode_request,
 };
 pub use response::{
-    ResponseMeta, decode_finish, decode_response, decode_usage, encode_answer, encode_finish,
-    encode_response, encode_usage,
+    ResponseMeta, decode_finish, decode_response, decode_response_bytes, decode_usage,
+    encode_answer, encode_finish, encode_response, encode_usage,
 };
 
 #[cfg(test)]

@@ -105,6 +105,18 @@ pub fn decode_response(v: Value) -> Result<model::Response, CodecError> {
             format!("unexpected shape: {}", crate::wire::json_error(&e)),
         )
     })?;
+    decode_upstream(r)
+}
+
+/// [`decode_response`] of an upstream body as it came, parsed straight into
+/// its shape (no tree in between); `None` when it does not parse as that
+/// shape, for the caller to report why through a tree and [`decode_response`].
+pub fn decode_response_bytes(body: &[u8]) -> Option<Result<model::Response, CodecError>> {
+    let r: Upstream = serde_json::from_slice(body).ok()?;
+    Some(decode_upstream(r))
+}
+
+fn decode_upstream(r: Upstream) -> Result<model::Response, CodecError> {
     let choice = r
         .choices
         .into_iter()

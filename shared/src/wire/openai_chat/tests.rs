@@ -1096,7 +1096,20 @@ fn answers_decode_to_the_model() {
         json!({"nope": 1}),
         json!({"choices": [{"message": {"role": "user", "content": "x"}}]}),
     ] {
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        assert!(decode_response_bytes(&bytes).is_none_or(|r| r.is_err()));
         assert!(decode_response(bad).is_err());
+    }
+}
+
+// Issue 19: an answer decoded straight from its bytes is the one decoded
+// through a tree, for every answer case.
+#[test]
+fn answers_decode_the_same_from_bytes() {
+    for (name, upstream, _) in answer_cases() {
+        let bytes = serde_json::to_vec(&upstream).unwrap();
+        let direct = decode_response_bytes(&bytes).expect(name).expect(name);
+        assert_eq!(direct, decode_response(upstream).unwrap(), "{name}");
     }
 }
 
