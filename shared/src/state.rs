@@ -213,6 +213,7 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
     use aws_config::timeout::TimeoutConfig;
     let region = RegionProviderChain::default_provider().or_else(Region::new("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client())
         .region(region)
         .retry_config(
             RetryConfig::standard()
@@ -233,11 +234,12 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
     loader.load().await
 }
 
-/// The one upstream HTTP client (providers, JWKS): rustls, pooled
+/// The one upstream HTTP client (providers, JWKS): rustls ([`crate::tls`]), pooled
 /// connections, bounded connect time, and no redirects followed, so a
 /// provider key or a prompt never goes to a host other than the configured one.
 pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.upstream_timeout)
         .connect_timeout(config.connect_timeout)
