@@ -218,10 +218,13 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
     // The SDK's default region chain (environment, profile, instance
     // metadata), its IMDS client on the shared HTTPS client: the chain has
     // no HTTP client of its own.
-    let providers =
-        ProviderConfig::default().with_http_client(crate::tls::sdk_http_client());
+    let providers = ProviderConfig::default().with_http_client(crate::tls::sdk_http_client());
     let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-        .or_else(ProfileFileRegionProvider::builder().configure(&providers).build())
+        .or_else(
+            ProfileFileRegionProvider::builder()
+                .configure(&providers)
+                .build(),
+        )
         .or_else(ImdsRegionProvider::builder().configure(&providers).build())
         .or_else(Region::new("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())

@@ -77,10 +77,13 @@ pub fn sdk_http_client() -> SharedHttpClient {
                 .with_pem_certificate(pem(&ROOTS.1));
             aws_smithy_http_client::Builder::new()
                 .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .tls_context(TlsContext::builder().with_trust_store(trust).build().expect(
-                    // Building a context only fails for s2n-tls's options.
-                    "a rustls TLS context",
-                ))
+                .tls_context(
+                    TlsContext::builder()
+                        .with_trust_store(trust)
+                        .build()
+                        // Infallible in this version (the signature leaves room).
+                        .expect("a TLS context"),
+                )
                 .build_https()
         })
         .clone()
@@ -121,7 +124,10 @@ mod tests {
     #[test]
     fn one_configuration_on_ring_without_post_quantum_key_exchange() {
         let config = client_config();
-        assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         let groups: Vec<_> = config
             .crypto_provider()
             .kx_groups
