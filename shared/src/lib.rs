@@ -31,6 +31,7 @@ pub mod store;
 pub mod summary;
 pub mod sweep;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 pub mod trace;
 pub mod turn;

@@ -209,10 +209,26 @@ fn embedded_store(_: &Config) -> Result<Arc<dyn Store>, StartupError> {
 /// call are time-bounded so a stalled store cannot eat the request deadline.
 /// What still fails reaches the client as a 503 with `Retry-After`.
 pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
+    use aws_config::environment::EnvironmentVariableRegionProvider;
+    use aws_config::imds::region::ImdsRegionProvider;
+    use aws_config::profile::ProfileFileRegionProvider;
+    use aws_config::provider_config::ProviderConfig;
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-    let region = RegionProviderChain::default_provider().or_else(Region::new("us-east-1"));
+    // The SDK's default region chain (environment, profile, instance
+    // metadata), its IMDS client on the shared HTTPS client: the chain has
+    // no HTTP client of its own.
+    let providers = ProviderConfig::default().with_http_client(crate::tls::sdk_http_client());
+    let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(
+            ProfileFileRegionProvider::builder()
+                .configure(&providers)
+                .build(),
+        )
+        .or_else(ImdsRegionProvider::builder().configure(&providers).build())
+        .or_else(Region::new("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client())
         .region(region)
         .retry_config(
             RetryConfig::standard()
@@ -233,11 +249,12 @@ pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
     loader.load().await
 }
 
-/// The one upstream HTTP client (providers, JWKS): rustls, pooled
+/// The one upstream HTTP client (providers, JWKS): rustls ([`crate::tls`]), pooled
 /// connections, bounded connect time, and no redirects followed, so a
 /// provider key or a prompt never goes to a host other than the configured one.
 pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.upstream_timeout)
         .connect_timeout(config.connect_timeout)

@@ -46,10 +46,26 @@ pub fn filter(spec: &str) -> EnvFilter {
     f
 }
 
-/// Installs the JSON subscriber on stderr once; later calls are ignored.
+/// Installs the JSON subscriber on stderr once (later calls are ignored),
+/// and the panic hook ([`log_panics`]).
 pub fn init() {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     init_with(&spec, std::io::stderr);
+    log_panics();
+}
+
+/// Replaces the default panic hook with one JSON log line: where the panic
+/// happened and the panic's own text, nothing else (no backtrace, no request
+/// data). The Lambda functions abort on panic (the release profile), so this
+/// line is all that says why the environment ended.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        let text = info.payload_as_str().unwrap_or("(no text)");
+        tracing::error!(location, panic = text, "panicked");
+    }));
 }
 
 /// Installs the JSON subscriber with a given filter spec and writer (tests
@@ -108,6 +124,57 @@ mod tests {
                 tracing::enabled!(target: "ctxgate", Level::TRACE)
             }
         })
+    }
+
+    /// A `MakeWriter` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Self;
+        fn make_writer(&'w self) -> Self {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_line_with_its_location_and_text() {
+        let out = Captured::default();
+        let sub = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(out.clone())
+            .finish();
+        let caught = tracing::subscriber::with_default(sub, || {
+            let previous = std::panic::take_hook();
+            super::log_panics();
+            let line = line!() + 1;
+            let caught = std::panic::catch_unwind(|| panic!("the panic's own text"));
+            std::panic::set_hook(previous);
+            caught.map_err(|_| line)
+        });
+        let line = caught.expect_err("it panicked");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let log: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(log["level"], "ERROR");
+        assert_eq!(log["message"], "panicked");
+        assert_eq!(log["panic"], "the panic's own text");
+        let location = log["location"].as_str().unwrap();
+        assert!(
+            location.starts_with(&format!("shared/src/telemetry.rs:{line}:")),
+            "{location}"
+        );
     }
 
     #[test]

@@ -267,6 +267,7 @@ mod otel {
         let rt = tokio::runtime::Handle::try_current().ok()?;
         let client = OnRuntime {
             client: reqwest::Client::builder()
+                .tls_backend_preconfigured(crate::tls::client_config())
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(10))
                 .build()

@@ -5,6 +5,7 @@
 //! and a key that declares its `alg` verifies only tokens of that `alg`.
 //! Refetches go through [`Cached`]: one at a time, with backoff while the
 //! issuer fails, the last keys served for a bounded time past their TTL.
+//! Signatures are checked on ring ([`super::jwt_ring`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ impl JwtVerifier {
 
     /// A verifier whose cache reads time from `clock` (tests move it by hand).
     pub fn with_clock(config: JwtConfig, client: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+        super::jwt_ring::install();
         let policy = RefreshPolicy::new(
             Duration::from_secs(config.jwks_cache_seconds),
             Duration::from_secs(config.jwks_max_stale_seconds),

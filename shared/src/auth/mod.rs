@@ -4,6 +4,7 @@
 
 pub mod grant;
 pub mod jwt;
+pub mod jwt_ring;
 pub mod keys;
 
 use std::sync::Arc;

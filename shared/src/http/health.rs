@@ -271,7 +271,7 @@ mod tests {
         let config = Config::from_toml(toml, |_| None).unwrap();
         let keys = Arc::new(EnvKeys::from_config(&config, |_| None));
         let store = Arc::new(crate::store::embedded::EmbeddedStore::open(dir).unwrap());
-        AppState::from_parts(config, store, keys, reqwest::Client::new()).unwrap()
+        AppState::from_parts(config, store, keys, crate::tls::test_client()).unwrap()
     }
 
     fn bedrock(r: &Readiness) -> &ProviderStatus {

@@ -95,11 +95,13 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// The HTTP client every MCP request goes through, built once: rustls, no
+/// The HTTP client every MCP request goes through, built once: rustls
+/// ([`crate::tls`]), no
 /// redirects (a redirect could carry the credential elsewhere), no proxy from
 /// the environment, the configured connect timeout, and the guarded resolver.
 pub fn client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
         // Not `Policy::none()`: that hands the 3xx to rmcp, which only sees
         // an answer that is no MCP message; an error says what happened.
         .redirect(reqwest::redirect::Policy::custom(|attempt| {

@@ -493,7 +493,7 @@ mod tests {
     fn providers(toml: &str) -> Providers {
         let config = Arc::new(Config::from_toml(toml, |_| None).unwrap());
         let keys = Arc::new(EnvKeys::from_config(&config, |_| None));
-        Providers::new(config, reqwest::Client::new(), keys)
+        Providers::new(config, crate::tls::test_client(), keys)
     }
 
     // Issue 12, point 3 (moved with issue 13, point 5): what an uncapped

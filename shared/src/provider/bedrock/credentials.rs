@@ -9,6 +9,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
@@ -77,7 +78,11 @@ impl AwsCredentials {
         let source = match source {
             Some(s) => s,
             None => {
-                let mut chain = DefaultCredentialsChain::builder();
+                // The process's one SDK HTTPS client (STS, the container
+                // and instance endpoints): the chain has no default one.
+                let mut chain = DefaultCredentialsChain::builder().configure(
+                    ProviderConfig::default().with_http_client(crate::tls::sdk_http_client()),
+                );
                 if let Some(r) = &self.region {
                     chain = chain.region(aws_config::Region::new(r.clone()));
                 }

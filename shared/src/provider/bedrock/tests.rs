@@ -414,7 +414,7 @@ fn provider(toml: &str, vars: &[(&str, &str)]) -> (Bedrock, Arc<AwsCredentials>)
     let p = Bedrock::new(
         "bedrock",
         &config.providers["bedrock"],
-        reqwest::Client::new(),
+        crate::tls::test_client(),
         CAPS,
         aws.clone(),
     );
