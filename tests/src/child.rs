@@ -1,7 +1,8 @@
 //! Test servers run as child processes (the Python CRM server, the mock Bedrock
-//! endpoint): started, their listening URL read from their first stdout line, their
-//! stderr kept for failure messages.
+//! endpoint, the local server): started, their listening URL read from their first
+//! stdout line, their stderr kept for failure messages.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,4 +74,32 @@ pub async fn spawn_listening(
         let _ = stdout.read_to_end(&mut rest).await;
     });
     Listening { child, url, stderr }
+}
+
+/// The local server's binary: `CTXGATE_BIN`, else the `ctxgate` beside the test's own
+/// directory (target/debug/deps/<test> -> target/debug/ctxgate); panics saying how to
+/// build it when it is not there.
+pub fn local_server_binary() -> PathBuf {
+    let path = std::env::var_os("CTXGATE_BIN").map_or_else(
+        || {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().join("ctxgate")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "{} was not built: run `cargo build -p ctxgate` (scripts/test.sh does) or set CTXGATE_BIN",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

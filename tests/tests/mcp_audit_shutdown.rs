@@ -6,13 +6,13 @@
 //! in flight, waits for the audit writes (after the answers, on tasks the
 //! last usage flush awaits) and exits. Every answered call has its row, once.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ctxgate::store::embedded::EmbeddedStore;
 use ctxgate::store::{AuditStore, KeyStore};
+use ctxgate_tests::child::{free_port, local_server_binary};
 use ctxgate_tests::mcp_server::{GOOD_TOKEN, McpFixture, Revision};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -21,31 +21,6 @@ const TENANT: &str = "federated";
 const WORKERS: usize = 16;
 /// Calls answered before SIGTERM is sent.
 const BEFORE_SIGNAL: u64 = 100;
-
-fn binary() -> PathBuf {
-    let path = std::env::var_os("CTXGATE_BIN").map_or_else(
-        || {
-            // target/debug/deps/mcp_audit_shutdown-… -> target/debug/ctxgate
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().join("ctxgate")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.is_file(),
-        "{} was not built: run `cargo build -p ctxgate` (scripts/test.sh does) or set CTXGATE_BIN",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One federated call; `true` when answered 200 with the tool's result,
 /// `None` when the server no longer took it.
@@ -68,7 +43,7 @@ async fn call(client: &reqwest::Client, base: &str, key: &str, n: u64) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_loses_no_audit_row() {
-    let bin = binary();
+    let bin = local_server_binary();
     let crm = McpFixture::start(Revision::Current).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ctxgate.toml");

@@ -7,13 +7,13 @@
 //! was written by that last flush; they must count exactly the turns that
 //! got a whole 200, and the budget exactly their tokens.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ctxgate::store::embedded::EmbeddedStore;
 use ctxgate::store::{CounterKey, CounterStore, KeyStore};
+use ctxgate_tests::child::{free_port, local_server_binary};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -21,31 +21,6 @@ const TENANT: &str = "loaded";
 const WORKERS: usize = 24;
 /// Turns answered before SIGTERM is sent.
 const BEFORE_SIGNAL: u64 = 150;
-
-fn binary() -> PathBuf {
-    let path = std::env::var_os("CTXGATE_BIN").map_or_else(
-        || {
-            // target/debug/deps/usage_shutdown-… -> target/debug/ctxgate
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().join("ctxgate")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.is_file(),
-        "{} was not built: run `cargo build -p ctxgate` (scripts/test.sh does) or set CTXGATE_BIN",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One turn; `true` when it was answered whole with a 200 (a stream up to
 /// its `[DONE]`), `None` when the server no longer took it.
@@ -67,7 +42,7 @@ async fn turn(client: &reqwest::Client, base: &str, key: &str, n: u64) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_loses_no_usage() {
-    let bin = binary();
+    let bin = local_server_binary();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ctxgate.toml");
     std::fs::write(
