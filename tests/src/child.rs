@@ -103,3 +103,27 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Reads the local server's stderr until it logs that it listens (panicking with
+/// what it said if it exits first), then keeps reading it in the background; the
+/// task's result is every line, for checks once the server has exited.
+pub async fn await_local_server(child: &mut Child) -> tokio::task::JoinHandle<Vec<String>> {
+    let mut log = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let mut seen = Vec::new();
+    loop {
+        let Some(line) = log.next_line().await.unwrap() else {
+            panic!("ctxgate serve exited before listening: {seen:#?}");
+        };
+        let ready = line.contains("ctxgate listening");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = log.next_line().await {
+            seen.push(line);
+        }
+        seen
+    })
+}

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ctxgate::store::embedded::EmbeddedStore;
 use ctxgate::store::{AuditStore, KeyStore};
-use ctxgate_tests::child::{free_port, local_server_binary};
+use ctxgate_tests::child::{await_local_server, free_port, local_server_binary};
 use ctxgate_tests::mcp_server::{GOOD_TOKEN, McpFixture, Revision};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TENANT: &str = "federated";
 const WORKERS: usize = 16;
@@ -82,24 +81,7 @@ async fn sigterm_mid_load_loses_no_audit_row() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let Some(line) = log.next_line().await.unwrap() else {
-            panic!("ctxgate serve exited before listening: {seen:#?}");
-        };
-        let ready = line.contains("ctxgate listening");
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
-    let tail = tokio::spawn(async move {
-        while let Ok(Some(line)) = log.next_line().await {
-            seen.push(line);
-        }
-        seen
-    });
+    let tail = await_local_server(&mut child).await;
 
     let base = format!("http://127.0.0.1:{port}");
     let ok = Arc::new(AtomicU64::new(0));
