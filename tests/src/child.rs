@@ -2,7 +2,7 @@
 //! endpoint, the local server): started, their listening URL read from their first
 //! stdout line, their stderr kept for failure messages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,4 +126,30 @@ pub async fn await_local_server(child: &mut Child) -> tokio::task::JoinHandle<Ve
         }
         seen
     })
+}
+
+/// `ctxgate serve` on the embedded store in `data` with the configuration file
+/// `config`, on a free loopback port, awaited until it listens: the process (killed
+/// when dropped), its base URL, and its log tail ([`await_local_server`]).
+pub async fn start_local_server(
+    data: &Path,
+    config: &Path,
+) -> (Child, String, tokio::task::JoinHandle<Vec<String>>) {
+    let port = free_port();
+    let mut child = Command::new(local_server_binary())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CTXGATE_STORE", "embedded")
+        .env("CTXGATE_DATA_DIR", data)
+        .env("CTXGATE_CONFIG", config)
+        .env("CTXGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let tail = await_local_server(&mut child).await;
+    (child, format!("http://127.0.0.1:{port}"), tail)
 }

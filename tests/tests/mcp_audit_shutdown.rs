@@ -6,13 +6,12 @@
 //! in flight, waits for the audit writes (after the answers, on tasks the
 //! last usage flush awaits) and exits. Every answered call has its row, once.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ctxgate::store::embedded::EmbeddedStore;
 use ctxgate::store::{AuditStore, KeyStore};
-use ctxgate_tests::child::{await_local_server, free_port, local_server_binary};
+use ctxgate_tests::child::start_local_server;
 use ctxgate_tests::mcp_server::{GOOD_TOKEN, McpFixture, Revision};
 use serde_json::{Value, json};
 
@@ -42,7 +41,6 @@ async fn call(client: &reqwest::Client, base: &str, key: &str, n: u64) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_loses_no_audit_row() {
-    let bin = local_server_binary();
     let crm = McpFixture::start(Revision::Current).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ctxgate.toml");
@@ -66,24 +64,7 @@ async fn sigterm_mid_load_loses_no_audit_row() {
         store.put_key(&k.record).await.unwrap();
         k.secret
     };
-    let port = free_port();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CTXGATE_STORE", "embedded")
-        .env("CTXGATE_DATA_DIR", &data)
-        .env("CTXGATE_CONFIG", &config)
-        .env("CTXGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let tail = await_local_server(&mut child).await;
-
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base, tail) = start_local_server(&data, &config).await;
     let ok = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
