@@ -6,6 +6,7 @@
 //! local server only build an [`AppState`] once and serve [`http`] routes.
 
 pub mod auth;
+pub mod aws;
 pub mod capped;
 pub mod config;
 pub mod context;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ctxgate::config::{Config, StoreKind};
 use ctxgate::store::dynamo::DynamoStore;
-use ctxgate::{AppState, auth, now_secs, state};
+use ctxgate::{AppState, auth, now_secs};
 
 // A turn makes a few hundred small allocations; mimalloc serves them in
 // fewer instructions than glibc's malloc (docs/benchmarks.md, issue 19).
@@ -111,7 +111,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             if config.store != StoreKind::Dynamodb {
                 return Err("table create needs CTXGATE_STORE=dynamodb".into());
             }
-            let aws = state::aws_sdk_config(&config).await;
+            let aws = ctxgate::aws::sdk_config(&config).await;
             DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table.clone())
                 .create_table()
                 .await?;

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, StoreKind};
 use crate::mcp::credentials::{
@@ -92,7 +89,7 @@ impl AppState {
     ) -> Result<Arc<Self>, StartupError> {
         let needs_aws = config.store == StoreKind::Dynamodb || config.secret_id.is_some();
         let aws = if needs_aws {
-            Some(aws_sdk_config(&config).await)
+            Some(crate::aws::sdk_config(&config).await)
         } else {
             None
         };
@@ -198,55 +195,6 @@ fn embedded_store(_: &Config) -> Result<Arc<dyn Store>, StartupError> {
         ConfigError::Invalid("this build has no embedded store; set CTXGATE_STORE=dynamodb".into())
             .into(),
     )
-}
-
-/// AWS SDK configuration: region from the environment (default `us-east-1`),
-/// endpoint from `AWS_ENDPOINT_URL` when set (emulators). No network is used
-/// here; credentials resolve lazily on the first call.
-///
-/// Throttling and transient failures are retried by the SDK's standard
-/// strategy (4 attempts, jittered backoff from 50 ms); each attempt and each
-/// call are time-bounded so a stalled store cannot eat the request deadline.
-/// What still fails reaches the client as a 503 with `Retry-After`.
-pub async fn aws_sdk_config(config: &Config) -> SdkConfig {
-    use aws_config::environment::EnvironmentVariableRegionProvider;
-    use aws_config::imds::region::ImdsRegionProvider;
-    use aws_config::profile::ProfileFileRegionProvider;
-    use aws_config::provider_config::ProviderConfig;
-    use aws_config::retry::RetryConfig;
-    use aws_config::timeout::TimeoutConfig;
-    // The SDK's default region chain (environment, profile, instance
-    // metadata), its IMDS client on the shared HTTPS client: the chain has
-    // no HTTP client of its own.
-    let providers = ProviderConfig::default().with_http_client(crate::tls::sdk_http_client());
-    let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-        .or_else(
-            ProfileFileRegionProvider::builder()
-                .configure(&providers)
-                .build(),
-        )
-        .or_else(ImdsRegionProvider::builder().configure(&providers).build())
-        .or_else(Region::new("us-east-1"));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::sdk_http_client())
-        .region(region)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(4)
-                .with_initial_backoff(Duration::from_millis(50))
-                .with_max_backoff(Duration::from_secs(1)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
-                .build(),
-        );
-    if let Some(url) = &config.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
 }
 
 /// The one upstream HTTP client (providers, JWKS): rustls ([`crate::tls`]), pooled

@@ -531,7 +531,7 @@ pub async fn proxied_gateway(
             .map(|(_, v)| v.clone())
     };
     let config = Config::from_toml(toml, lookup).unwrap();
-    let sdk = ctxgate::state::aws_sdk_config(&config).await;
+    let sdk = ctxgate::aws::sdk_config(&config).await;
     let proxied: Arc<dyn Store> =
         Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let keys: Arc<dyn KeySource> = Arc::new(EnvKeys::from_config(&config, lookup));

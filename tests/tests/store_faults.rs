@@ -37,7 +37,7 @@ async fn setup(upstream: &MockUpstream) -> (Gateway, FaultProxy, Arc<dyn Store>)
     })
     .unwrap();
     // The production SDK configuration (retries, timeouts), pointed at the proxy.
-    let sdk = ctxgate::state::aws_sdk_config(&config).await;
+    let sdk = ctxgate::aws::sdk_config(&config).await;
     let proxied: Arc<dyn Store> = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         table.clone(),

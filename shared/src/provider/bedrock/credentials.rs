@@ -1,6 +1,5 @@
-//! The AWS credentials Bedrock calls are signed with: the SDK's default
-//! chain (environment variables, profile, web identity, container or
-//! instance role; on Lambda the function's role through its environment),
+//! The AWS credentials Bedrock calls are signed with: [`crate::aws::credentials`]
+//! (locally the SDK's default chain; on Lambda the function's role),
 //! built once per process on first use and resolved again only shortly
 //! before what it gave expires. The SDK's own identity cache needs the SDK
 //! client runtime around it; this is the same rule for signed `reqwest` calls.
@@ -8,8 +7,6 @@
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use aws_config::default_provider::credentials::DefaultCredentialsChain;
-use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
@@ -78,15 +75,8 @@ impl AwsCredentials {
         let source = match source {
             Some(s) => s,
             None => {
-                // The process's one SDK HTTPS client (STS, the container
-                // and instance endpoints): the chain has no default one.
-                let mut chain = DefaultCredentialsChain::builder().configure(
-                    ProviderConfig::default().with_http_client(crate::tls::sdk_http_client()),
-                );
-                if let Some(r) = &self.region {
-                    chain = chain.region(aws_config::Region::new(r.clone()));
-                }
-                let built = SharedCredentialsProvider::new(chain.build().await);
+                let region = self.region.clone().map(aws_config::Region::new);
+                let built = crate::aws::credentials(region).await;
                 *self.source.write().unwrap_or_else(|e| e.into_inner()) = Some(built.clone());
                 built
             }
