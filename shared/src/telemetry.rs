@@ -9,10 +9,8 @@ use tracing_subscriber::fmt::MakeWriter;
 /// (headers, bodies) are capped below trace whatever `RUST_LOG` says.
 const PAYLOAD_DUMPERS: &[&str] = &[
     "aws_smithy_runtime",
-    "aws_smithy_http_client",
     "aws_sigv4",
     "hyper",
-    "h2",
     "reqwest",
     "rustls",
 ];

@@ -1,14 +1,10 @@
 //! TLS for every outbound connection: one crypto provider (ring), and the
-//! system's roots read twice per process, once here and once by the SDK.
+//! system's roots read once per process.
 //!
 //! The roots are the system's (`SSL_CERT_FILE` / `SSL_CERT_DIR` replace
 //! them, as with OpenSSL), read and parsed once on first use and shared by
-//! every reqwest client (providers, JWKS, MCP, OTLP). The AWS SDK clients and
-//! credential providers share one HTTPS client ([`sdk_http_client`]), which
-//! reads the same system store itself (cached by the SDK for the process).
-//! Handing it these roots instead (it takes PEM only) was measured 2 ms
-//! slower at start-up with one bundle, as on Lambda: each of its connectors
-//! decodes the PEM again (docs/benchmarks.md).
+//! every reqwest client (providers, JWKS, MCP, OTLP, and the AWS SDK's
+//! through [`crate::aws::transport`]).
 //!
 //! ring rather than aws-lc (the default of rustls, reqwest and the SDK): one
 //! crypto library in the binary instead of two. What is lost is
@@ -17,8 +13,6 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use rustls::RootCertStore;
 
 /// The system's trust anchors, parsed once.
@@ -40,7 +34,7 @@ static ROOTS: LazyLock<Arc<RootCertStore>> = LazyLock::new(|| {
 });
 
 /// The TLS client configuration every reqwest client is built with: ring,
-/// the process's roots, TLS 1.2 and 1.3, ALPN for HTTP/2 and HTTP/1.1.
+/// the process's roots, TLS 1.2 and 1.3, ALPN for HTTP/1.1.
 pub fn client_config() -> rustls::ClientConfig {
     static CONFIG: OnceLock<rustls::ClientConfig> = OnceLock::new();
     CONFIG
@@ -56,24 +50,9 @@ pub fn client_config() -> rustls::ClientConfig {
                 .expect("ring supports TLS 1.2 and 1.3")
                 .with_root_certificates(Arc::clone(&ROOTS))
                 .with_no_client_auth();
-            // What reqwest sets itself when it builds the configuration.
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            // HTTP/1.1 only: no HTTP/2 stack in the binaries (`aws::transport`).
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
             config
-        })
-        .clone()
-}
-
-/// The one HTTPS client of the AWS SDK clients (DynamoDB, Secrets Manager)
-/// and of the credential providers (STS for web identity, the container and
-/// instance endpoints), on rustls with ring. Connections are pooled per
-/// connector settings.
-pub fn sdk_http_client() -> SharedHttpClient {
-    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https()
         })
         .clone()
 }
@@ -96,7 +75,7 @@ mod tests {
     fn one_configuration_on_ring_with_the_shared_roots() {
         let a = client_config();
         let b = client_config();
-        assert_eq!(a.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(a.alpn_protocols, [b"http/1.1".to_vec()]);
         assert!(
             a.crypto_provider()
                 .cipher_suites

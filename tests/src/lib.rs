@@ -46,7 +46,7 @@ pub fn aws_endpoint() -> String {
 /// Emulator credentials and region, applied to the SDK config.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(ctxgate::tls::sdk_http_client())
+        .http_client(ctxgate::aws::sdk_http_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(aws_endpoint())
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

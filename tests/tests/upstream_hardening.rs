@@ -434,7 +434,7 @@ async fn failing_jwks_is_not_refetched_per_request() {
 async fn failing_secrets_manager_is_not_refetched_per_request() {
     let proxy = FaultProxy::start(&aws_endpoint()).await;
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(ctxgate::tls::sdk_http_client())
+        .http_client(ctxgate::aws::sdk_http_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&proxy.url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -22,6 +22,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config::Config;
 
+pub mod transport;
+
+pub use transport::sdk_http_client;
+
 /// The region when nothing names one.
 const FALLBACK_REGION: &str = "us-east-1";
 
@@ -47,7 +51,7 @@ fn timeout_config() -> TimeoutConfig {
 /// The credential providers' own calls (container endpoint, STS, instance
 /// metadata) go through the process's one SDK HTTPS client.
 fn provider_config() -> ProviderConfig {
-    ProviderConfig::default().with_http_client(crate::tls::sdk_http_client())
+    ProviderConfig::default().with_http_client(sdk_http_client())
 }
 
 /// AWS SDK configuration: region from the environment (default `us-east-1`),
@@ -71,7 +75,7 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
         .or_else(ImdsRegionProvider::builder().configure(&providers).build())
         .or_else(Region::new(FALLBACK_REGION));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::sdk_http_client())
+        .http_client(sdk_http_client())
         .region(region)
         .retry_config(retry_config())
         .timeout_config(timeout_config());
@@ -94,7 +98,7 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region.clone())
-        .http_client(crate::tls::sdk_http_client())
+        .http_client(sdk_http_client())
         .credentials_provider(credentials(region).await)
         .retry_config(retry_config())
         .timeout_config(timeout_config());
