@@ -297,6 +297,11 @@ async fn start_server_pinned(
     if let Ok(metrics) = std::env::var("CTXGATE_METRICS") {
         env.push(("CTXGATE_METRICS", metrics));
     }
+    // `TOKIO_WORKER_THREADS=1 cargo bench ...`: the server's runtime on one
+    // worker thread (no wake-ups between workers), else one per core.
+    if let Ok(workers) = std::env::var("TOKIO_WORKER_THREADS") {
+        env.push(("TOKIO_WORKER_THREADS", workers));
+    }
     env.extend(extra_env.iter().cloned());
     let mut args = vec!["keys", "create", "--tenant", "bench"];
     for scope in scopes {
