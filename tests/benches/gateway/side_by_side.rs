@@ -4,9 +4,12 @@
 //! that corrects for coordinated omission: at a fixed rate each request's
 //! latency counts from when it was due, not from when it was sent).
 //!
-//! Rows: fixed open-loop rates, then closed-loop concurrencies, then stored
-//! turns on the embedded store (one connection, sequential requests sent by
-//! the bench itself, since each turn names its conversation), then the
+//! Rows: fixed open-loop rates, then closed-loop concurrencies, then the
+//! floor (one connection through `bench-floor`, a proxy on the same HTTP
+//! stack that only forwards: what any gateway on these crates adds here),
+//! then stored turns on the embedded store (one connection, sequential
+//! requests sent by the bench itself, since each turn names its
+//! conversation), then the
 //! closed loop with the server on one core (`taskset -c 0`; the load
 //! generator and the mock on the other). For each: added latency at p50, p90
 //! and p99 (through minus direct, percentile by percentile), the gateway's
@@ -202,21 +205,34 @@ async fn upstream(cpus: Option<&str>, threads: Option<usize>) -> (Child, String)
     if let Some(n) = threads {
         cmd.env("BENCH_UPSTREAM_THREADS", n.to_string());
     }
+    listening(cmd, "the mock upstream").await
+}
+
+/// The pass-through proxy (`tests/src/bin/bench-floor.rs`) in front of
+/// `upstream`: the floor under any gateway on the same HTTP stack; its base URL.
+async fn floor(upstream: &str) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench-floor"));
+    cmd.arg(upstream);
+    listening(cmd, "the floor proxy").await
+}
+
+/// Starts a fixture that prints `listening on <addr>` first; it and its base URL.
+async fn listening(mut cmd: Command, what: &str) -> (Child, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("start the mock upstream");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines
         .next_line()
         .await
         .unwrap()
-        .expect("the mock upstream's address");
+        .unwrap_or_else(|| panic!("{what}'s address"));
     let addr = line
         .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("the mock upstream said {line:?}"))
+        .unwrap_or_else(|| panic!("{what} said {line:?}"))
         .to_owned();
     (child, format!("http://{addr}"))
 }
@@ -289,7 +305,7 @@ async fn row(
     let cpu_before = cpu_seconds(pid, ticks);
     let through = oha(oha_bin, gateway_url, key, load, driver_cpus).await;
     let cpu = cpu_seconds(pid, ticks) - cpu_before;
-    alive(server, "the local server");
+    alive(server, "the server under load");
     print_row(name, load, &direct, &through, cpu, failures);
 }
 
@@ -461,7 +477,7 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
         "\n### Stateless turn side by side: through the local server ({build}) against calling its mock upstream directly\n"
     );
     println!(
-        "Mock OpenAI upstream answering at once (`bench-upstream`), the same request both ways, `oha` as the client; open-loop rows count each request's latency from when it was due (`--latency-correction`). Latencies in µs unless marked; added = through minus direct, percentile by percentile.\n"
+        "Mock OpenAI upstream answering at once (`bench-upstream`), the same request both ways, `oha` as the client; open-loop rows count each request's latency from when it was due (`--latency-correction`). Latencies in µs unless marked; added = through minus direct, percentile by percentile. The floor row runs the one-connection load through `bench-floor` instead of ctxgate: a proxy on the same HTTP stack that only forwards (its CPU in the CPU column).\n"
     );
     println!(
         "| load | connections | requests | direct p50 / p90 / p99 | through ctxgate p50 / p90 / p99 | added p50 / p90 / p99 | direct req/s | ctxgate req/s | ctxgate CPU per request | errors |\n|---|---|---|---|---|---|---|---|---|---|"
@@ -518,6 +534,28 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
         )
         .await;
     }
+    // The floor: one connection through a proxy that only forwards, on the
+    // same HTTP stack; what ctxgate adds beyond it is ctxgate's own work.
+    let (mut floor_proxy, floor_url) = floor(&mock_url).await;
+    let floor_url = format!("{floor_url}/v1/chat/completions");
+    warm(&oha_bin, &floor_url, &key, sizes.warmup, None).await;
+    row(
+        "floor: pass-through proxy on the same HTTP stack (`bench-floor`), closed loop, 1 in flight",
+        &oha_bin,
+        &direct_url,
+        &floor_url,
+        &key,
+        &mut floor_proxy,
+        Load::Closed {
+            connections: 1,
+            requests: sizes.closed_requests,
+        },
+        None,
+        ticks,
+        &mut failures,
+    )
+    .await;
+    floor_proxy.kill().await.ok();
     // Issue 19: a stored turn adds at most 1 ms at p50 (embedded store).
     stored_row(
         &direct_url,

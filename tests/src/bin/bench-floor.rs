@@ -1,0 +1,72 @@
+//! Benchmark fixture, not shipped: the floor under the gateway's added latency. A
+//! pass-through proxy on the gateway's own HTTP stack (an axum server with `TCP_NODELAY`,
+//! one shared reqwest client, tokio's multi-threaded runtime; the system allocator) that
+//! does nothing else: each `POST` body goes to `{UPSTREAM}{path}` with a fixed bearer and
+//! the upstream's status and bytes come back. No authentication, no parsing, no store.
+//!
+//! What the side-by-side table adds through this proxy is what any gateway built on
+//! these crates pays on this machine for the second loopback hop and the two HTTP
+//! codecs; what ctxgate adds beyond it is ctxgate's own work (`scripts/bench.sh`,
+//! issue 19).
+//!
+//! `ctxgate-bench-floor UPSTREAM` (a base URL such as `http://127.0.0.1:4000`) listens
+//! on 127.0.0.1, prints `listening on <addr>` on stdout once it accepts, and logs nothing
+//! else.
+
+use std::io::Write;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+/// The shared client and the upstream's base URL.
+#[derive(Clone)]
+struct Upstream {
+    client: reqwest::Client,
+    base: String,
+}
+
+async fn forward(State(up): State<Upstream>, uri: Uri, body: Bytes) -> Response {
+    let sent = up
+        .client
+        .post(format!("{}{}", up.base, uri.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .bearer_auth("sk-floor")
+        .body(body)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(answer) => answer,
+        Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match answer.bytes().await {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let base = std::env::args()
+        .nth(1)
+        .expect("usage: ctxgate-bench-floor UPSTREAM_BASE_URL");
+    let up = Upstream {
+        client: reqwest::Client::new(),
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let local = listener.local_addr().expect("local address");
+    // As the local server does: no Nagle delay on small writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = axum::Router::new().fallback(forward).with_state(up);
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {local}").expect("stdout");
+    out.flush().expect("stdout");
+    axum::serve(listener, app).await.expect("serve");
+}
