@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: release binary sizes, chat and mcp function cold starts against a local
 # Lambda Runtime API, chat-turn latency, a stateless turn side by side with its mock
-# upstream (added latency, CPU per request, one-core throughput, peak RSS), streaming
+# upstream (added latency, CPU per request, one-core throughput, peak RSS, and the floor: the
+# same load through a proxy that only forwards), streaming
 # (OpenAI, Anthropic and Bedrock upstreams) and federated MCP call latency through the
 # local server. Prints tables.
 #
