@@ -9,7 +9,7 @@
 //! codecs; what ctxgate adds beyond it is ctxgate's own work (`scripts/bench.sh`,
 //! issue 19).
 //!
-//! `ctxgate-bench-floor UPSTREAM` (a base URL such as `http://127.0.0.1:4000`) listens
+//! `bench-floor UPSTREAM` (a base URL such as `http://127.0.0.1:4000`) listens
 //! on 127.0.0.1, prints `listening on <addr>` on stdout once it accepts, and logs nothing
 //! else.
 
@@ -27,6 +27,7 @@ struct Upstream {
     base: String,
 }
 
+/// Sends the request's body on to the upstream, and its answer back.
 async fn forward(State(up): State<Upstream>, uri: Uri, body: Bytes) -> Response {
     let sent = up
         .client
@@ -51,7 +52,7 @@ async fn forward(State(up): State<Upstream>, uri: Uri, body: Bytes) -> Response 
 async fn main() {
     let base = std::env::args()
         .nth(1)
-        .expect("usage: ctxgate-bench-floor UPSTREAM_BASE_URL");
+        .expect("usage: bench-floor UPSTREAM_BASE_URL");
     let up = Upstream {
         client: reqwest::Client::new(),
         base: base.trim_end_matches('/').to_owned(),
