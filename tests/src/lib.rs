@@ -2,6 +2,7 @@
 //! emulator endpoint, mock upstream providers on loopback, and a gateway
 //! built from the real handlers.
 
+pub mod announced;
 pub mod bedrock;
 pub mod cache_sim;
 pub mod child;

@@ -13,8 +13,6 @@
 //! on 127.0.0.1, prints `listening on <addr>` on stdout once it accepts, and logs nothing
 //! else.
 
-use std::io::Write;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
@@ -57,17 +55,6 @@ async fn main() {
         client: reqwest::Client::new(),
         base: base.trim_end_matches('/').to_owned(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let local = listener.local_addr().expect("local address");
-    // As the local server does: no Nagle delay on small writes.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let app = axum::Router::new().fallback(forward).with_state(up);
-    let mut out = std::io::stdout();
-    writeln!(out, "listening on {local}").expect("stdout");
-    out.flush().expect("stdout");
-    axum::serve(listener, app).await.expect("serve");
+    ctxgate_tests::announced::serve("127.0.0.1:0", app).await;
 }

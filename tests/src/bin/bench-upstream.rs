@@ -21,7 +21,6 @@
 //! prints `listening on <addr>` on stdout once it accepts, and logs nothing
 //! else. Multi-threaded (one tokio worker per core, or `BENCH_UPSTREAM_THREADS`).
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -30,7 +29,7 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ctxgate_tests::streamed_answer;
+use ctxgate_tests::{announced, streamed_answer};
 
 /// The one non-streamed chat answer: a short completion with its usage, as OpenAI sends it.
 const BODY: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}"#;
@@ -121,19 +120,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(async {
-            let listener = tokio::net::TcpListener::bind(&addr)
-                .await
-                .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-            let local = listener.local_addr().expect("local address");
-            // As providers do: no Nagle delay on small writes.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let app = axum::Router::new().fallback(answer).with_state(answers);
-            let mut out = std::io::stdout();
-            writeln!(out, "listening on {local}").expect("stdout");
-            out.flush().expect("stdout");
-            axum::serve(listener, app).await.expect("serve");
-        });
+        .block_on(announced::serve(
+            &addr,
+            axum::Router::new().fallback(answer).with_state(answers),
+        ));
 }
