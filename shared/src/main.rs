@@ -143,8 +143,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let state = AppState::from_env().await?;
-    let store = &state.store;
+    let config = Config::from_env()?;
+    let store = ctxgate::state::key_store(&config).await?;
     match command {
         KeysCommand::Create {
             tenant,
@@ -218,7 +218,7 @@ async fn keys(command: KeysCommand) -> Result<(), Box<dyn std::error::Error>> {
             }
             println!(
                 "revoked {id} (warm processes notice within {} s)",
-                state.config.key_cache_ttl.as_secs()
+                config.key_cache_ttl.as_secs()
             );
         }
     }

@@ -13,7 +13,7 @@ use crate::processor::Redactors;
 use crate::provider::Providers;
 use crate::secrets::{EnvKeys, KeySource, SecretsError, SecretsManagerKeys};
 use crate::store::dynamo::DynamoStore;
-use crate::store::{Store, StoreError};
+use crate::store::{KeyStore, Store, StoreError};
 
 /// Why the process could not start.
 #[derive(thiserror::Error)]
@@ -187,6 +187,37 @@ fn embedded_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     Ok(Arc::new(crate::store::embedded::EmbeddedStore::open(
         &config.data_dir,
     )?))
+}
+
+/// The key store the admin CLI writes: the table with DynamoDB, the key file
+/// locally (shared with a running server, which holds the rest of the store).
+pub async fn key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartupError> {
+    if config.store == StoreKind::Dynamodb {
+        let aws = crate::aws::sdk_config(config).await;
+        return Ok(Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            config.table.clone(),
+        )));
+    }
+    embedded_keys(config)
+}
+
+#[cfg(feature = "embedded")]
+fn embedded_keys(config: &Config) -> Result<Arc<dyn KeyStore>, StartupError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StoreError::Backend(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    Ok(Arc::new(crate::store::embedded::keys::KeyFile::open(
+        &config.data_dir,
+    )?))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn embedded_keys(_: &Config) -> Result<Arc<dyn KeyStore>, StartupError> {
+    Err(
+        ConfigError::Invalid("this build has no embedded store; set CTXGATE_STORE=dynamodb".into())
+            .into(),
+    )
 }
 
 #[cfg(not(feature = "embedded"))]

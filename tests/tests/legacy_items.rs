@@ -83,7 +83,8 @@ enum Legacy {
         table: String,
     },
     Embedded {
-        dir: tempfile::TempDir,
+        store: Arc<EmbeddedStore>,
+        _dir: tempfile::TempDir,
     },
 }
 
@@ -118,20 +119,11 @@ impl Legacy {
                 }
                 doc.into_bytes()
             }
-            Legacy::Embedded { dir } => {
-                const MESSAGES: redb::TableDefinition<(&str, u64), &[u8]> =
-                    redb::TableDefinition::new("messages");
-                use redb::ReadableDatabase;
-                let db = redb::Database::builder()
-                    .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-                    .create(dir.path().join("ctxgate.redb"))
-                    .unwrap();
-                let tx = db.begin_read().unwrap();
-                let table = tx.open_table(MESSAGES).unwrap();
-                let key = format!("{TENANT}\u{1f}{conv}");
-                let value = table.get((key.as_str(), seq)).unwrap().expect("the record");
-                value.value().to_vec()
-            }
+            Legacy::Embedded { store, .. } => store
+                .raw_message(TENANT, conv, seq)
+                .await
+                .unwrap()
+                .expect("the record"),
         };
         serde_json::from_slice(&bytes).unwrap()
     }
@@ -156,8 +148,8 @@ async fn legacy_dynamo() -> (Arc<dyn Store>, Legacy) {
 fn legacy_embedded() -> (Arc<dyn Store>, Legacy) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("embedded-v1.redb"), dir.path().join("ctxgate.redb")).unwrap();
-    let store = EmbeddedStore::open(dir.path()).unwrap();
-    (Arc::new(store), Legacy::Embedded { dir })
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    (store.clone(), Legacy::Embedded { store, _dir: dir })
 }
 
 /// Both stores, each holding the legacy conversation.

@@ -1,13 +1,17 @@
-//! The embedded store: a redb database file under `CTXGATE_DATA_DIR`.
+//! The embedded store: redb database files under `CTXGATE_DATA_DIR`.
 //!
-//! Opened in redb's multi-writer mode so that the admin CLI can mint keys
-//! while a local server holds the same file. redb runs one write transaction
-//! at a time, which gives the version check the same atomicity a DynamoDB
-//! conditional transaction has.
+//! `ctxgate.redb` holds everything but API keys and is held by one process
+//! (redb's exclusive-writer mode): its transactions then read the database's
+//! state from memory and its commits write only what changed, one fsync each.
+//! redb runs one write transaction at a time, which gives the version check
+//! the same atomicity a DynamoDB conditional transaction has. API keys live
+//! in [`keys::KeyFile`], which the admin CLI writes while a server runs.
 //!
 //! There is no TTL here: expiry indexes record when counters, idempotency
 //! records and conversations (tombstones included) may go, and every
 //! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
+
+pub mod keys;
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::Instrument;
 
 use super::window::NewestFirst;
@@ -31,8 +35,6 @@ use super::{
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversation_meta");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
-const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
-const KEY_IDS: TableDefinition<&str, &str> = TableDefinition::new("api_key_ids");
 const COUNTERS: TableDefinition<(&str, &str), i64> = TableDefinition::new("counters");
 const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage");
 /// Tenant, listing key (`{updated}#{id}`) -> conversation id.
@@ -84,6 +86,7 @@ pub struct Swept {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    keys: keys::KeyFile,
     /// Writes so far, to sweep every [`SWEEP_EVERY`] of them.
     writes: Arc<AtomicU64>,
 }
@@ -98,20 +101,25 @@ fn conv_key(tenant: &str, id: &str) -> String {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/ctxgate.redb`.
+    /// Opens (or creates) `dir/ctxgate.redb` and `dir/keys.redb`; fails
+    /// when another process holds the first.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(dir.join("ctxgate.redb"))
-            .map_err(backend)?;
+        let path = dir.join("ctxgate.redb");
+        let db = Database::builder().create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => backend(format!(
+                "{} is in use by another process (a local server on the same CTXGATE_DATA_DIR?)",
+                path.display()
+            )),
+            e => backend(e),
+        })?;
+        let keys = keys::KeyFile::open(dir)?;
+        keys.adopt(&db)?;
         // Create the tables up front so readers never meet a missing table.
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
         tx.open_table(MESSAGES).map_err(backend)?;
-        tx.open_table(KEYS).map_err(backend)?;
-        tx.open_table(KEY_IDS).map_err(backend)?;
         tx.open_table(COUNTERS).map_err(backend)?;
         tx.open_table(USAGE).map_err(backend)?;
         tx.open_table(CONV_INDEX).map_err(backend)?;
@@ -127,6 +135,7 @@ impl EmbeddedStore {
         tx.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
+            keys,
             writes: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -151,6 +160,24 @@ impl EmbeddedStore {
         .await
     }
 
+    /// The document stored in one message slot, as written: what format
+    /// checks read, since no other process may open the file meanwhile.
+    pub async fn raw_message(
+        &self,
+        tenant: &str,
+        id: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = conv_key(tenant, id);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(MESSAGES).map_err(backend)?;
+            let row = table.get((key.as_str(), seq)).map_err(backend)?;
+            Ok(row.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
     /// Counts a write; every [`SWEEP_EVERY`]th one sweeps (a failure only
     /// costs space, so it is logged, not returned).
     async fn wrote(&self) {
@@ -161,16 +188,24 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs blocking redb work off the async threads.
+    /// Runs blocking work on this store's file off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(backend)?
+        blocking(&self.db, f).await
     }
+}
+
+/// Runs blocking redb work on `db` off the async threads.
+async fn blocking<T: Send + 'static>(
+    db: &Arc<Database>,
+    f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || f(&db))
+        .await
+        .map_err(backend)?
 }
 
 fn read_meta(
@@ -658,130 +693,27 @@ impl IdempotencyStore for EmbeddedStore {
     }
 }
 
+/// Keys are the key file's ([`keys::KeyFile`]).
 #[async_trait]
 impl KeyStore for EmbeddedStore {
-    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "put_key"))]
     async fn put_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let key = key.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut ids = tx.open_table(KEY_IDS).map_err(backend)?;
-                if ids.get(key.key_id.as_str()).map_err(backend)?.is_some() {
-                    return Err(backend("duplicate key id"));
-                }
-                ids.insert(key.key_id.as_str(), key.hash.as_str())
-                    .map_err(backend)?;
-                let bytes = serde_json::to_vec(&key).map_err(backend)?;
-                tx.open_table(KEYS)
-                    .map_err(backend)?
-                    .insert(key.hash.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.keys.put_key(key).await
     }
 
-    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "key_by_hash"))]
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let hash = hash.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let table = tx.open_table(KEYS).map_err(backend)?;
-            match table.get(hash.as_str()).map_err(backend)? {
-                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.keys.key_by_hash(hash).await
     }
 
-    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_keys"))]
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let tenant = tenant.map(str::to_owned);
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let table = tx.open_table(KEYS).map_err(backend)?;
-            let mut out = Vec::new();
-            for row in table.iter().map_err(backend)? {
-                let (_, v) = row.map_err(backend)?;
-                let rec: ApiKeyRecord = serde_json::from_slice(v.value()).map_err(backend)?;
-                if tenant.as_deref().is_none_or(|t| t == rec.tenant) {
-                    out.push(rec);
-                }
-            }
-            out.sort_by(|a, b| (a.created, &a.key_id).cmp(&(b.created, &b.key_id)));
-            Ok(out)
-        })
-        .await
+        self.keys.list_keys(tenant).await
     }
 
-    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "revoke_key"))]
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        let key_id = key_id.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let found = {
-                let ids = tx.open_table(KEY_IDS).map_err(backend)?;
-                let hash = ids
-                    .get(key_id.as_str())
-                    .map_err(backend)?
-                    .map(|h| h.value().to_owned());
-                match hash {
-                    None => false,
-                    Some(hash) => {
-                        let mut keys = tx.open_table(KEYS).map_err(backend)?;
-                        let rec = keys
-                            .get(hash.as_str())
-                            .map_err(backend)?
-                            .map(|v| v.value().to_vec());
-                        match rec {
-                            None => false,
-                            Some(bytes) => {
-                                let mut rec: ApiKeyRecord =
-                                    serde_json::from_slice(&bytes).map_err(backend)?;
-                                rec.revoked = true;
-                                let bytes = serde_json::to_vec(&rec).map_err(backend)?;
-                                keys.insert(hash.as_str(), bytes.as_slice())
-                                    .map_err(backend)?;
-                                true
-                            }
-                        }
-                    }
-                }
-            };
-            tx.commit().map_err(backend)?;
-            Ok(found)
-        })
-        .await
+        self.keys.revoke_key(key_id).await
     }
 
-    #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "get_key"))]
     async fn get_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let key_id = key_id.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let Some(hash) = tx
-                .open_table(KEY_IDS)
-                .map_err(backend)?
-                .get(key_id.as_str())
-                .map_err(backend)?
-                .map(|h| h.value().to_owned())
-            else {
-                return Ok(None);
-            };
-            match tx
-                .open_table(KEYS)
-                .map_err(backend)?
-                .get(hash.as_str())
-                .map_err(backend)?
-            {
-                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(backend)?)),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.keys.get_key(key_id).await
     }
 }
 
