@@ -207,9 +207,9 @@ fn embedded_keys(config: &Config) -> Result<Arc<dyn KeyStore>, StartupError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StoreError::Backend(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
-    Ok(Arc::new(crate::store::embedded::keys::KeyFile::open(
-        &config.data_dir,
-    )?))
+    Ok(Arc::new(
+        crate::store::embedded::keys::KeyFile::open_for_admin(&config.data_dir)?,
+    ))
 }
 
 #[cfg(not(feature = "embedded"))]

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{
-    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    ConcurrencyMode, Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle,
 };
 
 use super::{backend, blocking};
@@ -45,6 +46,22 @@ impl KeyFile {
         tx.open_table(KEY_IDS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Opens the key file for the admin CLI, first moving the keys a store
+    /// file of before the split holds when no server has that file open (a
+    /// server moves them itself when it opens it).
+    pub fn open_for_admin(dir: &Path) -> Result<Self, StoreError> {
+        let keys = Self::open(dir)?;
+        let store = dir.join(super::FILE);
+        if store.exists() {
+            match Database::create(&store) {
+                Ok(db) => keys.adopt(&db)?,
+                Err(DatabaseError::DatabaseAlreadyOpen) => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(keys)
     }
 
     /// Moves the keys a store file of before the split still holds into this
@@ -299,6 +316,19 @@ mod tests {
         drop(db);
         let keys = KeyFile::open(dir.path()).unwrap();
         assert!(keys.get_key("key_a").await.unwrap().unwrap().revoked);
+    }
+
+    #[tokio::test]
+    async fn the_admin_cli_moves_keys_when_no_server_holds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        old_layout(dir.path(), &[record("key_a", "ha")]);
+        let cli = KeyFile::open_for_admin(dir.path()).unwrap();
+        assert_eq!(cli.list_keys(Some("t1")).await.unwrap().len(), 1);
+        // With a server up, the CLI leaves its file alone.
+        let server = EmbeddedStore::open(dir.path()).unwrap();
+        let cli = KeyFile::open_for_admin(dir.path()).unwrap();
+        cli.put_key(&record("key_b", "hb")).await.unwrap();
+        assert_eq!(server.list_keys(None).await.unwrap().len(), 2);
     }
 
     #[tokio::test]

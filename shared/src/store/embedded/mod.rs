@@ -61,6 +61,9 @@ const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_au
 const AUDIT_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("mcp_audit_expiry");
 
+/// The store's file in the data directory.
+const FILE: &str = "ctxgate.redb";
+
 /// Messages one range read of a windowed read takes.
 const WINDOW_PAGE: usize = 32;
 
@@ -106,7 +109,7 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("ctxgate.redb");
+        let path = dir.join(FILE);
         let db = Database::builder().create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => backend(format!(
                 "{} is in use by another process (a local server on the same CTXGATE_DATA_DIR?)",
