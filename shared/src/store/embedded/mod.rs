@@ -51,9 +51,9 @@ const COUNTER_EXPIRY: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("counter_expiry");
 /// A counter's expiry, to move its index entry when it changes.
 const COUNTER_TTL: TableDefinition<(&str, &str), i64> = TableDefinition::new("counter_ttl");
-/// Tenant, server name -> the registration (JSON).
 /// Responses API records: (tenant, response id) -> record.
 const RESPONSES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("responses");
+/// Tenant, server name -> the registration (JSON).
 const MCP_SERVERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_servers");
 /// (tenant, audit id) -> the row as JSON; ids sort by time.
 const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mcp_audit");
