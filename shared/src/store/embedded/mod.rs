@@ -2,26 +2,31 @@
 //!
 //! `ctxgate.redb` holds everything but API keys and is held by one process
 //! (redb's exclusive-writer mode): its transactions then read the database's
-//! state from memory and its commits write only what changed, one fsync each.
-//! redb runs one write transaction at a time, which gives the version check
-//! the same atomicity a DynamoDB conditional transaction has. API keys live
-//! in [`keys::KeyFile`], which the admin CLI writes while a server runs.
+//! state from memory and its commits write only what changed. Reads run on
+//! the calling thread; write transactions run one at a time on the
+//! [`writer`] thread, which gives the version check the same atomicity a
+//! DynamoDB conditional transaction has, and the writes waiting together
+//! share one fsync. API keys live in [`keys::KeyFile`], which the admin CLI
+//! writes while a server runs.
 //!
 //! There is no TTL here: expiry indexes record when counters, idempotency
 //! records and conversations (tombstones included) may go, and every
 //! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
 
 pub mod keys;
+mod writer;
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tracing::Instrument;
+use writer::{Verdict, Writer};
 
 use super::window::NewestFirst;
 use super::{
@@ -90,8 +95,8 @@ pub struct Swept {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     keys: keys::KeyFile,
-    /// Writes so far, to sweep every [`SWEEP_EVERY`] of them.
-    writes: Arc<AtomicU64>,
+    /// The thread every write transaction runs on.
+    writer: Arc<Writer>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -136,31 +141,29 @@ impl EmbeddedStore {
         tx.open_table(AUDIT_EXPIRY).map_err(backend)?;
         tx.open_table(RESPONSES).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(Self {
-            db: Arc::new(db),
-            keys,
-            writes: Arc::new(AtomicU64::new(0)),
-        })
+        let db = Arc::new(db);
+        let writer = Arc::new(Writer::start(db.clone())?);
+        Ok(Self { db, keys, writer })
     }
 
     /// Removes what expired by `now`: counters, idempotency records,
     /// conversations (tombstones included) past their keep time, and audit
     /// rows past their retention, at most
-    /// [`SWEEP_BATCH`] of each. Writes run it every [`SWEEP_EVERY`] times,
-    /// so the file does not grow with what nobody can read any more.
+    /// [`SWEEP_BATCH`] of each. The writer runs it every [`SWEEP_EVERY`]
+    /// writes, so the file does not grow with what nobody can read any more.
     pub async fn sweep(&self, now: i64) -> Result<Swept, StoreError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let swept = Swept {
-                counters: sweep_counters(&tx, now)?,
-                idempotency: sweep_idempotency(&tx, now)?,
-                conversations: sweep_conversations(&tx, now)?,
-                audit: sweep_audit(&tx, now)?,
-            };
-            tx.commit().map_err(backend)?;
-            Ok(swept)
+        self.write(move |tx| Self::sweep_in(tx, now).map(Verdict::Commit))
+            .await
+    }
+
+    /// The sweep's work inside `tx`.
+    fn sweep_in(tx: &WriteTransaction, now: i64) -> Result<Swept, StoreError> {
+        Ok(Swept {
+            counters: sweep_counters(tx, now)?,
+            idempotency: sweep_idempotency(tx, now)?,
+            conversations: sweep_conversations(tx, now)?,
+            audit: sweep_audit(tx, now)?,
         })
-        .await
     }
 
     /// The document stored in one message slot, as written: what format
@@ -181,16 +184,6 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Counts a write; every [`SWEEP_EVERY`]th one sweeps (a failure only
-    /// costs space, so it is logged, not returned).
-    async fn wrote(&self) {
-        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
-            && let Err(e) = self.sweep(crate::now_secs()).await
-        {
-            tracing::warn!(error = %e, "embedded store sweep failed");
-        }
-    }
-
     /// Runs a read on the calling thread. The file is this process's alone,
     /// so a read transaction starts from memory and finds its pages in
     /// redb's cache (or the OS's): microseconds, less than the hand-off to
@@ -203,12 +196,13 @@ impl EmbeddedStore {
         f(&self.db)
     }
 
-    /// Runs a write (its commit waits for an fsync) off the async threads.
-    async fn blocking<T: Send + 'static>(
+    /// Runs a write transaction on the writer thread ([`writer`]): `f`
+    /// says whether to commit; the answer comes once that is durable.
+    async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&WriteTransaction) -> Result<Verdict<T>, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        blocking(&self.db, f).await
+        self.writer.write(f).await
     }
 }
 
@@ -430,8 +424,7 @@ impl ConversationStore for EmbeddedStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let key = conv_key(&tenant, &id);
         let turn = turn.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut meta_table = tx.open_table(META).map_err(backend)?;
                 let current = read_meta(&meta_table, &key)?;
@@ -457,10 +450,10 @@ impl ConversationStore for EmbeddedStore {
                 if let Some(done) = &turn.idempotency {
                     let mut idem = tx.open_table(IDEMPOTENCY).map_err(backend)?;
                     let was = complete_claim(&mut idem, &tenant, done)?;
-                    reindex_record(&tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
+                    reindex_record(tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
                 }
                 write_head(
-                    &tx,
+                    tx,
                     &mut meta_table,
                     (&tenant, &id),
                     current.as_ref(),
@@ -487,11 +480,9 @@ impl ConversationStore for EmbeddedStore {
                 }
             }
             // Dropping an uncommitted transaction (the error paths above) aborts it.
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
-        .await?;
-        self.wrote().await;
-        Ok(())
+        .await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "edit_message"))]
@@ -504,8 +495,7 @@ impl ConversationStore for EmbeddedStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let key = conv_key(&tenant, &id);
         let edit = edit.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut meta_table = tx.open_table(META).map_err(backend)?;
                 let current = read_meta(&meta_table, &key)?;
@@ -513,7 +503,7 @@ impl ConversationStore for EmbeddedStore {
                     return Err(StoreError::Conflict);
                 }
                 write_head(
-                    &tx,
+                    tx,
                     &mut meta_table,
                     (&tenant, &id),
                     current.as_ref(),
@@ -532,11 +522,9 @@ impl ConversationStore for EmbeddedStore {
                     }
                 }
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
-        .await?;
-        self.wrote().await;
-        Ok(())
+        .await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "delete_conversation"))]
@@ -544,12 +532,11 @@ impl ConversationStore for EmbeddedStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let key = conv_key(&tenant, &id);
         let now = crate::now_secs();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut meta_table = tx.open_table(META).map_err(backend)?;
                 let Some(old) = read_meta(&meta_table, &key)?.filter(|m| !m.is_tombstone()) else {
-                    return Ok(());
+                    return Ok(Verdict::Abort(()));
                 };
                 tx.open_table(CONV_INDEX)
                     .map_err(backend)?
@@ -562,7 +549,7 @@ impl ConversationStore for EmbeddedStore {
                 meta_table
                     .insert(key.as_str(), bytes.as_slice())
                     .map_err(backend)?;
-                reindex_conversation(&tx, &key, Some(&old), &dead)?;
+                reindex_conversation(tx, &key, Some(&old), &dead)?;
                 remove_messages(
                     &mut tx.open_table(MESSAGES).map_err(backend)?,
                     &key,
@@ -576,11 +563,9 @@ impl ConversationStore for EmbeddedStore {
                     .insert((count.pk.as_str(), count.sk.as_str()), (n - 1).max(0))
                     .map_err(backend)?;
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
-        .await?;
-        self.wrote().await;
-        Ok(())
+        .await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "purge_messages"))]
@@ -592,15 +577,14 @@ impl ConversationStore for EmbeddedStore {
         to: u64,
     ) -> Result<(), StoreError> {
         let key = conv_key(tenant, id);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             remove_messages(
                 &mut tx.open_table(MESSAGES).map_err(backend)?,
                 &key,
                 from,
                 to,
             )?;
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
         .await
     }
@@ -619,8 +603,7 @@ impl IdempotencyStore for EmbeddedStore {
         let claim = IdempotencyRecord::claim(req);
         let now = req.now;
         let outcome = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(backend)?;
+            .write(move |tx| {
                 let outcome = {
                     let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
                     let current = read_record(&table, &tenant, &key)?;
@@ -640,7 +623,7 @@ impl IdempotencyStore for EmbeddedStore {
                                 .insert((tenant.as_str(), key.as_str()), bytes.as_slice())
                                 .map_err(backend)?;
                             reindex_record(
-                                &tx,
+                                tx,
                                 &tenant,
                                 &key,
                                 current.map(|r| r.expires_at),
@@ -650,13 +633,13 @@ impl IdempotencyStore for EmbeddedStore {
                         }
                     }
                 };
-                if outcome == IdempotencyClaim::Acquired {
-                    tx.commit().map_err(backend)?;
-                }
-                Ok(outcome)
+                Ok(if outcome == IdempotencyClaim::Acquired {
+                    Verdict::Commit(outcome)
+                } else {
+                    Verdict::Abort(outcome)
+                })
             })
             .await?;
-        self.wrote().await;
         Ok(outcome)
     }
 
@@ -668,15 +651,14 @@ impl IdempotencyStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let tenant = tenant.to_owned();
         let done = done.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             let was = complete_claim(
                 &mut tx.open_table(IDEMPOTENCY).map_err(backend)?,
                 &tenant,
                 &done,
             )?;
-            reindex_record(&tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
-            tx.commit().map_err(backend)
+            reindex_record(tx, &tenant, &done.key, Some(was), Some(done.expires_at))?;
+            Ok(Verdict::Commit(()))
         })
         .await
     }
@@ -689,8 +671,7 @@ impl IdempotencyStore for EmbeddedStore {
         token: &str,
     ) -> Result<(), StoreError> {
         let (tenant, key, token) = (tenant.to_owned(), key.to_owned(), token.to_owned());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
                 let ours = read_record(&table, &tenant, &key)?
@@ -699,10 +680,10 @@ impl IdempotencyStore for EmbeddedStore {
                     table
                         .remove((tenant.as_str(), key.as_str()))
                         .map_err(backend)?;
-                    reindex_record(&tx, &tenant, &key, Some(r.expires_at), None)?;
+                    reindex_record(tx, &tenant, &key, Some(r.expires_at), None)?;
                 }
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
         .await
     }
@@ -744,8 +725,7 @@ impl CounterStore for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         let key = key.clone();
         let allowed = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(backend)?;
+            .write(move |tx| {
                 let allowed = {
                     let mut table = tx.open_table(COUNTERS).map_err(backend)?;
                     let current = table
@@ -761,18 +741,18 @@ impl CounterStore for EmbeddedStore {
                             .insert((key.pk.as_str(), key.sk.as_str()), next)
                             .map_err(backend)?;
                         if let Some(e) = expires_at {
-                            expire_counter(&tx, &key, e)?;
+                            expire_counter(tx, &key, e)?;
                         }
                         true
                     }
                 };
-                if allowed {
-                    tx.commit().map_err(backend)?;
-                }
-                Ok(allowed)
+                Ok(if allowed {
+                    Verdict::Commit(allowed)
+                } else {
+                    Verdict::Abort(allowed)
+                })
             })
             .await?;
-        self.wrote().await;
         Ok(allowed)
     }
 
@@ -790,8 +770,7 @@ impl CounterStore for EmbeddedStore {
         }
         let adds = adds.to_vec();
         let refused = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(backend)?;
+            .write(move |tx| {
                 {
                     let mut table = tx.open_table(COUNTERS).map_err(backend)?;
                     let mut next = Vec::with_capacity(adds.len());
@@ -802,8 +781,7 @@ impl CounterStore for EmbeddedStore {
                             .map_or(0, |v| v.value());
                         let n = current.saturating_add(a.delta);
                         if a.delta > 0 && a.limit.is_some_and(|l| n > l) {
-                            // Dropped uncommitted: nothing changes.
-                            return Ok(Some(i));
+                            return Ok(Verdict::Abort(Some(i)));
                         }
                         next.push(n);
                     }
@@ -815,14 +793,12 @@ impl CounterStore for EmbeddedStore {
                 }
                 for a in &adds {
                     if let Some(e) = a.expires_at {
-                        expire_counter(&tx, &a.key, e)?;
+                        expire_counter(tx, &a.key, e)?;
                     }
                 }
-                tx.commit().map_err(backend)?;
-                Ok(None)
+                Ok(Verdict::Commit(None))
             })
             .await?;
-        self.wrote().await;
         Ok(refused)
     }
 
@@ -844,10 +820,9 @@ impl CounterStore for EmbeddedStore {
     async fn add_usage(&self, tenant: &str, row: &UsageRow) -> Result<(), StoreError> {
         let tenant = tenant.to_owned();
         let row = row.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             add_usage_row(&mut tx.open_table(USAGE).map_err(backend)?, &tenant, &row)?;
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
         .await
     }
@@ -865,8 +840,7 @@ impl CounterStore for EmbeddedStore {
             sk: "FLUSH".into(),
         };
         let expires = crate::now_secs() + 7 * 86_400;
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             let applied = {
                 let mut counters = tx.open_table(COUNTERS).map_err(backend)?;
                 let k = (marker.pk.as_str(), marker.sk.as_str());
@@ -877,9 +851,9 @@ impl CounterStore for EmbeddedStore {
                 applied
             };
             if applied {
-                return tx.abort().map_err(backend);
+                return Ok(Verdict::Abort(()));
             }
-            expire_counter(&tx, &marker, expires)?;
+            expire_counter(tx, &marker, expires)?;
             {
                 let mut usage = tx.open_table(USAGE).map_err(backend)?;
                 for (tenant, row) in &batch.rows {
@@ -894,11 +868,9 @@ impl CounterStore for EmbeddedStore {
                         .map_err(backend)?;
                 }
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
-        .await?;
-        self.wrote().await;
-        Ok(())
+        .await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "usage"))]
@@ -1224,8 +1196,7 @@ impl McpServerStore for EmbeddedStore {
         record: &McpServerRecord,
     ) -> Result<(), StoreError> {
         let (tenant, record) = (tenant.to_owned(), record.clone());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut t = tx.open_table(MCP_SERVERS).map_err(backend)?;
                 if read_mcp(&t, &tenant, &record.name)?.is_some() {
@@ -1235,7 +1206,7 @@ impl McpServerStore for EmbeddedStore {
                 t.insert((tenant.as_str(), record.name.as_str()), bytes.as_slice())
                     .map_err(backend)?;
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
         .await
     }
@@ -1283,12 +1254,11 @@ impl McpServerStore for EmbeddedStore {
         expected: u64,
     ) -> Result<bool, StoreError> {
         let (tenant, record) = (tenant.to_owned(), record.clone());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut t = tx.open_table(MCP_SERVERS).map_err(backend)?;
                 match read_mcp(&t, &tenant, &record.name)? {
-                    None => return Ok(false),
+                    None => return Ok(Verdict::Abort(false)),
                     Some(old) if old.version != expected => return Err(StoreError::Conflict),
                     Some(_) => {}
                 }
@@ -1296,8 +1266,7 @@ impl McpServerStore for EmbeddedStore {
                 t.insert((tenant.as_str(), record.name.as_str()), bytes.as_slice())
                     .map_err(backend)?;
             }
-            tx.commit().map_err(backend)?;
-            Ok(true)
+            Ok(Verdict::Commit(true))
         })
         .await
     }
@@ -1305,16 +1274,14 @@ impl McpServerStore for EmbeddedStore {
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "delete_mcp_server"))]
     async fn delete_mcp_server(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             let found = tx
                 .open_table(MCP_SERVERS)
                 .map_err(backend)?
                 .remove((tenant.as_str(), name.as_str()))
                 .map_err(backend)?
                 .is_some();
-            tx.commit().map_err(backend)?;
-            Ok(found)
+            Ok(Verdict::Commit(found))
         })
         .await
     }
@@ -1325,8 +1292,7 @@ impl AuditStore for EmbeddedStore {
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "write", otel.kind = "client", db.system.name = "redb", db.operation.name = "write", ctxgate.store.call = "record_call"))]
     async fn record_call(&self, tenant: &str, record: &AuditRecord) -> Result<(), StoreError> {
         let (tenant, record) = (tenant.to_owned(), record.clone());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.write(move |tx| {
             {
                 let mut t = tx.open_table(AUDIT).map_err(backend)?;
                 let bytes = serde_json::to_vec(&record).map_err(backend)?;
@@ -1337,11 +1303,9 @@ impl AuditStore for EmbeddedStore {
                     .insert((record.expires_at, tenant.as_str(), record.id.as_str()), ())
                     .map_err(backend)?;
             }
-            tx.commit().map_err(backend)
+            Ok(Verdict::Commit(()))
         })
-        .await?;
-        self.wrote().await;
-        Ok(())
+        .await
     }
 
     #[tracing::instrument(target = "ctxgate::otel", name = "store", skip_all, fields(otel.name = "read", otel.kind = "client", db.system.name = "redb", db.operation.name = "read", ctxgate.store.call = "list_calls"))]
@@ -1407,8 +1371,7 @@ impl ResponseStore for EmbeddedStore {
     async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         let removed = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(backend)?;
+            .write(move |tx| {
                 let removed = {
                     let mut table = tx.open_table(RESPONSES).map_err(backend)?;
                     let old = table
@@ -1416,11 +1379,9 @@ impl ResponseStore for EmbeddedStore {
                         .map_err(backend)?;
                     old.is_some()
                 };
-                tx.commit().map_err(backend)?;
-                Ok(removed)
+                Ok(Verdict::Commit(removed))
             })
             .await?;
-        self.wrote().await;
         Ok(removed)
     }
 }
