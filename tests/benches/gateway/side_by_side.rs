@@ -7,7 +7,7 @@
 //! Rows: fixed open-loop rates, then closed-loop concurrencies, then the
 //! floor (one connection through `bench-floor`, a proxy on the same HTTP
 //! stack that only forwards: what any gateway on these crates adds here),
-//! then stored turns on the embedded store (one connection, sequential
+//! then stored turns on the embedded store (one and eight connections,
 //! requests sent by the bench itself, since each turn names its
 //! conversation), then the
 //! closed loop with the server on one core (`taskset -c 0`; the load
@@ -365,37 +365,58 @@ fn stored_turn(i: u32) -> String {
     )
 }
 
-/// `requests` sequential requests on one keep-alive connection, each body
-/// from `body`: what `oha` measures in a closed loop of one (it sends one
-/// fixed body, and a stored turn needs its own conversation ids).
-async fn sequential(url: &str, key: &str, requests: u32, body: fn(u32) -> String) -> Run {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("a client");
-    let mut latencies = Vec::with_capacity(requests as usize);
-    let mut errors = Vec::new();
+/// `requests` requests over `connections` keep-alive connections, each
+/// with one request in flight; request `i` goes on connection
+/// `i % connections` with the body `body(i)`: what `oha` measures in a
+/// closed loop (it sends one fixed body, and a stored turn needs its own
+/// conversation ids).
+async fn closed_loop(
+    url: &str,
+    key: &str,
+    requests: u32,
+    connections: u32,
+    body: fn(u32) -> String,
+) -> Run {
     let started = std::time::Instant::now();
-    for i in 0..requests {
-        let t = std::time::Instant::now();
-        let sent = client
-            .post(url)
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(body(i))
-            .send()
-            .await;
-        match sent {
-            Ok(r) => {
-                let status = r.status();
-                let read = r.bytes().await;
-                latencies.push(t.elapsed().as_secs_f64());
-                if status != 200 || read.is_err() {
-                    errors.push(format!("1 x {status}"));
+    let lanes = (0..connections).map(|lane| {
+        let (url, key) = (url.to_owned(), key.to_owned());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("a client");
+            let mut latencies = Vec::new();
+            let mut errors = Vec::new();
+            for i in (lane..requests).step_by(connections as usize) {
+                let t = std::time::Instant::now();
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body(i))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) => {
+                        let status = r.status();
+                        let read = r.bytes().await;
+                        latencies.push(t.elapsed().as_secs_f64());
+                        if status != 200 || read.is_err() {
+                            errors.push(format!("1 x {status}"));
+                        }
+                    }
+                    Err(e) => errors.push(format!("1 x {e}")),
                 }
             }
-            Err(e) => errors.push(format!("1 x {e}")),
-        }
+            (latencies, errors)
+        })
+    });
+    let mut latencies = Vec::with_capacity(requests as usize);
+    let mut errors = Vec::new();
+    for lane in futures_util::future::join_all(lanes.collect::<Vec<_>>()).await {
+        let (l, e) = lane.expect("a load lane");
+        latencies.extend(l);
+        errors.extend(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -413,9 +434,10 @@ async fn sequential(url: &str, key: &str, requests: u32, body: fn(u32) -> String
     }
 }
 
-/// The stored-turn row: `requests` turns over [`CONVERSATIONS`]
-/// conversations on the embedded store, one at a time, against the same
-/// bodies sent straight to the mock.
+/// A stored-turn row: `requests` turns over [`CONVERSATIONS`]
+/// conversations on the embedded store, `connections` at a time (no two
+/// connections share a conversation), against the same bodies sent
+/// straight to the mock.
 #[allow(clippy::too_many_arguments)]
 async fn stored_row(
     direct_url: &str,
@@ -423,20 +445,27 @@ async fn stored_row(
     key: &str,
     server: &mut Child,
     requests: u32,
+    connections: u32,
     ticks: f64,
     failures: &mut Vec<String>,
 ) {
-    let name = "stored turn (embedded store), closed loop, 1 in flight";
-    let direct = sequential(direct_url, key, requests, stored_turn).await;
+    // Turn i goes to conversation i % CONVERSATIONS on connection i % connections.
+    assert_eq!(
+        CONVERSATIONS % connections,
+        0,
+        "connections share conversations"
+    );
+    let name = format!("stored turn (embedded store), closed loop, {connections} in flight");
+    let direct = closed_loop(direct_url, key, requests, connections, stored_turn).await;
     let pid = server.id().expect("the server's pid");
     let cpu_before = cpu_seconds(pid, ticks);
-    let through = sequential(gateway_url, key, requests, stored_turn).await;
+    let through = closed_loop(gateway_url, key, requests, connections, stored_turn).await;
     let cpu = cpu_seconds(pid, ticks) - cpu_before;
     alive(server, "the local server");
     print_row(
-        name,
+        &name,
         Load::Closed {
-            connections: 1,
+            connections,
             requests,
         },
         &direct,
@@ -556,17 +585,21 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
     )
     .await;
     floor_proxy.kill().await.ok();
-    // Issue 19: a stored turn adds at most 1 ms at p50 (embedded store).
-    stored_row(
-        &direct_url,
-        &gateway_url,
-        &key,
-        &mut server,
-        (sizes.closed_requests / 3).max(1),
-        ticks,
-        &mut failures,
-    )
-    .await;
+    // Issue 19: a stored turn adds at most 1 ms at p50 (embedded store);
+    // with several in flight, their commits share fsyncs.
+    for connections in [1, 8] {
+        stored_row(
+            &direct_url,
+            &gateway_url,
+            &key,
+            &mut server,
+            (sizes.closed_requests / 3).max(connections),
+            connections,
+            ticks,
+            &mut failures,
+        )
+        .await;
+    }
     let rss = peak_rss(server.id().unwrap());
     server.kill().await.ok();
 

@@ -9,6 +9,11 @@
 //! only then are the batch's callers answered. One turn in flight costs what
 //! it did; many in flight share the fsync instead of queueing behind one
 //! each. Every [`SWEEP_EVERY`]th job sweeps what expired first.
+//!
+//! Readers see a batch's commits as they are made, up to one fsync before
+//! they are durable: a crash (of the machine, or of the process before the
+//! batch's fsync) in that window loses what a reader may have seen, never
+//! what a caller was told is stored.
 
 use std::sync::Arc;
 use std::sync::mpsc;
