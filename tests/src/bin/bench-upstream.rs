@@ -17,7 +17,7 @@
 //! bearer request (the signing is tested against `tests/python/mock_bedrock.py`, which verifies
 //! it).
 //!
-//! `ctxgate-bench-upstream [ADDR]` listens on ADDR (default `127.0.0.1:0`),
+//! `bench-upstream [ADDR]` listens on ADDR (default `127.0.0.1:0`),
 //! prints `listening on <addr>` on stdout once it accepts, and logs nothing
 //! else. Multi-threaded (one tokio worker per core, or `BENCH_UPSTREAM_THREADS`).
 

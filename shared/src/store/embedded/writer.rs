@@ -15,6 +15,7 @@
 //! batch's fsync) in that window loses what a reader may have seen, never
 //! what a caller was told is stored.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -153,14 +154,17 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
         let mut ran = Vec::with_capacity(batch.len());
         for (i, job) in batch.into_iter().enumerate() {
             let durable = i == last;
-            let r = job(
-                db,
-                if durable {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                },
-            );
+            let durability = if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            // A job that panics fails its own caller only (its answer is
+            // dropped with it, its transaction rolled back), as a panicking
+            // request does on the local server; the writer goes on.
+            let Ok(r) = std::panic::catch_unwind(AssertUnwindSafe(|| job(db, durability))) else {
+                continue;
+            };
             if r.committed {
                 // A durable commit makes every earlier one durable too.
                 unsynced = !durable;
@@ -178,13 +182,19 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
 /// makes it durable); a failure only costs space, so it is logged. Whether
 /// it committed.
 fn sweep(db: &Database) -> bool {
-    let (committed, result) = settle(db, Durability::None, |tx| {
-        EmbeddedStore::sweep_in(tx, crate::now_secs()).map(Verdict::Commit)
-    });
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "embedded store sweep failed");
+    let swept = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        settle(db, Durability::None, |tx| {
+            EmbeddedStore::sweep_in(tx, crate::now_secs()).map(Verdict::Commit)
+        })
+    }));
+    match swept {
+        Ok((committed, Ok(_))) => committed,
+        Ok((committed, Err(e))) => {
+            tracing::warn!(error = %e, "embedded store sweep failed");
+            committed
+        }
+        Err(_) => false,
     }
-    committed
 }
 
 /// Makes the commits before it durable: an empty durable commit (its fsync
@@ -271,6 +281,40 @@ mod tests {
         assert_eq!(
             after_crash(dir.path(), &["loose", "a", "b", "c"]),
             [true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("db.redb")).unwrap();
+        let (queue_in, queue) = mpsc::channel();
+        let (before, before_answer) = put("before", true);
+        let (after, after_answer) = put("after", true);
+        let (held, dropped) = mpsc::channel::<()>();
+        let panics: Job = Box::new(move |db, durability| {
+            let _held = held;
+            let _ = settle(db, durability, |tx| -> Result<Verdict<()>, StoreError> {
+                tx.open_table(T)
+                    .map_err(backend)?
+                    .insert("panic", 1)
+                    .map_err(backend)?;
+                panic!("a job's bug")
+            });
+            unreachable!("the job panicked")
+        });
+        for job in [before, panics, after] {
+            queue_in.send(job).unwrap();
+        }
+        drop(queue_in);
+        run(&db, &queue);
+        // The panicking job's caller hears its answer dropped; the others commit.
+        assert!(dropped.recv().is_err());
+        assert_eq!(before_answer.recv().unwrap(), Ok(()));
+        assert_eq!(after_answer.recv().unwrap(), Ok(()));
+        assert_eq!(
+            after_crash(dir.path(), &["before", "panic", "after"]),
+            [true, false, true]
         );
     }
 }
