@@ -9,7 +9,7 @@
 //! stack that only forwards: what any gateway on these crates adds here),
 //! then stored turns on the embedded store (one and eight connections,
 //! requests sent by the bench itself, since each turn names its
-//! conversation), then the
+//! conversation; the direct and gateway sides alternate in batches), then the
 //! closed loop with the server on one core (`taskset -c 0`; the load
 //! generator and the mock on the other). For each: added latency at p50, p90
 //! and p99 (through minus direct, percentile by percentile), the gateway's
@@ -365,7 +365,48 @@ fn stored_turn(i: u32) -> String {
     )
 }
 
-/// `requests` requests over `connections` keep-alive connections, each
+/// What one closed-loop batch measured, unsummarised.
+#[derive(Default)]
+struct Batch {
+    /// Seconds per request answered.
+    latencies: Vec<f64>,
+    /// Answers other than 200, and transport errors.
+    errors: Vec<String>,
+    /// Wall time of the batch, in seconds.
+    elapsed: f64,
+}
+
+impl Batch {
+    /// Adds `other`'s requests to these.
+    fn merge(&mut self, other: Batch) {
+        self.latencies.extend(other.latencies);
+        self.errors.extend(other.errors);
+        self.elapsed += other.elapsed;
+    }
+
+    /// Percentiles and throughput over every request merged in.
+    fn run(mut self) -> Run {
+        self.latencies.sort_by(f64::total_cmp);
+        let n = self.latencies.len() + self.errors.len();
+        let pct = |p: f64| {
+            self.latencies
+                .get(
+                    ((self.latencies.len() as f64 * p) as usize)
+                        .min(self.latencies.len().saturating_sub(1)),
+                )
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Run {
+            p: [pct(0.5), pct(0.9), pct(0.99)],
+            requests_per_sec: n as f64 / self.elapsed,
+            ok: (n - self.errors.len()) as u64,
+            errors: self.errors,
+        }
+    }
+}
+
+/// The requests `range` over `connections` keep-alive connections, each
 /// with one request in flight; request `i` goes on connection
 /// `i % connections` with the body `body(i)`: what `oha` measures in a
 /// closed loop (it sends one fixed body, and a stored turn needs its own
@@ -373,21 +414,20 @@ fn stored_turn(i: u32) -> String {
 async fn closed_loop(
     url: &str,
     key: &str,
-    requests: u32,
+    range: std::ops::Range<u32>,
     connections: u32,
     body: fn(u32) -> String,
-) -> Run {
+) -> Batch {
     let started = std::time::Instant::now();
     let lanes = (0..connections).map(|lane| {
-        let (url, key) = (url.to_owned(), key.to_owned());
+        let (url, key, range) = (url.to_owned(), key.to_owned(), range.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()
                 .expect("a client");
-            let mut latencies = Vec::new();
-            let mut errors = Vec::new();
-            for i in (lane..requests).step_by(connections as usize) {
+            let mut batch = Batch::default();
+            for i in range.filter(|i| i % connections == lane) {
                 let t = std::time::Instant::now();
                 let sent = client
                     .post(&url)
@@ -400,44 +440,34 @@ async fn closed_loop(
                     Ok(r) => {
                         let status = r.status();
                         let read = r.bytes().await;
-                        latencies.push(t.elapsed().as_secs_f64());
+                        batch.latencies.push(t.elapsed().as_secs_f64());
                         if status != 200 || read.is_err() {
-                            errors.push(format!("1 x {status}"));
+                            batch.errors.push(format!("1 x {status}"));
                         }
                     }
-                    Err(e) => errors.push(format!("1 x {e}")),
+                    Err(e) => batch.errors.push(format!("1 x {e}")),
                 }
             }
-            (latencies, errors)
+            batch
         })
     });
-    let mut latencies = Vec::with_capacity(requests as usize);
-    let mut errors = Vec::new();
+    let mut all = Batch::default();
     for lane in futures_util::future::join_all(lanes.collect::<Vec<_>>()).await {
-        let (l, e) = lane.expect("a load lane");
-        latencies.extend(l);
-        errors.extend(e);
+        all.merge(lane.expect("a load lane"));
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    Run {
-        p: [pct(0.5), pct(0.9), pct(0.99)],
-        requests_per_sec: requests as f64 / elapsed,
-        ok: requests as u64 - errors.len() as u64,
-        errors,
-    }
+    all.elapsed = started.elapsed().as_secs_f64();
+    all
 }
+
+/// Batches each stored-turn row alternates between its two sides, so that
+/// the machine's drift over the row weighs on both alike.
+const STORED_BATCHES: u32 = 10;
 
 /// A stored-turn row: `requests` turns over [`CONVERSATIONS`]
 /// conversations on the embedded store, `connections` at a time (no two
 /// connections share a conversation), against the same bodies sent
-/// straight to the mock.
+/// straight to the mock, the two sides alternating in
+/// [`STORED_BATCHES`] batches.
 #[allow(clippy::too_many_arguments)]
 async fn stored_row(
     direct_url: &str,
@@ -455,12 +485,19 @@ async fn stored_row(
         0,
         "connections share conversations"
     );
-    let name = format!("stored turn (embedded store), closed loop, {connections} in flight");
-    let direct = closed_loop(direct_url, key, requests, connections, stored_turn).await;
+    let name = format!(
+        "stored turn (embedded store), closed loop, {connections} in flight, sides alternating"
+    );
     let pid = server.id().expect("the server's pid");
-    let cpu_before = cpu_seconds(pid, ticks);
-    let through = closed_loop(gateway_url, key, requests, connections, stored_turn).await;
-    let cpu = cpu_seconds(pid, ticks) - cpu_before;
+    let (mut direct, mut through, mut cpu) = (Batch::default(), Batch::default(), 0.0);
+    let size = requests.div_ceil(STORED_BATCHES);
+    for start in (0..requests).step_by(size as usize) {
+        let range = start..(start + size).min(requests);
+        direct.merge(closed_loop(direct_url, key, range.clone(), connections, stored_turn).await);
+        let cpu_before = cpu_seconds(pid, ticks);
+        through.merge(closed_loop(gateway_url, key, range, connections, stored_turn).await);
+        cpu += cpu_seconds(pid, ticks) - cpu_before;
+    }
     alive(server, "the local server");
     print_row(
         &name,
@@ -468,8 +505,8 @@ async fn stored_row(
             connections,
             requests,
         },
-        &direct,
-        &through,
+        &direct.run(),
+        &through.run(),
         cpu,
         failures,
     );

@@ -672,17 +672,17 @@ impl IdempotencyStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (tenant, key, token) = (tenant.to_owned(), key.to_owned(), token.to_owned());
         self.write(move |tx| {
-            {
-                let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
-                let ours = read_record(&table, &tenant, &key)?
-                    .filter(|r| r.token == token && r.response.is_none());
-                if let Some(r) = ours {
-                    table
-                        .remove((tenant.as_str(), key.as_str()))
-                        .map_err(backend)?;
-                    reindex_record(tx, &tenant, &key, Some(r.expires_at), None)?;
-                }
-            }
+            let mut table = tx.open_table(IDEMPOTENCY).map_err(backend)?;
+            let ours = read_record(&table, &tenant, &key)?
+                .filter(|r| r.token == token && r.response.is_none());
+            // Nothing of ours to release: no commit (and no fsync) for nothing.
+            let Some(r) = ours else {
+                return Ok(Verdict::Abort(()));
+            };
+            table
+                .remove((tenant.as_str(), key.as_str()))
+                .map_err(backend)?;
+            reindex_record(tx, &tenant, &key, Some(r.expires_at), None)?;
             Ok(Verdict::Commit(()))
         })
         .await
