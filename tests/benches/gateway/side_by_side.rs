@@ -368,6 +368,8 @@ fn stored_turn(i: u32) -> String {
 /// What one closed-loop batch measured, unsummarised.
 #[derive(Default)]
 struct Batch {
+    /// Requests sent.
+    requests: u64,
     /// Seconds per request answered.
     latencies: Vec<f64>,
     /// Answers other than 200, and transport errors.
@@ -379,6 +381,7 @@ struct Batch {
 impl Batch {
     /// Adds `other`'s requests to these.
     fn merge(&mut self, other: Batch) {
+        self.requests += other.requests;
         self.latencies.extend(other.latencies);
         self.errors.extend(other.errors);
         self.elapsed += other.elapsed;
@@ -387,7 +390,6 @@ impl Batch {
     /// Percentiles and throughput over every request merged in.
     fn run(mut self) -> Run {
         self.latencies.sort_by(f64::total_cmp);
-        let n = self.latencies.len() + self.errors.len();
         let pct = |p: f64| {
             self.latencies
                 .get(
@@ -399,8 +401,8 @@ impl Batch {
         };
         Run {
             p: [pct(0.5), pct(0.9), pct(0.99)],
-            requests_per_sec: n as f64 / self.elapsed,
-            ok: (n - self.errors.len()) as u64,
+            requests_per_sec: self.requests as f64 / self.elapsed,
+            ok: self.requests - self.errors.len() as u64,
             errors: self.errors,
         }
     }
@@ -428,6 +430,7 @@ async fn closed_loop(
                 .expect("a client");
             let mut batch = Batch::default();
             for i in range.filter(|i| i % connections == lane) {
+                batch.requests += 1;
                 let t = std::time::Instant::now();
                 let sent = client
                     .post(&url)
