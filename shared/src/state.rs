@@ -184,8 +184,15 @@ impl AppState {
 
 #[cfg(feature = "embedded")]
 fn embedded_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
-    Ok(Arc::new(crate::store::embedded::EmbeddedStore::open(
+    use crate::config::EmbeddedFsync;
+    use crate::store::embedded::{Answer, EmbeddedStore};
+    let answer = match config.embedded_fsync {
+        EmbeddedFsync::BeforeAnswer => Answer::WhenDurable,
+        EmbeddedFsync::AfterAnswer => Answer::WhenCommitted,
+    };
+    Ok(Arc::new(EmbeddedStore::open_with(
         &config.data_dir,
+        answer,
     )?))
 }
 

@@ -38,6 +38,7 @@ pub(super) struct FileConfig {
     pub(super) secrets_cache_seconds: Option<u64>,
     pub(super) secrets_max_stale_seconds: Option<u64>,
     pub(super) usage_flush_ms: Option<u64>,
+    pub(super) embedded_fsync: Option<super::EmbeddedFsync>,
     pub(super) upstream_timeout_seconds: Option<u64>,
     pub(super) max_upstream_body_bytes: Option<usize>,
     pub(super) max_upstream_event_bytes: Option<usize>,

@@ -76,6 +76,19 @@ pub enum StoreKind {
     Dynamodb,
 }
 
+/// When the embedded store answers a write: once it is on disk (the
+/// default), or once it is committed, with the fsync right after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddedFsync {
+    /// A write is answered once an fsync has made it durable.
+    #[default]
+    BeforeAnswer,
+    /// A write is answered once committed (readers see it); the fsync
+    /// follows at once, so a crash can lose what was answered within it.
+    AfterAnswer,
+}
+
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +96,8 @@ pub struct Config {
     pub store: StoreKind,
     /// Embedded store directory.
     pub data_dir: PathBuf,
+    /// When the embedded store answers a write (`embedded_fsync`).
+    pub embedded_fsync: EmbeddedFsync,
     /// DynamoDB table.
     pub table: String,
     /// AWS endpoint override (emulators).
@@ -254,6 +269,7 @@ impl Config {
         let cfg = Config {
             store,
             data_dir: PathBuf::from(env("CTXGATE_DATA_DIR").unwrap_or_else(|| "./.ctxgate".into())),
+            embedded_fsync: file.embedded_fsync.unwrap_or_default(),
             table: env::table_name(
                 env("CTXGATE_TABLE"),
                 in_lambda && store == StoreKind::Dynamodb,
@@ -400,6 +416,18 @@ mod tests {
                 .store,
             StoreKind::Dynamodb
         );
+    }
+
+    #[test]
+    fn embedded_fsync_is_before_the_answer_unless_set() {
+        let get = |text: &str| Config::from_toml(text, |_| None).map(|c| c.embedded_fsync);
+        assert_eq!(get("").unwrap(), EmbeddedFsync::BeforeAnswer);
+        assert_eq!(
+            get("embedded_fsync = \"after-answer\"").unwrap(),
+            EmbeddedFsync::AfterAnswer
+        );
+        let e = get("embedded_fsync = \"never\"").unwrap_err().to_string();
+        assert!(e.contains("embedded_fsync"), "{e}");
     }
 
     // Issue 13, point 7: a config from TOML text is the config the same

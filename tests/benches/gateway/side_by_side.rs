@@ -9,7 +9,8 @@
 //! stack that only forwards: what any gateway on these crates adds here),
 //! then stored turns on the embedded store (one and eight connections,
 //! requests sent by the bench itself, since each turn names its
-//! conversation; the direct and gateway sides alternate in batches), then the
+//! conversation; the direct and gateway sides alternate in batches), the
+//! same with `embedded_fsync = "after-answer"`, then the
 //! closed loop with the server on one core (`taskset -c 0`; the load
 //! generator and the mock on the other). For each: added latency at p50, p90
 //! and p99 (through minus direct, percentile by percentile), the gateway's
@@ -473,6 +474,7 @@ const STORED_BATCHES: u32 = 10;
 /// [`STORED_BATCHES`] batches.
 #[allow(clippy::too_many_arguments)]
 async fn stored_row(
+    what: &str,
     direct_url: &str,
     gateway_url: &str,
     key: &str,
@@ -489,7 +491,7 @@ async fn stored_row(
         "connections share conversations"
     );
     let name = format!(
-        "stored turn (embedded store), closed loop, {connections} in flight, sides alternating"
+        "stored turn (embedded store{what}), closed loop, {connections} in flight, sides alternating"
     );
     let pid = server.id().expect("the server's pid");
     let (mut direct, mut through, mut cpu) = (Batch::default(), Batch::default(), 0.0);
@@ -629,6 +631,7 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
     // with several in flight, their commits share fsyncs.
     for connections in [1, 8] {
         stored_row(
+            "",
             &direct_url,
             &gateway_url,
             &key,
@@ -641,6 +644,36 @@ pub async fn run(dir: &Path, sizes: &Sizes, build: &str) {
         .await;
     }
     let rss = peak_rss(server.id().unwrap());
+    server.kill().await.ok();
+
+    // The same rows with `embedded_fsync = "after-answer"`: a turn is
+    // answered once committed, its fsync right after.
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("ctxgate.toml");
+    std::fs::write(&config, "embedded_fsync = \"after-answer\"\n").unwrap();
+    let extra = [
+        ("OPENAI_BASE_URL", format!("{mock_url}/v1")),
+        ("OPENAI_API_KEY", "sk-bench".to_owned()),
+        ("CTXGATE_CONFIG", config.display().to_string()),
+    ];
+    let store = data.path().join("store");
+    let (mut server, port, key) = super::start_server_pinned(dir, &store, &extra, &[], None).await;
+    let gateway_url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    warm(&oha_bin, &gateway_url, &key, sizes.warmup, None).await;
+    for connections in [1, 8] {
+        stored_row(
+            ", fsync after the answer",
+            &direct_url,
+            &gateway_url,
+            &key,
+            &mut server,
+            (sizes.closed_requests / 3).max(connections),
+            connections,
+            ticks,
+            &mut failures,
+        )
+        .await;
+    }
     server.kill().await.ok();
 
     // The server alone on core 0; the client and the mock (one worker) on core 1.

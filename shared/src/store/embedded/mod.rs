@@ -13,6 +13,7 @@
 //! records and conversations (tombstones included) may go, and every
 //! [`SWEEP_EVERY`]th write sweeps a bounded batch of what is due.
 
+mod file;
 pub mod keys;
 mod writer;
 
@@ -26,6 +27,7 @@ use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use tracing::Instrument;
+pub use writer::Answer;
 use writer::{Verdict, Writer};
 
 use super::window::NewestFirst;
@@ -110,12 +112,26 @@ fn conv_key(tenant: &str, id: &str) -> String {
 
 impl EmbeddedStore {
     /// Opens (or creates) `dir/ctxgate.redb` and `dir/keys.redb`; fails
-    /// when another process holds the first.
+    /// when another process holds the first. Writes are answered once
+    /// durable.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, Answer::WhenDurable)
+    }
+
+    /// [`open`](Self::open), answering writes as `answer` says.
+    pub fn open_with(dir: &Path, answer: Answer) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE);
-        let db = Database::builder().create(&path).map_err(|e| match e {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+        let file = file::GrownFile::new(file).map_err(backend)?;
+        let db = Database::builder().create_with_backend(file).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => backend(format!(
                 "{} is in use by another process (a local server on the same CTXGATE_DATA_DIR?)",
                 path.display()
@@ -142,7 +158,7 @@ impl EmbeddedStore {
         tx.open_table(RESPONSES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         let db = Arc::new(db);
-        let writer = Arc::new(Writer::start(db.clone())?);
+        let writer = Arc::new(Writer::start(db.clone(), answer)?);
         Ok(Self { db, keys, writer })
     }
 

@@ -25,6 +25,17 @@ use redb::{Database, Durability, WriteTransaction};
 use super::{EmbeddedStore, SWEEP_EVERY, backend};
 use crate::store::StoreError;
 
+/// When a write's caller is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Once the fsync that makes the write durable is done.
+    WhenDurable,
+    /// Once the write is committed (readers see it). The batch's fsync
+    /// follows at once, before the writer runs anything else, so a crash
+    /// loses at most the answered writes of one batch.
+    WhenCommitted,
+}
+
 /// The most jobs one fsync covers (a bound on how long the first waits).
 const GROUP: usize = 64;
 
@@ -55,12 +66,12 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `db`.
-    pub(super) fn start(db: Arc<Database>) -> Result<Self, StoreError> {
+    /// Starts the writer thread for `db`, answering as `answer` says.
+    pub(super) fn start(db: Arc<Database>, answer: Answer) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("ctxgate-store-writer".into())
-            .spawn(move || run(&db, &queue))
+            .spawn(move || run(&db, &queue, answer))
             .map_err(backend)?;
         Ok(Self {
             jobs: Some(jobs),
@@ -137,8 +148,9 @@ fn settle<T>(
 }
 
 /// The writer thread: batches of waiting jobs, each batch made durable
-/// before its callers hear of it, until every sender is gone.
-fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
+/// before its callers hear of it (or, answering [`Answer::WhenCommitted`],
+/// right after), until every sender is gone.
+fn run(db: &Database, queue: &mpsc::Receiver<Job>, answer: Answer) {
     let mut seen: u64 = 0;
     while let Ok(first) = queue.recv() {
         let batch: Vec<Job> = std::iter::once(first)
@@ -153,7 +165,7 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
         let last = batch.len() - 1;
         let mut ran = Vec::with_capacity(batch.len());
         for (i, job) in batch.into_iter().enumerate() {
-            let durable = i == last;
+            let durable = i == last && answer == Answer::WhenDurable;
             let durability = if durable {
                 Durability::Immediate
             } else {
@@ -169,9 +181,19 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
                 // A durable commit makes every earlier one durable too.
                 unsynced = !durable;
             }
-            ran.push(r);
+            match answer {
+                Answer::WhenDurable => ran.push(r),
+                Answer::WhenCommitted => (r.answer)(Ok(())),
+            }
         }
         let synced = if unsynced { sync(db) } else { Ok(()) };
+        if let Err(e) = &synced
+            && answer == Answer::WhenCommitted
+        {
+            // Its callers have their answers; redb refuses writes from here
+            // on, so the next callers hear of it.
+            tracing::error!(error = %e, "the embedded store could not make answered writes durable");
+        }
         for r in ran {
             (r.answer)(synced.clone());
         }
@@ -274,7 +296,7 @@ mod tests {
             answers.push(answer);
         }
         drop(queue_in);
-        run(&db, &queue);
+        run(&db, &queue, Answer::WhenDurable);
         for a in &answers {
             assert_eq!(a.recv().unwrap(), Ok(()));
         }
@@ -307,7 +329,7 @@ mod tests {
             queue_in.send(job).unwrap();
         }
         drop(queue_in);
-        run(&db, &queue);
+        run(&db, &queue, Answer::WhenDurable);
         // The panicking job's caller hears its answer dropped; the others commit.
         assert!(dropped.recv().is_err());
         assert_eq!(before_answer.recv().unwrap(), Ok(()));
@@ -316,5 +338,38 @@ mod tests {
             after_crash(dir.path(), &["before", "panic", "after"]),
             [true, false, true]
         );
+    }
+
+    #[test]
+    fn answering_when_committed_answers_before_the_fsync_that_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("db.redb")).unwrap();
+        let (queue_in, queue) = mpsc::channel();
+        let (send, answers) = mpsc::channel();
+        let at = dir.path().to_owned();
+        let job: Job = Box::new(move |db, durability| {
+            let (committed, result) = settle(db, durability, |tx| {
+                tx.open_table(T)
+                    .map_err(backend)?
+                    .insert("a", 1)
+                    .map_err(backend)?;
+                Ok(Verdict::Commit(()))
+            });
+            Ran {
+                committed,
+                // What a crash at the moment of the answer would keep.
+                answer: Box::new(move |synced| {
+                    let kept = after_crash(&at, &["a"]);
+                    let _ = send.send((result.is_ok() && synced.is_ok(), kept));
+                }),
+            }
+        });
+        queue_in.send(job).unwrap();
+        drop(queue_in);
+        run(&db, &queue, Answer::WhenCommitted);
+        // Answered before it was durable (the check fails when the fsync
+        // comes first), and durable once the writer is idle.
+        assert_eq!(answers.recv().unwrap(), (true, vec![false]));
+        assert_eq!(after_crash(dir.path(), &["a"]), [true]);
     }
 }
